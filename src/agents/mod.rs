@@ -1,0 +1,356 @@
+//! Agents: validated specs ([`AgentSpec`]), built agents ([`Agent`]) and the registry.
+//!
+//! An agent file goes `AgentConfig` (serde, in `config::agent`) → [`AgentSpec::validate`]
+//! (pure: no I/O) → [`Agent::build`] (opens stores, makes clients). Validation never repeats
+//! in build.
+
+pub mod name;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{JsonObject, Tool};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use name::AgentName;
+pub use registry::AgentRegistry;
+
+use crate::config::Error;
+use crate::config::agent::{AgentConfig, Expose, ModelConfig, Provider};
+use crate::tools::{self, Resources, ToolConfig, ToolKind};
+
+/// A validated agent definition.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// The agent's name (its file stem and URL segment).
+    pub name: AgentName,
+    /// The file it came from.
+    pub file: std::path::PathBuf,
+    /// What it does.
+    pub description: String,
+    /// System instructions for its LLM.
+    pub instructions: String,
+    /// Whether MCP clients see the agent tool.
+    pub expose_agent: bool,
+    /// Whether MCP clients see the inner tools.
+    pub expose_tools: bool,
+    /// The model, when configured.
+    pub model: Option<ModelSpec>,
+    /// Its tools, validated.
+    pub tools: Vec<ToolConfig>,
+}
+
+/// A validated `[model]`.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// Where the model is served.
+    pub endpoint: ModelEndpoint,
+    /// API key, if configured.
+    pub api_key: Option<SecretString>,
+    /// Model name sent with each request.
+    pub model: String,
+    /// Most LLM turns per run.
+    pub max_turns: u32,
+    /// Timeout of one completion request.
+    pub request_timeout: Duration,
+    /// Timeout of a whole run.
+    pub run_timeout: Duration,
+}
+
+/// Where a model is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelEndpoint {
+    /// An OpenAI-compatible API at this base URL.
+    OpenAi {
+        /// Base URL, e.g. `https://api.openai.com/v1`.
+        base_url: String,
+    },
+    /// Azure OpenAI.
+    Azure {
+        /// Resource endpoint.
+        endpoint: String,
+        /// Deployment name.
+        deployment: String,
+        /// API version.
+        api_version: String,
+    },
+}
+
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+impl AgentSpec {
+    /// Validates one parsed agent file named `name` (its file stem).
+    ///
+    /// # Errors
+    /// Every problem found, each naming `file` and the key.
+    pub fn validate(name: AgentName, file: &Path, c: AgentConfig) -> Result<Self, Vec<Error>> {
+        let mut errors = Vec::new();
+        let mut err = |key: &str, msg: String| errors.push(Error::key(file, key, msg));
+        if c.description.trim().is_empty() {
+            err(
+                "description",
+                "must not be empty: it tells clients what the agent does".into(),
+            );
+        }
+        if c.expose.is_empty() {
+            err("expose", "must list \"agent\", \"tools\" or both".into());
+        }
+        let expose_agent = c.expose.contains(&Expose::Agent);
+        let expose_tools = c.expose.contains(&Expose::Tools);
+        let model = match c.model {
+            Some(m) => validate_model(m, &mut err),
+            None => {
+                if expose_agent {
+                    err(
+                        "model",
+                        "missing [model]: an agent exposed as \"agent\" needs a model to run"
+                            .into(),
+                    );
+                }
+                None
+            }
+        };
+        let mut tools = Vec::with_capacity(c.tools.len());
+        for (i, table) in c.tools.into_iter().enumerate() {
+            match ToolConfig::parse(table) {
+                Ok(tool) => tools.push(tool),
+                Err((key, msg)) => {
+                    let key = if key.is_empty() {
+                        format!("tools[{i}]")
+                    } else {
+                        format!("tools[{i}].{key}")
+                    };
+                    err(&key, msg);
+                }
+            }
+        }
+        let mut provided: HashMap<&str, usize> = HashMap::new();
+        for (i, tool) in tools.iter().enumerate() {
+            for (key, msg) in tool.validate() {
+                err(&format!("tools[{i}].{key}"), msg);
+            }
+            for tool_name in tool.tool_names() {
+                if let Some(first) = provided.insert(tool_name, i) {
+                    err(
+                        &format!("tools[{i}]"),
+                        format!("duplicate tool {tool_name:?}: tools[{first}] already provides it"),
+                    );
+                }
+                if expose_agent && expose_tools && *tool_name == name.as_str() {
+                    err(
+                        &format!("tools[{i}]"),
+                        format!(
+                            "tool {tool_name:?} has the agent's own name, which the agent tool uses"
+                        ),
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                name,
+                file: file.to_path_buf(),
+                description: c.description.trim().to_owned(),
+                instructions: c.instructions,
+                expose_agent,
+                expose_tools,
+                model,
+                tools,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn validate_model(m: ModelConfig, err: &mut impl FnMut(&str, String)) -> Option<ModelSpec> {
+    let before = std::cell::Cell::new(0usize);
+    let mut fail = |key: &str, msg: String| {
+        before.set(before.get() + 1);
+        err(key, msg);
+    };
+    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+    let endpoint = match m.provider {
+        Provider::Openai => {
+            for (key, v) in [
+                ("endpoint", &m.endpoint),
+                ("deployment", &m.deployment),
+                ("api_version", &m.api_version),
+            ] {
+                if v.is_some() {
+                    fail(
+                        &format!("model.{key}"),
+                        "only applies to provider = \"azure\"".into(),
+                    );
+                }
+            }
+            let base_url = non_empty(m.base_url).unwrap_or_else(|| OPENAI_BASE_URL.to_owned());
+            if !url_ok(&base_url) {
+                fail(
+                    "model.base_url",
+                    format!("{base_url:?} is not an http(s) URL"),
+                );
+            }
+            ModelEndpoint::OpenAi {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+            }
+        }
+        Provider::Azure => {
+            if m.base_url.is_some() {
+                fail(
+                    "model.base_url",
+                    "only applies to provider = \"openai\"; Azure uses endpoint, deployment and api_version".into(),
+                );
+            }
+            let mut required = |key: &str, v: Option<String>| {
+                non_empty(v).unwrap_or_else(|| {
+                    fail(
+                        &format!("model.{key}"),
+                        "required for provider = \"azure\"".into(),
+                    );
+                    String::new()
+                })
+            };
+            let endpoint = required("endpoint", m.endpoint);
+            let deployment = required("deployment", m.deployment);
+            let api_version = required("api_version", m.api_version);
+            if !endpoint.is_empty() && !url_ok(&endpoint) {
+                fail(
+                    "model.endpoint",
+                    format!("{endpoint:?} is not an http(s) URL"),
+                );
+            }
+            ModelEndpoint::Azure {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+                deployment,
+                api_version,
+            }
+        }
+    };
+    let model = match (non_empty(m.model), &endpoint) {
+        (Some(model), _) => model,
+        (None, ModelEndpoint::Azure { deployment, .. }) => deployment.clone(),
+        (None, ModelEndpoint::OpenAi { .. }) => {
+            fail(
+                "model.model",
+                "required: the model name, e.g. \"gpt-4o-mini\"".into(),
+            );
+            String::new()
+        }
+    };
+    if !(1..=100).contains(&m.max_turns) {
+        fail(
+            "model.max_turns",
+            format!("{} is out of range 1..=100", m.max_turns),
+        );
+    }
+    if m.request_timeout_secs == 0 {
+        fail("model.request_timeout_secs", "must be at least 1".into());
+    }
+    if m.run_timeout_secs == 0 {
+        fail("model.run_timeout_secs", "must be at least 1".into());
+    }
+    let api_key = m.api_key.filter(|k| !k.expose_secret().trim().is_empty());
+    (before.get() == 0).then(|| ModelSpec {
+        endpoint,
+        api_key,
+        model,
+        max_turns: m.max_turns,
+        request_timeout: Duration::from_secs(m.request_timeout_secs),
+        run_timeout: Duration::from_secs(m.run_timeout_secs),
+    })
+}
+
+/// A running agent: its spec and its built tools.
+pub struct Agent {
+    /// The validated definition.
+    pub spec: AgentSpec,
+    /// Built tool kinds, in file order.
+    kinds: Vec<ToolKind>,
+    /// Tool name → (index into `kinds`, index into `definitions`).
+    by_name: HashMap<String, (usize, usize)>,
+    /// Definitions of the inner tools, in file order.
+    definitions: Vec<Tool>,
+}
+
+impl Agent {
+    /// Builds the agent's tools.
+    ///
+    /// # Errors
+    /// A config error naming the tool entry whose resource could not be opened.
+    pub fn build(spec: AgentSpec, resources: &Resources) -> Result<Self, Error> {
+        let mut kinds = Vec::with_capacity(spec.tools.len());
+        let mut by_name = HashMap::new();
+        let mut definitions = Vec::new();
+        for (i, config) in spec.tools.iter().enumerate() {
+            let kind = config.build(resources).map_err(|e| {
+                Error::key(
+                    &spec.file,
+                    format!("tools[{i}]"),
+                    format!("cannot start: {e}"),
+                )
+            })?;
+            for def in kind.definitions() {
+                by_name.insert(def.name.to_string(), (i, definitions.len()));
+                definitions.push(def);
+            }
+            kinds.push(kind);
+        }
+        Ok(Self {
+            spec,
+            kinds,
+            by_name,
+            definitions,
+        })
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &AgentName {
+        &self.spec.name
+    }
+
+    /// Definitions of all inner tools.
+    pub fn tool_definitions(&self) -> &[Tool] {
+        &self.definitions
+    }
+
+    /// The definition of inner tool `name`.
+    pub fn tool_definition(&self, name: &str) -> Option<&Tool> {
+        let (_, def) = self.by_name.get(name)?;
+        self.definitions.get(*def)
+    }
+
+    /// Runs inner tool `name`; `None` when the agent has no such tool.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        args: JsonObject,
+    ) -> Option<Result<serde_json::Value, tools::Error>> {
+        let (kind, _) = self.by_name.get(name)?;
+        let kind = self.kinds.get(*kind)?;
+        Some(kind.call(name, args).await)
+    }
+}
+
+/// Builds every agent of `specs`, sharing `resources`.
+///
+/// # Errors
+/// Every agent that could not be built.
+pub fn build_all(
+    specs: Vec<AgentSpec>,
+    resources: &Resources,
+) -> Result<Vec<Arc<Agent>>, crate::config::Errors> {
+    let mut agents = Vec::with_capacity(specs.len());
+    let mut errors = crate::config::Errors::default();
+    for spec in specs {
+        match Agent::build(spec, resources) {
+            Ok(agent) => agents.push(Arc::new(agent)),
+            Err(e) => errors.0.push(e),
+        }
+    }
+    errors.into_result(agents)
+}

@@ -1,0 +1,126 @@
+//! The composition root: settings + agents → [`AppState`] → poem routes, and [`run`].
+
+use std::net::SocketAddr;
+
+use poem::http::StatusCode;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server, handler};
+use serde_json::json;
+
+use crate::error::{Error, json_response};
+use crate::mcp::AgentsEndpoint;
+use crate::state::AppState;
+
+/// The whole HTTP surface of the gateway.
+pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
+    Route::new()
+        .nest_no_strip("/agents", AgentsEndpoint::new(state.clone()))
+        .at("/", index)
+        .at("/healthz", healthz)
+        .at("/readyz", readyz)
+        .data(state)
+        .catch_error(|e: poem::error::NotFoundError| async move {
+            let _ = e;
+            Error::NoRoute("this path".to_owned()).into_response()
+        })
+        .map_to_response()
+}
+
+#[handler]
+fn index(state: poem::web::Data<&AppState>) -> Response {
+    let agents: Vec<_> = state
+        .agents()
+        .iter()
+        .map(|a| {
+            json!({
+                "name": &*a.name,
+                "description": a.agent.spec.description,
+                "sse": format!("/agents/{}/sse", a.name),
+                "mcp": format!("/agents/{}/mcp", a.name),
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents}),
+    )
+}
+
+#[handler]
+fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+#[handler]
+fn readyz(state: poem::web::Data<&AppState>) -> Response {
+    if state.cancel().is_cancelled() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "shutting_down"}),
+        )
+    } else {
+        json_response(
+            StatusCode::OK,
+            &json!({"status": "ready", "agents": state.agents().len()}),
+        )
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then ends every session
+/// (root token first, so SSE streams close) and drains within the grace period.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
+    let cancel = state.cancel().clone();
+    let grace = state.settings().shutdown_grace;
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("Shutting down: ending sessions.");
+        cancel.cancel();
+    };
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(state), signal, Some(grace))
+        .await
+}
+
+/// Installs the TLS crypto provider (ring) for outbound HTTPS clients. Call once at startup,
+/// before any HTTP client is built; later calls are harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Every URL the gateway serves for `agent` at `addr`.
+pub fn agent_urls(addr: SocketAddr, agent: &str) -> (String, String) {
+    (
+        format!("http://{addr}/agents/{agent}/sse"),
+        format!("http://{addr}/agents/{agent}/mcp"),
+    )
+}
+
+/// A TCP acceptor that turns Nagle off: SSE events and small JSON-RPC answers are several
+/// small writes, which Nagle + delayed ACK would hold back by ~40 ms each.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(
+        &mut self,
+    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        let accepted = self.0.accept().await?;
+        // Best effort: a socket that refuses the option still works, only slower.
+        let _ = accepted.0.set_nodelay(true);
+        Ok(accepted)
+    }
+}

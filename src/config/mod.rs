@@ -1,0 +1,299 @@
+//! Configuration: `switchboard.toml` (the gateway) and `agents/*.toml` (one agent each).
+//!
+//! Every file goes through the same pipeline ([`parse_file`]): TOML syntax → `${VAR}`
+//! interpolation of every string value (from an explicit map, see [`interpolate`]) → serde
+//! into the `*Config` mirror (`deny_unknown_fields` everywhere), with the key path of the
+//! first mismatch. Later stages (validation into specs) add their own errors; callers collect
+//! all of them over all files before deciding anything, so a user sees every problem at once.
+
+pub mod agent;
+pub mod error;
+pub mod interpolate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use error::{Error, Errors};
+
+/// The environment as a map; built once in `main.rs` (tests pass their own).
+pub type Vars = HashMap<String, String>;
+
+/// `switchboard.toml`, as written. Every table and key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `[server]`: listening, transport limits, timeouts.
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// `[server]` of `switchboard.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`--listen` overrides it).
+    pub listen: SocketAddr,
+    /// `Host` header values accepted on MCP routes (DNS-rebinding guard); add your public
+    /// name when serving beyond localhost. An entry may carry a port (`example.com:8443`).
+    /// An empty list accepts any host.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted on MCP routes (`https://app.example.com`); requests with
+    /// any other `Origin` header get 403. Requests without `Origin` are not affected.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Seconds between keep-alive comments on SSE streams; a dead client is noticed on
+    /// the next write.
+    pub sse_keep_alive_secs: u64,
+    /// Seconds of inactivity after which a Streamable HTTP session is ended.
+    pub session_idle_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allowed_hosts: ["localhost", "127.0.0.1", "[::1]"]
+                .map(String::from)
+                .to_vec(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            sse_keep_alive_secs: 15,
+            session_idle_timeout_secs: 1800,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// What the server needs of `switchboard.toml`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Accepted `Host` values (empty: any).
+    pub allowed_hosts: Vec<String>,
+    /// Accepted `Origin` values (empty: none but absent origins).
+    pub allowed_origins: Vec<String>,
+    /// Body limit in bytes.
+    pub max_body_bytes: usize,
+    /// SSE keep-alive interval.
+    pub sse_keep_alive: Duration,
+    /// Streamable HTTP idle timeout.
+    pub session_idle_timeout: Duration,
+    /// Grace period on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self::from_valid(ServerConfig::default())
+    }
+}
+
+impl ServerSettings {
+    /// Validates `[server]`.
+    ///
+    /// # Errors
+    /// Every invalid value, naming `file` and the key.
+    pub fn from_config(c: ServerConfig, file: &Path) -> Result<Self, Errors> {
+        let mut errors = Errors::default();
+        for (key, v) in [
+            ("sse_keep_alive_secs", c.sse_keep_alive_secs),
+            ("session_idle_timeout_secs", c.session_idle_timeout_secs),
+        ] {
+            if v == 0 {
+                errors.0.push(Error::key(
+                    file,
+                    format!("server.{key}"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if c.max_body_bytes < 1024 {
+            errors.0.push(Error::key(
+                file,
+                "server.max_body_bytes",
+                format!("{} is too small: use at least 1024", c.max_body_bytes),
+            ));
+        }
+        for (i, origin) in c.allowed_origins.iter().enumerate() {
+            if !(origin.starts_with("http://")
+                || origin.starts_with("https://")
+                || origin == "null")
+            {
+                errors.0.push(Error::key(
+                    file,
+                    format!("server.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin: expected scheme://host[:port]"),
+                ));
+            }
+        }
+        errors.into_result(Self::from_valid(c))
+    }
+
+    fn from_valid(c: ServerConfig) -> Self {
+        Self {
+            listen: c.listen,
+            allowed_hosts: c.allowed_hosts,
+            allowed_origins: c.allowed_origins,
+            max_body_bytes: c.max_body_bytes,
+            sse_keep_alive: Duration::from_secs(c.sse_keep_alive_secs),
+            session_idle_timeout: Duration::from_secs(c.session_idle_timeout_secs),
+            shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+        }
+    }
+}
+
+/// Loads `switchboard.toml` from `path`; a missing file gives the defaults when
+/// `required` is false (the default path), an error when true (named with `--config`).
+///
+/// # Errors
+/// Every problem in the file.
+pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSettings, Errors> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(ServerSettings::default());
+        }
+        Err(e) => return Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
+    };
+    let config: GatewayConfig = parse_file(path, &text, vars)?;
+    ServerSettings::from_config(config.server, path)
+}
+
+/// Parses one config file: TOML → interpolation → serde with key paths.
+///
+/// # Errors
+/// The TOML syntax error, or every interpolation error, or the first type/field mismatch.
+pub fn parse_file<T: DeserializeOwned>(file: &Path, text: &str, vars: &Vars) -> Result<T, Errors> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|span| line_col(text, span.start))
+            .map(|(l, c)| format!(" (line {l}, column {c})"))
+            .unwrap_or_default();
+        Errors(vec![Error::file(
+            file,
+            format!("invalid TOML{at}: {}", e.message().trim()),
+        )])
+    })?;
+    let mut errors = Errors::default();
+    for (key, value) in table.iter_mut() {
+        interpolate_value(file, key.clone(), value, vars, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        Errors(vec![Error::key(file, key, e.inner().message().trim())])
+    })
+}
+
+fn interpolate_value(
+    file: &Path,
+    path: String,
+    value: &mut toml::Value,
+    vars: &Vars,
+    errors: &mut Errors,
+) {
+    match value {
+        toml::Value::String(s) => match interpolate::interpolate(s, vars) {
+            Ok(v) => *s = v,
+            Err(errs) => errors.extend(
+                errs.into_iter()
+                    .map(|e| Error::key(file, path.clone(), e.to_string())),
+            ),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(file, format!("{path}[{i}]"), item, vars, errors);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                interpolate_value(file, format!("{path}.{k}"), v, vars, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn default_server_settings_are_valid() {
+        let s = ServerSettings::from_config(ServerConfig::default(), Path::new("x")).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.sse_keep_alive, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn gateway_file_is_interpolated_and_validated() {
+        let text = "[server]\nlisten = \"${LISTEN:-0.0.0.0:9000}\"\nsse_keep_alive_secs = 0\n";
+        let err = ServerSettings::from_config(
+            parse_file::<GatewayConfig>(Path::new("sb.toml"), text, &vars(&[]))
+                .unwrap()
+                .server,
+            Path::new("sb.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0[0].to_string(),
+            "sb.toml: server.sse_keep_alive_secs: must be at least 1"
+        );
+        let ok: GatewayConfig =
+            parse_file(Path::new("sb.toml"), text, &vars(&[("LISTEN", "[::1]:81")])).unwrap();
+        assert_eq!(ok.server.listen.to_string(), "[::1]:81");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_where() {
+        let err = parse_file::<GatewayConfig>(
+            Path::new("sb.toml"),
+            "[server]\nlisten_on = 1\n",
+            &vars(&[]),
+        )
+        .unwrap_err();
+        let msg = err.0[0].to_string();
+        assert!(
+            msg.starts_with("sb.toml: server.listen_on: unknown field `listen_on`"),
+            "{msg}"
+        );
+
+        let err =
+            parse_file::<GatewayConfig>(Path::new("sb.toml"), "a = \n", &vars(&[])).unwrap_err();
+        assert!(
+            err.0[0].to_string().contains("invalid TOML (line 1"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,1209 @@
+//! The embedded incident store: one SQLite file, `incidents.db`, in the data directory.
+//!
+//! [`EmbeddedStore::open`] creates the directory and the file when missing, switches the file
+//! to WAL with `synchronous=FULL` (a write acknowledged to a caller is on disk and survives a
+//! crash or power loss), creates the schema and seeds a handful of realistic incidents, once:
+//! the seed runs in the same transaction that creates the schema and sets `user_version`, so a
+//! reopened store is never reseeded.
+//!
+//! Every write goes through one writer connection inside a `BEGIN IMMEDIATE` transaction,
+//! which takes SQLite's write lock up front; the next incident number (`max + 1`) is computed
+//! inside that transaction, so concurrent creates (from this process or another one on the
+//! same file) never produce the same number, and the `UNIQUE` constraint backs that up. Reads
+//! use a small pool of read-only connections and, thanks to WAL, never wait for the writer.
+//! All SQLite work runs in `tokio::task::spawn_blocking`, so the async API never blocks the
+//! runtime.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+use time::OffsetDateTime;
+
+use super::Error;
+use super::model::{
+    DEFAULT_CLOSE_CODE, Incident, IncidentNumber, IncidentPatch, Level, NewIncident, Priority,
+    SearchQuery, State, Violation, append_work_note, format_timestamp, new_sys_id, now,
+    parse_timestamp,
+};
+
+/// The database file name inside the data directory.
+pub const FILE_NAME: &str = "incidents.db";
+
+/// The schema version this build writes and reads (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many idle read connections are kept; more are opened under load and closed after use.
+const MAX_IDLE_READERS: usize = 4;
+
+/// The sequence of the first incident created in an empty table.
+const FIRST_SEQUENCE: u32 = 10_001;
+
+const SCHEMA: &str = "
+CREATE TABLE incident (
+    id                INTEGER PRIMARY KEY,
+    number            TEXT NOT NULL UNIQUE
+                      CHECK (number GLOB 'INC[0-9][0-9][0-9][0-9][0-9][0-9][0-9]'),
+    sys_id            TEXT NOT NULL UNIQUE,
+    short_description TEXT NOT NULL,
+    description       TEXT,
+    caller            TEXT,
+    category          TEXT,
+    impact            INTEGER NOT NULL CHECK (impact BETWEEN 1 AND 3),
+    urgency           INTEGER NOT NULL CHECK (urgency BETWEEN 1 AND 3),
+    priority          INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 5),
+    state             INTEGER NOT NULL CHECK (state IN (1, 2, 3, 6, 7, 8)),
+    assignment_group  TEXT,
+    assigned_to       TEXT,
+    work_notes        TEXT,
+    close_code        TEXT,
+    close_notes       TEXT,
+    opened_at         TEXT NOT NULL,
+    updated_at        TEXT NOT NULL,
+    resolved_at       TEXT
+);
+CREATE INDEX incident_opened_at ON incident (opened_at);
+";
+
+/// The columns, in the order [`incident_from_row`] reads them.
+const SELECT: &str = "SELECT number, sys_id, short_description, description, caller, category, \
+     impact, urgency, priority, state, assignment_group, assigned_to, work_notes, close_code, \
+     close_notes, opened_at, updated_at, resolved_at FROM incident";
+
+const INSERT: &str = "INSERT INTO incident (number, sys_id, short_description, description, \
+     caller, category, impact, urgency, priority, state, assignment_group, assigned_to, \
+     work_notes, close_code, close_notes, opened_at, updated_at, resolved_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+const UPDATE: &str = "UPDATE incident SET sys_id = ?2, short_description = ?3, \
+     description = ?4, caller = ?5, category = ?6, impact = ?7, urgency = ?8, priority = ?9, \
+     state = ?10, assignment_group = ?11, assigned_to = ?12, work_notes = ?13, \
+     close_code = ?14, close_notes = ?15, opened_at = ?16, updated_at = ?17, \
+     resolved_at = ?18 WHERE number = ?1";
+
+/// The SQLite incident store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct EmbeddedStore {
+    /// Shared with the blocking tasks that do the SQLite work (they need `'static` data).
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The database file.
+    path: PathBuf,
+    /// The one connection that writes. A `std::sync::Mutex` is right here: it is locked only
+    /// inside a `spawn_blocking` task, for the length of one transaction, and never held
+    /// across an `.await`, so it never blocks the async runtime; it also makes the writes of
+    /// this process queue in order instead of spinning on `SQLITE_BUSY`.
+    writer: Mutex<Connection>,
+    /// Idle read-only connections. Locked only to pop or push one (never during a query),
+    /// from blocking tasks.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating when missing) `data_dir/incidents.db`, configures it for durability,
+    /// creates the schema and, on first creation only, seeds the demo incidents (among them
+    /// `INC0012346` "VPN not working"). Blocking: call it at startup or inside
+    /// `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created, [`Error::Storage`] when SQLite
+    /// fails, [`Error::UnsupportedSchema`] when the file comes from a newer build.
+    pub fn open(data_dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(FILE_NAME);
+        let mut writer = Connection::open(&path)?;
+        configure_writer(&writer)?;
+        migrate(&mut writer, &path)?;
+        // Open one reader now, so a file readers cannot open fails at startup, not later.
+        let reader = open_reader(&path)?;
+        tracing::debug!(path = %path.display(), "Incident store opened.");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(vec![reader]),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Creates an incident in state New with the next free number.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the short description is blank, [`Error::Storage`],
+    /// [`Error::NumbersExhausted`] or [`Error::Task`] when the store fails.
+    pub async fn create(&self, new: NewIncident) -> Result<Incident, Error> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Inside the IMMEDIATE transaction no other writer can insert before we commit,
+            // so max + 1 is free.
+            let number = next_number(&tx)?;
+            let incident = Incident::open(number, new_sys_id(), new, now())?;
+            insert(&tx, &incident)?;
+            tx.commit()?;
+            Ok(incident)
+        })
+        .await
+    }
+
+    /// The incident with this number (any case, e.g. `inc0012346`), or `None`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `number` is not `INC` + 7 digits; [`Error::Storage`] or
+    /// [`Error::Task`] when the store fails.
+    pub async fn get(&self, number: &str) -> Result<Option<Incident>, Error> {
+        let number = IncidentNumber::parse(number)?;
+        self.read(move |conn| Ok(select_by_number(conn, &number)?))
+            .await
+    }
+
+    /// Applies `patch` to the incident with this number and returns the result (see
+    /// [`Incident::patched`] for the rules).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the number is malformed or the patch breaks a rule (the
+    /// incident is then unchanged), [`Error::NotFound`] when no incident has this number,
+    /// [`Error::Storage`] or [`Error::Task`] when the store fails.
+    pub async fn update(&self, number: &str, patch: IncidentPatch) -> Result<Incident, Error> {
+        let number = IncidentNumber::parse(number)?;
+        if patch.is_empty() {
+            return Err(Violation::NothingToUpdate.into());
+        }
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = select_by_number(&tx, &number)?.ok_or(Error::NotFound { number })?;
+            let next = current.patched(patch, now())?;
+            execute_with(&tx, UPDATE, &next)?;
+            tx.commit()?;
+            Ok(next)
+        })
+        .await
+    }
+
+    /// The incidents matching `query`, newest first (by `opened_at`), at most `query.limit`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] or [`Error::Task`] when the store fails.
+    pub async fn search(&self, query: SearchQuery) -> Result<Vec<Incident>, Error> {
+        self.read(move |conn| Ok(search(conn, &query)?)).await
+    }
+
+    /// Runs `work` on the writer connection in a blocking task.
+    async fn write<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock means a write panicked; the panic unwound through rusqlite's
+            // `Transaction`, whose `Drop` rolled it back, so the connection is clean to reuse.
+            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&mut conn)
+        })
+        .await?
+    }
+
+    /// Runs `work` on a pooled read-only connection in a blocking task.
+    async fn read<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.with_reader(work)).await?
+    }
+}
+
+impl Inner {
+    /// Takes an idle reader (or opens one), runs `work`, and gives the reader back.
+    fn with_reader<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        // The pool only holds idle connections, so a poisoned lock holds nothing half-used.
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = work(&conn);
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if readers.len() < MAX_IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+}
+
+/// Sets the per-connection and per-file options of the writer.
+fn configure_writer(conn: &Connection) -> Result<(), Error> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer nor the writer them. It is a property of the file.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(journal_mode = %mode, "Incident store could not switch to WAL.");
+    }
+    // FULL: the WAL is synced on every commit, so an acknowledged write survives a crash or a
+    // power loss (NORMAL could lose the last commits on power loss).
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]. Creating the schema, seeding and setting
+/// `user_version` happen in one transaction: either all of it is there or none, and two
+/// processes starting together cannot both seed.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA)?;
+            let seeds = seed_incidents(now())?;
+            for incident in &seeds {
+                insert(&tx, incident)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tracing::info!(
+                path = %path.display(),
+                incidents = seeds.len(),
+                "Incident store created and seeded."
+            );
+        }
+        SCHEMA_VERSION => {}
+        found => {
+            return Err(Error::UnsupportedSchema {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The next number: the highest existing sequence + 1 (or [`FIRST_SEQUENCE`]). Must run
+/// inside the write transaction that inserts it.
+fn next_number(conn: &Connection) -> Result<IncidentNumber, Error> {
+    let max: Option<i64> = conn.query_row(
+        "SELECT MAX(CAST(substr(number, 4) AS INTEGER)) FROM incident",
+        [],
+        |row| row.get(0),
+    )?;
+    let next = match max {
+        None => Some(FIRST_SEQUENCE),
+        Some(max) => max.checked_add(1).and_then(|next| u32::try_from(next).ok()),
+    };
+    next.and_then(IncidentNumber::from_sequence)
+        .ok_or(Error::NumbersExhausted)
+}
+
+/// Runs [`INSERT`] or [`UPDATE`] (same placeholders) with the 18 column values of
+/// `incident`.
+fn execute_with(conn: &Connection, sql: &str, incident: &Incident) -> rusqlite::Result<usize> {
+    let i = incident;
+    conn.execute(
+        sql,
+        params![
+            i.number.as_str(),
+            i.sys_id,
+            i.short_description,
+            i.description,
+            i.caller,
+            i.category,
+            i.impact.code(),
+            i.urgency.code(),
+            i.priority.code(),
+            i.state.code(),
+            i.assignment_group,
+            i.assigned_to,
+            i.work_notes,
+            i.close_code,
+            i.close_notes,
+            format_timestamp(i.opened_at),
+            format_timestamp(i.updated_at),
+            i.resolved_at.map(format_timestamp),
+        ],
+    )
+}
+
+fn insert(conn: &Connection, incident: &Incident) -> rusqlite::Result<()> {
+    execute_with(conn, INSERT, incident)?;
+    Ok(())
+}
+
+fn select_by_number(
+    conn: &Connection,
+    number: &IncidentNumber,
+) -> rusqlite::Result<Option<Incident>> {
+    conn.query_row(
+        &format!("{SELECT} WHERE number = ?1"),
+        [number.as_str()],
+        incident_from_row,
+    )
+    .optional()
+}
+
+fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incident>> {
+    // LIKE is case-insensitive for ASCII; `\` escapes the caller's `%` and `_`.
+    let pattern = query
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(|text| {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+    let sql = format!(
+        "{SELECT} WHERE (?1 IS NULL \
+             OR number LIKE ?1 ESCAPE '\\' \
+             OR short_description LIKE ?1 ESCAPE '\\' \
+             OR description LIKE ?1 ESCAPE '\\' \
+             OR work_notes LIKE ?1 ESCAPE '\\' \
+             OR close_notes LIKE ?1 ESCAPE '\\') \
+           AND (?2 IS NULL OR state = ?2) \
+           AND (?3 IS NULL OR priority = ?3) \
+         ORDER BY opened_at DESC, number DESC \
+         LIMIT ?4"
+    );
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(
+        params![
+            pattern,
+            query.state.map(State::code),
+            query.priority.map(Priority::code),
+            limit
+        ],
+        incident_from_row,
+    )?;
+    rows.collect()
+}
+
+fn conversion_error(
+    column: usize,
+    err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, Type::Text, err.into())
+}
+
+fn code_column<T>(
+    row: &Row<'_>,
+    column: usize,
+    from_code: fn(u64) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let code: u16 = row.get(column)?;
+    from_code(u64::from(code))
+        .ok_or_else(|| conversion_error(column, format!("unknown code {code}")))
+}
+
+fn timestamp_column(row: &Row<'_>, column: usize) -> rusqlite::Result<OffsetDateTime> {
+    let text: String = row.get(column)?;
+    parse_timestamp(&text).map_err(|err| conversion_error(column, err))
+}
+
+fn optional_timestamp_column(
+    row: &Row<'_>,
+    column: usize,
+) -> rusqlite::Result<Option<OffsetDateTime>> {
+    let text: Option<String> = row.get(column)?;
+    text.map(|text| parse_timestamp(&text).map_err(|err| conversion_error(column, err)))
+        .transpose()
+}
+
+/// Reads a row of [`SELECT`].
+fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
+    let number: String = row.get(0)?;
+    Ok(Incident {
+        number: IncidentNumber::parse(&number).map_err(|err| conversion_error(0, err))?,
+        sys_id: row.get(1)?,
+        short_description: row.get(2)?,
+        description: row.get(3)?,
+        caller: row.get(4)?,
+        category: row.get(5)?,
+        impact: code_column(row, 6, Level::from_code)?,
+        urgency: code_column(row, 7, Level::from_code)?,
+        priority: code_column(row, 8, Priority::from_code)?,
+        state: code_column(row, 9, State::from_code)?,
+        assignment_group: row.get(10)?,
+        assigned_to: row.get(11)?,
+        work_notes: row.get(12)?,
+        close_code: row.get(13)?,
+        close_notes: row.get(14)?,
+        opened_at: timestamp_column(row, 15)?,
+        updated_at: timestamp_column(row, 16)?,
+        resolved_at: optional_timestamp_column(row, 17)?,
+    })
+}
+
+// === Seed ===
+
+/// One demo incident; times are hours before the store is created.
+struct Seed {
+    number: &'static str,
+    opened_hours_ago: i64,
+    short_description: &'static str,
+    description: &'static str,
+    caller: &'static str,
+    category: &'static str,
+    impact: Level,
+    urgency: Level,
+    state: State,
+    assignment_group: &'static str,
+    assigned_to: Option<&'static str>,
+    work_notes: &'static [(i64, &'static str)],
+    close_notes: Option<&'static str>,
+    resolved_hours_ago: Option<i64>,
+    updated_hours_ago: i64,
+}
+
+const SEEDS: &[Seed] = &[
+    Seed {
+        number: "INC0012340",
+        opened_hours_ago: 200,
+        short_description: "Access to the Finance shared drive",
+        description: "New team member needs read and write access to the Finance shared \
+                      drive to prepare the quarterly close.",
+        caller: "Abel Tuter",
+        category: "inquiry",
+        impact: Level::Low,
+        urgency: Level::Low,
+        state: State::Closed,
+        assignment_group: "Service Desk",
+        assigned_to: Some("ITIL User"),
+        work_notes: &[(190, "Approval requested from the Finance manager.")],
+        close_notes: Some(
+            "Access granted after approval from the Finance manager; the caller confirmed \
+             the share opens.",
+        ),
+        resolved_hours_ago: Some(180),
+        updated_hours_ago: 100,
+    },
+    Seed {
+        number: "INC0012341",
+        opened_hours_ago: 150,
+        short_description: "Outlook crashes when opening a shared calendar",
+        description: "Outlook closes without an error message whenever the caller opens \
+                      the Marketing team's shared calendar. Other calendars open fine.",
+        caller: "Beth Anglin",
+        category: "software",
+        impact: Level::Low,
+        urgency: Level::Medium,
+        state: State::Resolved,
+        assignment_group: "Service Desk",
+        assigned_to: Some("ITIL User"),
+        work_notes: &[(
+            148,
+            "Reproduced on the caller's laptop; the Office repair tool reports damaged files.",
+        )],
+        close_notes: Some(
+            "Ran an online Office repair and rebuilt the Outlook profile; the shared calendar \
+             opens normally.",
+        ),
+        resolved_hours_ago: Some(120),
+        updated_hours_ago: 120,
+    },
+    Seed {
+        number: "INC0012342",
+        opened_hours_ago: 96,
+        short_description: "Laptop battery swelling",
+        description: "The caller's laptop battery is visibly swollen and the touchpad no \
+                      longer clicks. The laptop has been powered off for safety.",
+        caller: "Fred Luddy",
+        category: "hardware",
+        impact: Level::Low,
+        urgency: Level::High,
+        state: State::OnHold,
+        assignment_group: "Hardware",
+        assigned_to: Some("Bud Richman"),
+        work_notes: &[(
+            90,
+            "Loaner laptop issued. Replacement battery ordered from the vendor, expected in \
+             3 business days.",
+        )],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 90,
+    },
+    Seed {
+        number: "INC0012343",
+        opened_hours_ago: 30,
+        short_description: "Email to external recipients delayed",
+        description: "Messages sent to addresses outside the company wait 30 to 60 minutes \
+                      in the queue before delivery. Internal mail is not affected.",
+        caller: "David Miller",
+        category: "software",
+        impact: Level::Medium,
+        urgency: Level::High,
+        state: State::InProgress,
+        assignment_group: "Messaging",
+        assigned_to: Some("Don Goodliffe"),
+        work_notes: &[
+            (
+                28,
+                "Outbound queue on the mail relay keeps growing; the latest spam filter \
+                 update is suspected.",
+            ),
+            (20, "Rolled back the filter rule set; monitoring the queue."),
+        ],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 20,
+    },
+    Seed {
+        number: "INC0012344",
+        opened_hours_ago: 20,
+        short_description: "Wi-Fi drops in building B meeting rooms",
+        description: "Laptops lose the wireless connection every few minutes in meeting \
+                      rooms B1 to B4; wired connections are stable.",
+        caller: "Abraham Lincoln",
+        category: "network",
+        impact: Level::Medium,
+        urgency: Level::Low,
+        state: State::New,
+        assignment_group: "Network",
+        assigned_to: None,
+        work_notes: &[],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 20,
+    },
+    Seed {
+        number: "INC0012345",
+        opened_hours_ago: 8,
+        short_description: "Third-floor printer jams on every job",
+        description: "The printer next to room 3.14 jams on every print job since the paper \
+                      tray was refilled.",
+        caller: "Carol Coughlin",
+        category: "hardware",
+        impact: Level::Low,
+        urgency: Level::Medium,
+        state: State::New,
+        assignment_group: "Hardware",
+        assigned_to: None,
+        work_notes: &[],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 8,
+    },
+    Seed {
+        number: "INC0012346",
+        opened_hours_ago: 3,
+        short_description: "VPN not working",
+        description: "Users are unable to connect to the corporate VPN since this morning. \
+                      The client times out during authentication, for office and remote \
+                      staff alike.",
+        caller: "Joe Employee",
+        category: "network",
+        impact: Level::Medium,
+        urgency: Level::Medium,
+        state: State::InProgress,
+        assignment_group: "Network",
+        assigned_to: Some("David Loo"),
+        work_notes: &[(
+            2,
+            "Several users affected. The VPN gateway is up but authentication requests time \
+             out; checking the RADIUS server with the firewall team.",
+        )],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 2,
+    },
+    Seed {
+        number: "INC0012347",
+        opened_hours_ago: 2,
+        short_description: "Cannot print on the third floor",
+        description: "Print jobs sent to the third-floor printer never come out.",
+        caller: "Rick Berzle",
+        category: "hardware",
+        impact: Level::Low,
+        urgency: Level::Low,
+        state: State::Canceled,
+        assignment_group: "Service Desk",
+        assigned_to: Some("ITIL User"),
+        work_notes: &[],
+        close_notes: Some("Duplicate of INC0012345 (same printer)."),
+        resolved_hours_ago: None,
+        updated_hours_ago: 1,
+    },
+    Seed {
+        number: "INC0012348",
+        opened_hours_ago: 1,
+        short_description: "Nightly payroll database backup failed",
+        description: "The nightly backup of the payroll database ended with 'disk quota \
+                      exceeded' on the backup server; no backup exists for last night.",
+        caller: "Rick Berzle",
+        category: "database",
+        impact: Level::High,
+        urgency: Level::Medium,
+        state: State::New,
+        assignment_group: "Database",
+        assigned_to: None,
+        work_notes: &[],
+        close_notes: None,
+        resolved_hours_ago: None,
+        updated_hours_ago: 1,
+    },
+];
+
+/// The demo incidents, dated relative to `now`.
+fn seed_incidents(now: OffsetDateTime) -> Result<Vec<Incident>, Error> {
+    let ago = |hours: i64| now - time::Duration::hours(hours);
+    SEEDS
+        .iter()
+        .map(|seed| {
+            let work_notes = seed.work_notes.iter().fold(None, |journal, (hours, note)| {
+                Some(append_work_note(journal.as_deref(), ago(*hours), note))
+            });
+            Ok(Incident {
+                number: IncidentNumber::parse(seed.number)?,
+                sys_id: new_sys_id(),
+                short_description: seed.short_description.to_owned(),
+                description: Some(seed.description.to_owned()),
+                caller: Some(seed.caller.to_owned()),
+                category: Some(seed.category.to_owned()),
+                impact: seed.impact,
+                urgency: seed.urgency,
+                priority: Priority::from_impact_urgency(seed.impact, seed.urgency),
+                state: seed.state,
+                assignment_group: Some(seed.assignment_group.to_owned()),
+                assigned_to: seed.assigned_to.map(str::to_owned),
+                work_notes,
+                close_code: seed
+                    .state
+                    .is_resolved()
+                    .then(|| DEFAULT_CLOSE_CODE.to_owned()),
+                close_notes: seed.close_notes.map(str::to_owned),
+                opened_at: ago(seed.opened_hours_ago),
+                updated_at: ago(seed.updated_hours_ago),
+                resolved_at: seed.resolved_hours_ago.map(ago),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn everything() -> SearchQuery {
+        SearchQuery {
+            limit: 10_000,
+            ..SearchQuery::default()
+        }
+    }
+
+    fn new_incident(summary: &str) -> NewIncident {
+        NewIncident {
+            short_description: summary.to_owned(),
+            ..NewIncident::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn seeded_store_has_the_vpn_incident() {
+        let (_dir, store) = open();
+
+        let vpn = store.get("INC0012346").await.unwrap().expect("seeded");
+
+        assert_eq!(vpn.short_description, "VPN not working");
+        assert!(
+            vpn.description
+                .as_deref()
+                .unwrap()
+                .contains("corporate VPN")
+        );
+        assert_eq!(vpn.state, State::InProgress);
+        assert_eq!(vpn.impact, Level::Medium);
+        assert_eq!(vpn.urgency, Level::Medium);
+        assert_eq!(vpn.priority, Priority::Moderate);
+        assert_eq!(vpn.category.as_deref(), Some("network"));
+        assert_eq!(vpn.sys_id.len(), 32);
+        let all = store.search(everything()).await.unwrap();
+        assert_eq!(all.len(), SEEDS.len());
+        let states: HashSet<State> = all.iter().map(|i| i.state).collect();
+        for state in State::ALL {
+            assert!(states.contains(state), "a seed in state {state}");
+        }
+        for resolved in all.iter().filter(|i| i.state.is_resolved()) {
+            assert!(resolved.close_notes.is_some(), "{}", resolved.number);
+            assert!(resolved.resolved_at.is_some(), "{}", resolved.number);
+        }
+    }
+
+    #[tokio::test]
+    async fn open_configures_wal_and_full_sync_and_creates_the_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested").join("data");
+
+        let store = EmbeddedStore::open(&data).unwrap();
+
+        assert_eq!(store.path(), data.join(FILE_NAME));
+        assert!(store.path().exists());
+        let conn = store.inner.writer.lock().unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous = FULL");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn open_reports_a_data_dir_that_cannot_be_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+
+        let err = EmbeddedStore::open(&file.join("data")).err().unwrap();
+
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
+    fn open_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedStore::open(dir.path()).unwrap());
+        Connection::open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+
+        let err = EmbeddedStore::open(dir.path()).err().unwrap();
+
+        assert!(
+            matches!(err, Error::UnsupportedSchema { found: 99, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn create_then_get_returns_the_same_incident() {
+        let (_dir, store) = open();
+
+        let created = store
+            .create(NewIncident {
+                short_description: "Login failure for all users".into(),
+                description: Some("Nobody can sign in to the intranet.".into()),
+                urgency: Some(Level::High),
+                impact: Some(Level::High),
+                caller: Some("Joe Employee".into()),
+                work_notes: Some("Opened from chat.".into()),
+                ..NewIncident::default()
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(created.number.as_str(), "INC0012349", "max seed + 1");
+        assert_eq!(created.state, State::New);
+        assert_eq!(created.priority, Priority::Critical);
+        assert!(
+            created
+                .work_notes
+                .as_deref()
+                .unwrap()
+                .ends_with("Opened from chat.")
+        );
+        let fetched = store.get("inc0012349").await.unwrap();
+        assert_eq!(fetched, Some(created));
+    }
+
+    #[tokio::test]
+    async fn create_rejects_a_blank_summary_and_stores_nothing() {
+        let (_dir, store) = open();
+
+        let err = store.create(new_incident("  ")).await.unwrap_err();
+
+        assert!(matches!(
+            err,
+            Error::Invalid(Violation::EmptyShortDescription)
+        ));
+        assert_eq!(store.search(everything()).await.unwrap().len(), SEEDS.len());
+    }
+
+    #[tokio::test]
+    async fn get_validates_numbers_and_misses_unknown_ones() {
+        let (_dir, store) = open();
+
+        assert_eq!(store.get("INC0099999").await.unwrap(), None);
+        let err = store.get("12346").await.unwrap_err();
+        assert!(matches!(err, Error::Invalid(Violation::BadNumber { .. })));
+        assert!(
+            err.to_string().contains("INC followed by 7 digits"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_changes_state_and_recomputes_priority() {
+        let (_dir, store) = open();
+
+        let updated = store
+            .update(
+                "INC0012346",
+                IncidentPatch {
+                    urgency: Some(Level::High),
+                    state: Some(State::OnHold),
+                    ..IncidentPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(updated.priority, Priority::High);
+        assert_eq!(updated.state, State::OnHold);
+        let stored = store.get("INC0012346").await.unwrap().unwrap();
+        assert_eq!(stored, updated);
+        assert!(stored.updated_at > stored.opened_at);
+    }
+
+    #[tokio::test]
+    async fn resolving_without_close_notes_is_rejected_and_changes_nothing() {
+        let (_dir, store) = open();
+        let before = store.get("INC0012346").await.unwrap().unwrap();
+
+        let err = store
+            .update(
+                "INC0012346",
+                IncidentPatch {
+                    state: Some(State::Resolved),
+                    work_notes: Some("Fixed it.".into()),
+                    ..IncidentPatch::default()
+                },
+            )
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(err, Error::Invalid(Violation::CloseNotesRequired { .. })),
+            "{err:?}"
+        );
+        assert_eq!(store.get("INC0012346").await.unwrap().unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn resolving_with_close_notes_sets_resolution_fields() {
+        let (_dir, store) = open();
+
+        let resolved = store
+            .update(
+                "INC0012346",
+                IncidentPatch {
+                    state: Some(State::Resolved),
+                    close_notes: Some("VPN config fixed".into()),
+                    ..IncidentPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(resolved.state, State::Resolved);
+        assert_eq!(resolved.close_notes.as_deref(), Some("VPN config fixed"));
+        assert_eq!(resolved.close_code.as_deref(), Some(DEFAULT_CLOSE_CODE));
+        assert_eq!(resolved.resolved_at, Some(resolved.updated_at));
+        assert_eq!(store.get("INC0012346").await.unwrap(), Some(resolved));
+    }
+
+    #[tokio::test]
+    async fn update_of_an_unknown_incident_is_not_found() {
+        let (_dir, store) = open();
+
+        let err = store
+            .update(
+                "INC0099999",
+                IncidentPatch {
+                    state: Some(State::InProgress),
+                    ..IncidentPatch::default()
+                },
+            )
+            .await
+            .unwrap_err();
+
+        assert!(matches!(&err, Error::NotFound { number } if number.as_str() == "INC0099999"));
+        assert_eq!(err.to_string(), "incident INC0099999 not found");
+    }
+
+    #[tokio::test]
+    async fn work_notes_are_appended_to_the_journal() {
+        let (_dir, store) = open();
+        let created = store.create(new_incident("Disk full")).await.unwrap();
+        let number = created.number.as_str();
+
+        for note in ["First look.", "Cleaned temp files."] {
+            store
+                .update(
+                    number,
+                    IncidentPatch {
+                        work_notes: Some(note.into()),
+                        ..IncidentPatch::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        let journal = store
+            .get(number)
+            .await
+            .unwrap()
+            .unwrap()
+            .work_notes
+            .unwrap();
+        let first = journal.find("First look.").expect("first note kept");
+        let second = journal
+            .find("Cleaned temp files.")
+            .expect("second note added");
+        assert!(first < second, "{journal}");
+        assert_eq!(journal.matches("(Work notes)").count(), 2, "{journal}");
+    }
+
+    #[tokio::test]
+    async fn search_matches_text_case_insensitively() {
+        let (_dir, store) = open();
+
+        let vpn = store
+            .search(SearchQuery {
+                text: Some("vpn".into()),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let by_close_notes = store
+            .search(SearchQuery {
+                text: Some("ONLINE OFFICE REPAIR".into()),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let by_work_notes = store
+            .search(SearchQuery {
+                text: Some("loaner laptop".into()),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let by_number = store
+            .search(SearchQuery {
+                text: Some("inc0012343".into()),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let wildcard = store
+            .search(SearchQuery {
+                text: Some("%".into()),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+
+        let numbers = |found: &[Incident]| -> Vec<String> {
+            found.iter().map(|i| i.number.to_string()).collect()
+        };
+        assert_eq!(numbers(&vpn), ["INC0012346"]);
+        assert_eq!(numbers(&by_close_notes), ["INC0012341"]);
+        assert_eq!(numbers(&by_work_notes), ["INC0012342"]);
+        assert_eq!(numbers(&by_number), ["INC0012343"]);
+        assert!(wildcard.is_empty(), "% is literal");
+    }
+
+    #[tokio::test]
+    async fn search_filters_by_state_and_priority_newest_first() {
+        let (_dir, store) = open();
+
+        let new = store
+            .search(SearchQuery {
+                state: Some(State::New),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let high = store
+            .search(SearchQuery {
+                priority: Some(Priority::High),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+        let new_and_low = store
+            .search(SearchQuery {
+                state: Some(State::New),
+                priority: Some(Priority::Low),
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+
+        assert!(new.len() >= 2 && new.iter().all(|i| i.state == State::New));
+        assert!(new.windows(2).all(|w| w[0].opened_at >= w[1].opened_at));
+        assert!(!high.is_empty() && high.iter().all(|i| i.priority == Priority::High));
+        assert!(
+            new_and_low
+                .iter()
+                .all(|i| i.state == State::New && i.priority == Priority::Low)
+        );
+        assert!(new_and_low.len() < new.len());
+    }
+
+    #[tokio::test]
+    async fn search_honours_the_limit() {
+        let (_dir, store) = open();
+
+        let two = store
+            .search(SearchQuery {
+                limit: 2,
+                ..SearchQuery::default()
+            })
+            .await
+            .unwrap();
+
+        let numbers: Vec<&str> = two.iter().map(|i| i.number.as_str()).collect();
+        assert_eq!(numbers, ["INC0012348", "INC0012347"], "the two newest");
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_does_not_reseed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let created = store.create(new_incident("Keep me")).await.unwrap();
+        let updated = store
+            .update(
+                "INC0012346",
+                IncidentPatch {
+                    state: Some(State::Resolved),
+                    close_notes: Some("VPN config fixed".into()),
+                    ..IncidentPatch::default()
+                },
+            )
+            .await
+            .unwrap();
+        drop(store);
+
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+
+        let all = reopened.search(everything()).await.unwrap();
+        assert_eq!(all.len(), SEEDS.len() + 1);
+        assert_eq!(
+            reopened.get(created.number.as_str()).await.unwrap(),
+            Some(created)
+        );
+        assert_eq!(reopened.get("INC0012346").await.unwrap(), Some(updated));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_get_distinct_numbers() {
+        let (_dir, store) = open();
+        let store = Arc::new(store);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..8 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move {
+                let mut numbers = Vec::new();
+                for i in 0..25 {
+                    let incident = store
+                        .create(new_incident(&format!("task {task} incident {i}")))
+                        .await
+                        .unwrap();
+                    numbers.push(incident.number.sequence());
+                }
+                numbers
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(numbers) = tasks.join_next().await {
+            all.extend(numbers.unwrap());
+        }
+
+        let distinct: HashSet<u32> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), 200);
+        assert_eq!(distinct.iter().min(), Some(&12_349));
+        assert_eq!(distinct.iter().max(), Some(&12_548), "no gaps");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_stores_on_one_file_never_share_a_number() {
+        // Two writer connections, as two processes would have: only BEGIN IMMEDIATE keeps
+        // their max + 1 apart.
+        let dir = tempfile::tempdir().unwrap();
+        let first = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let second = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for store in [first, second] {
+            for _ in 0..2 {
+                let store = Arc::clone(&store);
+                tasks.spawn(async move {
+                    let mut numbers = Vec::new();
+                    for _ in 0..15 {
+                        numbers.push(store.create(new_incident("x")).await.unwrap().number);
+                    }
+                    numbers
+                });
+            }
+        }
+        let mut all = Vec::new();
+        while let Some(numbers) = tasks.join_next().await {
+            all.extend(numbers.unwrap());
+        }
+
+        let distinct: HashSet<IncidentNumber> = all.iter().cloned().collect();
+        assert_eq!(all.len(), 60);
+        assert_eq!(distinct.len(), 60);
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<EmbeddedStore>();
+    }
+}

@@ -1,0 +1,30 @@
+//! Switchboard: a multi-agent orchestration gateway.
+//!
+//! One binary hosts many LLM agents, each defined by a TOML file in `agents/`, and serves
+//! each of them to MCP clients at its own URL, over the legacy HTTP+SSE transport and over
+//! Streamable HTTP (see the `# Transports` section of [`mcp`]).
+//!
+//! # Layout
+//! - [`app`]: composition root: state → poem routes; [`app::run`] until shutdown.
+//! - [`state`]: `AppState`, the shared state every request sees.
+//! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
+//! - [`agents`]: validated agent specs, built agents and the registry of them.
+//! - [`tools`]: tool kinds agents use (`servicenow`, ...).
+//! - [`incidents`]: the incident model and the embedded SQLite incident store.
+//! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
+//! - [`sessions`]: the registry of live MCP sessions of both transports.
+//! - [`error`]: HTTP errors of the request path and their one JSON shape.
+//! - [`shutdown`]: the SIGINT/SIGTERM signal.
+//! - [`telemetry`]: logging setup.
+
+pub mod agents;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod incidents;
+pub mod mcp;
+pub mod sessions;
+pub mod shutdown;
+pub mod state;
+pub mod telemetry;
+pub mod tools;

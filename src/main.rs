@@ -1,0 +1,167 @@
+//! The `switchboard` binary: CLI, logging, environment, then the library does the work.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use switchboard::agents::AgentRegistry;
+use switchboard::config::{self, Errors, ServerSettings, Vars};
+use switchboard::state::AppState;
+use switchboard::telemetry::{self, LogFormat};
+use switchboard::tools::Resources;
+
+/// Switchboard: LLM agents defined in TOML, served to MCP clients.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `serve`, which runs when no command is given.
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the agents over MCP (the default).
+    Serve(ServeArgs),
+    /// Validate switchboard.toml and every agent file; print every error.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    /// Gateway config file [default: switchboard.toml, if it exists].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of agent files.
+    #[arg(long, default_value = "agents")]
+    agents: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    check: CheckArgs,
+    /// Data directory (embedded incident store).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Listen address, overriding [server] listen.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    // TLS for outbound HTTPS (LLM APIs) uses ring; install it before any client exists.
+    switchboard::app::install_crypto_provider();
+    let vars: Vars = std::env::vars().collect();
+    let result = match cli.command {
+        Some(Command::Check(args)) => check(&args, &vars),
+        Some(Command::Serve(args)) => serve(args, vars),
+        None => serve(cli.serve, vars),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Validates everything; returns the settings and specs, or every error.
+fn validate(
+    args: &CheckArgs,
+    vars: &Vars,
+) -> Result<(ServerSettings, Vec<switchboard::agents::AgentSpec>), Errors> {
+    let (path, required) = match &args.config {
+        Some(p) => (p.as_path(), true),
+        None => (Path::new("switchboard.toml"), false),
+    };
+    let settings = config::load_gateway(path, required, vars);
+    let specs = AgentRegistry::validate_dir(&args.agents, vars);
+    match (settings, specs) {
+        (Ok(s), Ok(a)) => Ok((s, a)),
+        (s, a) => {
+            let mut errors = Errors::default();
+            errors.extend(s.err().into_iter().flat_map(|e| e.0));
+            errors.extend(a.err().into_iter().flat_map(|e| e.0));
+            Err(errors)
+        }
+    }
+}
+
+fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
+    match validate(args, vars) {
+        Ok((_, specs)) => {
+            let names: Vec<_> = specs.iter().map(|s| s.name.to_string()).collect();
+            println!(
+                "OK: {} agent{} in {}: {}",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                args.agents.display(),
+                names.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
+    let (mut settings, specs) = match validate(&args.check, &vars) {
+        Ok(v) => v,
+        Err(errors) => {
+            eprint!("{errors}");
+            eprintln!(
+                "Not starting: fix the errors above (`switchboard check` runs the same validation)."
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let resources = Resources::new(&args.data);
+        let agents = match switchboard::agents::build_all(specs, &resources) {
+            Ok(a) => a,
+            Err(errors) => {
+                eprint!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let registry = AgentRegistry::from_agents(agents);
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr().context("no local address")?;
+        if registry.is_empty() {
+            tracing::warn!(dir = %args.check.agents.display(), "No agents found: add agents/<name>.toml files.");
+        }
+        for agent in registry.iter() {
+            let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
+            tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.tool_definitions().len(), "Agent ready.");
+        }
+        let state = AppState::new(settings, &registry);
+        tracing::info!(%addr, data = %args.data.display(), "Switchboard listening.");
+        switchboard::app::run(listener, state, switchboard::shutdown::signal())
+            .await
+            .context("server failed")?;
+        tracing::info!("Stopped.");
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,239 @@
+//! Legacy HTTP+SSE (MCP 2024-11-05), which rmcp no longer serves: our own bridge.
+//!
+//! `GET /agents/<name>/sse` opens a stream whose first event, `endpoint`, names the URL to
+//! POST to (`/agents/<name>/messages?session_id=<id>`), and starts one rmcp service for the
+//! session over [`LegacyTransport`], a pair of typed channels. `POST /messages` parses the
+//! body and feeds it to the service (202 Accepted); every answer goes out on the stream as
+//! an SSE `message` event. Keep-alive comments go out every `sse_keep_alive`; a client that
+//! left is noticed on the next write, and dropping the stream ends the session.
+
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures::Stream;
+use poem::http::StatusCode;
+use poem::{Body, IntoResponse, Request, Response};
+use rmcp::RoleServer;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::service::serve_server_with_ct;
+use rmcp::transport::Transport;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::handler::AgentServer;
+use crate::error::Error;
+use crate::sessions::{LegacyHandle, SessionStore};
+
+/// Messages buffered per direction before a sender waits.
+const CHANNEL_CAPACITY: usize = 32;
+
+/// The rmcp transport of one legacy session: client messages in, server messages out.
+pub struct LegacyTransport {
+    rx: mpsc::Receiver<ClientJsonRpcMessage>,
+    tx: mpsc::Sender<ServerJsonRpcMessage>,
+}
+
+/// The SSE stream of the session ended, so the message had nowhere to go.
+#[derive(Debug, thiserror::Error)]
+#[error("the SSE stream of this session is closed")]
+pub struct StreamClosed;
+
+impl Transport<RoleServer> for LegacyTransport {
+    type Error = StreamClosed;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let tx = self.tx.clone();
+        async move { tx.send(item).await.map_err(|_| StreamClosed) }
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
+        self.rx.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.rx.close();
+        Ok(())
+    }
+}
+
+/// Ends the session when the response stream is dropped (client gone, session ended,
+/// shutdown): cancels the service and removes the session from the store.
+struct SessionGuard {
+    id: Arc<str>,
+    store: SessionStore,
+    cancel: CancellationToken,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.store.remove(&self.id);
+    }
+}
+
+/// `GET /agents/<name>/sse`: opens a legacy session and returns its event stream.
+pub fn open(
+    server: AgentServer,
+    agent: &Arc<str>,
+    store: &SessionStore,
+    keep_alive: std::time::Duration,
+    parent: &CancellationToken,
+) -> Response {
+    let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+    let (c2s_tx, c2s_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (s2c_tx, s2c_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let cancel = parent.child_token();
+    store.insert_legacy(
+        id.clone(),
+        agent.clone(),
+        LegacyHandle {
+            tx: c2s_tx,
+            cancel: cancel.clone(),
+        },
+    );
+    let guard = SessionGuard {
+        id: id.clone(),
+        store: store.clone(),
+        cancel: cancel.clone(),
+    };
+    // The service task is owned by the session: it ends when `cancel` fires (the guard
+    // fires it when the stream is dropped) or when the transport closes.
+    let transport = LegacyTransport {
+        rx: c2s_rx,
+        tx: s2c_tx,
+    };
+    let service_cancel = cancel.clone();
+    let session = id.clone();
+    tokio::spawn(async move {
+        match serve_server_with_ct(server, transport, service_cancel).await {
+            Ok(running) => {
+                let _ = running.waiting().await;
+            }
+            Err(e) => {
+                tracing::debug!(session = %session, error = %e, "Legacy session ended before initialization.")
+            }
+        }
+    });
+
+    let endpoint = format!("event: endpoint\ndata: /agents/{agent}/messages?session_id={id}\n\n");
+    let body = EventStream {
+        first: Some(Bytes::from(endpoint)),
+        rx: s2c_rx,
+        keep_alive: tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive),
+        cancel: Box::pin(cancel.cancelled_owned()),
+        _guard: guard,
+    };
+    Response::builder()
+        .content_type("text/event-stream")
+        .header("Cache-Control", "no-cache")
+        .header("X-Accel-Buffering", "no")
+        .body(Body::from_bytes_stream(body))
+}
+
+/// The body of a legacy SSE response.
+struct EventStream {
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<ServerJsonRpcMessage>,
+    keep_alive: tokio::time::Interval,
+    cancel: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    _guard: SessionGuard,
+}
+
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if self.cancel.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(message_event(&message)))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        match self.keep_alive.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(KEEP_ALIVE)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn message_event(message: &ServerJsonRpcMessage) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"event: message\ndata: ");
+    if let Err(e) = serde_json::to_writer(&mut out, message) {
+        // Our own message types always serialize; if one ever does not, say so on the log
+        // and send a comment rather than a broken event.
+        tracing::error!(error = %e, "Could not serialize a server message.");
+        return Bytes::from_static(b": unserializable message dropped\n\n");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// `POST /agents/<name>/messages?session_id=<id>`: hands one client message to the
+/// session's service; the answer goes out on the session's stream.
+pub async fn post(
+    req: Request,
+    body: Body,
+    agent: &str,
+    store: &SessionStore,
+    max_body_bytes: usize,
+) -> Response {
+    let Some(id) = session_id(&req) else {
+        return Error::MissingSessionId.into_response();
+    };
+    let Some(handle) = store.legacy(&id, agent) else {
+        return Error::SessionNotFound(id).into_response();
+    };
+    let bytes = match body.into_bytes_limit(max_body_bytes).await {
+        Ok(b) => b,
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
+            return Error::BodyTooLarge(max_body_bytes).into_response();
+        }
+        Err(e) => return Error::BodyRead(e.to_string()).into_response(),
+    };
+    let message: ClientJsonRpcMessage = match serde_json::from_slice(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let (code, what) = match e.classify() {
+                serde_json::error::Category::Data => {
+                    (-32600, "Invalid Request: not a JSON-RPC 2.0 message")
+                }
+                _ => (-32700, "Parse error: the body is not valid JSON"),
+            };
+            return super::jsonrpc_error(StatusCode::BAD_REQUEST, code, &format!("{what}: {e}"))
+                .into_response();
+        }
+    };
+    match handle.tx.send(message).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(_) => {
+            store.remove(&id);
+            Error::SessionNotFound(id).into_response()
+        }
+    }
+}
+
+/// The session id of a legacy POST: `session_id` (what we hand out) or `sessionId`.
+fn session_id(req: &Request) -> Option<String> {
+    let query = req.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "session_id" || k == "sessionId")
+            .then(|| v.to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}

@@ -1,0 +1,88 @@
+//! `AppState`: what every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::AgentRegistry;
+use crate::config::ServerSettings;
+use crate::mcp::{AgentEndpoint, handler::AgentServer, streamable};
+use crate::sessions::SessionStore;
+
+/// Shared state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    /// Validated `[server]` settings; immutable.
+    settings: ServerSettings,
+    /// One MCP endpoint per agent, by name; built at startup, immutable.
+    agents: HashMap<Arc<str>, Arc<AgentEndpoint>>,
+    /// Live sessions of both transports; mutated by the transports as sessions start/end.
+    sessions: SessionStore,
+    /// Root cancellation token: cancelled first on shutdown, which ends every session.
+    cancel: CancellationToken,
+}
+
+impl AppState {
+    /// State serving the agents of `registry`.
+    pub fn new(settings: ServerSettings, registry: &AgentRegistry) -> Self {
+        let sessions = SessionStore::default();
+        let cancel = CancellationToken::new();
+        let agents = registry
+            .iter()
+            .map(|agent| {
+                let name: Arc<str> = agent.name().as_arc().clone();
+                let server = AgentServer::new(agent.clone());
+                let streamable = streamable::service(
+                    server.clone(),
+                    name.clone(),
+                    sessions.clone(),
+                    &settings,
+                    cancel.child_token(),
+                );
+                let endpoint = AgentEndpoint {
+                    agent: agent.clone(),
+                    name: name.clone(),
+                    server,
+                    streamable,
+                };
+                (name, Arc::new(endpoint))
+            })
+            .collect();
+        Self(Arc::new(Inner {
+            settings,
+            agents,
+            sessions,
+            cancel,
+        }))
+    }
+
+    /// The `[server]` settings.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.0.settings
+    }
+
+    /// The endpoint of agent `name`.
+    pub fn agent(&self, name: &str) -> Option<&Arc<AgentEndpoint>> {
+        self.0.agents.get(name)
+    }
+
+    /// All agent endpoints, sorted by name.
+    pub fn agents(&self) -> Vec<&Arc<AgentEndpoint>> {
+        let mut all: Vec<_> = self.0.agents.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.0.sessions
+    }
+
+    /// The root cancellation token.
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.0.cancel
+    }
+}

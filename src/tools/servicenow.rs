@@ -1,0 +1,837 @@
+//! The ServiceNow tool kind: `create_incident`, `update_incident`, `search_incident` and
+//! `get_incident` over an incident store.
+//!
+//! This file owns the kind's config ([`ServiceNowToolConfig`]), the four MCP tool definitions
+//! (hand-written JSON Schemas, each property described for the model that reads them) and the
+//! call path: arguments are parsed into serde structs that refuse unknown properties, the
+//! choice fields (state, impact, urgency, priority) accept names, codes and display values
+//! through [`crate::incidents::model`], and store errors become [`Error::InvalidArguments`]
+//! (the caller can fix the call) or [`Error::Failed`] (it failed at run time). Results are the
+//! incident JSON of [`Incident`](crate::incidents::Incident)'s `Serialize`, with ServiceNow display values.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::Error;
+use crate::incidents::{
+    self, EmbeddedStore, IncidentNumber, IncidentPatch, Level, NewIncident, Priority, SearchQuery,
+    State,
+};
+
+/// Name of the tool that creates an incident.
+pub const CREATE_INCIDENT: &str = "create_incident";
+/// Name of the tool that updates an incident by number.
+pub const UPDATE_INCIDENT: &str = "update_incident";
+/// Name of the tool that searches incidents.
+pub const SEARCH_INCIDENT: &str = "search_incident";
+/// Name of the tool that reads one incident by number.
+pub const GET_INCIDENT: &str = "get_incident";
+
+/// The names of the four tools, in the order [`ServiceNowTools::definitions`] lists them.
+pub const TOOL_NAMES: &[&str] = &[
+    CREATE_INCIDENT,
+    UPDATE_INCIDENT,
+    SEARCH_INCIDENT,
+    GET_INCIDENT,
+];
+
+/// `search_incident`'s `limit` when none is given.
+const DEFAULT_LIMIT: usize = 10;
+/// The largest `limit` `search_incident` accepts.
+const MAX_LIMIT: usize = 100;
+
+/// A `[[tools]]` entry with `type = "servicenow"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceNowToolConfig {
+    /// Where the incidents live: `embedded` (the default: SQLite in the gateway's data
+    /// directory) or `table_api` (a ServiceNow instance).
+    #[serde(default)]
+    pub store: StoreKind,
+}
+
+/// Which incident store the ServiceNow tools use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded SQLite store ([`EmbeddedStore`]), created and seeded on first start.
+    #[default]
+    Embedded,
+    /// A real ServiceNow instance through its Table API (`/api/now/table/incident`).
+    TableApi,
+}
+
+/// The built ServiceNow tool kind: its four definitions and the store they act on.
+pub struct ServiceNowTools {
+    /// Where incidents are read and written.
+    store: Arc<EmbeddedStore>,
+    /// The four definitions, built once; cloning one clones an `Arc`'d schema.
+    definitions: Vec<Tool>,
+}
+
+impl ServiceNowTools {
+    /// The tools over `store`.
+    pub fn new(store: Arc<EmbeddedStore>) -> Self {
+        Self {
+            store,
+            definitions: definitions(),
+        }
+    }
+
+    /// The MCP tool definitions: `create_incident`, `update_incident`, `search_incident`,
+    /// `get_incident`.
+    pub fn definitions(&self) -> Vec<Tool> {
+        self.definitions.clone()
+    }
+
+    /// Runs the tool `name` with `args`. create, update and get return the incident object;
+    /// search returns `{"count": n, "incidents": [...]}`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArguments`] for an unknown tool, arguments that do not fit its schema
+    /// or a change that breaks an incident rule (resolving without close notes, ...);
+    /// [`Error::Failed`] when the incident does not exist or the store fails.
+    pub async fn call(&self, name: &str, args: JsonObject) -> Result<Value, Error> {
+        match name {
+            CREATE_INCIDENT => self.create(args).await,
+            UPDATE_INCIDENT => self.update(args).await,
+            SEARCH_INCIDENT => self.search(args).await,
+            GET_INCIDENT => self.get(args).await,
+            other => Err(Error::InvalidArguments(format!(
+                "unknown tool `{other}`: expected {CREATE_INCIDENT}, {UPDATE_INCIDENT}, \
+                 {SEARCH_INCIDENT} or {GET_INCIDENT}"
+            ))),
+        }
+    }
+
+    async fn create(&self, args: JsonObject) -> Result<Value, Error> {
+        let args: CreateArgs = parse_args(CREATE_INCIDENT, args, CreateArgs::TEXT)?;
+        let new = NewIncident {
+            short_description: args.short_description,
+            description: args.description,
+            caller: args.caller,
+            category: args.category,
+            impact: level("impact", args.impact)?,
+            urgency: level("urgency", args.urgency)?,
+            assignment_group: args.assignment_group,
+            assigned_to: args.assigned_to,
+            work_notes: args.work_notes,
+        };
+        let incident = self.store.create(new).await.map_err(store_error)?;
+        to_json(&incident)
+    }
+
+    async fn update(&self, args: JsonObject) -> Result<Value, Error> {
+        let args: UpdateArgs = parse_args(UPDATE_INCIDENT, args, UpdateArgs::TEXT)?;
+        let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
+        let patch = IncidentPatch {
+            short_description: args.short_description,
+            description: args.description,
+            caller: None,
+            category: args.category,
+            impact: level("impact", args.impact)?,
+            urgency: level("urgency", args.urgency)?,
+            state: args
+                .state
+                .map(|v| State::from_json(&v).map_err(invalid))
+                .transpose()?,
+            assignment_group: args.assignment_group,
+            assigned_to: args.assigned_to,
+            work_notes: args.work_notes,
+            close_code: args.close_code,
+            close_notes: args.close_notes,
+        };
+        let incident = self
+            .store
+            .update(number.as_str(), patch)
+            .await
+            .map_err(store_error)?;
+        to_json(&incident)
+    }
+
+    async fn search(&self, args: JsonObject) -> Result<Value, Error> {
+        let args: SearchArgs = parse_args(SEARCH_INCIDENT, args, SearchArgs::TEXT)?;
+        let query = SearchQuery {
+            text: args.query,
+            state: args
+                .state
+                .map(|v| State::from_json(&v).map_err(invalid))
+                .transpose()?,
+            priority: args
+                .priority
+                .map(|v| Priority::from_json(&v).map_err(invalid))
+                .transpose()?,
+            limit: limit(args.limit)?,
+        };
+        let incidents = self.store.search(query).await.map_err(store_error)?;
+        Ok(json!({ "count": incidents.len(), "incidents": to_json(&incidents)? }))
+    }
+
+    async fn get(&self, args: JsonObject) -> Result<Value, Error> {
+        let args: GetArgs = parse_args(GET_INCIDENT, args, GetArgs::TEXT)?;
+        let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
+        match self.store.get(number.as_str()).await.map_err(store_error)? {
+            Some(incident) => to_json(&incident),
+            None => Err(Error::Failed(format!("incident {number} not found"))),
+        }
+    }
+}
+
+// === Arguments ===
+
+/// `create_incident`'s arguments. Choice fields stay JSON until parsed, so strings and
+/// numbers are both accepted and errors name the field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateArgs {
+    short_description: String,
+    description: Option<String>,
+    caller: Option<String>,
+    category: Option<String>,
+    impact: Option<Value>,
+    urgency: Option<Value>,
+    assignment_group: Option<String>,
+    assigned_to: Option<String>,
+    work_notes: Option<String>,
+}
+
+impl CreateArgs {
+    const TEXT: &[&str] = &[
+        "short_description",
+        "description",
+        "caller",
+        "category",
+        "assignment_group",
+        "assigned_to",
+        "work_notes",
+    ];
+}
+
+/// `update_incident`'s arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateArgs {
+    number: String,
+    short_description: Option<String>,
+    description: Option<String>,
+    state: Option<Value>,
+    impact: Option<Value>,
+    urgency: Option<Value>,
+    category: Option<String>,
+    assignment_group: Option<String>,
+    assigned_to: Option<String>,
+    work_notes: Option<String>,
+    close_code: Option<String>,
+    close_notes: Option<String>,
+}
+
+impl UpdateArgs {
+    const TEXT: &[&str] = &[
+        "number",
+        "short_description",
+        "description",
+        "category",
+        "assignment_group",
+        "assigned_to",
+        "work_notes",
+        "close_code",
+        "close_notes",
+    ];
+}
+
+/// `search_incident`'s arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchArgs {
+    query: Option<String>,
+    state: Option<Value>,
+    priority: Option<Value>,
+    limit: Option<Value>,
+}
+
+impl SearchArgs {
+    const TEXT: &[&str] = &["query"];
+}
+
+/// `get_incident`'s arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetArgs {
+    number: String,
+}
+
+impl GetArgs {
+    const TEXT: &[&str] = &["number"];
+}
+
+fn invalid(err: impl Display) -> Error {
+    Error::InvalidArguments(err.to_string())
+}
+
+/// Parses `args` into `T`. Text fields are checked first, so a wrong type names its field
+/// (serde's own message would not).
+fn parse_args<T: DeserializeOwned>(
+    tool: &str,
+    args: JsonObject,
+    text_fields: &[&str],
+) -> Result<T, Error> {
+    for (key, value) in &args {
+        if text_fields.contains(&key.as_str()) && !(value.is_string() || value.is_null()) {
+            return Err(Error::InvalidArguments(format!(
+                "{key} must be a string, got {value}"
+            )));
+        }
+    }
+    serde_json::from_value(Value::Object(args))
+        .map_err(|err| Error::InvalidArguments(format!("{tool}: {err}")))
+}
+
+fn level(field: &'static str, value: Option<Value>) -> Result<Option<Level>, Error> {
+    value
+        .map(|v| Level::from_json(&v).map_err(|err| invalid(err.for_field(field))))
+        .transpose()
+}
+
+/// `limit`: an integer (or a string of digits) from 1 to [`MAX_LIMIT`].
+fn limit(value: Option<Value>) -> Result<usize, Error> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    let parsed = match &value {
+        Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        Value::String(s) => s.trim().parse::<usize>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(Error::InvalidArguments(format!(
+            "limit must be an integer from 1 to {MAX_LIMIT}, got {value}"
+        ))),
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|err| Error::Failed(format!("cannot encode result: {err}")))
+}
+
+/// Maps a store error to a tool error: rule violations are the caller's to fix, the rest
+/// failed at run time and is logged.
+fn store_error(err: incidents::Error) -> Error {
+    match err {
+        incidents::Error::Invalid(violation) => invalid(violation),
+        incidents::Error::NotFound { number } => {
+            Error::Failed(format!("incident {number} not found"))
+        }
+        err @ (incidents::Error::Storage(_)
+        | incidents::Error::Io { .. }
+        | incidents::Error::UnsupportedSchema { .. }
+        | incidents::Error::NumbersExhausted
+        | incidents::Error::Task(_)) => {
+            tracing::error!(error = %err, "Incident store failed.");
+            Error::Failed(format!("incident store error: {err}"))
+        }
+    }
+}
+
+// === Definitions ===
+
+const STATE_HELP: &str = "New, In Progress, On Hold, Resolved, Closed or Canceled (or the code \
+                          1, 2, 3, 6, 7, 8)";
+const LEVEL_HELP: &str = "High, Medium or Low (or the code 1, 2, 3)";
+
+fn object_schema(properties: Value, required: &[&str]) -> JsonObject {
+    let mut schema = JsonObject::new();
+    schema.insert("type".into(), json!("object"));
+    schema.insert("properties".into(), properties);
+    schema.insert("required".into(), json!(required));
+    schema.insert("additionalProperties".into(), json!(false));
+    schema
+}
+
+fn text(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+
+fn definitions() -> Vec<Tool> {
+    let number = text("Incident number: INC followed by 7 digits, e.g. INC0012346.");
+    let impact = |default: &str| {
+        text(&format!(
+            "How widely the business is affected: {LEVEL_HELP}.{default} Priority is derived \
+             from impact and urgency."
+        ))
+    };
+    let urgency = |default: &str| {
+        text(&format!(
+            "How soon it must be fixed: {LEVEL_HELP}.{default} Priority is derived from \
+             impact and urgency."
+        ))
+    };
+    let category = text("Category: inquiry, software, hardware, network or database.");
+    let assignment_group = text("Team to assign the incident to, e.g. Network, Service Desk.");
+    let assigned_to = text("Person to assign the incident to.");
+
+    let create = Tool::new(
+        CREATE_INCIDENT,
+        "Create a ServiceNow incident in state New and return it with its generated number \
+         (INC + 7 digits). Only short_description is required; impact and urgency default to \
+         Low, and priority is derived from them.",
+        object_schema(
+            json!({
+                "short_description": text("One-line summary of the problem (required, not empty)."),
+                "description": text("Full description: symptoms, who is affected, since when."),
+                "caller": text("Name of the person reporting the incident."),
+                "category": category,
+                "impact": impact(" Default Low."),
+                "urgency": urgency(" Default Low."),
+                "assignment_group": assignment_group,
+                "assigned_to": assigned_to,
+                "work_notes": text("A first internal work note."),
+            }),
+            &["short_description"],
+        ),
+    )
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(false)
+            .idempotent(false)
+            .open_world(false),
+    );
+
+    let update = Tool::new(
+        UPDATE_INCIDENT,
+        "Update an incident by number and return the updated incident; only the fields given \
+         change. work_notes is appended to the journal. Setting state to Resolved or Closed \
+         requires close_notes (what fixed it) unless the incident already has them.",
+        object_schema(
+            json!({
+                "number": number,
+                "short_description": text("New one-line summary (not empty)."),
+                "description": text("New full description."),
+                "state": text(&format!(
+                    "New state: {STATE_HELP}. Resolved and Closed require close_notes."
+                )),
+                "impact": impact(""),
+                "urgency": urgency(""),
+                "category": category,
+                "assignment_group": assignment_group,
+                "assigned_to": assigned_to,
+                "work_notes": text("Internal note appended to the work notes journal (earlier notes are kept)."),
+                "close_code": text("How it was closed, e.g. Solved (Permanently), Solved (Work Around), Not Solved (Not Reproducible). Defaults to Solved (Permanently) when resolving."),
+                "close_notes": text("What was done to resolve the incident; required to set state Resolved or Closed."),
+            }),
+            &["number"],
+        ),
+    )
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(true)
+            .idempotent(false)
+            .open_world(false),
+    );
+
+    let search = Tool::new(
+        SEARCH_INCIDENT,
+        "Search incidents, newest first. query matches case-insensitively within the number, \
+         short description, description, work notes and close notes; state and priority \
+         filter. Returns {count, incidents}.",
+        object_schema(
+            json!({
+                "query": text("Text to look for, e.g. VPN. Omit to list incidents."),
+                "state": text(&format!("Only incidents in this state: {STATE_HELP}.")),
+                "priority": text(
+                    "Only incidents of this priority: Critical, High, Moderate, Low or \
+                     Planning (or the code 1 to 5)."
+                ),
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_LIMIT,
+                    "default": DEFAULT_LIMIT,
+                    "description": "Maximum number of incidents to return, 1 to 100 (default 10).",
+                },
+            }),
+            &[],
+        ),
+    )
+    .with_annotations(ToolAnnotations::new().read_only(true).open_world(false));
+
+    let get = Tool::new(
+        GET_INCIDENT,
+        "Get one incident by number with all its fields, including the work notes journal.",
+        object_schema(json!({ "number": number }), &["number"]),
+    )
+    .with_annotations(ToolAnnotations::new().read_only(true).open_world(false));
+
+    vec![create, update, search, get]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn tools() -> (tempfile::TempDir, ServiceNowTools) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        (dir, ServiceNowTools::new(store))
+    }
+
+    fn args(value: Value) -> JsonObject {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    async fn call(tools: &ServiceNowTools, name: &str, value: Value) -> Result<Value, Error> {
+        tools.call(name, args(value)).await
+    }
+
+    fn invalid_message(result: Result<Value, Error>) -> String {
+        match result {
+            Err(Error::InvalidArguments(message)) => message,
+            other => panic!("expected InvalidArguments, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_defaults_to_the_embedded_store() {
+        let config: ServiceNowToolConfig = toml::from_str("").unwrap();
+        assert_eq!(config.store, StoreKind::Embedded);
+
+        let config: ServiceNowToolConfig = toml::from_str(r#"store = "table_api""#).unwrap();
+        assert_eq!(config.store, StoreKind::TableApi);
+    }
+
+    #[test]
+    fn config_rejects_unknown_stores_and_keys() {
+        let err = toml::from_str::<ServiceNowToolConfig>(r#"store = "sqlite3""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown variant `sqlite3`, expected `embedded` or `table_api`"),
+            "{err}"
+        );
+        let err = toml::from_str::<ServiceNowToolConfig>(r#"stroe = "embedded""#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `stroe`"), "{err}");
+    }
+
+    #[test]
+    fn definitions_have_strict_described_schemas() {
+        let (_dir, tools) = tools();
+
+        let definitions = tools.definitions();
+
+        let names: Vec<&str> = definitions.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, TOOL_NAMES);
+        let required = [
+            vec!["short_description"],
+            vec!["number"],
+            vec![],
+            vec!["number"],
+        ];
+        for (tool, required) in definitions.iter().zip(required) {
+            let schema = &tool.input_schema;
+            assert_eq!(schema["type"], "object", "{}", tool.name);
+            assert_eq!(schema["additionalProperties"], false, "{}", tool.name);
+            assert_eq!(schema["required"], json!(required), "{}", tool.name);
+            assert!(!tool.description.as_deref().unwrap_or("").is_empty());
+            let properties = schema["properties"].as_object().unwrap();
+            assert!(!properties.is_empty());
+            for (name, property) in properties {
+                let description = property["description"].as_str().unwrap_or("");
+                assert!(!description.is_empty(), "{}.{name}", tool.name);
+            }
+        }
+        let update = &definitions[1];
+        assert!(
+            update
+                .description
+                .as_deref()
+                .unwrap()
+                .contains("close_notes")
+        );
+        assert_eq!(
+            update.input_schema["properties"].as_object().unwrap().len(),
+            12
+        );
+        assert_eq!(
+            definitions[2].input_schema["properties"]["limit"]["maximum"],
+            100
+        );
+    }
+
+    #[tokio::test]
+    async fn create_then_get_returns_display_values() {
+        let (_dir, tools) = tools();
+
+        let created = call(
+            &tools,
+            CREATE_INCIDENT,
+            json!({
+                "short_description": "Login failure affecting all users",
+                "urgency": "High",
+                "impact": 1,
+            }),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(created["state"], "New");
+        assert_eq!(created["urgency"], "1 - High");
+        assert_eq!(created["impact"], "1 - High");
+        assert_eq!(created["priority"], "1 - Critical");
+        let number = created["number"].as_str().unwrap();
+        let fetched = call(&tools, GET_INCIDENT, json!({ "number": number }))
+            .await
+            .unwrap();
+        assert_eq!(fetched, created);
+    }
+
+    #[tokio::test]
+    async fn create_rejects_bad_arguments_naming_the_field() {
+        let (_dir, tools) = tools();
+        let cases = [
+            (
+                json!({ "short_description": "x", "severity": "high" }),
+                "unknown field `severity`",
+            ),
+            (json!({ "description": "no summary" }), "short_description"),
+            (json!({ "short_description": "   " }), "short_description"),
+            (
+                json!({ "short_description": "x", "urgency": "urgent" }),
+                "unknown urgency \"urgent\"",
+            ),
+            (
+                json!({ "short_description": "x", "impact": 7 }),
+                "unknown impact \"7\"",
+            ),
+            (
+                json!({ "short_description": "x", "caller": 42 }),
+                "caller must be a string",
+            ),
+        ];
+
+        for (input, expected) in cases {
+            let message = invalid_message(call(&tools, CREATE_INCIDENT, input.clone()).await);
+            assert!(message.contains(expected), "case {input}: {message}");
+        }
+        let listed = call(&tools, SEARCH_INCIDENT, json!({ "limit": 100 }))
+            .await
+            .unwrap();
+        assert_eq!(listed["count"], 9, "nothing was created");
+    }
+
+    #[tokio::test]
+    async fn update_resolves_with_close_notes() {
+        let (_dir, tools) = tools();
+
+        let updated = call(
+            &tools,
+            UPDATE_INCIDENT,
+            json!({
+                "number": "inc0012346",
+                "state": "resolved",
+                "close_notes": "VPN config fixed",
+            }),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(updated["number"], "INC0012346");
+        assert_eq!(updated["state"], "Resolved");
+        assert_eq!(updated["close_notes"], "VPN config fixed");
+        assert_eq!(updated["close_code"], "Solved (Permanently)");
+        assert_ne!(updated["resolved_at"], "");
+    }
+
+    #[tokio::test]
+    async fn update_without_close_notes_is_invalid_and_changes_nothing() {
+        let (_dir, tools) = tools();
+        let before = call(&tools, GET_INCIDENT, json!({ "number": "INC0012346" }))
+            .await
+            .unwrap();
+
+        let message = invalid_message(
+            call(
+                &tools,
+                UPDATE_INCIDENT,
+                json!({ "number": "INC0012346", "state": 6 }),
+            )
+            .await,
+        );
+
+        assert!(message.contains("close_notes"), "{message}");
+        let after = call(&tools, GET_INCIDENT, json!({ "number": "INC0012346" }))
+            .await
+            .unwrap();
+        assert_eq!(after, before);
+    }
+
+    #[tokio::test]
+    async fn update_recomputes_priority_and_appends_work_notes() {
+        let (_dir, tools) = tools();
+
+        let updated = call(
+            &tools,
+            UPDATE_INCIDENT,
+            json!({
+                "number": "INC0012346",
+                "urgency": "1 - High",
+                "work_notes": "Escalated to the firewall team.",
+            }),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(updated["priority"], "2 - High");
+        let notes = updated["work_notes"].as_str().unwrap();
+        assert!(notes.contains("RADIUS"), "older note kept: {notes}");
+        assert!(
+            notes.ends_with("Escalated to the firewall team."),
+            "{notes}"
+        );
+    }
+
+    #[tokio::test]
+    async fn update_and_get_report_bad_and_unknown_numbers() {
+        let (_dir, tools) = tools();
+
+        let bad = invalid_message(
+            call(
+                &tools,
+                UPDATE_INCIDENT,
+                json!({ "number": "12346", "state": "New" }),
+            )
+            .await,
+        );
+        let unknown = call(
+            &tools,
+            UPDATE_INCIDENT,
+            json!({ "number": "INC0099999", "state": "New" }),
+        )
+        .await;
+        let missing = call(&tools, GET_INCIDENT, json!({ "number": "inc0099999" })).await;
+        let empty =
+            invalid_message(call(&tools, UPDATE_INCIDENT, json!({ "number": "INC0012346" })).await);
+
+        assert!(bad.contains("INC followed by 7 digits"), "{bad}");
+        assert!(
+            matches!(&unknown, Err(Error::Failed(m)) if m == "incident INC0099999 not found"),
+            "{unknown:?}"
+        );
+        assert!(
+            matches!(&missing, Err(Error::Failed(m)) if m == "incident INC0099999 not found"),
+            "{missing:?}"
+        );
+        assert!(empty.contains("nothing to update"), "{empty}");
+    }
+
+    #[tokio::test]
+    async fn search_finds_vpn_incidents_and_filters() {
+        let (_dir, tools) = tools();
+
+        let vpn = call(&tools, SEARCH_INCIDENT, json!({ "query": "VPN" }))
+            .await
+            .unwrap();
+        let in_progress = call(
+            &tools,
+            SEARCH_INCIDENT,
+            json!({ "state": "in progress", "limit": 100 }),
+        )
+        .await
+        .unwrap();
+        let critical = call(
+            &tools,
+            SEARCH_INCIDENT,
+            json!({ "priority": "1 - Critical" }),
+        )
+        .await
+        .unwrap();
+        let limited = call(&tools, SEARCH_INCIDENT, json!({ "limit": "3" }))
+            .await
+            .unwrap();
+
+        assert_eq!(vpn["count"], 1);
+        assert_eq!(vpn["incidents"][0]["number"], "INC0012346");
+        assert_eq!(vpn["incidents"][0]["state"], "In Progress");
+        assert_eq!(vpn["incidents"][0]["urgency"], "2 - Medium");
+        let states: Vec<&Value> = in_progress["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["state"])
+            .collect();
+        assert_eq!(states.len(), 2);
+        assert!(states.iter().all(|s| *s == "In Progress"));
+        assert_eq!(critical["count"], 0);
+        assert_eq!(limited["count"], 3);
+        assert_eq!(limited["incidents"].as_array().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn search_rejects_bad_limits_and_values() {
+        let (_dir, tools) = tools();
+        let cases = [
+            (
+                json!({ "limit": 0 }),
+                "limit must be an integer from 1 to 100",
+            ),
+            (
+                json!({ "limit": 101 }),
+                "limit must be an integer from 1 to 100",
+            ),
+            (
+                json!({ "limit": "ten" }),
+                "limit must be an integer from 1 to 100",
+            ),
+            (
+                json!({ "limit": -3 }),
+                "limit must be an integer from 1 to 100",
+            ),
+            (json!({ "state": "Done" }), "unknown state \"Done\""),
+            (json!({ "priority": 9 }), "unknown priority \"9\""),
+            (json!({ "text": "vpn" }), "unknown field `text`"),
+        ];
+
+        for (input, expected) in cases {
+            let message = invalid_message(call(&tools, SEARCH_INCIDENT, input.clone()).await);
+            assert!(message.contains(expected), "case {input}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_tools_are_invalid() {
+        let (_dir, tools) = tools();
+
+        let message = invalid_message(call(&tools, "delete_incident", json!({})).await);
+
+        assert!(
+            message.contains("unknown tool `delete_incident`"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn storage_failures_are_reported_as_failed() {
+        let (dir, tools) = tools();
+        let conn = rusqlite::Connection::open(dir.path().join("incidents.db")).unwrap();
+        conn.execute_batch("DROP TABLE incident").unwrap();
+
+        let result = call(&tools, SEARCH_INCIDENT, json!({})).await;
+
+        assert!(
+            matches!(&result, Err(Error::Failed(m)) if m.starts_with("incident store error:")),
+            "{result:?}"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Config errors name the file and the key, all at once, through the library and the CLI.
+
+use std::process::Command;
+
+use switchboard::agents::AgentRegistry;
+use switchboard::config::Vars;
+
+use crate::helpers::fixture;
+
+fn errors_of(dir: &str) -> Vec<String> {
+    AgentRegistry::validate_dir(&fixture(dir), &Vars::new())
+        .expect_err("fixture must be invalid")
+        .0
+        .iter()
+        .map(|e| {
+            // Paths are absolute here; keep `agents/<scenario>/<file>: ...` for the asserts.
+            let s = e.to_string();
+            s[s.find("agents/").unwrap()..].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn each_broken_file_names_its_file_and_key() {
+    let cases = [
+        (
+            "agents/unknown-key",
+            "agents/unknown-key/servicenow.toml: tools[0].colour: unknown field `colour`",
+        ),
+        (
+            "agents/missing-env",
+            "agents/missing-env/servicenow.toml: model.api_key: ${SWITCHBOARD_TEST_SURELY_UNSET_KEY} is not set",
+        ),
+        (
+            "agents/bad-name",
+            "agents/bad-name/Service_Now.toml: invalid agent name \"Service_Now\"",
+        ),
+        (
+            "agents/duplicate",
+            "agents/duplicate/servicenow.toml: tools[1]: duplicate tool \"create_incident\": tools[0] already provides it",
+        ),
+        (
+            "agents/bad-store",
+            "agents/bad-store/servicenow.toml: tools[0].store: unknown variant `sqlite3`, expected `embedded` or `table_api`",
+        ),
+    ];
+    for (dir, expected) in cases {
+        let errors = errors_of(dir);
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "case {dir}: expected an error starting with\n  {expected}\ngot\n  {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn missing_env_reports_every_variable() {
+    let errors = errors_of("agents/missing-env");
+    assert!(
+        errors.iter().any(|e| e
+            .contains("model.model: ${SWITCHBOARD_TEST_MODEL} is required: set the model name")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn every_file_of_a_directory_is_reported_at_once() {
+    let errors = errors_of("agents/several-broken");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("agents/several-broken/a.toml: model: missing [model]")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("agents/several-broken/b.toml: invalid TOML (line 2")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}
+
+#[test]
+fn check_command_exits_nonzero_and_prints_every_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check", "--agents"])
+        .arg(fixture("agents/several-broken"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 configuration errors"), "{stderr}");
+    assert!(
+        stderr.contains("a.toml: model: missing [model]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("b.toml: invalid TOML"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(tmp.path())
+        .arg("--agents")
+        .arg(fixture("agents/bad-store"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tools[0].store: unknown variant `sqlite3`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Not starting"), "{stderr}");
+    // Nothing was created: a malformed config never half-starts.
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn broken_gateway_config_is_reported_with_its_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("switchboard.toml");
+    std::fs::write(&cfg, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("switchboard.toml: server.listen: invalid socket address"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,396 @@
+//! `TestGateway`: the real server on 127.0.0.1:0 with a temp data dir, plus small clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use switchboard::agents::AgentRegistry;
+use switchboard::config::{ServerSettings, Vars};
+use switchboard::state::AppState;
+use switchboard::tools::Resources;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Knobs for a test gateway.
+pub struct Options {
+    pub agents_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub settings: ServerSettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            agents_dir: fixture("agents/valid"),
+            data_dir: None,
+            settings: ServerSettings {
+                sse_keep_alive: Duration::from_millis(200),
+                max_body_bytes: 64 * 1024,
+                shutdown_grace: Duration::from_secs(2),
+                ..ServerSettings::default()
+            },
+        }
+    }
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+impl TestGateway {
+    /// The default gateway: fixture agents, a fresh data dir.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> Self {
+        switchboard::telemetry::init_for_tests();
+        switchboard::app::install_crypto_provider();
+        let (tmp, data_dir) = match opts.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let tmp = tempfile::tempdir().unwrap();
+                let d = tmp.path().join("data");
+                (Some(tmp), d)
+            }
+        };
+        let vars = Vars::new();
+        let resources = Resources::new(&data_dir);
+        let registry = AgentRegistry::load(&opts.agents_dir, &vars, &resources)
+            .unwrap_or_else(|e| panic!("fixture agents must load: {e}"));
+        // Bind first, then serve: the address is known before any request is made.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(opts.settings, &registry);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(switchboard::app::run(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits until it has exited.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("gateway must stop within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// Waits (up to 10 s) until `cond` holds for the live session count.
+    pub async fn wait_sessions(&self, what: &str, cond: impl Fn(usize) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = self.state.sessions().len();
+            if cond(n) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {n} live sessions"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    switchboard::app::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// An rmcp client over Streamable HTTP at `url`.
+pub async fn rmcp_client(url: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    switchboard::app::install_crypto_provider();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
+    ().serve(transport).await.expect("rmcp client must connect")
+}
+
+pub fn args(v: Value) -> rmcp::model::JsonObject {
+    v.as_object().cloned().expect("arguments must be an object")
+}
+
+/// One event of an SSE stream.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// A minimal legacy HTTP+SSE client: GET the stream, POST to the endpoint it announces.
+pub struct SseClient {
+    pub endpoint: String,
+    pub session_id: String,
+    events: mpsc::UnboundedReceiver<SseEvent>,
+    reader: JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+impl SseClient {
+    /// Opens the stream at `url` and waits for its `endpoint` event.
+    pub async fn connect(url: &str) -> Self {
+        let http = http();
+        // The stream's own client has no total timeout: the stream lives as long as the test.
+        let resp = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {url}");
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            let mut buf = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let raw: String = buf.drain(..end + 2).collect();
+                    let mut ev = SseEvent {
+                        event: "message".into(),
+                        data: String::new(),
+                    };
+                    let mut has_data = false;
+                    for line in raw.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            ev.event = v.trim().to_owned();
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            if has_data {
+                                ev.data.push('\n');
+                            }
+                            ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                            has_data = true;
+                        }
+                    }
+                    if has_data && tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("endpoint event within 10 s")
+            .expect("stream open");
+        assert_eq!(first.event, "endpoint");
+        let base = url.split("/agents/").next().unwrap();
+        let endpoint = format!("{base}{}", first.data);
+        let session_id = first
+            .data
+            .split("session_id=")
+            .nth(1)
+            .expect("endpoint carries session_id")
+            .to_owned();
+        Self {
+            endpoint,
+            session_id,
+            events,
+            reader,
+            http,
+        }
+    }
+
+    /// POSTs a raw body to the endpoint.
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(&self.endpoint)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a JSON-RPC message; asserts 202.
+    pub async fn post(&self, msg: Value) {
+        let resp = self.post_raw(msg.to_string()).await;
+        assert_eq!(resp.status(), 202, "POST {msg}");
+    }
+
+    /// The next `message` event, parsed (10 s deadline).
+    pub async fn next_message(&mut self) -> Value {
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(10), self.events.recv())
+                .await
+                .expect("an SSE message within 10 s")
+                .expect("stream still open");
+            if ev.event == "message" {
+                return serde_json::from_str(&ev.data).unwrap();
+            }
+        }
+    }
+
+    /// Waits for the stream to end (10 s deadline).
+    pub async fn closed(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(None) => return,
+                Ok(Some(_)) => continue,
+                Err(_) => panic!("SSE stream still open after 10 s"),
+            }
+        }
+    }
+
+    /// Sends a request and returns its response (the next message must be it).
+    pub async fn request(&mut self, id: i64, method: &str, params: Value) -> Value {
+        self.post(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        let msg = self.next_message().await;
+        assert_eq!(msg["id"], id, "response id for {method}: {msg}");
+        msg
+    }
+
+    /// initialize + notifications/initialized.
+    pub async fn initialize(&mut self) -> Value {
+        let init = self
+            .request(
+                0,
+                "initialize",
+                json!({"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "sse-test", "version": "1"}}),
+            )
+            .await;
+        self.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        init
+    }
+
+    /// Calls a tool and returns the JSON-RPC response.
+    pub async fn call_tool(&mut self, id: i64, name: &str, arguments: Value) -> Value {
+        self.request(
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        )
+        .await
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// The JSON object a successful tool result carries.
+pub fn tool_json(response: &Value) -> Value {
+    let result = &response["result"];
+    assert_eq!(result["isError"], false, "tool failed: {response}");
+    serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap()
+}
+
+/// Raw Streamable HTTP: initialize, returning the session id.
+pub async fn streamable_initialize(http: &reqwest::Client, url: &str) -> String {
+    let resp = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = resp.text().await.unwrap();
+    let resp = streamable_post(
+        http,
+        url,
+        Some(&id),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string(),
+    )
+    .await;
+    assert_eq!(resp.status(), 202);
+    id
+}
+
+/// Raw Streamable HTTP POST.
+pub async fn streamable_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: String,
+) -> reqwest::Response {
+    let mut req = http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18");
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    req.body(body).send().await.unwrap()
+}
+
+/// The JSON-RPC messages in an SSE (or JSON) response body.
+pub async fn response_messages(resp: reqwest::Response) -> Vec<Value> {
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("application/json"));
+    let text = resp.text().await.unwrap();
+    if is_json {
+        return vec![serde_json::from_str(&text).unwrap()];
+    }
+    text.split("\n\n")
+        .filter_map(|ev| {
+            let data: Vec<&str> = ev
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            let data = data.join("\n");
+            (!data.trim().is_empty()).then(|| serde_json::from_str(&data).unwrap())
+        })
+        .collect()
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real gateway on 127.0.0.1:0, real HTTP, real MCP clients.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod config_errors;
+mod mcp_sse;
+mod mcp_streamable;
+mod sessions;
+mod shipped_agents;
+mod store;
+mod transport_rules;

@@ -1,0 +1,164 @@
+//! The legacy HTTP+SSE transport with our own small SSE client.
+
+use serde_json::json;
+
+use crate::helpers::{SseClient, TestGateway, tool_json};
+
+#[tokio::test]
+async fn legacy_client_lists_and_calls_every_tool() {
+    let gw = TestGateway::spawn().await;
+    let mut c = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    assert!(
+        c.endpoint
+            .contains("/agents/servicenow/messages?session_id="),
+        "{}",
+        c.endpoint
+    );
+
+    let init = c.initialize().await;
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"],
+        "switchboard/servicenow"
+    );
+
+    let list = c.request(1, "tools/list", json!({})).await;
+    let mut names: Vec<_> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "create_incident",
+            "get_incident",
+            "search_incident",
+            "update_incident"
+        ]
+    );
+
+    let created = tool_json(
+        &c.call_tool(
+            2,
+            "create_incident",
+            json!({"short_description": "Printer on fire", "urgency": "2", "impact": "Low"}),
+        )
+        .await,
+    );
+    let number = created["number"].as_str().unwrap().to_owned();
+    assert_eq!(created["priority"], "4 - Low");
+
+    let got = tool_json(
+        &c.call_tool(3, "get_incident", json!({"number": number}))
+            .await,
+    );
+    assert_eq!(got["short_description"], "Printer on fire");
+
+    let updated = tool_json(
+        &c.call_tool(
+            4,
+            "update_incident",
+            json!({"number": number, "state": "In Progress", "work_notes": "Extinguisher found"}),
+        )
+        .await,
+    );
+    assert_eq!(updated["state"], "In Progress");
+
+    let found = tool_json(
+        &c.call_tool(
+            5,
+            "search_incident",
+            json!({"query": "printer", "limit": 5}),
+        )
+        .await,
+    );
+    assert!(found["count"].as_u64().unwrap() >= 1, "{found}");
+
+    // The seed's third question: resolve INC0012346 with a note.
+    let resolved = tool_json(
+        &c.call_tool(
+            6,
+            "update_incident",
+            json!({"number": "INC0012346", "state": "Resolved", "close_notes": "VPN config fixed"}),
+        )
+        .await,
+    );
+    assert_eq!(resolved["state"], "Resolved");
+
+    // Invalid arguments: JSON-RPC -32602 on the stream, and the session lives on.
+    let bad = c
+        .call_tool(
+            7,
+            "update_incident",
+            json!({"number": number, "state": "Done"}),
+        )
+        .await;
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("Done"),
+        "{bad}"
+    );
+    let again = c.request(8, "tools/list", json!({})).await;
+    assert!(again["result"]["tools"].is_array());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn two_sessions_with_the_same_ids_get_their_own_answers() {
+    let gw = TestGateway::spawn().await;
+    let mut a = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    let mut b = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    a.initialize().await;
+    b.initialize().await;
+    // Same id 1 on both sessions, different questions.
+    a.post(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_incident","arguments":{"number":"INC0012346"}}})).await;
+    b.post(json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}))
+        .await;
+    let ra = a.next_message().await;
+    let rb = b.next_message().await;
+    assert_eq!(tool_json(&ra)["number"], "INC0012346");
+    assert!(rb["result"]["tools"].is_array(), "{rb}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn many_requests_in_flight_on_one_session_are_each_answered_once() {
+    let gw = TestGateway::spawn().await;
+    let mut c = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    c.initialize().await;
+    let n = 40;
+    for id in 100..100 + n {
+        let endpoint = c.endpoint.clone();
+        // Fire all POSTs without waiting for answers.
+        let resp = crate::helpers::http()
+            .post(endpoint)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"search_incident","arguments":{"query":"vpn","limit":1}}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let msg = c.next_message().await;
+        let id = msg["id"].as_i64().unwrap();
+        assert!(seen.insert(id), "answered twice: {id}");
+        assert_eq!(tool_json(&msg)["count"], 1);
+    }
+    assert_eq!(seen.len() as i64, n);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn legacy_post_accepts_the_session_id_spelling_of_other_servers() {
+    let gw = TestGateway::spawn().await;
+    let mut c = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    c.endpoint = c.endpoint.replace("session_id=", "sessionId=");
+    let init = c.initialize().await;
+    assert!(init["result"]["serverInfo"].is_object());
+    gw.stop().await;
+}

@@ -1,0 +1,34 @@
+//! The agents we ship validate, with no environment at all, through `check`'s own logic.
+
+use std::process::Command;
+
+use switchboard::agents::AgentRegistry;
+use switchboard::config::Vars;
+
+#[test]
+fn shipped_agents_are_valid_without_any_environment() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+    let specs = AgentRegistry::validate_dir(&dir, &Vars::new()).unwrap_or_else(|e| panic!("{e}"));
+    let sn = specs
+        .iter()
+        .find(|s| s.name.as_str() == "servicenow")
+        .expect("servicenow agent ships");
+    assert!(sn.expose_tools && sn.expose_agent);
+    assert_eq!(sn.model.as_ref().unwrap().model, "gpt-4o-mini");
+}
+
+#[test]
+fn check_command_accepts_the_shipped_agents() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("check")
+        .env_remove("OPENAI_MODEL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("servicenow"));
+}
