@@ -110,7 +110,7 @@ impl ServiceNowTools {
     }
 
     async fn create(&self, args: JsonObject) -> Result<Value, Error> {
-        let args: CreateArgs = parse_args(CREATE_INCIDENT, args, CreateArgs::TEXT)?;
+        let args: CreateArgs = parse_args(args, CreateArgs::TEXT)?;
         let new = NewIncident {
             short_description: args.short_description,
             description: args.description,
@@ -127,7 +127,7 @@ impl ServiceNowTools {
     }
 
     async fn update(&self, args: JsonObject) -> Result<Value, Error> {
-        let args: UpdateArgs = parse_args(UPDATE_INCIDENT, args, UpdateArgs::TEXT)?;
+        let args: UpdateArgs = parse_args(args, UpdateArgs::TEXT)?;
         let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
         let patch = IncidentPatch {
             short_description: args.short_description,
@@ -155,7 +155,7 @@ impl ServiceNowTools {
     }
 
     async fn search(&self, args: JsonObject) -> Result<Value, Error> {
-        let args: SearchArgs = parse_args(SEARCH_INCIDENT, args, SearchArgs::TEXT)?;
+        let args: SearchArgs = parse_args(args, SearchArgs::TEXT)?;
         let query = SearchQuery {
             text: args.query,
             state: args
@@ -173,7 +173,7 @@ impl ServiceNowTools {
     }
 
     async fn get(&self, args: JsonObject) -> Result<Value, Error> {
-        let args: GetArgs = parse_args(GET_INCIDENT, args, GetArgs::TEXT)?;
+        let args: GetArgs = parse_args(args, GetArgs::TEXT)?;
         let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
         match self.store.get(number.as_str()).await.map_err(store_error)? {
             Some(incident) => to_json(&incident),
@@ -275,11 +275,7 @@ fn invalid(err: impl Display) -> Error {
 
 /// Parses `args` into `T`. Text fields are checked first, so a wrong type names its field
 /// (serde's own message would not).
-fn parse_args<T: DeserializeOwned>(
-    tool: &str,
-    args: JsonObject,
-    text_fields: &[&str],
-) -> Result<T, Error> {
+fn parse_args<T: DeserializeOwned>(args: JsonObject, text_fields: &[&str]) -> Result<T, Error> {
     for (key, value) in &args {
         if text_fields.contains(&key.as_str()) && !(value.is_string() || value.is_null()) {
             return Err(Error::InvalidArguments(format!(
@@ -288,7 +284,7 @@ fn parse_args<T: DeserializeOwned>(
         }
     }
     serde_json::from_value(Value::Object(args))
-        .map_err(|err| Error::InvalidArguments(format!("{tool}: {err}")))
+        .map_err(|err| Error::InvalidArguments(err.to_string()))
 }
 
 fn level(field: &'static str, value: Option<Value>) -> Result<Option<Level>, Error> {
