@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod binary;
 mod config_errors;
 mod mcp_sse;
 mod mcp_streamable;
