@@ -9,7 +9,8 @@
 //! - [`state`]: `AppState`, the shared state every request sees.
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
 //! - [`agents`]: validated agent specs, built agents and the registry of them.
-//! - [`tools`]: tool kinds agents use (`servicenow`, ...).
+//! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
+//! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`).
 //! - [`incidents`]: the incident model and the embedded SQLite incident store.
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod incidents;
+pub mod llm;
 pub mod mcp;
 pub mod sessions;
 pub mod shutdown;

@@ -136,15 +136,19 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let resources = Resources::new(&args.data);
-        let agents = match switchboard::agents::build_all(specs, &resources) {
-            Ok(a) => a,
+        let registry = match AgentRegistry::build(specs, Resources::new(&args.data)) {
+            Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
         };
-        let registry = AgentRegistry::from_agents(agents);
+        // Best effort, bounded: an upstream that is down now is retried when a call needs it.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            registry.connect_upstreams(),
+        )
+        .await;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -154,7 +158,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         }
         for agent in registry.iter() {
             let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
-            tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.tool_definitions().len(), "Agent ready.");
+            tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.all_tool_definitions().len(), "Agent ready.");
         }
         let state = AppState::new(settings, &registry);
         tracing::info!(%addr, data = %args.data.display(), "Switchboard listening.");

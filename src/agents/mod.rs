@@ -6,6 +6,7 @@
 
 pub mod name;
 pub mod registry;
+pub mod run;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -20,7 +21,8 @@ pub use registry::AgentRegistry;
 
 use crate::config::Error;
 use crate::config::agent::{AgentConfig, Expose, ModelConfig, Provider};
-use crate::tools::{self, Resources, ToolConfig, ToolKind};
+use crate::llm::LlmClient;
+use crate::tools::{self, CallContext, Output, Resources, ToolConfig, ToolKind};
 
 /// A validated agent definition.
 #[derive(Debug, Clone)]
@@ -58,6 +60,8 @@ pub struct ModelSpec {
     pub request_timeout: Duration,
     /// Timeout of a whole run.
     pub run_timeout: Duration,
+    /// What to set when the key is missing, e.g. "set OPENAI_API_KEY".
+    pub key_hint: String,
 }
 
 /// Where a model is served.
@@ -87,6 +91,25 @@ impl AgentSpec {
     /// # Errors
     /// Every problem found, each naming `file` and the key.
     pub fn validate(name: AgentName, file: &Path, c: AgentConfig) -> Result<Self, Vec<Error>> {
+        Self::validate_with_key_hint(name, file, c, None)
+    }
+
+    /// [`Self::validate`], naming the variables the file's `[model] api_key` reads (from its
+    /// text before interpolation), so a missing key says exactly what to set.
+    ///
+    /// # Errors
+    /// Every problem found, each naming `file` and the key.
+    pub fn validate_with_key_hint(
+        name: AgentName,
+        file: &Path,
+        c: AgentConfig,
+        key_vars: Option<Vec<String>>,
+    ) -> Result<Self, Vec<Error>> {
+        let key_hint = match key_vars.as_deref() {
+            Some([one]) => format!("set {one}"),
+            Some(vars) if !vars.is_empty() => format!("set {}", vars.join(" or ")),
+            _ => format!("set api_key in [model] of {}", file.display()),
+        };
         let mut errors = Vec::new();
         let mut err = |key: &str, msg: String| errors.push(Error::key(file, key, msg));
         if c.description.trim().is_empty() {
@@ -101,7 +124,7 @@ impl AgentSpec {
         let expose_agent = c.expose.contains(&Expose::Agent);
         let expose_tools = c.expose.contains(&Expose::Tools);
         let model = match c.model {
-            Some(m) => validate_model(m, &mut err),
+            Some(m) => validate_model(m, key_hint, &mut err),
             None => {
                 if expose_agent {
                     err(
@@ -127,19 +150,19 @@ impl AgentSpec {
                 }
             }
         }
-        let mut provided: HashMap<&str, usize> = HashMap::new();
+        let mut provided: HashMap<String, usize> = HashMap::new();
         for (i, tool) in tools.iter().enumerate() {
             for (key, msg) in tool.validate() {
                 err(&format!("tools[{i}].{key}"), msg);
             }
             for tool_name in tool.tool_names() {
-                if let Some(first) = provided.insert(tool_name, i) {
+                if let Some(first) = provided.insert(tool_name.clone(), i) {
                     err(
                         &format!("tools[{i}]"),
                         format!("duplicate tool {tool_name:?}: tools[{first}] already provides it"),
                     );
                 }
-                if expose_agent && expose_tools && *tool_name == name.as_str() {
+                if expose_agent && expose_tools && tool_name == name.as_str() {
                     err(
                         &format!("tools[{i}]"),
                         format!(
@@ -166,7 +189,11 @@ impl AgentSpec {
     }
 }
 
-fn validate_model(m: ModelConfig, err: &mut impl FnMut(&str, String)) -> Option<ModelSpec> {
+fn validate_model(
+    m: ModelConfig,
+    key_hint: String,
+    err: &mut impl FnMut(&str, String),
+) -> Option<ModelSpec> {
     let before = std::cell::Cell::new(0usize);
     let mut fail = |key: &str, msg: String| {
         before.set(before.get() + 1);
@@ -255,6 +282,15 @@ fn validate_model(m: ModelConfig, err: &mut impl FnMut(&str, String)) -> Option<
         fail("model.run_timeout_secs", "must be at least 1".into());
     }
     let api_key = m.api_key.filter(|k| !k.expose_secret().trim().is_empty());
+    if let Some(key) = &api_key
+        && !key.expose_secret().bytes().all(|b| b.is_ascii_graphic())
+    {
+        // The key goes into an HTTP header; say so now rather than fail every request.
+        fail(
+            "model.api_key",
+            "contains spaces or control characters, which an HTTP header cannot carry".into(),
+        );
+    }
     (before.get() == 0).then(|| ModelSpec {
         endpoint,
         api_key,
@@ -262,23 +298,26 @@ fn validate_model(m: ModelConfig, err: &mut impl FnMut(&str, String)) -> Option<
         max_turns: m.max_turns,
         request_timeout: Duration::from_secs(m.request_timeout_secs),
         run_timeout: Duration::from_secs(m.run_timeout_secs),
+        key_hint,
     })
 }
 
-/// A running agent: its spec and its built tools.
+/// A running agent: its spec, its model client and its built tools.
 pub struct Agent {
     /// The validated definition.
     pub spec: AgentSpec,
+    /// The model client, when the agent has a `[model]`.
+    llm: Option<LlmClient>,
     /// Built tool kinds, in file order.
     kinds: Vec<ToolKind>,
-    /// Tool name → (index into `kinds`, index into `definitions`).
-    by_name: HashMap<String, (usize, usize)>,
-    /// Definitions of the inner tools, in file order.
+    /// Name → index into `kinds`, for tools whose names are fixed at build time.
+    by_name: HashMap<String, usize>,
+    /// Definitions of the tools fixed at build time, in file order.
     definitions: Vec<Tool>,
 }
 
 impl Agent {
-    /// Builds the agent's tools.
+    /// Builds the agent's model client and tools.
     ///
     /// # Errors
     /// A config error naming the tool entry whose resource could not be opened.
@@ -294,14 +333,23 @@ impl Agent {
                     format!("cannot start: {e}"),
                 )
             })?;
-            for def in kind.definitions() {
-                by_name.insert(def.name.to_string(), (i, definitions.len()));
-                definitions.push(def);
+            if kind.is_static() {
+                for def in kind.definitions() {
+                    by_name.insert(def.name.to_string(), kinds.len());
+                    definitions.push(def);
+                }
             }
             kinds.push(kind);
         }
+        let llm = spec
+            .model
+            .as_ref()
+            .map(|m| LlmClient::new(m, &m.key_hint))
+            .transpose()
+            .map_err(|e| Error::key(&spec.file, "model", e))?;
         Ok(Self {
             spec,
+            llm,
             kinds,
             by_name,
             definitions,
@@ -313,26 +361,73 @@ impl Agent {
         &self.spec.name
     }
 
-    /// Definitions of all inner tools.
-    pub fn tool_definitions(&self) -> &[Tool] {
-        &self.definitions
+    /// Definitions of every tool the agent has now: the fixed ones, then those of its
+    /// upstream MCP servers (as last listed; a fixed name wins over an upstream one).
+    pub fn all_tool_definitions(&self) -> Vec<Tool> {
+        let mut all = self.definitions.clone();
+        for kind in self.kinds.iter().filter(|k| !k.is_static()) {
+            all.extend(
+                kind.definitions()
+                    .into_iter()
+                    .filter(|d| !self.by_name.contains_key(d.name.as_ref())),
+            );
+        }
+        all
     }
 
-    /// The definition of inner tool `name`.
-    pub fn tool_definition(&self, name: &str) -> Option<&Tool> {
-        let (_, def) = self.by_name.get(name)?;
-        self.definitions.get(*def)
+    /// Connects the agent's upstream MCP servers and lists their tools; failures are
+    /// logged, and retried on the next call or listing that needs them.
+    pub async fn connect_upstreams(&self) {
+        self.connect_upstreams_where(|_| true).await;
     }
 
-    /// Runs inner tool `name`; `None` when the agent has no such tool.
+    /// Connects the upstream MCP servers that have no tools listed yet (never connected, or
+    /// down so far), so a listing shows what they offer.
+    pub async fn connect_missing_upstreams(&self) {
+        self.connect_upstreams_where(|up| up.definitions().is_empty())
+            .await;
+    }
+
+    async fn connect_upstreams_where(
+        &self,
+        wanted: impl Fn(&tools::upstream::UpstreamTools) -> bool,
+    ) {
+        let pending = self.kinds.iter().filter_map(|kind| match kind {
+            ToolKind::Upstream(up) if wanted(up) => Some(up),
+            _ => None,
+        });
+        for up in pending {
+            if let Err(e) = up.connect().await {
+                tracing::warn!(agent = %self.name(), error = %e, "Upstream MCP server not available.");
+            }
+        }
+    }
+
+    /// Runs tool `name`; `None` when the agent has no such tool.
     pub async fn call_tool(
         &self,
         name: &str,
         args: JsonObject,
-    ) -> Option<Result<serde_json::Value, tools::Error>> {
-        let (kind, _) = self.by_name.get(name)?;
-        let kind = self.kinds.get(*kind)?;
-        Some(kind.call(name, args).await)
+        ctx: &CallContext,
+    ) -> Option<Result<Output, tools::Error>> {
+        if let Some(kind) = self.by_name.get(name).and_then(|i| self.kinds.get(*i)) {
+            return Some(kind.call(name, args, ctx).await);
+        }
+        let offers = |k: &ToolKind| k.definitions().iter().any(|d| d.name == name);
+        let mut upstreams = self.kinds.iter().filter(|k| !k.is_static());
+        if let Some(kind) = upstreams.clone().find(|k| offers(k)) {
+            return Some(kind.call(name, args, ctx).await);
+        }
+        // Not listed (yet): an upstream may have connected late or added the tool.
+        for kind in upstreams.by_ref() {
+            if let ToolKind::Upstream(up) = kind
+                && up.connect().await.is_ok()
+                && offers(kind)
+            {
+                return Some(kind.call(name, args, ctx).await);
+            }
+        }
+        None
     }
 }
 

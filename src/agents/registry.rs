@@ -4,13 +4,15 @@
 //! every problem of every file at once; a registry is only built when all are valid, so a
 //! malformed file never starts a half-configured server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
 
 use super::{Agent, AgentName, AgentSpec};
 use crate::config::{self, Error, Errors, Vars, agent::AgentConfig};
-use crate::tools::Resources;
+use crate::tools::{self, AgentRunner, CallContext, Resources};
 
 /// The agents being served, by name. Immutable once built.
 #[derive(Default)]
@@ -33,6 +35,7 @@ impl AgentRegistry {
                 Err(e) => errors.extend(e.0),
             }
         }
+        errors.extend(check_agent_references(&specs));
         errors.into_result(specs)
     }
 
@@ -40,9 +43,25 @@ impl AgentRegistry {
     ///
     /// # Errors
     /// Every problem of every file, or of building them.
-    pub fn load(dir: &Path, vars: &Vars, resources: &Resources) -> Result<Self, Errors> {
+    pub fn load(dir: &Path, vars: &Vars, resources: Resources) -> Result<Self, Errors> {
         let specs = Self::validate_dir(dir, vars)?;
-        let agents = super::build_all(specs, resources)?;
+        Self::build(specs, resources)
+    }
+
+    /// Builds validated `specs`: agents that use other agents reach them through a shared
+    /// [`Directory`].
+    ///
+    /// # Errors
+    /// Every agent that could not be built.
+    pub fn build(specs: Vec<AgentSpec>, mut resources: Resources) -> Result<Self, Errors> {
+        let directory = Arc::new(Directory::default());
+        resources.runner = Some(directory.clone());
+        resources.descriptions = specs
+            .iter()
+            .map(|s| (s.name.to_string(), s.description.clone()))
+            .collect();
+        let agents = super::build_all(specs, &resources)?;
+        directory.set(&agents);
         Ok(Self::from_agents(agents))
     }
 
@@ -63,6 +82,12 @@ impl AgentRegistry {
         self.agents.values()
     }
 
+    /// Connects every agent's upstream MCP servers (best effort, each bounded by its own
+    /// timeout); one that is down is retried when a call needs it.
+    pub async fn connect_upstreams(&self) {
+        futures::future::join_all(self.agents.values().map(|a| a.connect_upstreams())).await;
+    }
+
     /// How many agents there are.
     pub fn len(&self) -> usize {
         self.agents.len()
@@ -72,6 +97,142 @@ impl AgentRegistry {
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
+}
+
+/// The agents that agents run, by name. Filled once the agents are built; agent tools look
+/// their target up here at call time.
+#[derive(Default)]
+pub struct Directory {
+    /// A `std` lock: held only to clone an `Arc` out, never across `.await`.
+    agents: RwLock<HashMap<String, Arc<Agent>>>,
+}
+
+impl Directory {
+    fn set(&self, agents: &[Arc<Agent>]) {
+        let mut map = self
+            .agents
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *map = agents
+            .iter()
+            .map(|a| (a.name().to_string(), a.clone()))
+            .collect();
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Agent>> {
+        self.agents
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+}
+
+impl AgentRunner for Directory {
+    fn run_agent(
+        &self,
+        agent: &str,
+        task: String,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<String, tools::Error>> {
+        let target = self.get(agent);
+        let name = agent.to_owned();
+        Box::pin(async move {
+            let Some(target) = target else {
+                return Err(tools::Error::Failed(format!(
+                    "agent {name:?} is not available"
+                )));
+            };
+            target.run(task, &ctx).await.map_err(Into::into)
+        })
+    }
+}
+
+/// `type = "agent"` tools must name existing agents and must not form a cycle.
+fn check_agent_references(specs: &[AgentSpec]) -> Vec<Error> {
+    let by_name: HashMap<&str, &AgentSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut errors = Vec::new();
+    for spec in specs {
+        for (i, tool) in spec.tools.iter().enumerate() {
+            if let Some(target) = tool.target_agent()
+                && !by_name.contains_key(target)
+            {
+                let known: Vec<&str> = by_name.keys().copied().collect();
+                errors.push(Error::key(
+                    &spec.file,
+                    format!("tools[{i}].agent"),
+                    format!(
+                        "unknown agent {target:?}; agents here: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    // A cycle through each agent is reported once, on the first agent of it (by name).
+    let mut reported = std::collections::HashSet::new();
+    let mut names: Vec<&str> = by_name.keys().copied().collect();
+    names.sort_unstable();
+    for start in names {
+        if let Some(cycle) = find_cycle(start, &by_name)
+            && cycle.iter().all(|n| !reported.contains(n))
+        {
+            reported.extend(cycle.iter().copied());
+            if let Some(spec) = by_name.get(start) {
+                let index = spec
+                    .tools
+                    .iter()
+                    .position(|t| t.target_agent() == cycle.get(1).copied())
+                    .unwrap_or(0);
+                errors.push(Error::key(
+                    &spec.file,
+                    format!("tools[{index}].agent"),
+                    format!(
+                        "agents call each other in a cycle: {}; an agent may not reach itself",
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// A path `start -> ... -> start` through `type = "agent"` tools, if there is one.
+fn find_cycle<'a>(
+    start: &'a str,
+    by_name: &HashMap<&'a str, &'a AgentSpec>,
+) -> Option<Vec<&'a str>> {
+    fn visit<'a>(
+        node: &'a str,
+        start: &'a str,
+        by_name: &HashMap<&'a str, &'a AgentSpec>,
+        path: &mut Vec<&'a str>,
+        seen: &mut std::collections::HashSet<&'a str>,
+    ) -> bool {
+        let Some(spec) = by_name.get(node) else {
+            return false;
+        };
+        for target in spec.tools.iter().filter_map(|t| t.target_agent()) {
+            if target == start {
+                path.push(target);
+                return true;
+            }
+            if let Some((&key, _)) = by_name.get_key_value(target)
+                && seen.insert(key)
+            {
+                path.push(key);
+                if visit(key, start, by_name, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start];
+    let mut seen = std::collections::HashSet::new();
+    visit(start, start, by_name, &mut path, &mut seen).then_some(path)
 }
 
 /// The `*.toml` files of `dir`, sorted; hidden files and other extensions are ignored.
@@ -98,6 +259,13 @@ fn agent_files(dir: &Path) -> Result<Vec<PathBuf>, Errors> {
     Ok(files)
 }
 
+/// The variables `[model] api_key` reads, from the file's text before interpolation.
+fn api_key_vars(text: &str) -> Option<Vec<String>> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let raw = table.get("model")?.get("api_key")?.as_str()?;
+    Some(config::interpolate::referenced_vars(raw))
+}
+
 fn validate_file(file: &Path, vars: &Vars) -> Result<AgentSpec, Errors> {
     let stem = file
         .file_stem()
@@ -108,7 +276,10 @@ fn validate_file(file: &Path, vars: &Vars) -> Result<AgentSpec, Errors> {
         .map_err(|e| Errors(vec![Error::file(file, format!("cannot read: {e}"))]))?;
     let parsed = config::parse_file::<AgentConfig>(file, &text, vars);
     match (name, parsed) {
-        (Ok(name), Ok(config)) => AgentSpec::validate(name, file, config).map_err(Errors),
+        (Ok(name), Ok(config)) => {
+            AgentSpec::validate_with_key_hint(name, file, config, api_key_vars(&text))
+                .map_err(Errors)
+        }
         (name, parsed) => {
             let mut errors = Errors::default();
             errors.extend(name.err().into_iter().flat_map(|e| e.0));

@@ -71,6 +71,28 @@ pub fn interpolate(input: &str, vars: &HashMap<String, String>) -> Result<String
     }
 }
 
+/// The names of the variables `input` refers to (`${NAME}`, `${NAME:-x}`, `${NAME:?x}`).
+pub fn referenced_vars(input: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(pos) = rest.find("${") {
+        let body = &rest[pos + 2..];
+        let Some(end) = body.find('}') else { break };
+        let reference = &body[..end];
+        let name = reference
+            .split(":-")
+            .next()
+            .and_then(|n| n.split(":?").next())
+            .unwrap_or_default();
+        let escaped = pos > 0 && rest[..pos].ends_with('$');
+        if !name.is_empty() && !escaped {
+            names.push(name.to_owned());
+        }
+        rest = &body[end + 1..];
+    }
+    names
+}
+
 fn expand(reference: &str, vars: &HashMap<String, String>) -> Result<String, Error> {
     let (name, op) = match reference.find(":-").or_else(|| reference.find(":?")) {
         Some(i) => (
@@ -154,6 +176,16 @@ mod tests {
             ]
         );
         assert_eq!(errors[0].to_string(), "${A} is not set");
+    }
+
+    #[test]
+    fn referenced_variables_are_listed() {
+        assert_eq!(
+            referenced_vars("${OPENAI_API_KEY:-}"),
+            vec!["OPENAI_API_KEY"]
+        );
+        assert_eq!(referenced_vars("a ${X} b ${Y:?m}"), vec!["X", "Y"]);
+        assert!(referenced_vars("sk-plain").is_empty());
     }
 
     #[test]

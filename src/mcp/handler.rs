@@ -1,38 +1,51 @@
 //! `AgentServer`: the rmcp `ServerHandler` of one agent, shared by both transports.
 //!
-//! One value per agent; every session gets a cheap clone (an `Arc` inside).
+//! One value per agent; every session gets a cheap clone (an `Arc` inside). It lists the
+//! agent tool (named after the agent, `{"task": string}` in, the answer out, as MAF's
+//! `as_mcp_server()` does) when `expose` has `"agent"`, and the agent's inner tools when it
+//! has `"tools"`.
 
 use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::agents::Agent;
-use crate::tools;
+use crate::tools::{self, CallContext, Output, ProgressFn};
 
-/// Serves one agent's tools over MCP.
+/// Serves one agent over MCP.
 #[derive(Clone)]
 pub struct AgentServer {
     agent: Arc<Agent>,
+    /// The agent tool's definition, built once.
+    agent_tool: Option<Tool>,
 }
 
 impl AgentServer {
     /// A handler for `agent`.
     pub fn new(agent: Arc<Agent>) -> Self {
-        Self { agent }
+        let spec = &agent.spec;
+        let agent_tool = spec
+            .expose_agent
+            .then(|| tools::agent::task_tool(spec.name.as_str(), &spec.description));
+        Self { agent, agent_tool }
     }
 
     /// The tools MCP clients see.
-    fn visible_tools(&self) -> &[Tool] {
+    fn visible_tools(&self) -> Vec<Tool> {
+        let mut tools: Vec<Tool> = self.agent_tool.iter().cloned().collect();
         if self.agent.spec.expose_tools {
-            self.agent.tool_definitions()
-        } else {
-            &[]
+            tools.extend(self.agent.all_tool_definitions());
         }
+        tools
+    }
+
+    fn is_agent_tool(&self, name: &str) -> bool {
+        self.agent_tool.as_ref().is_some_and(|t| t.name == name)
     }
 }
 
@@ -55,54 +68,99 @@ impl ServerHandler for AgentServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            self.visible_tools().to_vec(),
-        ))
+        if self.agent.spec.expose_tools {
+            self.agent.connect_missing_upstreams().await;
+        }
+        Ok(ListToolsResult::with_all_items(self.visible_tools()))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.visible_tools()
-            .iter()
-            .find(|t| t.name == name)
-            .cloned()
+        self.visible_tools().into_iter().find(|t| t.name == name)
     }
 
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
-        if !self.agent.spec.expose_tools {
-            return Err(unknown_tool(name));
-        }
         let args = request.arguments.unwrap_or_default();
+        let ctx = CallContext {
+            cancel: context.ct.clone(),
+            depth: 0,
+            progress: progress_reporter(&context),
+        };
         let started = std::time::Instant::now();
-        let Some(outcome) = self.agent.call_tool(name, args).await else {
+        let outcome = if self.is_agent_tool(name) {
+            match tools::agent::parse_task(args) {
+                Ok(task) => self
+                    .agent
+                    .run(task, &ctx)
+                    .await
+                    .map(Output::Text)
+                    .map_err(tools::Error::from),
+                Err(e) => Err(e),
+            }
+        } else if self.agent.spec.expose_tools {
+            match self.agent.call_tool(name, args, &ctx).await {
+                Some(outcome) => outcome,
+                None => return Err(unknown_tool(name)),
+            }
+        } else {
             return Err(unknown_tool(name));
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         let agent = self.agent.name();
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
+            Err(tools::Error::Failed(_)) => "error",
+            Err(tools::Error::Cancelled) => "cancelled",
+        };
+        tracing::debug!(%agent, tool = name, elapsed_us, outcome = label, "Tool call.");
         match outcome {
-            Ok(value) => {
-                tracing::debug!(%agent, tool = name, elapsed_us, outcome = "ok", "Tool call.");
-                Ok(CallToolResult::structured(value).into())
+            Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
+            Ok(Output::Text(text)) => {
+                Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
             }
-            Err(tools::Error::InvalidArguments(msg)) => {
-                tracing::debug!(%agent, tool = name, elapsed_us, outcome = "invalid_arguments", "Tool call.");
-                Err(McpError::invalid_params(
-                    format!("{name}: invalid arguments: {msg}"),
-                    None,
-                ))
-            }
+            Err(tools::Error::InvalidArguments(msg)) => Err(McpError::invalid_params(
+                format!("{name}: invalid arguments: {msg}"),
+                None,
+            )),
             Err(tools::Error::Failed(msg)) => {
-                tracing::debug!(%agent, tool = name, elapsed_us, outcome = "error", "Tool call.");
                 Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into())
             }
+            Err(tools::Error::Cancelled) => Ok(CallToolResult::error(vec![ContentBlock::text(
+                format!("{name}: cancelled"),
+            )])
+            .into()),
         }
     }
 }
 
 fn unknown_tool(name: &str) -> McpError {
     McpError::invalid_params(format!("unknown tool {name:?}"), None)
+}
+
+/// When the request carries a `progressToken`, a reporter that sends each step as
+/// `notifications/progress`, in order, on the request's own session.
+fn progress_reporter(context: &RequestContext<RoleServer>) -> Option<ProgressFn> {
+    let token = context.meta.get_progress_token()?;
+    let peer = context.peer.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // The forwarder ends when the reporter (and so `tx`) is dropped at the end of the call.
+    tokio::spawn(async move {
+        let mut step = 0u32;
+        while let Some(message) = rx.recv().await {
+            step += 1;
+            let mut param = ProgressNotificationParam::new(token.clone(), f64::from(step));
+            param.message = Some(message);
+            if peer.notify_progress(param).await.is_err() {
+                break;
+            }
+        }
+    });
+    Some(Arc::new(move |message: String| {
+        let _ = tx.send(message);
+    }))
 }

@@ -1,15 +1,25 @@
 //! Tools an agent can use, one file per kind.
 //!
-//! A `[[tools]]` entry of an agent file is a [`ToolConfig`] (tagged by `type`). Building it
-//! gives a [`ToolKind`]: a running object that offers one or more MCP tool definitions and
-//! executes calls to them. The same call path serves MCP clients (inner tools exposed
+//! A `[[tools]]` entry of an agent file is a [`ToolConfig`] (chosen by its `type`). Building
+//! it gives a [`ToolKind`]: a running object that offers one or more MCP tool definitions
+//! and executes calls to them. The same call path serves MCP clients (inner tools exposed
 //! directly) and the agent's own LLM loop.
+//!
+//! Kinds: `servicenow` (the incident tools), `agent` (another agent of this gateway, run
+//! in-process through [`AgentRunner`], which `agents` implements so that this module never
+//! depends on it) and `mcp` (the tools of an upstream MCP server, [`upstream`]).
 
+pub mod agent;
 pub mod servicenow;
+pub mod upstream;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use rmcp::model::{JsonObject, Tool};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 /// Why a tool call did not produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +29,66 @@ pub enum Error {
     #[error("invalid arguments: {0}")]
     InvalidArguments(String),
     /// The call was well formed but failed while running (record not found, store
-    /// unavailable, ...). MCP: a tool result with `isError: true` and this message.
+    /// unavailable, upstream down, model error, ...). MCP: a tool result with
+    /// `isError: true` and this message.
     #[error("{0}")]
     Failed(String),
+    /// The call was cancelled (client cancel, session end, shutdown).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a successful tool call returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A JSON object (the incident tools): sent as text and as structured content.
+    Json(Value),
+    /// Plain text (an agent's answer, an upstream tool's text content).
+    Text(String),
+}
+
+impl Output {
+    /// The output as text, as an LLM receives it.
+    pub fn into_text(self) -> String {
+        match self {
+            Output::Json(v) => v.to_string(),
+            Output::Text(t) => t,
+        }
+    }
+}
+
+/// Reports one step of a run ("calling search_incident") to whoever asked for progress.
+pub type ProgressFn = Arc<dyn Fn(String) + Send + Sync>;
+
+/// What a call carries besides its arguments.
+#[derive(Clone, Default)]
+pub struct CallContext {
+    /// Cancelled when the caller gives up (client cancel, session end, shutdown).
+    pub cancel: CancellationToken,
+    /// How many agent runs enclose this call (0 for a call from an MCP client).
+    pub depth: u32,
+    /// Where steps are reported, when the client asked for progress.
+    pub progress: Option<ProgressFn>,
+}
+
+impl CallContext {
+    /// Reports a step, if anyone listens.
+    pub fn report(&self, step: impl FnOnce() -> String) {
+        if let Some(progress) = &self.progress {
+            progress(step());
+        }
+    }
+}
+
+/// Runs agents of this gateway by name; implemented by `agents`, used by the `agent` kind.
+pub trait AgentRunner: Send + Sync + 'static {
+    /// Runs agent `agent` on `task` and returns its final answer.
+    fn run_agent(
+        &self,
+        agent: &str,
+        task: String,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<String, Error>>;
 }
 
 /// One `[[tools]]` entry of an agent file, parsed by its `type`.
@@ -33,6 +100,10 @@ pub enum ToolConfig {
     /// The ServiceNow incident tools (`create_incident`, `update_incident`,
     /// `search_incident`, `get_incident`).
     Servicenow(servicenow::ServiceNowToolConfig),
+    /// Another agent of this gateway, as one tool.
+    Agent(agent::AgentToolConfig),
+    /// The tools of an upstream MCP server.
+    Mcp(upstream::UpstreamToolConfig),
 }
 
 /// A built tool kind: the definitions it offers and the code that runs them.
@@ -40,30 +111,53 @@ pub enum ToolConfig {
 pub enum ToolKind {
     /// The ServiceNow incident tools.
     ServiceNow(Arc<servicenow::ServiceNowTools>),
+    /// Another agent.
+    Agent(Arc<agent::AgentTool>),
+    /// An upstream MCP server's tools.
+    Upstream(Arc<upstream::UpstreamTools>),
 }
 
 impl ToolKind {
-    /// The MCP tool definitions this kind offers (name, description, input schema).
+    /// The MCP tool definitions this kind offers now (an upstream's list may change when it
+    /// connects or reconnects).
     pub fn definitions(&self) -> Vec<Tool> {
         match self {
             ToolKind::ServiceNow(tools) => tools.definitions(),
+            ToolKind::Agent(tool) => vec![tool.definition()],
+            ToolKind::Upstream(tools) => tools.definitions(),
         }
+    }
+
+    /// Whether the set of definitions is fixed at build time.
+    pub fn is_static(&self) -> bool {
+        !matches!(self, ToolKind::Upstream(_))
     }
 
     /// Runs the tool `name` (one of [`Self::definitions`]) with `args`.
     ///
     /// # Errors
     /// [`Error::InvalidArguments`] when `args` do not fit the tool, [`Error::Failed`] when
-    /// the call fails at run time.
-    pub async fn call(&self, name: &str, args: JsonObject) -> Result<serde_json::Value, Error> {
+    /// the call fails at run time, [`Error::Cancelled`] when `ctx` is cancelled first.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        ctx: &CallContext,
+    ) -> Result<Output, Error> {
         match self {
-            ToolKind::ServiceNow(tools) => tools.call(name, args).await,
+            ToolKind::ServiceNow(tools) => {
+                // The incident tools are short and keep the store consistent: they are not
+                // cut off half-way, a cancelled caller just ignores the answer.
+                tools.call(name, args).await.map(Output::Json)
+            }
+            ToolKind::Agent(tool) => tool.call(args, ctx).await.map(Output::Text),
+            ToolKind::Upstream(tools) => tools.call(name, args, ctx).await,
         }
     }
 }
 
 /// The `type` values of `[[tools]]`.
-pub const TOOL_TYPES: &str = "servicenow";
+pub const TOOL_TYPES: &str = "servicenow, agent, mcp";
 
 impl ToolConfig {
     /// Parses one `[[tools]]` table.
@@ -89,6 +183,8 @@ impl ToolConfig {
         };
         match kind.as_str() {
             "servicenow" => parse_kind(table).map(ToolConfig::Servicenow),
+            "agent" => parse_kind(table).map(ToolConfig::Agent),
+            "mcp" => parse_kind(table).map(ToolConfig::Mcp),
             other => Err((
                 "type".into(),
                 format!("unknown tool type {other:?}, expected one of: {TOOL_TYPES}"),
@@ -96,10 +192,24 @@ impl ToolConfig {
         }
     }
 
-    /// The names of the MCP tools this entry provides (known before building).
-    pub fn tool_names(&self) -> &'static [&'static str] {
+    /// The names of the MCP tools this entry provides, when known before building (an
+    /// upstream server's are not).
+    pub fn tool_names(&self) -> Vec<String> {
         match self {
-            ToolConfig::Servicenow(_) => servicenow::TOOL_NAMES,
+            ToolConfig::Servicenow(_) => servicenow::TOOL_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ToolConfig::Agent(c) => vec![c.tool_name().to_owned()],
+            ToolConfig::Mcp(_) => Vec::new(),
+        }
+    }
+
+    /// The agent this entry runs, for `type = "agent"`.
+    pub fn target_agent(&self) -> Option<&str> {
+        match self {
+            ToolConfig::Agent(c) => Some(&c.agent),
+            _ => None,
         }
     }
 
@@ -113,6 +223,8 @@ impl ToolConfig {
                     "the table_api store is not available in this version yet; use store = \"embedded\"".to_owned(),
                 )],
             },
+            ToolConfig::Agent(c) => c.validate(),
+            ToolConfig::Mcp(c) => c.validate(),
         }
     }
 
@@ -120,11 +232,32 @@ impl ToolConfig {
     ///
     /// # Errors
     /// When a shared resource (the embedded incident store) cannot be opened.
-    pub fn build(&self, resources: &Resources) -> Result<ToolKind, crate::incidents::Error> {
+    pub fn build(&self, resources: &Resources) -> Result<ToolKind, String> {
         match self {
             ToolConfig::Servicenow(_) => Ok(ToolKind::ServiceNow(Arc::new(
-                servicenow::ServiceNowTools::new(resources.embedded_store()?),
+                servicenow::ServiceNowTools::new(
+                    resources.embedded_store().map_err(|e| e.to_string())?,
+                ),
             ))),
+            ToolConfig::Agent(c) => {
+                let runner = resources
+                    .runner
+                    .clone()
+                    .ok_or_else(|| "no agent runner is available to run other agents".to_owned())?;
+                let description = resources
+                    .descriptions
+                    .get(&c.agent)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(ToolKind::Agent(Arc::new(agent::AgentTool::new(
+                    c,
+                    description,
+                    runner,
+                ))))
+            }
+            ToolConfig::Mcp(c) => Ok(ToolKind::Upstream(Arc::new(upstream::UpstreamTools::new(
+                c.clone(),
+            )))),
         }
     }
 }
@@ -137,14 +270,18 @@ fn parse_kind<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, (
     })
 }
 
-/// Resources shared by all tools of all agents, opened on first use and kept for the
-/// life of the process (so reloading an agent never reopens the store).
+/// Resources shared by all tools of all agents. The embedded store is opened on first use
+/// and kept for the life of the process (so reloading an agent never reopens it).
 pub struct Resources {
     /// Where embedded stores keep their files.
     data_dir: std::path::PathBuf,
     /// The embedded incident store, once opened. A `std` mutex: held only while opening,
     /// never across `.await`.
     embedded: std::sync::Mutex<Option<Arc<crate::incidents::EmbeddedStore>>>,
+    /// Runs other agents, for `type = "agent"` tools.
+    pub runner: Option<Arc<dyn AgentRunner>>,
+    /// Agent name → description, for the definitions of `type = "agent"` tools.
+    pub descriptions: HashMap<String, String>,
 }
 
 impl Resources {
@@ -153,6 +290,8 @@ impl Resources {
         Self {
             data_dir: data_dir.into(),
             embedded: std::sync::Mutex::new(None),
+            runner: None,
+            descriptions: HashMap::new(),
         }
     }
 

@@ -139,3 +139,21 @@ fn broken_gateway_config_is_reported_with_its_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn agent_tools_must_name_existing_agents_without_cycles() {
+    let errors = errors_of("agents/cycle");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "agents/cycle/a.toml: tools[0].agent: agents call each other in a cycle: a -> b -> a"
+        ),
+        "{errors:#?}"
+    );
+    let errors = errors_of("agents/unknown-target");
+    assert!(
+        errors[0]
+            .starts_with("agents/unknown-target/a.toml: tools[0].agent: unknown agent \"nobody\""),
+        "{errors:#?}"
+    );
+}

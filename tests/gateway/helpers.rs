@@ -27,6 +27,8 @@ pub struct Options {
     pub agents_dir: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub settings: ServerSettings,
+    /// The "environment" the agent files are interpolated from.
+    pub vars: Vars,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
         Self {
             agents_dir: fixture("agents/valid"),
             data_dir: None,
+            vars: Vars::new(),
             settings: ServerSettings {
                 sse_keep_alive: Duration::from_millis(200),
                 max_body_bytes: 64 * 1024,
@@ -67,10 +70,9 @@ impl TestGateway {
                 (Some(tmp), d)
             }
         };
-        let vars = Vars::new();
-        let resources = Resources::new(&data_dir);
-        let registry = AgentRegistry::load(&opts.agents_dir, &vars, &resources)
+        let registry = AgentRegistry::load(&opts.agents_dir, &opts.vars, Resources::new(&data_dir))
             .unwrap_or_else(|e| panic!("fixture agents must load: {e}"));
+        registry.connect_upstreams().await;
         // Bind first, then serve: the address is known before any request is made.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -3,8 +3,10 @@
 
 mod helpers;
 
+mod agent_runtime;
 mod binary;
 mod config_errors;
+mod fake_llm;
 mod mcp_sse;
 mod mcp_streamable;
 mod sessions;

@@ -36,6 +36,7 @@ async fn legacy_client_lists_and_calls_every_tool() {
             "create_incident",
             "get_incident",
             "search_incident",
+            "servicenow",
             "update_incident"
         ]
     );

@@ -5,10 +5,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestGateway, args, rmcp_client};
 
-const TOOLS: [&str; 4] = [
+/// The agent tool (named after the agent) and the four inner tools, sorted.
+const TOOLS: [&str; 5] = [
     "create_incident",
     "get_incident",
     "search_incident",
+    "servicenow",
     "update_incident",
 ];
 
@@ -164,7 +166,7 @@ async fn client_of_2026_07_28_is_served_without_a_session() {
         .await
         .expect("discover lifecycle must work");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 4);
+    assert_eq!(tools.len(), 5);
     let got = client
         .call_tool(
             CallToolRequestParams::new("get_incident")

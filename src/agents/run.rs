@@ -1,0 +1,239 @@
+//! One run of an agent: the LLM tool-calling loop.
+//!
+//! System instructions + task → completion with the agent's tools → the tool calls the model
+//! asks for, run in parallel → their results fed back → ... until a final answer or
+//! `max_turns`. A tool's failure goes back to the model as that tool's result; the run itself
+//! fails only on model errors, timeouts, `max_turns`, depth or cancellation, each with a
+//! message that says what to fix.
+
+use std::time::{Duration, Instant};
+
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
+    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
+    ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
+    ChatCompletionRequestUserMessageContent,
+};
+use rmcp::model::JsonObject;
+
+use super::Agent;
+use crate::llm::{self, ToolCall};
+use crate::tools::{self, CallContext};
+
+/// How deeply agents may call agents (a run at depth 0 is one called by an MCP client).
+pub const MAX_DEPTH: u32 = 4;
+
+/// Why a run ended without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The agent has no `[model]`.
+    #[error("agent {0:?} has no [model], so it cannot run; add one to its file")]
+    NoModel(String),
+    /// The model failed.
+    #[error(transparent)]
+    Llm(#[from] llm::Error),
+    /// The whole run took too long.
+    #[error("the run did not finish within {0} s (run_timeout_secs in [model])")]
+    RunTimeout(u64),
+    /// `max_turns` model turns without a final answer.
+    #[error(
+        "stopped after max_turns = {0} model turns without a final answer; raise max_turns in [model] or simplify the task"
+    )]
+    MaxTurns(u32),
+    /// Agents nested too deeply.
+    #[error("agents call each other too deeply (more than {MAX_DEPTH} levels)")]
+    TooDeep,
+    /// The caller gave up.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<Error> for tools::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Cancelled => tools::Error::Cancelled,
+            other => tools::Error::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Token and time accounting of one run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Model turns taken.
+    pub turns: u32,
+    /// Prompt tokens over all turns.
+    pub prompt_tokens: u64,
+    /// Completion tokens over all turns.
+    pub completion_tokens: u64,
+    /// Time spent waiting for the model.
+    pub llm_time: Duration,
+}
+
+impl Agent {
+    /// Runs the agent on `task` and returns its final answer.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn run(&self, task: String, ctx: &CallContext) -> Result<String, Error> {
+        let started = Instant::now();
+        let mut usage = Usage::default();
+        let result = self.run_bounded(task, ctx, &mut usage).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::Cancelled) => "cancelled",
+            Err(_) => "error",
+        };
+        tracing::info!(
+            agent = %self.name(),
+            depth = ctx.depth,
+            turns = usage.turns,
+            prompt_tokens = usage.prompt_tokens,
+            completion_tokens = usage.completion_tokens,
+            llm_ms = usage.llm_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            outcome,
+            "Agent run."
+        );
+        if let Err(e) = &result
+            && !matches!(e, Error::Cancelled)
+        {
+            tracing::warn!(agent = %self.name(), error = %e, "Agent run failed.");
+        }
+        result
+    }
+
+    async fn run_bounded(
+        &self,
+        task: String,
+        ctx: &CallContext,
+        usage: &mut Usage,
+    ) -> Result<String, Error> {
+        let (Some(llm), Some(model)) = (&self.llm, &self.spec.model) else {
+            return Err(Error::NoModel(self.name().to_string()));
+        };
+        if ctx.depth > MAX_DEPTH {
+            return Err(Error::TooDeep);
+        }
+        let run = self.run_loop(llm, model.max_turns, task, ctx, usage);
+        tokio::select! {
+            result = tokio::time::timeout(model.run_timeout, run) => {
+                result.unwrap_or(Err(Error::RunTimeout(model.run_timeout.as_secs())))
+            }
+            () = ctx.cancel.cancelled() => Err(Error::Cancelled),
+        }
+    }
+
+    async fn run_loop(
+        &self,
+        llm: &llm::LlmClient,
+        max_turns: u32,
+        task: String,
+        ctx: &CallContext,
+        usage: &mut Usage,
+    ) -> Result<String, Error> {
+        let name = self.name();
+        let mut messages = Vec::with_capacity(4);
+        if !self.spec.instructions.trim().is_empty() {
+            messages.push(ChatCompletionRequestMessage::System(
+                ChatCompletionRequestSystemMessage {
+                    content: ChatCompletionRequestSystemMessageContent::Text(
+                        self.spec.instructions.clone(),
+                    ),
+                    name: None,
+                },
+            ));
+        }
+        messages.push(ChatCompletionRequestMessage::User(
+            ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text(task),
+                name: None,
+            },
+        ));
+        let tools: Vec<_> = self
+            .all_tool_definitions()
+            .iter()
+            .map(llm::function_tool)
+            .collect();
+        let inner = CallContext {
+            cancel: ctx.cancel.child_token(),
+            depth: ctx.depth + 1,
+            progress: ctx.progress.clone(),
+        };
+        for turn in 1..=max_turns {
+            ctx.report(|| format!("{name}: model turn {turn}"));
+            let completion = llm.complete(messages.clone(), tools.clone()).await?;
+            usage.turns = turn;
+            usage.prompt_tokens += completion.prompt_tokens;
+            usage.completion_tokens += completion.completion_tokens;
+            usage.llm_time += completion.latency;
+            if completion.tool_calls.is_empty() {
+                ctx.report(|| format!("{name}: done"));
+                return Ok(completion.content.unwrap_or_default());
+            }
+            messages.push(ChatCompletionRequestMessage::Assistant(
+                ChatCompletionRequestAssistantMessage {
+                    content: completion
+                        .content
+                        .clone()
+                        .filter(|c| !c.is_empty())
+                        .map(ChatCompletionRequestAssistantMessageContent::Text),
+                    tool_calls: Some(completion.raw_tool_calls.clone()),
+                    ..Default::default()
+                },
+            ));
+            for call in &completion.tool_calls {
+                ctx.report(|| format!("{name}: calling {}", call.name));
+            }
+            let results = futures::future::join_all(
+                completion
+                    .tool_calls
+                    .iter()
+                    .map(|call| self.execute(call, &inner)),
+            )
+            .await;
+            for (call, content) in completion.tool_calls.iter().zip(results) {
+                messages.push(ChatCompletionRequestMessage::Tool(
+                    ChatCompletionRequestToolMessage {
+                        content: ChatCompletionRequestToolMessageContent::Text(content),
+                        tool_call_id: call.id.clone(),
+                    },
+                ));
+            }
+        }
+        Err(Error::MaxTurns(max_turns))
+    }
+
+    /// Runs one tool call of the model; whatever happens becomes the text the model reads.
+    async fn execute(&self, call: &ToolCall, ctx: &CallContext) -> String {
+        let args: JsonObject = if call.arguments.trim().is_empty() {
+            JsonObject::new()
+        } else {
+            match serde_json::from_str(&call.arguments) {
+                Ok(args) => args,
+                Err(e) => {
+                    return format!(
+                        "error: the arguments of {} are not a JSON object ({e}); call it again with valid JSON",
+                        call.name
+                    );
+                }
+            }
+        };
+        let started = Instant::now();
+        let outcome = self.call_tool(&call.name, args, ctx).await;
+        tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = matches!(outcome, Some(Ok(_))), "Tool call by the model.");
+        match outcome {
+            Some(Ok(output)) => output.into_text(),
+            Some(Err(tools::Error::InvalidArguments(m))) => {
+                format!("error: invalid arguments for {}: {m}", call.name)
+            }
+            Some(Err(tools::Error::Failed(m))) => format!("error: {m}"),
+            Some(Err(tools::Error::Cancelled)) => "error: cancelled".to_owned(),
+            None => format!(
+                "error: there is no tool named {:?}; use one of the tools offered",
+                call.name
+            ),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The LLM client of an agent: async-openai, built only from the agent's `[model]`.
+//!
+//! Every client is built explicitly (base URL, key, deployment, timeouts); async-openai's
+//! environment defaults are overridden, so nothing is read from the environment behind the
+//! gateway's back. async-openai retries 429 and 5xx answers itself (3 times, honouring
+//! `Retry-After`, else exponential backoff); each attempt is bounded by the agent's
+//! `request_timeout_secs`. Failures become an [`Error`] whose message says what to fix.
+
+use std::time::{Duration, Instant};
+
+use async_openai::config::{AzureConfig, Config, OpenAIConfig};
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionMessageToolCalls, ChatCompletionRequestMessage, ChatCompletionTool,
+    ChatCompletionTools, CreateChatCompletionRequest, FunctionObject,
+};
+use rmcp::model::Tool;
+use secrecy::ExposeSecret;
+
+use crate::agents::{ModelEndpoint, ModelSpec};
+
+/// Why a completion failed, phrased for the caller of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No API key where one is needed.
+    #[error("model not configured: {hint}")]
+    NotConfigured {
+        /// What to set.
+        hint: String,
+    },
+    /// One request took longer than `request_timeout_secs`.
+    #[error("the model did not answer within {secs} s (request_timeout_secs in [model])")]
+    Timeout {
+        /// The limit.
+        secs: u64,
+    },
+    /// The API could not be reached.
+    #[error(
+        "cannot reach the model API at {base_url}: {detail}; check base_url and that the server is running"
+    )]
+    Unreachable {
+        /// Where it was looked for.
+        base_url: String,
+        /// The transport error.
+        detail: String,
+    },
+    /// 401/403.
+    #[error(
+        "the model API refused the credentials ({status}): {message}; check api_key in [model]"
+    )]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// 404.
+    #[error(
+        "the model API does not know model {model:?} ({status}): {message}; check model and base_url in [model]"
+    )]
+    UnknownModel {
+        /// HTTP status.
+        status: u16,
+        /// The model asked for.
+        model: String,
+        /// The API's message.
+        message: String,
+    },
+    /// 429 after the retries.
+    #[error("the model API is rate limiting (429) and retries ran out: {message}; try again later")]
+    RateLimited {
+        /// The API's message.
+        message: String,
+    },
+    /// 5xx after the retries.
+    #[error("the model API failed ({status}) after retries: {message}")]
+    ServerError {
+        /// HTTP status.
+        status: u16,
+        /// The API's message (or body).
+        message: String,
+    },
+    /// Another 4xx.
+    #[error("the model API rejected the request ({status}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The API's message.
+        message: String,
+    },
+    /// Not a chat completion.
+    #[error("the model API answered with something that is not a chat completion: {0}")]
+    BadResponse(String),
+}
+
+/// One tool call the model asked for.
+#[derive(Debug, Clone)]
+pub struct ToolCall {
+    /// The call id, echoed in the tool message.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// Its arguments, a JSON string as the model wrote it.
+    pub arguments: String,
+}
+
+/// What one completion returned.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    /// The assistant's text.
+    pub content: Option<String>,
+    /// The tool calls it asked for.
+    pub tool_calls: Vec<ToolCall>,
+    /// The raw tool calls, to echo back in the assistant message.
+    pub raw_tool_calls: Vec<ChatCompletionMessageToolCalls>,
+    /// Prompt tokens used.
+    pub prompt_tokens: u64,
+    /// Completion tokens used.
+    pub completion_tokens: u64,
+    /// Wall time of the request, retries included.
+    pub latency: Duration,
+}
+
+/// An agent's model client.
+pub struct LlmClient {
+    client: async_openai::Client<Box<dyn Config>>,
+    model: String,
+    base_url: String,
+    request_timeout: Duration,
+    /// Set when a run cannot work (no key for a hosted API): the message says what to set.
+    not_configured: Option<String>,
+}
+
+impl LlmClient {
+    /// Builds the client of `spec`; `key_hint` names what sets the key (e.g. "set
+    /// OPENAI_API_KEY") for the message when it is missing.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(spec: &ModelSpec, key_hint: &str) -> Result<Self, String> {
+        let key = spec
+            .api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default();
+        let (config, base_url, key_required): (Box<dyn Config>, String, bool) = match &spec.endpoint
+        {
+            ModelEndpoint::OpenAi { base_url } => (
+                // Every field set explicitly: `OpenAIConfig::new()` reads OPENAI_* variables.
+                Box::new(
+                    OpenAIConfig::new()
+                        .with_api_base(base_url.clone())
+                        .with_api_key(key.clone())
+                        .with_org_id("")
+                        .with_project_id(""),
+                ),
+                base_url.clone(),
+                // Local OpenAI-compatible servers (Ollama, vLLM, LM Studio) need no key; the
+                // hosted APIs do.
+                base_url.contains("api.openai.com"),
+            ),
+            ModelEndpoint::Azure {
+                endpoint,
+                deployment,
+                api_version,
+            } => (
+                Box::new(
+                    AzureConfig::new()
+                        .with_api_base(endpoint.clone())
+                        .with_deployment_id(deployment.clone())
+                        .with_api_version(api_version.clone())
+                        .with_api_key(key.clone()),
+                ),
+                endpoint.clone(),
+                true,
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(spec.request_timeout)
+            .connect_timeout(spec.request_timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client: async_openai::Client::build(http, config),
+            model: spec.model.clone(),
+            base_url,
+            request_timeout: spec.request_timeout,
+            not_configured: (key_required && key.is_empty()).then(|| key_hint.to_owned()),
+        })
+    }
+
+    /// The model name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Asks for the next step of a conversation.
+    ///
+    /// # Errors
+    /// See [`Error`]: every variant says what failed and what to fix.
+    pub async fn complete(
+        &self,
+        messages: Vec<ChatCompletionRequestMessage>,
+        tools: Vec<ChatCompletionTools>,
+    ) -> Result<Completion, Error> {
+        if let Some(hint) = &self.not_configured {
+            return Err(Error::NotConfigured { hint: hint.clone() });
+        }
+        let request = CreateChatCompletionRequest {
+            model: self.model.clone(),
+            messages,
+            tools: (!tools.is_empty()).then_some(tools),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let response = self
+            .client
+            .chat()
+            .create(request)
+            .await
+            .map_err(|e| self.classify(e))?;
+        let latency = started.elapsed();
+        let Some(choice) = response.choices.into_iter().next() else {
+            return Err(Error::BadResponse("no choices".into()));
+        };
+        let raw_tool_calls = choice.message.tool_calls.unwrap_or_default();
+        let tool_calls = raw_tool_calls
+            .iter()
+            .filter_map(|c| match c {
+                ChatCompletionMessageToolCalls::Function(f) => Some(ToolCall {
+                    id: f.id.clone(),
+                    name: f.function.name.clone(),
+                    arguments: f.function.arguments.clone(),
+                }),
+                ChatCompletionMessageToolCalls::Custom(_) => None,
+            })
+            .collect();
+        let (prompt_tokens, completion_tokens) = response
+            .usage
+            .map(|u| (u64::from(u.prompt_tokens), u64::from(u.completion_tokens)))
+            .unwrap_or_default();
+        Ok(Completion {
+            content: choice.message.content,
+            tool_calls,
+            raw_tool_calls,
+            prompt_tokens,
+            completion_tokens,
+            latency,
+        })
+    }
+
+    fn classify(&self, e: OpenAIError) -> Error {
+        match e {
+            OpenAIError::Reqwest(e) if e.is_timeout() => Error::Timeout {
+                secs: self.request_timeout.as_secs(),
+            },
+            OpenAIError::Reqwest(e) if e.is_connect() || e.is_request() => Error::Unreachable {
+                base_url: self.base_url.clone(),
+                detail: root_cause(&e),
+            },
+            OpenAIError::Reqwest(e) => Error::BadResponse(root_cause(&e)),
+            OpenAIError::ApiError(api) => {
+                let status = api.status_code.as_u16();
+                let message = api.api_error.message.chars().take(500).collect::<String>();
+                match status {
+                    401 | 403 => Error::Refused { status, message },
+                    404 => Error::UnknownModel {
+                        status,
+                        model: self.model.clone(),
+                        message,
+                    },
+                    429 => Error::RateLimited { message },
+                    500..=599 => Error::ServerError { status, message },
+                    _ => Error::Rejected { status, message },
+                }
+            }
+            OpenAIError::JSONDeserialize(e, body) => Error::BadResponse(format!(
+                "{e}; body starts with {:?}",
+                body.chars().take(200).collect::<String>()
+            )),
+            other => Error::BadResponse(other.to_string()),
+        }
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
+}
+
+/// An MCP tool definition as an OpenAI function tool.
+pub fn function_tool(tool: &Tool) -> ChatCompletionTools {
+    ChatCompletionTools::Function(ChatCompletionTool {
+        function: FunctionObject {
+            name: tool.name.to_string(),
+            description: tool.description.as_ref().map(|d| d.to_string()),
+            parameters: Some(serde_json::Value::Object((*tool.input_schema).clone())),
+            strict: None,
+        },
+    })
+}

@@ -1,0 +1,1403 @@
+//! `type = "mcp"`: the tools of an upstream MCP server (rmcp client over Streamable HTTP).
+//!
+//! # Connection
+//!
+//! One rmcp client session per [`UpstreamTools`], opened lazily by the first
+//! [`UpstreamTools::connect`] or [`UpstreamTools::call`] and shared by every call after it
+//! (calls run concurrently over the one session; rmcp multiplexes them). Opening it lists the
+//! upstream's tools (every page) and caches their definitions, renamed `prefix + name` and
+//! filtered by `allow`; [`UpstreamTools::definitions`] returns that cache, which survives a
+//! lost connection (the tools are still offered; the next call reconnects).
+//!
+//! When the transport fails (upstream down, connection refused, session closed) the client
+//! is dropped and the call fails; the *next* call opens a new one. A call makes at most one
+//! connect attempt, so a dead upstream costs each call one refused connection, not a storm.
+//!
+//! A call is bounded by `timeout_secs` (connecting included) and by the caller's
+//! cancellation token. Either way the call's future is dropped, and rmcp then sends the
+//! upstream a `notifications/cancelled` for the abandoned request.
+//!
+//! The client's background tasks are children of a token cancelled when the
+//! `UpstreamTools` is dropped, so none outlives it.
+//!
+//! Header values are secrets (API keys, bearer tokens): they are never logged, and the
+//! configuration's `Debug` output redacts them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use poem::http::{HeaderName, HeaderValue, Uri};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
+    ErrorCode, Implementation, JsonObject, ResourceContents, Tool,
+};
+use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientCacheConfig, RoleClient, ServiceError, ServiceExt as _};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::{CallContext, Error, Output};
+
+/// Headers that the MCP client sets itself; a configured value would clash with them.
+const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    "content-length",
+    "host",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+/// `[[tools]] type = "mcp"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamToolConfig {
+    /// The upstream server's Streamable HTTP URL, e.g. `http://localhost:9000/mcp`.
+    pub url: String,
+    /// Headers sent with every request (e.g. `Authorization = "Bearer ${TOKEN}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Prepended to every upstream tool name (e.g. `"github_"`), to avoid clashes.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only these upstream tools (names before the prefix); default: all.
+    pub allow: Option<Vec<String>>,
+    /// Timeout of one upstream call, in seconds. Default 60.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    60
+}
+
+/// Redacts the header values: they usually carry credentials.
+impl fmt::Debug for UpstreamToolConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|name| (name.as_str(), "[redacted]"))
+            .collect();
+        f.debug_struct("UpstreamToolConfig")
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("prefix", &self.prefix)
+            .field("allow", &self.allow)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl UpstreamToolConfig {
+    /// Checks what serde cannot: `(key, message)` pairs.
+    ///
+    /// `url` must be an absolute `http`/`https` URL; header names and values must be legal
+    /// HTTP and not headers the MCP client sets itself; `prefix` may only use `A-Z`, `a-z`,
+    /// `0-9`, `_` and `-`; `allow` entries must not be empty; `timeout_secs` must be at
+    /// least 1. Messages never include a header's value.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if let Err(message) = check_url(&self.url) {
+            errors.push(("url".to_owned(), message));
+        }
+        let mut seen_names = std::collections::HashSet::new();
+        for (name, value) in &self.headers {
+            let key = format!("headers.{name}");
+            if !seen_names.insert(name.to_ascii_lowercase()) {
+                errors.push((
+                    key,
+                    format!("{name:?} is given twice (header names ignore case)"),
+                ));
+                continue;
+            }
+            match HeaderName::from_bytes(name.as_bytes()) {
+                Err(_) => errors.push((key, format!("{name:?} is not a valid HTTP header name"))),
+                Ok(header) if RESERVED_HEADERS.contains(&header.as_str()) => errors.push((
+                    key,
+                    format!("{name:?} is set by the MCP client itself and cannot be configured"),
+                )),
+                Ok(_) => {
+                    if HeaderValue::from_str(value).is_err() {
+                        errors.push((
+                            key,
+                            "the value is not a valid HTTP header value (control characters or non-ASCII text)"
+                                .to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        if !self
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.push((
+                "prefix".to_owned(),
+                format!(
+                    "{:?} is not a valid tool name prefix: use only A-Z, a-z, 0-9, '_' and '-'",
+                    self.prefix
+                ),
+            ));
+        }
+        if let Some(allow) = &self.allow {
+            for (i, name) in allow.iter().enumerate() {
+                if name.trim().is_empty() {
+                    errors.push((
+                        format!("allow[{i}]"),
+                        "an allowed tool name must not be empty".to_owned(),
+                    ));
+                }
+            }
+        }
+        if self.timeout_secs == 0 {
+            errors.push((
+                "timeout_secs".to_owned(),
+                "must be at least 1 (seconds)".to_owned(),
+            ));
+        }
+        errors
+    }
+
+    /// The configured headers in the client's form, values marked sensitive.
+    fn header_map(&self) -> Result<HashMap<HeaderName, HeaderValue>, String> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| format!("header {name:?} is not a valid HTTP header name"))?;
+                let mut value = HeaderValue::from_str(value).map_err(|_| {
+                    format!("the value of header {name:?} is not a valid HTTP header value")
+                })?;
+                value.set_sensitive(true);
+                Ok((header, value))
+            })
+            .collect()
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(format!(
+                "{url:?} uses the {other:?} scheme: an upstream MCP server must be reached over http or https"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{url:?} is not an absolute URL: write it as http://host:port/path"
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// One open client session with the upstream.
+struct Connection {
+    /// Tells this session from its successors, so a call that saw it fail drops only it.
+    id: u64,
+    /// The rmcp client. Dropping the last `Arc` closes it (its drop guard cancels it).
+    service: RunningService<RoleClient, ClientConfig>,
+}
+
+impl Connection {
+    /// Stops the client's tasks now, even while calls still hold it (they fail at once).
+    fn close(&self) {
+        self.service.cancellation_token().cancel();
+    }
+}
+
+/// What [`UpstreamTools`] knows about its upstream.
+#[derive(Default)]
+struct State {
+    /// The open session, if any.
+    connection: Option<Arc<Connection>>,
+    /// The definitions as last listed: prefixed, filtered by `allow`.
+    tools: Vec<Tool>,
+    /// Prefixed name → upstream name, for the tools in `tools`.
+    names: HashMap<String, String>,
+}
+
+/// A built `type = "mcp"` tool kind.
+pub struct UpstreamTools {
+    config: UpstreamToolConfig,
+    /// A `std` mutex: held only to read or swap fields, never across `.await`.
+    state: Mutex<State>,
+    /// Held while a session is opened and its tools listed, so that concurrent first
+    /// calls open one session, not one each.
+    connecting: tokio::sync::Mutex<()>,
+    /// Parent of every client session's token; cancelled on drop.
+    cancel: CancellationToken,
+    /// The id of the next session.
+    next_id: AtomicU64,
+}
+
+impl Drop for UpstreamTools {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl UpstreamTools {
+    /// Tools of the upstream server of `config`; connects on first use.
+    pub fn new(config: UpstreamToolConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State::default()),
+            connecting: tokio::sync::Mutex::new(()),
+            cancel: CancellationToken::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The upstream's tools (prefixed, filtered) as last listed.
+    pub fn definitions(&self) -> Vec<Tool> {
+        self.state().tools.clone()
+    }
+
+    /// Connects (or reconnects) and refreshes the tool list.
+    ///
+    /// Bounded by `timeout_secs`.
+    ///
+    /// # Errors
+    /// A message saying why the upstream cannot be used.
+    pub async fn connect(&self) -> Result<(), Error> {
+        let work = async {
+            let _connecting = self.connecting.lock().await;
+            let current = self.state().connection.clone();
+            if let Some(connection) = current {
+                match self.refresh(&connection).await {
+                    // `refresh` dropped the session: it is broken, so open a new one (once).
+                    Err(_) if self.state().connection.is_none() => {}
+                    other => return other,
+                }
+            }
+            self.open_and_list().await.map(drop)
+        };
+        tokio::time::timeout(self.timeout(), work)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()))
+    }
+
+    /// Calls upstream tool `name` (prefixed name, as listed).
+    ///
+    /// Connects first when there is no session. Bounded by `timeout_secs` (connecting
+    /// included) and by `ctx.cancel`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArguments`] for a tool the upstream does not offer (after listing
+    /// its tools again) or arguments it rejects (JSON-RPC `-32602`); [`Error::Cancelled`]
+    /// when `ctx.cancel` fires first; [`Error::Failed`] for everything else: upstream not
+    /// reachable, no answer in time, a protocol error, or a tool result with `isError`.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        ctx: &CallContext,
+    ) -> Result<Output, Error> {
+        // Dropping `work` (timeout or cancel) abandons the upstream request; rmcp then sends
+        // `notifications/cancelled` for it.
+        let work = tokio::time::timeout(self.timeout(), self.call_inner(name, args));
+        tokio::select! {
+            biased;
+            () = ctx.cancel.cancelled() => {
+                tracing::debug!(url = %self.config.url, tool = %name, "Upstream call cancelled by the caller.");
+                Err(Error::Cancelled)
+            }
+            result = work => result.unwrap_or_else(|_| Err(self.timed_out())),
+        }
+    }
+
+    async fn call_inner(&self, name: &str, args: JsonObject) -> Result<Output, Error> {
+        let (connection, fresh) = self.connection().await?;
+        let upstream = match self.upstream_name(name) {
+            Some(upstream) => upstream,
+            None if fresh => return Err(self.unknown_tool(name)),
+            None => {
+                // The upstream may have added the tool since we listed them: look once more.
+                self.refresh(&connection).await?;
+                self.upstream_name(name)
+                    .ok_or_else(|| self.unknown_tool(name))?
+            }
+        };
+        let params = CallToolRequestParams::new(upstream.clone()).with_arguments(args);
+        match connection.service.peer().call_tool(params).await {
+            Ok(result) => into_output(result, &upstream),
+            Err(e) => Err(self.service_error(&connection, &upstream, e)),
+        }
+    }
+
+    /// The open session, opening one (and listing its tools) if there is none; `true` when
+    /// this call opened it.
+    async fn connection(&self) -> Result<(Arc<Connection>, bool), Error> {
+        if let Some(connection) = self.state().connection.clone() {
+            return Ok((connection, false));
+        }
+        let _connecting = self.connecting.lock().await;
+        // Another call may have connected while this one waited.
+        if let Some(connection) = self.state().connection.clone() {
+            return Ok((connection, false));
+        }
+        Ok((self.open_and_list().await?, true))
+    }
+
+    /// Opens a session, lists its tools and keeps both. Called with `connecting` held.
+    async fn open_and_list(&self) -> Result<Arc<Connection>, Error> {
+        let connection = Arc::new(self.open().await?);
+        let tools = match connection.service.peer().list_all_tools().await {
+            Ok(tools) => tools,
+            Err(e) => {
+                connection.close();
+                return Err(self.list_error(e));
+            }
+        };
+        let count = self.store_tools(tools, &connection, true);
+        tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Connected to the upstream MCP server.");
+        Ok(connection)
+    }
+
+    /// Opens a client session: `initialize` with our identity and the configured headers.
+    async fn open(&self) -> Result<Connection, Error> {
+        let url = &self.config.url;
+        // reqwest (rustls, provider chosen by the process) panics when building a client
+        // without a crypto provider; `app::install_crypto_provider` installs one at startup.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(Error::Failed(format!(
+                "cannot connect to upstream MCP server {url}: no TLS crypto provider is installed"
+            )));
+        }
+        let headers = self.config.header_map().map_err(|e| {
+            Error::Failed(format!("cannot connect to upstream MCP server {url}: {e}"))
+        })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id == 1 {
+            tracing::debug!(url = %url, session = id, headers = headers.len(), "Connecting to the upstream MCP server.");
+        } else {
+            tracing::debug!(url = %url, session = id, headers = headers.len(), "Reconnecting to the upstream MCP server.");
+        }
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers),
+        );
+        let identity = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("switchboard", env!("CARGO_PKG_VERSION")),
+        );
+        let service = identity
+            .serve_with_ct(transport, self.cancel.child_token())
+            .await
+            .map_err(|e| self.init_error(e))?;
+        // We keep our own list and refresh it on purpose: rmcp's response cache would
+        // answer a refresh from memory when the upstream sends a `ttlMs`.
+        service
+            .peer()
+            .set_response_cache_config(ClientCacheConfig::disabled())
+            .await;
+        Ok(Connection { id, service })
+    }
+
+    /// Lists the tools of `connection` again and keeps them.
+    async fn refresh(&self, connection: &Arc<Connection>) -> Result<(), Error> {
+        match connection.service.peer().list_all_tools().await {
+            Ok(tools) => {
+                let count = self.store_tools(tools, connection, false);
+                tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Listed the upstream MCP server's tools.");
+                Ok(())
+            }
+            Err(e) => {
+                if is_transport_failure(&e) {
+                    self.discard(connection);
+                }
+                Err(self.list_error(e))
+            }
+        }
+    }
+
+    /// Keeps the allowed `tools` of `connection`, prefixed, and makes `connection` the
+    /// current session when `install`; otherwise keeps them only if `connection` is still
+    /// current (a stale list must not overwrite a newer one). Returns how many were kept.
+    fn store_tools(&self, tools: Vec<Tool>, connection: &Arc<Connection>, install: bool) -> usize {
+        let mut names = HashMap::new();
+        let mut definitions = Vec::new();
+        for mut tool in tools {
+            let upstream = tool.name.to_string();
+            if let Some(allow) = &self.config.allow
+                && !allow.contains(&upstream)
+            {
+                continue;
+            }
+            let prefixed = format!("{}{upstream}", self.config.prefix);
+            tool.name = prefixed.clone().into();
+            if names.insert(prefixed, upstream).is_none() {
+                definitions.push(tool);
+            }
+        }
+        if let Some(allow) = &self.config.allow {
+            for missing in allow.iter().filter(|a| !names.values().any(|u| u == *a)) {
+                tracing::warn!(url = %self.config.url, tool = %missing, "Allowed tool not offered by the upstream MCP server.");
+            }
+        }
+        let count = definitions.len();
+        let mut state = self.state();
+        if install {
+            state.connection = Some(connection.clone());
+        } else if state
+            .connection
+            .as_ref()
+            .is_none_or(|c| c.id != connection.id)
+        {
+            return count;
+        }
+        state.tools = definitions;
+        state.names = names;
+        count
+    }
+
+    /// Drops `connection` if it is still the current one, so that the next call reconnects.
+    fn discard(&self, connection: &Arc<Connection>) {
+        let mut state = self.state();
+        if state
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.id == connection.id)
+        {
+            state.connection = None;
+            drop(state);
+            tracing::debug!(url = %self.config.url, session = connection.id, "Dropped the upstream MCP session; the next call reconnects.");
+        }
+        connection.close();
+    }
+
+    fn upstream_name(&self, name: &str) -> Option<String> {
+        self.state().names.get(name).cloned()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_secs.max(1))
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::Failed(format!(
+            "upstream MCP server {} did not answer within {}s",
+            self.config.url,
+            self.config.timeout_secs.max(1)
+        ))
+    }
+
+    fn unknown_tool(&self, name: &str) -> Error {
+        Error::InvalidArguments(format!(
+            "unknown tool {name:?}: the upstream MCP server {} does not offer it{}",
+            self.config.url,
+            if self.config.allow.is_some() {
+                " (or `allow` leaves it out)"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    fn unreachable(&self, detail: &str) -> Error {
+        Error::Failed(format!(
+            "upstream MCP server {} is not reachable: {detail} (check that it is running and that its url and headers are right)",
+            self.config.url
+        ))
+    }
+
+    fn init_error(&self, e: ClientInitializeError) -> Error {
+        match e {
+            ClientInitializeError::JsonRpcError(data) => Error::Failed(format!(
+                "upstream MCP server {} refused the MCP handshake: {} (code {})",
+                self.config.url, data.message, data.code.0
+            )),
+            ClientInitializeError::TransportError { error, .. } => {
+                self.unreachable(&failure_detail(&error))
+            }
+            ClientInitializeError::ConnectionClosed(detail) => self.unreachable(&format!(
+                "the connection closed during the MCP handshake ({detail})"
+            )),
+            other => self.unreachable(&error_chain(&other)),
+        }
+    }
+
+    fn list_error(&self, e: ServiceError) -> Error {
+        match e {
+            ServiceError::Timeout { .. } => self.timed_out(),
+            ServiceError::McpError(data) => Error::Failed(format!(
+                "upstream MCP server {} could not list its tools: {} (code {})",
+                self.config.url, data.message, data.code.0
+            )),
+            other if is_transport_failure(&other) => self.unreachable(&transport_detail(&other)),
+            other => Error::Failed(format!(
+                "upstream MCP server {} could not list its tools: {}",
+                self.config.url,
+                error_chain(&other)
+            )),
+        }
+    }
+
+    /// Maps a failed `tools/call`; drops the session when the transport failed.
+    fn service_error(&self, connection: &Arc<Connection>, tool: &str, e: ServiceError) -> Error {
+        if is_transport_failure(&e) {
+            self.discard(connection);
+            return self.unreachable(&transport_detail(&e));
+        }
+        match e {
+            ServiceError::McpError(data) if data.code == ErrorCode::INVALID_PARAMS => {
+                Error::InvalidArguments(data.message.into_owned())
+            }
+            ServiceError::McpError(data) => Error::Failed(format!(
+                "upstream MCP server {} failed on {tool}: {} (code {})",
+                self.config.url, data.message, data.code.0
+            )),
+            ServiceError::Timeout { .. } => self.timed_out(),
+            other => Error::Failed(format!(
+                "upstream MCP server {} failed on {tool}: {}",
+                self.config.url,
+                error_chain(&other)
+            )),
+        }
+    }
+}
+
+/// Whether `e` means the session cannot be used any more.
+fn is_transport_failure(e: &ServiceError) -> bool {
+    matches!(
+        e,
+        ServiceError::TransportClosed
+            | ServiceError::TransportSend(_)
+            | ServiceError::Cancelled { .. }
+    )
+}
+
+/// What went wrong with the transport, in words for the operator.
+fn transport_detail(e: &ServiceError) -> String {
+    match e {
+        ServiceError::TransportSend(error) => failure_detail(error),
+        ServiceError::TransportClosed => "the connection to it closed".to_owned(),
+        ServiceError::Cancelled { .. } => "the MCP session ended".to_owned(),
+        other => error_chain(other),
+    }
+}
+
+/// The innermost cause of a transport error (rmcp's wrappers name Rust types), with the
+/// usual network failures spelled out: the HTTP client's error says which request failed
+/// but keeps its cause (refused, DNS, TLS, ...) out of its message and out of reach of
+/// `source()` behind rmcp's wrapper, so it is read from the `Debug` text.
+fn failure_detail(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = e;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    let text = innermost.to_string();
+    let text = text.strip_prefix("Client error: ").unwrap_or(&text);
+    let debug = format!("{innermost:?}");
+    const CAUSES: &[(&str, &str)] = &[
+        ("ConnectionRefused", "connection refused"),
+        ("dns error", "the host name does not resolve"),
+        ("TimedOut", "the connection timed out"),
+        ("ConnectionReset", "the connection was reset"),
+        ("certificate", "its TLS certificate was not accepted"),
+    ];
+    match CAUSES.iter().find(|(needle, _)| debug.contains(needle)) {
+        // "error sending request for url (...)" only repeats the URL the message names.
+        Some((_, cause)) if text.starts_with("error sending request") => (*cause).to_owned(),
+        Some((_, cause)) => format!("{text}: {cause}"),
+        None => text.to_owned(),
+    }
+}
+
+/// `e` and its sources, `: `-separated, without repeats (wrappers often repeat their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The output of a successful `tools/call` reply, or the failure it reports.
+fn into_output(result: CallToolResult, tool: &str) -> Result<Output, Error> {
+    if result.is_error == Some(true) {
+        let text = content_text(&result.content);
+        return Err(Error::Failed(if text.trim().is_empty() {
+            format!("upstream tool {tool} failed without saying why")
+        } else {
+            text
+        }));
+    }
+    match result.structured_content {
+        Some(value) if !value.is_null() => Ok(Output::Json(value)),
+        _ => Ok(Output::Text(content_text(&result.content))),
+    }
+}
+
+/// The text of `content`, one block a line; non-text blocks are described briefly.
+fn content_text(content: &[ContentBlock]) -> String {
+    content
+        .iter()
+        .map(|block| match block {
+            ContentBlock::Text(text) => text.text.clone(),
+            ContentBlock::Image(image) => format!("[image {}]", image.mime_type),
+            ContentBlock::Audio(audio) => format!("[audio {}]", audio.mime_type),
+            ContentBlock::Resource(embedded) => match &embedded.resource {
+                ResourceContents::TextResourceContents { text, .. } => text.clone(),
+                ResourceContents::BlobResourceContents { uri, .. } => format!("[resource {uri}]"),
+                _ => "[resource]".to_owned(),
+            },
+            ContentBlock::ResourceLink(link) => format!("[resource link {}]", link.uri),
+            _ => "[content]".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    use poem::listener::TcpAcceptor;
+    use poem::{Endpoint, EndpointExt as _, Route};
+    use rmcp::handler::server::wrapper::Parameters;
+    use rmcp::model::{
+        CancelledNotificationParam, InitializeRequestParams, InitializeResult, ListToolsResult,
+        PaginatedRequestParams,
+    };
+    use rmcp::service::{NotificationContext, RequestContext};
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService,
+    };
+    use rmcp::{
+        ErrorData, Json, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router,
+    };
+    use serde_json::json;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Bound on every wait of these tests, so that a bug fails a test instead of hanging it.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct EchoArgs {
+        /// Text to send back.
+        text: String,
+    }
+
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct AddArgs {
+        a: i64,
+        b: i64,
+    }
+
+    #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+    struct Sum {
+        sum: i64,
+    }
+
+    /// What the test server saw, shared by every session it serves.
+    #[derive(Default)]
+    struct Seen {
+        initializes: AtomicUsize,
+        /// The `clientInfo` of the last `initialize`: name and version.
+        client: Mutex<Option<(String, String)>>,
+        lists: AtomicUsize,
+        /// Whether `late` is listed yet.
+        late_listed: AtomicBool,
+        /// Signalled when `slow` starts.
+        slow_started: Notify,
+        /// Signalled when `slow`'s request is cancelled.
+        slow_cancelled: Notify,
+        /// Signalled on every `notifications/cancelled`.
+        cancel_notified: Notify,
+        /// `x-api-key` of every HTTP request.
+        api_keys: Mutex<Vec<Option<String>>>,
+    }
+
+    #[derive(Clone)]
+    struct TestServer {
+        seen: Arc<Seen>,
+    }
+
+    #[tool_router]
+    impl TestServer {
+        #[tool(description = "Sends the text back.")]
+        fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+            text
+        }
+
+        #[tool(description = "Adds two integers.")]
+        fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> Json<Sum> {
+            Json(Sum { sum: a + b })
+        }
+
+        #[tool(description = "Divides a by b.")]
+        fn divide(
+            &self,
+            Parameters(AddArgs { a, b }): Parameters<AddArgs>,
+        ) -> Result<String, ErrorData> {
+            if b == 0 {
+                return Err(ErrorData::invalid_params("b must not be zero", None));
+            }
+            Ok((a / b).to_string())
+        }
+
+        #[tool(description = "Always fails.")]
+        fn fail(&self) -> CallToolResult {
+            CallToolResult::error(vec![ContentBlock::text("the disk is on fire")])
+        }
+
+        #[tool(description = "Answers after a minute, or never when cancelled.")]
+        async fn slow(&self, ctx: RequestContext<RoleServer>) -> String {
+            self.seen.slow_started.notify_one();
+            tokio::select! {
+                () = ctx.ct.cancelled() => {
+                    self.seen.slow_cancelled.notify_one();
+                    "cancelled".to_owned()
+                }
+                () = tokio::time::sleep(Duration::from_secs(60)) => "done".to_owned(),
+            }
+        }
+
+        #[tool(description = "Text and an image.")]
+        fn mixed(&self) -> CallToolResult {
+            CallToolResult::success(vec![
+                ContentBlock::text("first"),
+                ContentBlock::image("aGVsbG8=", "image/png"),
+                ContentBlock::text("last"),
+            ])
+        }
+
+        #[tool(description = "Listed only once the test says so.")]
+        fn late(&self) -> String {
+            "late answer".to_owned()
+        }
+    }
+
+    #[tool_handler]
+    impl ServerHandler for TestServer {
+        async fn initialize(
+            &self,
+            request: InitializeRequestParams,
+            context: RequestContext<RoleServer>,
+        ) -> Result<InitializeResult, ErrorData> {
+            self.seen.initializes.fetch_add(1, Ordering::SeqCst);
+            *self.seen.client.lock().unwrap() = Some((
+                request.client_info.name.clone(),
+                request.client_info.version.clone(),
+            ));
+            context.peer.set_peer_info(request.clone());
+            self.negotiate_initialize(&request)
+        }
+
+        /// Two tools a page, so that listing must follow the cursor; a long `ttlMs`, so
+        /// that a refresh answered from rmcp's cache would go unnoticed.
+        async fn list_tools(
+            &self,
+            request: Option<PaginatedRequestParams>,
+            _context: RequestContext<RoleServer>,
+        ) -> Result<ListToolsResult, ErrorData> {
+            self.seen.lists.fetch_add(1, Ordering::SeqCst);
+            let mut tools = Self::tool_router().list_all();
+            if !self.seen.late_listed.load(Ordering::SeqCst) {
+                tools.retain(|t| t.name != "late");
+            }
+            tools.sort_by(|a, b| a.name.cmp(&b.name));
+            let start: usize = request
+                .and_then(|r| r.cursor)
+                .map_or(0, |c| c.parse().unwrap());
+            let end = (start + 2).min(tools.len());
+            let mut page =
+                ListToolsResult::with_all_items(tools[start..end].to_vec()).with_ttl_ms(600_000);
+            page.next_cursor = (end < tools.len()).then(|| end.to_string());
+            Ok(page)
+        }
+
+        async fn on_cancelled(
+            &self,
+            _params: CancelledNotificationParam,
+            _context: NotificationContext<RoleServer>,
+        ) {
+            self.seen.cancel_notified.notify_one();
+        }
+    }
+
+    /// A running test server.
+    struct Upstream {
+        url: String,
+        seen: Arc<Seen>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    impl Upstream {
+        /// Binds first, then spawns: the address is known before the server runs.
+        async fn start() -> Self {
+            crate::app::install_crypto_provider();
+            let seen = Arc::new(Seen::default());
+            let stop = CancellationToken::new();
+            let server = TestServer { seen: seen.clone() };
+            let service: StreamableHttpService<TestServer, LocalSessionManager> =
+                StreamableHttpService::new(
+                    move || Ok(server.clone()),
+                    Arc::new(LocalSessionManager::default()),
+                    StreamableHttpServerConfig::default()
+                        .disable_allowed_hosts()
+                        .with_cancellation_token(stop.child_token()),
+                );
+            let record = seen.clone();
+            let app = Route::new()
+                .at("/mcp", poem::endpoint::TowerCompatExt::compat(service))
+                .around(move |ep, req| {
+                    let record = record.clone();
+                    async move {
+                        let key = req
+                            .headers()
+                            .get("x-api-key")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        record.api_keys.lock().unwrap().push(key);
+                        ep.call(req).await
+                    }
+                });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+            let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
+            let signal = stop.clone().cancelled_owned();
+            let task = tokio::spawn(
+                poem::Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                    app,
+                    signal,
+                    Some(Duration::from_secs(1)),
+                ),
+            );
+            Self {
+                url,
+                seen,
+                stop,
+                task,
+            }
+        }
+
+        /// Stops the server and waits until its listener is closed.
+        async fn stop(self) {
+            self.stop.cancel();
+            tokio::time::timeout(WAIT, self.task)
+                .await
+                .expect("server stops")
+                .unwrap()
+                .unwrap();
+        }
+
+        fn initializes(&self) -> usize {
+            self.seen.initializes.load(Ordering::SeqCst)
+        }
+    }
+
+    fn config(url: &str) -> UpstreamToolConfig {
+        UpstreamToolConfig {
+            url: url.to_owned(),
+            headers: BTreeMap::from([("x-api-key".to_owned(), "key-123".to_owned())]),
+            prefix: "up_".to_owned(),
+            allow: None,
+            timeout_secs: 10,
+        }
+    }
+
+    fn args(value: serde_json::Value) -> JsonObject {
+        match value {
+            serde_json::Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn names(tools: &[Tool]) -> Vec<String> {
+        tools.iter().map(|t| t.name.to_string()).collect()
+    }
+
+    async fn call(
+        tools: &UpstreamTools,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<Output, Error> {
+        tokio::time::timeout(
+            WAIT,
+            tools.call(name, args(arguments), &CallContext::default()),
+        )
+        .await
+        .expect("the call returns in time")
+    }
+
+    #[tokio::test]
+    async fn connect_lists_every_page_prefixed_with_schemas_and_descriptions() {
+        // Arrange
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+        assert!(tools.definitions().is_empty(), "nothing before connecting");
+
+        // Act
+        tools.connect().await.unwrap();
+
+        // Assert
+        let defs = tools.definitions();
+        assert_eq!(
+            names(&defs),
+            [
+                "up_add",
+                "up_divide",
+                "up_echo",
+                "up_fail",
+                "up_mixed",
+                "up_slow"
+            ]
+        );
+        let echo = defs.iter().find(|t| t.name == "up_echo").unwrap();
+        assert_eq!(echo.description.as_deref(), Some("Sends the text back."));
+        assert_eq!(
+            echo.input_schema.get("required"),
+            Some(&json!(["text"])),
+            "schema kept: {:?}",
+            echo.input_schema
+        );
+        assert!(
+            upstream.seen.lists.load(Ordering::SeqCst) >= 3,
+            "three pages listed"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn allow_keeps_only_the_named_upstream_tools() {
+        let upstream = Upstream::start().await;
+        let mut cfg = config(&upstream.url);
+        cfg.allow = Some(vec![
+            "echo".to_owned(),
+            "add".to_owned(),
+            "not_there".to_owned(),
+        ]);
+        let tools = UpstreamTools::new(cfg);
+
+        tools.connect().await.unwrap();
+
+        assert_eq!(names(&tools.definitions()), ["up_add", "up_echo"]);
+        let refused = call(&tools, "up_fail", json!({})).await;
+        assert!(
+            matches!(&refused, Err(Error::InvalidArguments(m)) if m.contains("unknown tool") && m.contains("allow")),
+            "{refused:?}"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn calls_return_text_json_and_described_non_text_content() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+
+        // The first call connects by itself.
+        let echo = call(&tools, "up_echo", json!({"text": "hello"}))
+            .await
+            .unwrap();
+        let add = call(&tools, "up_add", json!({"a": 2, "b": 40}))
+            .await
+            .unwrap();
+        let mixed = call(&tools, "up_mixed", json!({})).await.unwrap();
+
+        assert_eq!(echo, Output::Text("hello".to_owned()));
+        assert_eq!(add, Output::Json(json!({"sum": 42})));
+        assert_eq!(
+            mixed,
+            Output::Text("first\n[image image/png]\nlast".to_owned())
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn upstream_is_error_result_fails_with_its_text() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+
+        let result = call(&tools, "up_fail", json!({})).await;
+
+        assert!(
+            matches!(&result, Err(Error::Failed(m)) if m == "the disk is on fire"),
+            "{result:?}"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn arguments_the_upstream_rejects_with_32602_are_invalid_arguments() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+
+        let rejected = call(&tools, "up_divide", json!({"a": 1, "b": 0})).await;
+        // rmcp servers report arguments that do not fit the schema as a tool error
+        // (`isError`), as the MCP spec asks, so those stay `Failed` with the upstream's text.
+        let mistyped = call(&tools, "up_add", json!({"a": "two"})).await;
+
+        assert!(
+            matches!(&rejected, Err(Error::InvalidArguments(m)) if m == "b must not be zero"),
+            "{rejected:?}"
+        );
+        assert!(
+            matches!(&mistyped, Err(Error::Failed(m)) if m.contains("failed to deserialize parameters")),
+            "{mistyped:?}"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unknown_name_lists_again_once_and_finds_a_tool_added_later() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+        tools.connect().await.unwrap();
+        let lists = upstream.seen.lists.load(Ordering::SeqCst);
+
+        // Not offered: one refresh (three pages), then an error.
+        let unknown = call(&tools, "up_nope", json!({})).await;
+        assert!(
+            matches!(&unknown, Err(Error::InvalidArguments(m)) if m.contains("unknown tool")),
+            "{unknown:?}"
+        );
+        assert_eq!(
+            upstream.seen.lists.load(Ordering::SeqCst),
+            lists + 3,
+            "listed again, all pages"
+        );
+
+        // Added upstream since: found by the refresh.
+        upstream.seen.late_listed.store(true, Ordering::SeqCst);
+        let late = call(&tools, "up_late", json!({})).await.unwrap();
+        assert_eq!(late, Output::Text("late answer".to_owned()));
+        assert!(names(&tools.definitions()).contains(&"up_late".to_owned()));
+
+        // A name without the prefix is not one of ours.
+        let unprefixed = call(&tools, "echo", json!({"text": "x"})).await;
+        assert!(
+            matches!(unprefixed, Err(Error::InvalidArguments(_))),
+            "{unprefixed:?}"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn configured_headers_are_sent_with_every_request() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+
+        call(&tools, "up_echo", json!({"text": "hi"}))
+            .await
+            .unwrap();
+
+        let keys = upstream.seen.api_keys.lock().unwrap().clone();
+        assert!(!keys.is_empty());
+        assert!(
+            keys.iter().all(|k| k.as_deref() == Some("key-123")),
+            "{keys:?}"
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn one_session_serves_many_and_concurrent_calls() {
+        let upstream = Upstream::start().await;
+        let tools = Arc::new(UpstreamTools::new(config(&upstream.url)));
+
+        // Concurrent first calls: one of them connects, the others wait for it.
+        let calls = (0..8).map(|i| {
+            let tools = tools.clone();
+            async move { call(&tools, "up_add", json!({"a": i, "b": 1})).await }
+        });
+        let results = futures::future::join_all(calls).await;
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.unwrap(), Output::Json(json!({"sum": i + 1})));
+        }
+        call(&tools, "up_echo", json!({"text": "again"}))
+            .await
+            .unwrap();
+        tools.connect().await.unwrap();
+
+        assert_eq!(upstream.initializes(), 1, "one initialize for every call");
+        assert_eq!(
+            upstream.seen.client.lock().unwrap().clone(),
+            Some((
+                "switchboard".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned()
+            ))
+        );
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn upstream_down_fails_naming_the_url_and_nothing_is_listed() {
+        crate::app::install_crypto_provider();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        drop(listener);
+        let tools = UpstreamTools::new(config(&url));
+
+        let connected = tokio::time::timeout(WAIT, tools.connect()).await.unwrap();
+        let called = call(&tools, "up_echo", json!({"text": "hi"})).await;
+
+        for result in [connected.map(|()| Output::Text(String::new())), called] {
+            assert!(
+                matches!(&result, Err(Error::Failed(m)) if m.contains(&url) && m.contains("not reachable: connection refused")),
+                "{result:?}"
+            );
+        }
+        assert!(tools.definitions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_call_after_a_dropped_session_opens_a_new_one() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+        call(&tools, "up_echo", json!({"text": "one"}))
+            .await
+            .unwrap();
+        let first = tools.state().connection.clone().unwrap();
+
+        tools.discard(&first);
+        let again = call(&tools, "up_echo", json!({"text": "two"}))
+            .await
+            .unwrap();
+
+        assert_eq!(again, Output::Text("two".to_owned()));
+        assert_eq!(upstream.initializes(), 2);
+        assert!(first.service.is_closed(), "the dropped session is closed");
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connect_after_the_upstream_stopped_fails_and_drops_the_session() {
+        let upstream = Upstream::start().await;
+        let url = upstream.url.clone();
+        let tools = UpstreamTools::new(config(&url));
+        tools.connect().await.unwrap();
+
+        upstream.stop().await;
+        let result = tokio::time::timeout(WAIT, tools.connect()).await.unwrap();
+
+        assert!(
+            matches!(&result, Err(Error::Failed(m)) if m.contains(&url) && m.contains("not reachable")),
+            "{result:?}"
+        );
+        assert!(tools.state().connection.is_none());
+    }
+
+    #[tokio::test]
+    async fn upstream_stopped_after_a_call_fails_the_next_call_and_drops_the_session() {
+        let upstream = Upstream::start().await;
+        let url = upstream.url.clone();
+        let tools = UpstreamTools::new(config(&url));
+        call(&tools, "up_echo", json!({"text": "hi"}))
+            .await
+            .unwrap();
+
+        upstream.stop().await;
+        let result = call(&tools, "up_echo", json!({"text": "hi"})).await;
+
+        assert!(
+            matches!(&result, Err(Error::Failed(m)) if m.contains(&url) && m.contains("not reachable: connection refused")),
+            "{result:?}"
+        );
+        assert!(
+            tools.state().connection.is_none(),
+            "the broken session is dropped"
+        );
+        assert_eq!(
+            names(&tools.definitions()).len(),
+            6,
+            "the last list is kept"
+        );
+        let again = call(&tools, "up_echo", json!({"text": "hi"})).await;
+        assert!(
+            matches!(&again, Err(Error::Failed(m)) if m.contains(&url)),
+            "{again:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_the_caller_returns_cancelled_and_cancels_the_upstream_request() {
+        let upstream = Upstream::start().await;
+        let tools = Arc::new(UpstreamTools::new(config(&upstream.url)));
+        let ctx = CallContext::default();
+        let running = tokio::spawn({
+            let tools = tools.clone();
+            let ctx = ctx.clone();
+            async move { tools.call("up_slow", JsonObject::new(), &ctx).await }
+        });
+        tokio::time::timeout(WAIT, upstream.seen.slow_started.notified())
+            .await
+            .expect("slow started");
+
+        ctx.cancel.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(2), running)
+            .await
+            .expect("cancelled promptly")
+            .unwrap();
+
+        assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+        tokio::time::timeout(WAIT, upstream.seen.slow_cancelled.notified())
+            .await
+            .expect("the upstream request is cancelled too");
+        tokio::time::timeout(WAIT, upstream.seen.cancel_notified.notified())
+            .await
+            .expect("the upstream is sent notifications/cancelled");
+        // The session survives a cancelled call.
+        let echo = call(&tools, "up_echo", json!({"text": "still here"}))
+            .await
+            .unwrap();
+        assert_eq!(echo, Output::Text("still here".to_owned()));
+        assert_eq!(upstream.initializes(), 1);
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
+        let upstream = Upstream::start().await;
+        let mut cfg = config(&upstream.url);
+        cfg.timeout_secs = 1;
+        let tools = UpstreamTools::new(cfg);
+        tools.connect().await.unwrap();
+
+        let result = call(&tools, "up_slow", json!({})).await;
+
+        assert!(
+            matches!(&result, Err(Error::Failed(m)) if m.contains("did not answer within 1s") && m.contains(&upstream.url)),
+            "{result:?}"
+        );
+        tokio::time::timeout(WAIT, upstream.seen.slow_cancelled.notified())
+            .await
+            .expect("the upstream request is cancelled too");
+        upstream.stop().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_tools_closes_the_session() {
+        let upstream = Upstream::start().await;
+        let tools = UpstreamTools::new(config(&upstream.url));
+        tools.connect().await.unwrap();
+        let connection = tools.state().connection.clone().unwrap();
+        assert!(!connection.service.is_closed());
+
+        drop(tools);
+
+        assert!(connection.service.is_closed(), "its token is cancelled");
+        upstream.stop().await;
+    }
+
+    #[test]
+    fn validate_accepts_a_good_config() {
+        assert_eq!(config("https://mcp.example.com/mcp").validate(), vec![]);
+        let mut cfg = config("http://localhost:9000/mcp");
+        cfg.prefix = "gh-Tools_2".to_owned();
+        assert_eq!(cfg.validate(), vec![]);
+    }
+
+    /// A case of `validate`: its name, the change to a good config, the key it must report.
+    type Case = (&'static str, fn(&mut UpstreamToolConfig), &'static str);
+
+    #[test]
+    fn validate_rejects_bad_values_by_key_without_leaking_header_values() {
+        let cases: &[Case] = &[
+            (
+                "ftp url",
+                |c| c.url = "ftp://example.com/mcp".to_owned(),
+                "url",
+            ),
+            ("relative url", |c| c.url = "/mcp".to_owned(), "url"),
+            (
+                "not a url",
+                |c| c.url = "http://exa mple.com".to_owned(),
+                "url",
+            ),
+            (
+                "prefix with a dot",
+                |c| c.prefix = "git.hub_".to_owned(),
+                "prefix",
+            ),
+            (
+                "prefix with a space",
+                |c| c.prefix = "a b".to_owned(),
+                "prefix",
+            ),
+            ("timeout zero", |c| c.timeout_secs = 0, "timeout_secs"),
+            (
+                "empty allow entry",
+                |c| c.allow = Some(vec![" ".to_owned()]),
+                "allow[0]",
+            ),
+            (
+                "bad header name",
+                |c| {
+                    c.headers.insert("bad header".to_owned(), "v".to_owned());
+                },
+                "headers.bad header",
+            ),
+            (
+                "bad header value",
+                |c| {
+                    c.headers
+                        .insert("x-token".to_owned(), "secret\nvalue".to_owned());
+                },
+                "headers.x-token",
+            ),
+            (
+                "reserved header",
+                |c| {
+                    c.headers
+                        .insert("Mcp-Session-Id".to_owned(), "s".to_owned());
+                },
+                "headers.Mcp-Session-Id",
+            ),
+            (
+                "header given twice",
+                |c| {
+                    c.headers
+                        .insert("X-Api-Key".to_owned(), "secret".to_owned());
+                },
+                "headers.x-api-key",
+            ),
+        ];
+        for (case, change, key) in cases {
+            let mut cfg = config("http://localhost:9000/mcp");
+            change(&mut cfg);
+            let errors = cfg.validate();
+            assert_eq!(errors.len(), 1, "{case}: {errors:?}");
+            assert_eq!(errors[0].0, *key, "{case}");
+            assert!(!errors[0].1.contains("secret"), "{case}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_header_values() {
+        let text = format!("{:?}", config("http://localhost:9000/mcp"));
+        assert!(text.contains("x-api-key"), "{text}");
+        assert!(!text.contains("key-123"), "{text}");
+    }
+}
