@@ -35,7 +35,7 @@ impl AppState {
             .map(|agent| {
                 let name: Arc<str> = agent.name().as_arc().clone();
                 let server = AgentServer::new(agent.clone());
-                let streamable = streamable::service(
+                let (streamable, streamable_sessions) = streamable::service(
                     server.clone(),
                     name.clone(),
                     sessions.clone(),
@@ -47,6 +47,7 @@ impl AppState {
                     name: name.clone(),
                     server,
                     streamable,
+                    streamable_sessions,
                 };
                 (name, Arc::new(endpoint))
             })

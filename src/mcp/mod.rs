@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::agents::Agent;
 use crate::error::Error;
+use crate::sessions::{Peer, Transport};
 use crate::state::AppState;
 use handler::AgentServer;
 
@@ -39,6 +40,73 @@ pub struct AgentEndpoint {
     pub server: AgentServer,
     /// Its Streamable HTTP service.
     pub streamable: streamable::StreamableService,
+    /// The session manager behind `streamable`, to end its sessions from outside.
+    pub streamable_sessions: Arc<streamable::TrackedSessions>,
+}
+
+impl AgentEndpoint {
+    /// Ends session `id` of this agent: its stream closes, its id is unknown from now on,
+    /// its running calls are cancelled. Returns whether there was such a session.
+    pub async fn end_session(&self, state: &AppState, id: &str) -> bool {
+        let Some(info) = state.sessions().get(id) else {
+            return false;
+        };
+        if *info.agent != *self.name {
+            return false;
+        }
+        match info.transport {
+            Transport::Sse => {
+                if let Some(handle) = state.sessions().legacy(id, &self.name) {
+                    // Gone from the registry at once (its POSTs get 404), then the stream
+                    // and the service end.
+                    state.sessions().remove(id);
+                    handle.cancel.cancel();
+                }
+            }
+            Transport::StreamableHttp => {
+                use rmcp::transport::streamable_http_server::session::SessionManager;
+                if let Err(e) = self.streamable_sessions.close_session(&Arc::from(id)).await {
+                    tracing::warn!(session = %id, error = %e, "Could not close a session.");
+                }
+                state.sessions().remove(id);
+            }
+        }
+        true
+    }
+}
+
+/// The peer address of a request, carried into rmcp's request extensions (poem's
+/// conversion to an `http::Request` drops the remote address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// Who sent a request, from poem's view of it.
+fn peer_of_request(req: &Request) -> Peer {
+    Peer {
+        client: None,
+        ip: req.remote_addr().as_socket_addr().map(|a| a.ip()),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// Who sent a message, from the HTTP parts rmcp put into its extensions.
+pub(crate) fn peer_of(extensions: &rmcp::model::Extensions) -> Peer {
+    let Some(parts) = extensions.get::<poem::http::request::Parts>() else {
+        return Peer::default();
+    };
+    Peer {
+        client: None,
+        ip: parts.extensions.get::<ClientIp>().map(|c| c.0),
+        user_agent: parts
+            .headers
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
 }
 
 /// A JSON-RPC error object with no id, as an HTTP response with `status`.
@@ -69,7 +137,11 @@ impl Endpoint for AgentsEndpoint {
         if let Err(e) = guard::check(&req, state.settings()) {
             return Ok(e.into_response());
         }
-        let path = req.uri().path();
+        if let Some(addr) = req.remote_addr().as_socket_addr() {
+            let ip = ClientIp(addr.ip());
+            req.extensions_mut().insert(ip);
+        }
+        let path = req.uri().path().to_owned();
         let mut segments = path.trim_start_matches('/').split('/');
         let (Some("agents"), Some(name), Some(kind), None) = (
             segments.next(),
@@ -77,17 +149,19 @@ impl Endpoint for AgentsEndpoint {
             segments.next(),
             segments.next(),
         ) else {
-            return Ok(Error::NoRoute(path.to_owned()).into_response());
+            return Ok(Error::NoRoute(path.clone()).into_response());
         };
-        let Some(endpoint) = state.agent(name) else {
-            return Ok(Error::UnknownAgent(name.to_owned()).into_response());
+        let (name, kind) = (name.to_owned(), kind.to_owned());
+        let Some(endpoint) = state.agent(&name) else {
+            return Ok(Error::UnknownAgent(name).into_response());
         };
         let method = req.method().clone();
-        let response = match (kind, &method) {
+        let response = match (kind.as_str(), &method) {
             ("mcp", _) => streamable::call(&endpoint.streamable, req).await,
             ("sse", &Method::GET) if !req.headers().contains_key("mcp-session-id") => sse::open(
                 endpoint.server.clone(),
                 &endpoint.name,
+                peer_of_request(&req),
                 state.sessions(),
                 state.settings().sse_keep_alive,
                 state.cancel(),
@@ -109,7 +183,7 @@ impl Endpoint for AgentsEndpoint {
                 allowed: "POST",
             }
             .into_response(),
-            _ => Error::NoRoute(path.to_owned()).into_response(),
+            _ => Error::NoRoute(path).into_response(),
         };
         Ok(response)
     }

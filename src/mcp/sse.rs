@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
 use crate::error::Error;
-use crate::sessions::{LegacyHandle, SessionStore};
+use crate::sessions::{Peer, SessionStats, SessionStore};
 
 /// Messages buffered per direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 32;
@@ -79,6 +79,7 @@ impl Drop for SessionGuard {
 pub fn open(
     server: AgentServer,
     agent: &Arc<str>,
+    peer: Peer,
     store: &SessionStore,
     keep_alive: std::time::Duration,
     parent: &CancellationToken,
@@ -87,14 +88,7 @@ pub fn open(
     let (c2s_tx, c2s_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (s2c_tx, s2c_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = parent.child_token();
-    store.insert_legacy(
-        id.clone(),
-        agent.clone(),
-        LegacyHandle {
-            tx: c2s_tx,
-            cancel: cancel.clone(),
-        },
-    );
+    let handle = store.insert_legacy(id.clone(), agent.clone(), peer, c2s_tx, cancel.clone());
     let guard = SessionGuard {
         id: id.clone(),
         store: store.clone(),
@@ -123,6 +117,7 @@ pub fn open(
     let body = EventStream {
         first: Some(Bytes::from(endpoint)),
         rx: s2c_rx,
+        stats: handle.stats,
         keep_alive: tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive),
         cancel: Box::pin(cancel.cancelled_owned()),
         _guard: guard,
@@ -138,6 +133,7 @@ pub fn open(
 struct EventStream {
     first: Option<Bytes>,
     rx: mpsc::Receiver<ServerJsonRpcMessage>,
+    stats: Arc<SessionStats>,
     keep_alive: tokio::time::Interval,
     cancel: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     _guard: SessionGuard,
@@ -159,7 +155,10 @@ impl Stream for EventStream {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(message)) => return Poll::Ready(Some(Ok(message_event(&message)))),
+            Poll::Ready(Some(message)) => {
+                self.stats.on_server_message(&message);
+                return Poll::Ready(Some(Ok(message_event(&message))));
+            }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
@@ -218,6 +217,7 @@ pub async fn post(
                 .into_response();
         }
     };
+    handle.stats.on_client_message(&message);
     match handle.tx.send(message).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(_) => {

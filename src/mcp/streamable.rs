@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
 use crate::config::ServerSettings;
-use crate::sessions::SessionStore;
+use crate::sessions::{SessionStats, SessionStore};
+use std::pin::Pin;
 
 /// rmcp's in-memory session manager, reporting to the gateway's session store.
 pub struct TrackedSessions {
@@ -49,7 +50,19 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        self.inner.initialize_session(id, message).await
+        let stats = self.store.stats(id);
+        if let Some(stats) = &stats {
+            if let ClientJsonRpcMessage::Request(req) = &message {
+                use rmcp::model::GetExtensions;
+                stats.set_peer(super::peer_of(req.request.extensions()));
+            }
+            stats.on_client_message(&message);
+        }
+        let response = self.inner.initialize_session(id, message).await?;
+        if let Some(stats) = &stats {
+            stats.on_server_message(&response);
+        }
+        Ok(response)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
@@ -66,7 +79,16 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_stream(id, message).await
+        let stats = self.store.stats(id);
+        if let Some(stats) = &stats {
+            stats.on_client_message(&message);
+        }
+        let stream = self.inner.create_stream(id, message).await?;
+        Ok(Counted {
+            inner: stream,
+            stats,
+            answered: false,
+        })
     }
 
     async fn accept_message(
@@ -74,6 +96,9 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
+        if let Some(stats) = self.store.stats(id) {
+            stats.on_client_message(&message);
+        }
         self.inner.accept_message(id, message).await
     }
 
@@ -93,6 +118,44 @@ impl SessionManager for TrackedSessions {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request's response stream that counts its answer into the session's stats, and
+    /// ends the call in flight if it is dropped unanswered.
+    struct Counted<S> {
+        #[pin]
+        inner: S,
+        stats: Option<Arc<SessionStats>>,
+        answered: bool,
+    }
+    impl<S> PinnedDrop for Counted<S> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.answered && let Some(stats) = this.stats {
+                stats.call_ended();
+            }
+        }
+    }
+}
+
+impl<S: Stream<Item = ServerSseMessage>> Stream for Counted<S> {
+    type Item = ServerSseMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.project();
+        let polled = this.inner.poll_next(cx);
+        if let std::task::Poll::Ready(Some(event)) = &polled
+            && let Some(message) = &event.message
+            && matches!(**message, ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_))
+        {
+            *this.answered = true;
+            if let Some(stats) = this.stats {
+                stats.on_server_message(message);
+            }
+        }
+        polled
+    }
+}
+
 /// The Streamable HTTP endpoint of one agent.
 pub type StreamableService = StreamableHttpService<AgentServer, TrackedSessions>;
 
@@ -103,7 +166,7 @@ pub fn service(
     store: SessionStore,
     settings: &ServerSettings,
     cancel: CancellationToken,
-) -> StreamableService {
+) -> (StreamableService, Arc<TrackedSessions>) {
     let mut inner = LocalSessionManager::default();
     inner.session_config.keep_alive = Some(settings.session_idle_timeout);
     let sessions = TrackedSessions {
@@ -119,7 +182,9 @@ pub fn service(
         .with_sse_keep_alive(Some(settings.sse_keep_alive))
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(cancel);
-    StreamableHttpService::new(move || Ok(server.clone()), Arc::new(sessions), config)
+    let sessions = Arc::new(sessions);
+    let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
+    (service, sessions)
 }
 
 /// Serves one Streamable HTTP request.

@@ -535,3 +535,38 @@ async fn a_missing_key_for_the_hosted_api_says_what_to_set() {
     c.cancel().await.unwrap();
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_the_streamable_session_cancels_its_run() {
+    let fake = FakeLlm::start(vec![Step::Hang]).await;
+    let gw = gateway(&fake).await;
+    let c = client(&gw, "servicenow").await;
+    let _pending = c
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(
+                CallToolRequestParams::new("servicenow").with_arguments(args(json!({"task": "slow"}))),
+            )),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    fake.wait_requests(1).await;
+    c.cancel().await.unwrap(); // rmcp's client DELETEs its session
+    fake.wait_abandoned().await;
+    gw.wait_sessions("the deleted session to leave", |n| n == 0).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_running_agent_calls() {
+    let fake = FakeLlm::start(vec![Step::Hang]).await;
+    let gw = gateway(&fake).await;
+    let mut s = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    s.initialize().await;
+    s.post(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"servicenow","arguments":{"task":"slow"}}}))
+        .await;
+    fake.wait_requests(1).await;
+    gw.stop().await;
+    fake.wait_abandoned().await;
+    s.closed().await;
+}
