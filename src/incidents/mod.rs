@@ -1,22 +1,21 @@
 //! Incidents: ServiceNow's incident record and the stores that keep it.
 //!
-//! [`model`] is the pure domain: fields, the coded vocabularies (state, impact, urgency,
-//! priority) with tolerant parsing and ServiceNow display values, and the rules a change must
-//! follow. [`embedded`] is the SQLite store in the data directory, created and seeded on first
-//! start, that lets the ServiceNow agent work without a ServiceNow instance. The tool layer
-//! (`tools::servicenow`) turns MCP arguments into these types and maps [`Error`] to tool
-//! errors.
+//! [`vocab`] holds the coded vocabularies (state, impact, urgency, priority) with tolerant
+//! parsing and ServiceNow display values. [`model`] is the rest of the pure domain: fields,
+//! numbers, timestamps, and the rules a change must follow. [`embedded`] is the SQLite store in
+//! the data directory, created and seeded on first start, that lets the ServiceNow agent work
+//! without a ServiceNow instance. The tool layer (`tools::servicenow`) turns MCP arguments into
+//! these types and maps [`Error`] to tool errors.
 
 pub mod embedded;
 pub mod model;
+pub mod vocab;
 
 use std::path::PathBuf;
 
 pub use embedded::EmbeddedStore;
-pub use model::{
-    Incident, IncidentNumber, IncidentPatch, Level, NewIncident, Priority, SearchQuery, State,
-    UnknownValue, Violation,
-};
+pub use model::{Incident, IncidentNumber, IncidentPatch, NewIncident, SearchQuery, Violation};
+pub use vocab::{Level, Priority, State, UnknownValue};
 
 /// Why an incident store operation failed.
 #[derive(Debug, thiserror::Error)]
