@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server, handler};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Response, Route, Server, handler};
 use serde_json::json;
 
 use crate::error::{Error, json_response};
@@ -14,15 +14,36 @@ use crate::state::AppState;
 
 /// The whole HTTP surface of the gateway.
 pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
+    let api = crate::admin::spec::service();
+    let (spec_json, spec_yaml, docs) = (
+        api.spec_endpoint(),
+        api.spec_endpoint_yaml(),
+        api.swagger_ui(),
+    );
+    // One endpoint serves /admin/*, /healthz and /readyz (the paths are in the spec).
+    let api = std::sync::Arc::new(api.into_endpoint());
     Route::new()
         .nest_no_strip("/agents", AgentsEndpoint::new(state.clone()))
+        .nest_no_strip("/admin", api.clone())
+        .at("/healthz", api.clone())
+        .at("/readyz", api)
         .at("/", index)
-        .at("/healthz", healthz)
-        .at("/readyz", readyz)
+        .at("/openapi.json", spec_json)
+        .at("/openapi.yaml", spec_yaml)
+        .nest("/docs", docs)
         .data(state)
-        .catch_error(|e: poem::error::NotFoundError| async move {
-            let _ = e;
+        .catch_error(|_: poem::error::NotFoundError| async move {
             Error::NoRoute("this path".to_owned()).into_response()
+        })
+        .catch_error(|e: poem::error::ParsePathError| async move {
+            Error::BadRequest(format!("malformed path: {e}")).into_response()
+        })
+        .catch_error(|_: poem::error::MethodNotAllowedError| async move {
+            Error::MethodNotAllowed {
+                method: "this method".to_owned(),
+                allowed: "the methods listed in /openapi.json",
+            }
+            .into_response()
         })
         .map_to_response()
 }
@@ -45,26 +66,6 @@ fn index(state: poem::web::Data<&AppState>) -> Response {
         StatusCode::OK,
         &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents}),
     )
-}
-
-#[handler]
-fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
-}
-
-#[handler]
-fn readyz(state: poem::web::Data<&AppState>) -> Response {
-    if state.cancel().is_cancelled() {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "shutting_down"}),
-        )
-    } else {
-        json_response(
-            StatusCode::OK,
-            &json!({"status": "ready", "agents": state.agents().len()}),
-        )
-    }
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then ends every session

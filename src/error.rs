@@ -49,6 +49,9 @@ pub enum Error {
         /// The methods the path serves.
         allowed: &'static str,
     },
+    /// The request is malformed (path, parameters).
+    #[error("{0}")]
+    BadRequest(String),
     /// The request body could not be read.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
@@ -71,6 +74,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -5,6 +5,7 @@
 //! Streamable HTTP (see the `# Transports` section of [`mcp`]).
 //!
 //! # Layout
+//! - [`admin`]: the admin REST API (poem-openapi): agents, sessions, health.
 //! - [`app`]: composition root: state → poem routes; [`app::run`] until shutdown.
 //! - [`state`]: `AppState`, the shared state every request sees.
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
@@ -14,12 +15,15 @@
 //! - [`incidents`]: the incident model and the embedded SQLite incident store.
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
+//! - [`auth`]: constant-time token checks.
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 //! - [`telemetry`]: logging setup.
 
+pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod incidents;

@@ -31,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Validate switchboard.toml and every agent file; print every error.
     Check(CheckArgs),
+    /// Print the admin API's OpenAPI spec (YAML), as checked in at openapi/admin.yaml.
+    Openapi,
 }
 
 #[derive(Args, Clone)]
@@ -63,6 +65,10 @@ fn main() -> ExitCode {
     let vars: Vars = std::env::vars().collect();
     let result = match cli.command {
         Some(Command::Check(args)) => check(&args, &vars),
+        Some(Command::Openapi) => {
+            print!("{}", switchboard::admin::spec::yaml());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Serve(args)) => serve(args, vars),
         None => serve(cli.serve, vars),
     };
@@ -159,6 +165,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         for agent in registry.iter() {
             let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
             tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.all_tool_definitions().len(), "Agent ready.");
+        }
+        if settings.admin_token.is_none() {
+            tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");
         }
         let state = AppState::new(settings, &registry);
         tracing::info!(%addr, data = %args.data.display(), "Switchboard listening.");

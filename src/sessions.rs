@@ -219,7 +219,11 @@ impl SessionStore {
         cancel: CancellationToken,
     ) -> LegacyHandle {
         let stats = Arc::new(SessionStats::new(peer));
-        let handle = LegacyHandle { tx, cancel, stats: stats.clone() };
+        let handle = LegacyHandle {
+            tx,
+            cancel,
+            stats: stats.clone(),
+        };
         self.insert(id, agent, Transport::Sse, stats, Some(handle.clone()));
         handle
     }
@@ -282,7 +286,11 @@ impl SessionStore {
     /// Snapshots of every live session, oldest first.
     pub fn list(&self) -> Vec<SessionInfo> {
         let mut all: Vec<SessionInfo> = self.map.iter().map(|e| snapshot(e.key(), &e)).collect();
-        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         all
     }
 
@@ -324,7 +332,8 @@ fn snapshot(id: &Arc<str>, e: &Entry) -> SessionInfo {
         client_version: handshake.client_version,
         protocol_version: handshake.protocol_version,
         created_at: s.created_at,
-        last_active_at: UNIX_EPOCH + Duration::from_millis(s.last_active_ms.load(Ordering::Relaxed)),
+        last_active_at: UNIX_EPOCH
+            + Duration::from_millis(s.last_active_ms.load(Ordering::Relaxed)),
         requests: s.requests.load(Ordering::Relaxed),
         errors: s.errors.load(Ordering::Relaxed),
         in_flight: s.in_flight.load(Ordering::Relaxed),

@@ -30,6 +30,18 @@ pub struct GatewayConfig {
     /// `[server]`: listening, transport limits, timeouts.
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[admin]`: access to the admin API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]` of `switchboard.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token every `/admin` request must carry. Unset or empty: the admin API
+    /// answers loopback peers only. Default: `SWITCHBOARD_ADMIN_TOKEN` from the environment.
+    pub token: Option<secrecy::SecretString>,
 }
 
 /// `[server]` of `switchboard.toml`.
@@ -89,6 +101,8 @@ pub struct ServerSettings {
     pub session_idle_timeout: Duration,
     /// Grace period on shutdown.
     pub shutdown_grace: Duration,
+    /// The admin API's bearer token; `None`: loopback peers only.
+    pub admin_token: Option<secrecy::SecretString>,
 }
 
 impl Default for ServerSettings {
@@ -147,6 +161,7 @@ impl ServerSettings {
             sse_keep_alive: Duration::from_secs(c.sse_keep_alive_secs),
             session_idle_timeout: Duration::from_secs(c.session_idle_timeout_secs),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+            admin_token: None,
         }
     }
 }
@@ -157,15 +172,22 @@ impl ServerSettings {
 /// # Errors
 /// Every problem in the file.
 pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSettings, Errors> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(ServerSettings::default());
-        }
+    let config: GatewayConfig = match std::fs::read_to_string(path) {
+        Ok(text) => parse_file(path, &text, vars)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => GatewayConfig::default(),
         Err(e) => return Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
     };
-    let config: GatewayConfig = parse_file(path, &text, vars)?;
-    ServerSettings::from_config(config.server, path)
+    let mut settings = ServerSettings::from_config(config.server, path)?;
+    use secrecy::ExposeSecret;
+    settings.admin_token = config
+        .admin
+        .token
+        .or_else(|| {
+            vars.get("SWITCHBOARD_ADMIN_TOKEN")
+                .map(|t| t.clone().into())
+        })
+        .filter(|t| !t.expose_secret().trim().is_empty());
+    Ok(settings)
 }
 
 /// Parses one config file: TOML → interpolation → serde with key paths.

@@ -140,12 +140,18 @@ pin_project_lite::pin_project! {
 impl<S: Stream<Item = ServerSseMessage>> Stream for Counted<S> {
     type Item = ServerSseMessage;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         let this = self.project();
         let polled = this.inner.poll_next(cx);
         if let std::task::Poll::Ready(Some(event)) = &polled
             && let Some(message) = &event.message
-            && matches!(**message, ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_))
+            && matches!(
+                **message,
+                ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+            )
         {
             *this.answered = true;
             if let Some(stats) = this.stats {

@@ -544,7 +544,8 @@ async fn deleting_the_streamable_session_cancels_its_run() {
     let _pending = c
         .send_cancellable_request(
             ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("servicenow").with_arguments(args(json!({"task": "slow"}))),
+                CallToolRequestParams::new("servicenow")
+                    .with_arguments(args(json!({"task": "slow"}))),
             )),
             PeerRequestOptions::no_options(),
         )
@@ -553,7 +554,8 @@ async fn deleting_the_streamable_session_cancels_its_run() {
     fake.wait_requests(1).await;
     c.cancel().await.unwrap(); // rmcp's client DELETEs its session
     fake.wait_abandoned().await;
-    gw.wait_sessions("the deleted session to leave", |n| n == 0).await;
+    gw.wait_sessions("the deleted session to leave", |n| n == 0)
+        .await;
     gw.stop().await;
 }
 

@@ -29,6 +29,8 @@ pub struct Options {
     pub settings: ServerSettings,
     /// The "environment" the agent files are interpolated from.
     pub vars: Vars,
+    /// Where to listen (port 0: any free port).
+    pub bind: SocketAddr,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             agents_dir: fixture("agents/valid"),
             data_dir: None,
             vars: Vars::new(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             settings: ServerSettings {
                 sse_keep_alive: Duration::from_millis(200),
                 max_body_bytes: 64 * 1024,
@@ -74,7 +77,7 @@ impl TestGateway {
             .unwrap_or_else(|e| panic!("fixture agents must load: {e}"));
         registry.connect_upstreams().await;
         // Bind first, then serve: the address is known before any request is made.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(opts.bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(opts.settings, &registry);
         let (tx, rx) = oneshot::channel::<()>();

@@ -3,12 +3,14 @@
 
 mod helpers;
 
+mod admin_api;
 mod agent_runtime;
 mod binary;
 mod config_errors;
 mod fake_llm;
 mod mcp_sse;
 mod mcp_streamable;
+mod openapi_spec;
 mod sessions;
 mod shipped_agents;
 mod store;

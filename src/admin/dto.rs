@@ -1,0 +1,155 @@
+//! What the admin API returns: poem-openapi objects, never config or internal types.
+//! Their `///` docs are the spec's descriptions.
+
+use poem_openapi::{Enum, Object};
+
+/// The one error shape of the admin API.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `session_not_found`.
+    pub code: String,
+    /// What went wrong, for a human.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error body.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A session's transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TransportName {
+    /// Legacy HTTP+SSE (MCP 2024-11-05): `GET /agents/{name}/sse` + `POST /messages`.
+    Sse,
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    StreamableHttp,
+}
+
+/// The two MCP URLs of an agent (paths on this gateway).
+#[derive(Debug, Clone, Object)]
+pub struct AgentUrls {
+    /// Legacy HTTP+SSE endpoint.
+    pub sse: String,
+    /// Streamable HTTP endpoint.
+    pub mcp: String,
+}
+
+/// Live sessions of an agent per transport.
+#[derive(Debug, Clone, Object)]
+pub struct SessionCounts {
+    /// Legacy HTTP+SSE sessions.
+    pub sse: u64,
+    /// Streamable HTTP sessions.
+    pub streamable_http: u64,
+    /// Both.
+    pub total: u64,
+}
+
+/// A tool an agent has.
+#[derive(Debug, Clone, Object)]
+pub struct ToolView {
+    /// Tool name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+}
+
+/// The model an agent runs on.
+#[derive(Debug, Clone, Object)]
+pub struct ModelView {
+    /// `openai` (any OpenAI-compatible API) or `azure`.
+    pub provider: String,
+    /// Model (or Azure deployment) name.
+    pub model: String,
+    /// Whether an API key is configured.
+    pub api_key_set: bool,
+}
+
+/// An agent being served.
+#[derive(Debug, Clone, Object)]
+pub struct AgentView {
+    /// Name, file stem and URL segment.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The file it was loaded from.
+    pub file: String,
+    /// Whether MCP clients see the agent tool (named after the agent, `{task}` in).
+    pub expose_agent: bool,
+    /// Whether MCP clients see its inner tools.
+    pub expose_tools: bool,
+    /// Its model, if it has one.
+    pub model: Option<ModelView>,
+    /// The tools its model can call (and, with `expose_tools`, MCP clients too).
+    pub tools: Vec<ToolView>,
+    /// Its MCP URLs.
+    pub urls: AgentUrls,
+    /// Its live sessions.
+    pub sessions: SessionCounts,
+}
+
+/// A live MCP session.
+#[derive(Debug, Clone, Object)]
+pub struct SessionView {
+    /// Session id (`Mcp-Session-Id`, or the legacy `session_id`).
+    pub id: String,
+    /// The agent it talks to.
+    pub agent: String,
+    /// Its transport.
+    pub transport: TransportName,
+    /// The client (token owner), when clients are configured.
+    pub client: Option<String>,
+    /// The peer's IP address.
+    pub client_ip: Option<String>,
+    /// The peer's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// MCP client name from `initialize` (`clientInfo.name`).
+    pub mcp_client_name: Option<String>,
+    /// MCP client version from `initialize`.
+    pub mcp_client_version: Option<String>,
+    /// Negotiated protocol version.
+    pub protocol_version: Option<String>,
+    /// When it started (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the client last sent something (RFC 3339, UTC).
+    pub last_active_at: String,
+    /// Seconds since it started.
+    pub age_secs: u64,
+    /// Seconds since the client last sent something.
+    pub idle_secs: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Errors answered (JSON-RPC errors and tool results with `isError`).
+    pub errors: u64,
+    /// Requests not answered yet.
+    pub calls_in_flight: u64,
+}
+
+/// One page of live sessions.
+#[derive(Debug, Clone, Object)]
+pub struct SessionPage {
+    /// Sessions matching the filters, over all pages.
+    pub total: u64,
+    /// Index of the first session of this page.
+    pub offset: u64,
+    /// Page size asked for.
+    pub limit: u64,
+    /// The sessions of this page, oldest first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Clone, Object)]
+pub struct Health {
+    /// `ok`, `ready` or `shutting_down`.
+    pub status: String,
+    /// Agents being served (readiness only).
+    pub agents: Option<u64>,
+}

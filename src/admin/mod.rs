@@ -1,0 +1,611 @@
+//! The admin REST API (poem-openapi): agents, live sessions, ending sessions, health.
+//!
+//! Every `/admin` operation goes through [`AdminAuth`]: with an admin token configured it
+//! needs `Authorization: Bearer <token>` (401 otherwise); without one it answers loopback
+//! peers only (403 for others). `/healthz` and `/readyz` are open. Errors have one shape,
+//! [`dto::ErrorBody`], and every status an operation can answer is in the spec.
+
+pub mod dto;
+pub mod spec;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSecurityScheme, Registry};
+use poem_openapi::{
+    ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi, Tags,
+};
+
+use crate::mcp::AgentEndpoint;
+use crate::sessions::{SessionInfo, Transport};
+use crate::state::AppState;
+use dto::{
+    AgentUrls, AgentView, ErrorBody, Health, ModelView, SessionCounts, SessionPage, SessionView,
+    ToolView, TransportName,
+};
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Agents being served.
+    Agents,
+    /// Live MCP sessions.
+    Sessions,
+    /// Liveness and readiness probes.
+    Health,
+}
+
+/// Admin access, checked per request: the bearer token when one is configured, else a
+/// loopback peer.
+pub struct AdminAuth;
+
+const SCHEME: &str = "AdminToken";
+
+/// Why [`AdminAuth`] refused a request; turned into the operation's documented 401 or 403
+/// by [`handle_error`].
+#[derive(Debug, thiserror::Error)]
+enum AuthError {
+    #[error("missing admin token: send Authorization: Bearer <token>")]
+    Missing,
+    #[error("the admin token is wrong")]
+    Wrong,
+    #[error(
+        "no admin token is configured, so the admin API answers local requests only; set [admin] token or SWITCHBOARD_ADMIN_TOKEN"
+    )]
+    NotLocal,
+    #[error("internal error")]
+    NoState,
+}
+
+impl poem::error::ResponseError for AuthError {
+    fn status(&self) -> poem::http::StatusCode {
+        match self {
+            AuthError::Missing | AuthError::Wrong => poem::http::StatusCode::UNAUTHORIZED,
+            AuthError::NotLocal => poem::http::StatusCode::FORBIDDEN,
+            AuthError::NoState => poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn auth_error(e: AuthError) -> poem::Error {
+    poem::Error::from(e)
+}
+
+/// Every admin response enum has the same error variants; [`handle_error`] fills them.
+trait AdminErrors: Sized {
+    fn bad_request(body: ErrorBody) -> Self;
+    fn unauthorized(body: ErrorBody) -> Self;
+    fn forbidden(body: ErrorBody) -> Self;
+}
+
+/// The `bad_request_handler` of every admin operation: an auth refusal becomes the
+/// documented 401/403, anything else a 400 saying what was malformed.
+fn handle_error<R: AdminErrors>(err: poem::Error) -> R {
+    match err.downcast_ref::<AuthError>() {
+        Some(e @ (AuthError::Missing | AuthError::Wrong)) => {
+            R::unauthorized(ErrorBody::new("unauthorized", e.to_string()))
+        }
+        Some(e @ AuthError::NotLocal) => R::forbidden(ErrorBody::new("forbidden", e.to_string())),
+        Some(AuthError::NoState) | None => {
+            R::bad_request(ErrorBody::new("bad_request", err.to_string()))
+        }
+    }
+}
+
+macro_rules! admin_errors {
+    ($($ty:ident),*) => {$(
+        impl AdminErrors for $ty {
+            fn bad_request(body: ErrorBody) -> Self {
+                Self::BadRequest(Json(body))
+            }
+            fn unauthorized(body: ErrorBody) -> Self {
+                Self::Unauthorized(Json(body), "Bearer".to_owned())
+            }
+            fn forbidden(body: ErrorBody) -> Self {
+                Self::Forbidden(Json(body))
+            }
+        }
+    )*};
+}
+
+admin_errors!(
+    ListAgentsResponse,
+    GetAgentResponse,
+    ListSessionsResponse,
+    GetSessionResponse,
+    EndSessionResponse
+);
+
+impl AdminAuth {
+    fn check(req: &Request) -> poem::Result<Self> {
+        let Some(state) = req.data::<AppState>() else {
+            return Err(auth_error(AuthError::NoState));
+        };
+        match &state.settings().admin_token {
+            Some(expected) => match crate::auth::bearer(req.headers()) {
+                Some(token) if crate::auth::token_matches(token, expected) => Ok(Self),
+                Some(_) => Err(auth_error(AuthError::Wrong)),
+                None => Err(auth_error(AuthError::Missing)),
+            },
+            None => {
+                let loopback = req
+                    .remote_addr()
+                    .as_socket_addr()
+                    .is_some_and(|a| a.ip().is_loopback());
+                if loopback {
+                    Ok(Self)
+                } else {
+                    Err(auth_error(AuthError::NotLocal))
+                }
+            }
+        }
+    }
+}
+
+impl<'a> ApiExtractor<'a> for AdminAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        registry.create_security_scheme(
+            SCHEME,
+            MetaSecurityScheme {
+                ty: "http",
+                description: Some(
+                    "The admin token (`[admin] token` or `SWITCHBOARD_ADMIN_TOKEN`). Without a configured token, the admin API answers loopback peers only and needs no header.",
+                ),
+                name: None,
+                key_in: None,
+                scheme: Some("bearer"),
+                bearer_format: None,
+                flows: None,
+                openid_connect_url: None,
+            },
+        );
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        vec![SCHEME]
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Self::check(req)
+    }
+}
+
+/// `GET /admin/agents`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<ListAgentsResponse>")]
+pub enum ListAgentsResponse {
+    /// Every agent, by name.
+    #[oai(status = 200)]
+    Ok(Json<Vec<AgentView>>),
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// `GET /admin/agents/{name}`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<GetAgentResponse>")]
+pub enum GetAgentResponse {
+    /// The agent.
+    #[oai(status = 200)]
+    Ok(Json<AgentView>),
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No agent has this name.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+/// `GET /admin/sessions`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<ListSessionsResponse>")]
+pub enum ListSessionsResponse {
+    /// One page of live sessions.
+    #[oai(status = 200)]
+    Ok(Json<SessionPage>),
+    /// A parameter is malformed (e.g. an unknown transport or a limit out of range).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// `GET /admin/sessions/{id}`.
+#[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // built once per request and returned at once
+#[oai(bad_request_handler = "handle_error::<GetSessionResponse>")]
+pub enum GetSessionResponse {
+    /// The session.
+    #[oai(status = 200)]
+    Ok(Json<SessionView>),
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No live session has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+/// `DELETE /admin/sessions/{id}`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<EndSessionResponse>")]
+pub enum EndSessionResponse {
+    /// The session was ended: its stream closed, its running calls were cancelled, and its
+    /// id now gets 404.
+    #[oai(status = 204)]
+    Ended,
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No live session has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// Alive / ready.
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+    /// Shutting down: stop sending traffic here.
+    #[oai(status = 503)]
+    Unavailable(Json<Health>),
+}
+
+/// The admin operations.
+pub struct AdminApi;
+
+/// Largest page of `GET /admin/sessions`.
+const MAX_LIMIT: u32 = 1000;
+
+// `list_sessions` takes one argument per documented query parameter.
+#[allow(clippy::too_many_arguments)]
+#[OpenApi(prefix_path = "/admin")]
+impl AdminApi {
+    /// List agents
+    ///
+    /// Every agent with its tools, MCP URLs and live session counts.
+    #[oai(
+        path = "/agents",
+        method = "get",
+        operation_id = "listAgents",
+        tag = "ApiTags::Agents"
+    )]
+    async fn list_agents(&self, _auth: AdminAuth, state: Data<&AppState>) -> ListAgentsResponse {
+        let views = state
+            .agents()
+            .iter()
+            .map(|e| agent_view(&state, e))
+            .collect();
+        ListAgentsResponse::Ok(Json(views))
+    }
+
+    /// Get an agent
+    #[oai(
+        path = "/agents/:name",
+        method = "get",
+        operation_id = "getAgent",
+        tag = "ApiTags::Agents"
+    )]
+    async fn get_agent(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        /// The agent's name.
+        name: Path<String>,
+    ) -> GetAgentResponse {
+        match state.agent(&name) {
+            Some(e) => GetAgentResponse::Ok(Json(agent_view(&state, e))),
+            None => GetAgentResponse::NotFound(Json(ErrorBody::new(
+                "unknown_agent",
+                format!("unknown agent {:?}", name.0),
+            ))),
+        }
+    }
+
+    /// List live sessions
+    ///
+    /// Live sessions of both transports, oldest first, filtered and paged.
+    #[oai(
+        path = "/sessions",
+        method = "get",
+        operation_id = "listSessions",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn list_sessions(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        /// Only sessions of this agent.
+        agent: Query<Option<String>>,
+        /// Only sessions of this client.
+        client: Query<Option<String>>,
+        /// Only sessions of this transport.
+        transport: Query<Option<TransportName>>,
+        /// Sessions to skip.
+        #[oai(default)]
+        offset: Query<u64>,
+        /// Page size (1 to 1000, default 100).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
+        limit: Query<u32>,
+    ) -> ListSessionsResponse {
+        let now = SystemTime::now();
+        let matching: Vec<SessionInfo> = state
+            .sessions()
+            .list()
+            .into_iter()
+            .filter(|s| agent.0.as_deref().is_none_or(|a| &*s.agent == a))
+            .filter(|s| {
+                client
+                    .0
+                    .as_deref()
+                    .is_none_or(|c| s.peer.client.as_deref() == Some(c))
+            })
+            .filter(|s| transport.0.is_none_or(|t| transport_name(s.transport) == t))
+            .collect();
+        let total = matching.len() as u64;
+        let limit = limit.0.min(MAX_LIMIT);
+        let sessions = matching
+            .iter()
+            .skip(usize::try_from(offset.0).unwrap_or(usize::MAX))
+            .take(limit as usize)
+            .map(|s| session_view(s, now))
+            .collect();
+        ListSessionsResponse::Ok(Json(SessionPage {
+            total,
+            offset: offset.0,
+            limit: u64::from(limit),
+            sessions,
+        }))
+    }
+
+    /// Get a session
+    #[oai(
+        path = "/sessions/:id",
+        method = "get",
+        operation_id = "getSession",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn get_session(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        /// The session id.
+        id: Path<String>,
+    ) -> GetSessionResponse {
+        match state.sessions().get(&id) {
+            Some(s) => GetSessionResponse::Ok(Json(session_view(&s, SystemTime::now()))),
+            None => GetSessionResponse::NotFound(Json(session_not_found(&id))),
+        }
+    }
+
+    /// End a session
+    ///
+    /// Ends a live session of either transport: its stream closes, its running calls are
+    /// cancelled, and its id gets 404 from then on.
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "endSession",
+        tag = "ApiTags::Sessions"
+    )]
+    async fn end_session(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        /// The session id.
+        id: Path<String>,
+    ) -> EndSessionResponse {
+        let endpoint = state
+            .sessions()
+            .get(&id)
+            .and_then(|s| state.agent(&s.agent).cloned());
+        match endpoint {
+            Some(endpoint) if endpoint.end_session(&state, &id).await => {
+                tracing::info!(session = %id.0, "Session ended by an admin.");
+                EndSessionResponse::Ended
+            }
+            _ => EndSessionResponse::NotFound(Json(session_not_found(&id))),
+        }
+    }
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// The probes.
+pub struct HealthApi;
+
+#[OpenApi]
+impl HealthApi {
+    /// Liveness
+    ///
+    /// 200 while the process serves requests.
+    #[oai(
+        path = "/healthz",
+        method = "get",
+        operation_id = "healthz",
+        tag = "ApiTags::Health"
+    )]
+    async fn healthz(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(Health {
+            status: "ok".into(),
+            agents: None,
+        }))
+    }
+
+    /// Readiness
+    ///
+    /// 200 when agents are loaded and the gateway takes traffic; 503 once shutdown began.
+    #[oai(
+        path = "/readyz",
+        method = "get",
+        operation_id = "readyz",
+        tag = "ApiTags::Health"
+    )]
+    async fn readyz(&self, state: Data<&AppState>) -> HealthResponse {
+        let agents = Some(state.agents().len() as u64);
+        if state.cancel().is_cancelled() {
+            HealthResponse::Unavailable(Json(Health {
+                status: "shutting_down".into(),
+                agents,
+            }))
+        } else {
+            HealthResponse::Ok(Json(Health {
+                status: "ready".into(),
+                agents,
+            }))
+        }
+    }
+}
+
+fn session_not_found(id: &str) -> ErrorBody {
+    ErrorBody::new("session_not_found", format!("no live session {id:?}"))
+}
+
+fn transport_name(t: Transport) -> TransportName {
+    match t {
+        Transport::Sse => TransportName::Sse,
+        Transport::StreamableHttp => TransportName::StreamableHttp,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let nanos = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
+    let secs_since = |t: SystemTime| now.duration_since(t).map_or(0, |d| d.as_secs());
+    SessionView {
+        id: s.id.to_string(),
+        agent: s.agent.to_string(),
+        transport: transport_name(s.transport),
+        client: s.peer.client.as_deref().map(str::to_owned),
+        client_ip: s.peer.ip.map(|ip| ip.to_string()),
+        user_agent: s.peer.user_agent.clone(),
+        mcp_client_name: s.client_name.clone(),
+        mcp_client_version: s.client_version.clone(),
+        protocol_version: s.protocol_version.clone(),
+        created_at: rfc3339(s.created_at),
+        last_active_at: rfc3339(s.last_active_at),
+        age_secs: secs_since(s.created_at),
+        idle_secs: secs_since(s.last_active_at),
+        requests: s.requests,
+        errors: s.errors,
+        calls_in_flight: s.in_flight,
+    }
+}
+
+fn agent_view(state: &AppState, e: &AgentEndpoint) -> AgentView {
+    let spec = &e.agent.spec;
+    let (sse, streamable) = state.sessions().count_by_transport(&e.name);
+    AgentView {
+        name: e.name.to_string(),
+        description: spec.description.clone(),
+        file: spec.file.display().to_string(),
+        expose_agent: spec.expose_agent,
+        expose_tools: spec.expose_tools,
+        model: spec.model.as_ref().map(|m| ModelView {
+            provider: match m.endpoint {
+                crate::agents::ModelEndpoint::OpenAi { .. } => "openai".into(),
+                crate::agents::ModelEndpoint::Azure { .. } => "azure".into(),
+            },
+            model: m.model.clone(),
+            api_key_set: m.api_key.is_some(),
+        }),
+        tools: e
+            .agent
+            .all_tool_definitions()
+            .into_iter()
+            .map(|t| ToolView {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()),
+            })
+            .collect(),
+        urls: AgentUrls {
+            sse: format!("/agents/{}/sse", e.name),
+            mcp: format!("/agents/{}/mcp", e.name),
+        },
+        sessions: SessionCounts {
+            sse: sse as u64,
+            streamable_http: streamable as u64,
+            total: (sse + streamable) as u64,
+        },
+    }
+}
