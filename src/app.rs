@@ -38,12 +38,20 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .catch_error(|e: poem::error::ParsePathError| async move {
             Error::BadRequest(format!("malformed path: {e}")).into_response()
         })
-        .catch_error(|_: poem::error::MethodNotAllowedError| async move {
-            Error::MethodNotAllowed {
-                method: "this method".to_owned(),
-                allowed: "the methods listed in /openapi.json",
+        .around(|ep, req| async move {
+            // A method the admin API does not serve: 405 naming the ones it does.
+            let allowed = crate::admin::allowed_methods(req.uri().path());
+            let method = req.method().to_string();
+            match ep.call(req).await {
+                Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
+                    Ok(Error::MethodNotAllowed {
+                        method,
+                        allowed: allowed.unwrap_or("GET"),
+                    }
+                    .into_response())
+                }
+                other => other.map(IntoResponse::into_response),
             }
-            .into_response()
         })
         .map_to_response()
 }

@@ -69,6 +69,8 @@ pub struct SessionStats {
     requests: AtomicU64,
     errors: AtomicU64,
     in_flight: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
     /// Set by the handshake and the first request; a `std` mutex, held only to copy.
     peer: Mutex<(Peer, Handshake)>,
 }
@@ -87,6 +89,8 @@ impl SessionStats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            completion_tokens: AtomicU64::new(0),
             peer: Mutex::new((peer, Handshake::default())),
         }
     }
@@ -128,6 +132,13 @@ impl SessionStats {
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds LLM tokens spent by agent runs of this session.
+    pub fn add_tokens(&self, prompt: u64, completion: u64) {
+        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion, Ordering::Relaxed);
     }
 
     /// A call ended without an answer going out (its stream was dropped).
@@ -173,6 +184,10 @@ pub struct SessionInfo {
     pub errors: u64,
     /// Requests not answered yet.
     pub in_flight: u64,
+    /// LLM prompt tokens spent by agent runs of this session.
+    pub prompt_tokens: u64,
+    /// LLM completion tokens spent by agent runs of this session.
+    pub completion_tokens: u64,
 }
 
 /// How to reach a legacy SSE session's rmcp service.
@@ -337,5 +352,7 @@ fn snapshot(id: &Arc<str>, e: &Entry) -> SessionInfo {
         requests: s.requests.load(Ordering::Relaxed),
         errors: s.errors.load(Ordering::Relaxed),
         in_flight: s.in_flight.load(Ordering::Relaxed),
+        prompt_tokens: s.prompt_tokens.load(Ordering::Relaxed),
+        completion_tokens: s.completion_tokens.load(Ordering::Relaxed),
     }
 }

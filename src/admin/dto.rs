@@ -5,6 +5,7 @@ use poem_openapi::{Enum, Object};
 
 /// The one error shape of the admin API.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `session_not_found`.
     pub code: String,
@@ -34,6 +35,7 @@ pub enum TransportName {
 
 /// The two MCP URLs of an agent (paths on this gateway).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AgentUrls {
     /// Legacy HTTP+SSE endpoint.
     pub sse: String,
@@ -43,6 +45,7 @@ pub struct AgentUrls {
 
 /// Live sessions of an agent per transport.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionCounts {
     /// Legacy HTTP+SSE sessions.
     pub sse: u64,
@@ -54,6 +57,7 @@ pub struct SessionCounts {
 
 /// A tool an agent has.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ToolView {
     /// Tool name.
     pub name: String,
@@ -63,6 +67,7 @@ pub struct ToolView {
 
 /// The model an agent runs on.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ModelView {
     /// `openai` (any OpenAI-compatible API) or `azure`.
     pub provider: String,
@@ -74,6 +79,7 @@ pub struct ModelView {
 
 /// An agent being served.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AgentView {
     /// Name, file stem and URL segment.
     pub name: String,
@@ -97,6 +103,7 @@ pub struct AgentView {
 
 /// A live MCP session.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     /// Session id (`Mcp-Session-Id`, or the legacy `session_id`).
     pub id: String,
@@ -130,10 +137,15 @@ pub struct SessionView {
     pub errors: u64,
     /// Requests not answered yet.
     pub calls_in_flight: u64,
+    /// LLM prompt tokens spent by agent runs of this session (nested runs included).
+    pub llm_prompt_tokens: u64,
+    /// LLM completion tokens spent by agent runs of this session.
+    pub llm_completion_tokens: u64,
 }
 
 /// One page of live sessions.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionPage {
     /// Sessions matching the filters, over all pages.
     pub total: u64,
@@ -147,6 +159,7 @@ pub struct SessionPage {
 
 /// Liveness or readiness.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// `ok`, `ready` or `shutting_down`.
     pub status: String,

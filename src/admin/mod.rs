@@ -387,8 +387,11 @@ impl AdminApi {
         client: Query<Option<String>>,
         /// Only sessions of this transport.
         transport: Query<Option<TransportName>>,
-        /// Sessions to skip.
-        #[oai(default)]
+        /// Sessions to skip (0 to 1000000000).
+        #[oai(
+            default,
+            validator(minimum(value = "0"), maximum(value = "1000000000"))
+        )]
         offset: Query<u64>,
         /// Page size (1 to 1000, default 100).
         #[oai(
@@ -475,6 +478,17 @@ impl AdminApi {
             }
             _ => EndSessionResponse::NotFound(Json(session_not_found(&id))),
         }
+    }
+}
+
+/// The methods a path of this API serves, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["admin", "agents"] | ["admin", "agents", _] | ["admin", "sessions"] => Some("GET"),
+        ["admin", "sessions", _] => Some("GET, DELETE"),
+        ["healthz"] | ["readyz"] => Some("GET"),
+        _ => None,
     }
 }
 
@@ -569,6 +583,8 @@ fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
         requests: s.requests,
         errors: s.errors,
         calls_in_flight: s.in_flight,
+        llm_prompt_tokens: s.prompt_tokens,
+        llm_completion_tokens: s.completion_tokens,
     }
 }
 

@@ -160,6 +160,7 @@ impl Agent {
             cancel: ctx.cancel.child_token(),
             depth: ctx.depth + 1,
             progress: ctx.progress.clone(),
+            tokens: ctx.tokens.clone(),
         };
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
@@ -167,6 +168,8 @@ impl Agent {
             usage.turns = turn;
             usage.prompt_tokens += completion.prompt_tokens;
             usage.completion_tokens += completion.completion_tokens;
+            ctx.tokens
+                .add(completion.prompt_tokens, completion.completion_tokens);
             usage.llm_time += completion.latency;
             if completion.tool_calls.is_empty() {
                 ctx.report(|| format!("{name}: done"));

@@ -15,6 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 
 use crate::agents::Agent;
+use crate::sessions::SessionStats;
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -89,6 +90,7 @@ impl ServerHandler for AgentServer {
             cancel: context.ct.clone(),
             depth: 0,
             progress: progress_reporter(&context),
+            tokens: Default::default(),
         };
         let started = std::time::Instant::now();
         let outcome = if self.is_agent_tool(name) {
@@ -110,6 +112,12 @@ impl ServerHandler for AgentServer {
             return Err(unknown_tool(name));
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
+        // The transports put the session's counters into the request; stateless requests
+        // (MCP 2026-07-28) have none.
+        if let Some(stats) = context.extensions.get::<Arc<SessionStats>>() {
+            let (prompt, completion) = ctx.tokens.get();
+            stats.add_tokens(prompt, completion);
+        }
         let agent = self.agent.name();
         let label = match &outcome {
             Ok(_) => "ok",

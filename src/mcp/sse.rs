@@ -218,6 +218,11 @@ pub async fn post(
         }
     };
     handle.stats.on_client_message(&message);
+    let mut message = message;
+    if let ClientJsonRpcMessage::Request(req) = &mut message {
+        use rmcp::model::GetExtensions;
+        req.request.extensions_mut().insert(handle.stats.clone());
+    }
     match handle.tx.send(message).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(_) => {

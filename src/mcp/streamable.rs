@@ -77,11 +77,15 @@ impl SessionManager for TrackedSessions {
     async fn create_stream(
         &self,
         id: &SessionId,
-        message: ClientJsonRpcMessage,
+        mut message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let stats = self.store.stats(id);
         if let Some(stats) = &stats {
             stats.on_client_message(&message);
+            if let ClientJsonRpcMessage::Request(req) = &mut message {
+                use rmcp::model::GetExtensions;
+                req.request.extensions_mut().insert(stats.clone());
+            }
         }
         let stream = self.inner.create_stream(id, message).await?;
         Ok(Counted {

@@ -69,6 +69,32 @@ pub struct CallContext {
     pub depth: u32,
     /// Where steps are reported, when the client asked for progress.
     pub progress: Option<ProgressFn>,
+    /// LLM tokens spent on behalf of this call, nested agent runs included.
+    pub tokens: Arc<TokenCount>,
+}
+
+/// LLM tokens spent, shared by a call and the runs it starts.
+#[derive(Debug, Default)]
+pub struct TokenCount {
+    /// Prompt tokens.
+    pub prompt: std::sync::atomic::AtomicU64,
+    /// Completion tokens.
+    pub completion: std::sync::atomic::AtomicU64,
+}
+
+impl TokenCount {
+    /// Adds one completion's tokens.
+    pub fn add(&self, prompt: u64, completion: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.prompt.fetch_add(prompt, Relaxed);
+        self.completion.fetch_add(completion, Relaxed);
+    }
+
+    /// `(prompt, completion)` so far.
+    pub fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.prompt.load(Relaxed), self.completion.load(Relaxed))
+    }
 }
 
 impl CallContext {

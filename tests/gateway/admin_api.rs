@@ -328,6 +328,13 @@ async fn malformed_admin_requests_get_json_errors_never_500() {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        if status == 405 {
+            let allow = resp.headers()["allow"].to_str().unwrap().to_owned();
+            assert!(
+                allow == "GET" || allow == "GET, DELETE",
+                "{method} {path}: Allow {allow}"
+            );
+        }
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         assert!(body["code"].is_string(), "{method} {path}: {body}");
     }

@@ -196,6 +196,9 @@ async fn the_seeds_three_questions_work_end_to_end() {
             "update_incident"
         ]
     );
+    // Tokens are accounted to the session (6 completions of 11 + 7 tokens).
+    let session = gw.state.sessions().list().into_iter().next().unwrap();
+    assert_eq!((session.prompt_tokens, session.completion_tokens), (66, 42));
     let second = &received[1].body["messages"];
     assert_eq!(second[2]["role"], "assistant");
     assert_eq!(second[2]["tool_calls"][0]["id"], "call_0_create_incident");
@@ -381,6 +384,9 @@ async fn helpdesk_delegates_to_servicenow() {
     assert!(answer.contains("INC0012346"), "{answer}");
     let received = fake.received();
     assert_eq!(received.len(), 4);
+    // The nested run's tokens count for the helpdesk session too.
+    let session = gw.state.sessions().list().into_iter().next().unwrap();
+    assert_eq!((session.prompt_tokens, session.completion_tokens), (44, 28));
     // The nested run got the task the helpdesk model wrote, with servicenow's instructions.
     assert_eq!(
         received[1].body["messages"][0]["content"],
