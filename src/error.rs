@@ -15,6 +15,49 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
     /// What went wrong, for a human.
     pub message: String,
+    /// For 429: the limit that was hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'static str>,
+    /// For 429: seconds to wait (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Error {
+    /// The error for a body that does not parse as JSON-RPC.
+    pub fn from_json_error(e: &serde_json::Error) -> Self {
+        let (code, what) = match e.classify() {
+            serde_json::error::Category::Data => {
+                (-32600, "Invalid Request: not a JSON-RPC 2.0 message")
+            }
+            _ => (-32700, "Parse error: the body is not valid JSON"),
+        };
+        Error::InvalidJsonRpc {
+            code,
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// The error for a refusal of the client layer on `agent`.
+    pub fn from_refusal(refusal: crate::clients::Refusal, who: Option<&str>, agent: &str) -> Self {
+        use crate::clients::Refusal;
+        match refusal {
+            Refusal::MissingToken => {
+                Error::Unauthorized("missing bearer token: send Authorization: Bearer <token>")
+            }
+            Refusal::WrongToken => Error::Unauthorized("unknown bearer token"),
+            Refusal::AgentNotAllowed { client } => Error::AgentNotAllowed {
+                client: client.to_string(),
+                agent: agent.to_owned(),
+            },
+            Refusal::RateLimited { limit, retry_after } => Error::RateLimited {
+                who: who.map_or_else(|| "this address".to_owned(), |n| format!("client {n:?}")),
+                limit,
+                // Whole seconds, rounded up, at least 1: never "retry in 0 s".
+                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
+        }
+    }
 }
 
 /// Why a request was refused.
@@ -49,6 +92,43 @@ pub enum Error {
         /// The methods the path serves.
         allowed: &'static str,
     },
+    /// No valid bearer token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid client that may not use this agent.
+    #[error(
+        "client {client:?} may not use agent {agent:?}; add it to the client's agents in switchboard.toml"
+    )]
+    AgentNotAllowed {
+        /// The client's name.
+        client: String,
+        /// The agent.
+        agent: String,
+    },
+    /// Over a limit.
+    #[error("{who} is over its {limit} limit; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// The client's name, or "this address" for open access.
+        who: String,
+        /// The limit's name.
+        limit: &'static str,
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// The URL is longer than the gateway accepts.
+    #[error("the URL is longer than {0} bytes")]
+    UriTooLong(usize),
+    /// The headers are larger than the gateway accepts.
+    #[error("the request headers are larger than {0} bytes")]
+    HeadersTooLarge(usize),
+    /// The body is not a JSON-RPC message: answered as a JSON-RPC error (id null).
+    #[error("{message}")]
+    InvalidJsonRpc {
+        /// -32700 (not JSON) or -32600 (not a JSON-RPC message).
+        code: i32,
+        /// What is wrong.
+        message: String,
+    },
     /// The request is malformed (path, parameters).
     #[error("{0}")]
     BadRequest(String),
@@ -75,6 +155,15 @@ impl Error {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::InvalidJsonRpc { .. } => (StatusCode::BAD_REQUEST, "invalid_json_rpc"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            Error::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             Error::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -84,17 +173,54 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        if let Error::InvalidJsonRpc { code, message } = &self {
+            return json_response(
+                status,
+                &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+            );
+        }
         let message = if status.is_server_error() {
             tracing::error!(error = %self, "Request failed.");
             "internal error".to_owned()
         } else {
             self.to_string()
         };
-        let mut resp = json_response(status, &ErrorBody { code, message });
-        if let Error::MethodNotAllowed { allowed, .. } = self
-            && let Ok(v) = allowed.parse()
-        {
-            resp.headers_mut().insert(poem::http::header::ALLOW, v);
+        let (limit, retry_after_secs) = match &self {
+            Error::RateLimited {
+                limit,
+                retry_after_secs,
+                ..
+            } => (Some(*limit), Some(*retry_after_secs)),
+            _ => (None, None),
+        };
+        let mut resp = json_response(
+            status,
+            &ErrorBody {
+                code,
+                message,
+                limit,
+                retry_after_secs,
+            },
+        );
+        let headers = resp.headers_mut();
+        match &self {
+            Error::MethodNotAllowed { allowed, .. } => {
+                if let Ok(v) = allowed.parse() {
+                    headers.insert(poem::http::header::ALLOW, v);
+                }
+            }
+            Error::Unauthorized(_) => {
+                headers.insert(
+                    poem::http::header::WWW_AUTHENTICATE,
+                    poem::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => {
+                headers.insert(poem::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            }
+            _ => {}
         }
         resp
     }

@@ -16,6 +16,7 @@
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
 //! - [`auth`]: constant-time token checks.
+//! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 //! - [`telemetry`]: logging setup.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod agents;
 pub mod app;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod error;
 pub mod incidents;

@@ -93,7 +93,14 @@ fn validate(
     let settings = config::load_gateway(path, required, vars);
     let specs = AgentRegistry::validate_dir(&args.agents, vars);
     match (settings, specs) {
-        (Ok(s), Ok(a)) => Ok((s, a)),
+        (Ok(s), Ok(a)) => {
+            let errors = check_client_agents(&s, &a, path);
+            if errors.is_empty() {
+                Ok((s, a))
+            } else {
+                Err(errors)
+            }
+        }
         (s, a) => {
             let mut errors = Errors::default();
             errors.extend(s.err().into_iter().flat_map(|e| e.0));
@@ -101,6 +108,30 @@ fn validate(
             Err(errors)
         }
     }
+}
+
+/// Every agent a client names must exist.
+fn check_client_agents(
+    settings: &ServerSettings,
+    specs: &[switchboard::agents::AgentSpec],
+    file: &Path,
+) -> Errors {
+    use switchboard::config::clients::AgentAccess;
+    let mut errors = Errors::default();
+    for (i, client) in settings.clients.iter().enumerate() {
+        if let AgentAccess::Only(names) = &client.agents {
+            for (j, name) in names.iter().enumerate() {
+                if !specs.iter().any(|s| s.name.as_str() == name) {
+                    errors.0.push(config::Error::key(
+                        file,
+                        format!("clients[{i}].agents[{j}]"),
+                        format!("unknown agent {name:?}"),
+                    ));
+                }
+            }
+        }
+    }
+    errors
 }
 
 fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
@@ -165,6 +196,12 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         for agent in registry.iter() {
             let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
             tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.all_tool_definitions().len(), "Agent ready.");
+        }
+        if settings.clients.is_empty() {
+            tracing::warn!("No clients configured ([[clients]] in switchboard.toml or MCP_SECRET_TOKEN): MCP access is open to anyone who can reach this address; limits apply per client IP.");
+        } else {
+            let names: Vec<&str> = settings.clients.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(clients = %names.join(", "), "MCP access needs a client token.");
         }
         if settings.admin_token.is_none() {
             tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");

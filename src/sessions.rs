@@ -22,6 +22,8 @@ use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage, Ser
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::{ClientKey, SessionSlot};
+
 /// The transport a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -149,11 +151,18 @@ impl SessionStats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Records the client (token owner) of a session.
+    pub fn set_client(&self, client: Option<Arc<str>>) {
+        let mut guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.0.client = client;
+    }
+
     /// Records who is behind a session once known (Streamable HTTP learns it on
     /// `initialize`, after the session exists).
     pub fn set_peer(&self, peer: Peer) {
         let mut guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0 = peer;
+        let client = guard.0.client.take().or(peer.client.clone());
+        guard.0 = Peer { client, ..peer };
     }
 }
 
@@ -207,6 +216,10 @@ struct Entry {
     transport: Transport,
     stats: Arc<SessionStats>,
     legacy: Option<LegacyHandle>,
+    /// The client that opened it; `None` until a Streamable HTTP session is bound.
+    owner: Option<ClientKey>,
+    /// Its place in the owner's `max_sessions`; freed when the entry goes.
+    _slot: Option<SessionSlot>,
 }
 
 /// The registry of live sessions. Cheap to clone (shared).
@@ -225,11 +238,14 @@ impl SessionStore {
 
     /// Adds a legacy SSE session opened by `peer`; returns the handle its `POST /messages`
     /// requests use.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert_legacy(
         &self,
         id: Arc<str>,
         agent: Arc<str>,
         peer: Peer,
+        owner: ClientKey,
+        slot: SessionSlot,
         tx: mpsc::Sender<ClientJsonRpcMessage>,
         cancel: CancellationToken,
     ) -> LegacyHandle {
@@ -239,8 +255,36 @@ impl SessionStore {
             cancel,
             stats: stats.clone(),
         };
-        self.insert(id, agent, Transport::Sse, stats, Some(handle.clone()));
+        self.insert(
+            id.clone(),
+            agent,
+            Transport::Sse,
+            stats,
+            Some(handle.clone()),
+        );
+        if let Some(mut entry) = self.map.get_mut(&id) {
+            entry.owner = Some(owner);
+            entry._slot = Some(slot);
+        }
         handle
+    }
+
+    /// Binds a Streamable HTTP session to the client that opened it (learnt when rmcp's
+    /// answer to `initialize` comes back) and its session slot.
+    pub fn bind(&self, id: &str, owner: ClientKey, slot: SessionSlot) {
+        if let Some(mut entry) = self.map.get_mut(id) {
+            entry.stats.set_client(owner.name().cloned());
+            entry.owner = Some(owner);
+            entry._slot = Some(slot);
+        }
+    }
+
+    /// Whether `caller` may use session `id`: it is theirs, or unknown here (then the
+    /// transport answers 404 itself).
+    pub fn may_use(&self, id: &str, caller: &ClientKey) -> bool {
+        self.map
+            .get(id)
+            .is_none_or(|e| e.owner.as_ref().is_none_or(|o| o == caller))
     }
 
     fn insert(
@@ -259,6 +303,8 @@ impl SessionStore {
                 transport,
                 stats,
                 legacy,
+                owner: None,
+                _slot: None,
             },
         );
     }

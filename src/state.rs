@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentRegistry;
+use crate::clients::Clients;
 use crate::config::ServerSettings;
 use crate::mcp::{AgentEndpoint, handler::AgentServer, streamable};
 use crate::sessions::SessionStore;
@@ -23,6 +24,21 @@ struct Inner {
     sessions: SessionStore,
     /// Root cancellation token: cancelled first on shutdown, which ends every session.
     cancel: CancellationToken,
+    /// The clients and their limiters (governor keeps its own state).
+    clients: Clients,
+    /// Prunes idle per-IP limiter state; aborted when the state is dropped.
+    _pruner: AbortOnDrop,
+}
+
+/// Aborts a background task when dropped, so it never outlives its owner.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
 }
 
 impl AppState {
@@ -52,12 +68,37 @@ impl AppState {
                 (name, Arc::new(endpoint))
             })
             .collect();
-        Self(Arc::new(Inner {
-            settings,
-            agents,
-            sessions,
-            cancel,
+        let clients = Clients::new(&settings.clients, settings.limits);
+        Self(Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            // Without a runtime (e.g. building the state for a spec) there is nothing to prune.
+            let pruner = tokio::runtime::Handle::try_current().ok().map(|rt| {
+                rt.spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                    loop {
+                        tick.tick().await;
+                        match weak.upgrade() {
+                            Some(inner) => inner.clients.prune(),
+                            None => return,
+                        }
+                    }
+                })
+                .abort_handle()
+            });
+            Inner {
+                settings,
+                agents,
+                sessions,
+                cancel,
+                clients,
+                _pruner: AbortOnDrop(pruner),
+            }
         }))
+    }
+
+    /// The clients and their limits.
+    pub fn clients(&self) -> &Clients {
+        &self.0.clients
     }
 
     /// The `[server]` settings.

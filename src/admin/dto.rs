@@ -166,3 +166,54 @@ pub struct Health {
     /// Agents being served (readiness only).
     pub agents: Option<u64>,
 }
+
+/// Limits of a client (or of each IP, with open access).
+#[derive(Debug, Clone, Object)]
+pub struct LimitsView {
+    /// Sustained MCP POSTs per minute.
+    pub requests_per_minute: u32,
+    /// MCP POSTs allowed in a burst.
+    pub burst: u32,
+    /// Calls that start an LLM run, per minute.
+    pub agent_runs_per_minute: u32,
+    /// Concurrent sessions.
+    pub max_sessions: u32,
+}
+
+/// What a client has used since the gateway started.
+#[derive(Debug, Clone, Object)]
+pub struct UsageView {
+    /// Live sessions now.
+    pub sessions: u64,
+    /// MCP requests let through.
+    pub requests: u64,
+    /// Agent runs started.
+    pub agent_runs: u64,
+    /// Requests refused with 429.
+    pub rate_limited: u64,
+}
+
+/// A client (token owner).
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ClientView {
+    /// Its name (tokens are never shown).
+    pub name: String,
+    /// The agents it may use; `["*"]` for all.
+    pub agents: Vec<String>,
+    /// Its limits.
+    pub limits: LimitsView,
+    /// Its usage.
+    pub usage: UsageView,
+}
+
+/// The clients, or open access.
+#[derive(Debug, Clone, Object)]
+pub struct ClientsView {
+    /// `true` when no client is configured: MCP access is open and limits apply per IP.
+    pub open: bool,
+    /// The limits of each client that does not override them (and of each IP when open).
+    pub default_limits: LimitsView,
+    /// The configured clients.
+    pub clients: Vec<ClientView>,
+}

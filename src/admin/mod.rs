@@ -23,14 +23,16 @@ use crate::mcp::AgentEndpoint;
 use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
-    AgentUrls, AgentView, ErrorBody, Health, ModelView, SessionCounts, SessionPage, SessionView,
-    ToolView, TransportName,
+    AgentUrls, AgentView, ClientView, ClientsView, ErrorBody, Health, LimitsView, ModelView,
+    SessionCounts, SessionPage, SessionView, ToolView, TransportName, UsageView,
 };
 
 #[derive(Tags)]
 enum ApiTags {
     /// Agents being served.
     Agents,
+    /// Clients (token owners), their limits and usage.
+    Clients,
     /// Live MCP sessions.
     Sessions,
     /// Liveness and readiness probes.
@@ -111,6 +113,7 @@ macro_rules! admin_errors {
 }
 
 admin_errors!(
+    ListClientsResponse,
     ListAgentsResponse,
     GetAgentResponse,
     ListSessionsResponse,
@@ -187,6 +190,29 @@ pub enum ListAgentsResponse {
     /// Every agent, by name.
     #[oai(status = 200)]
     Ok(Json<Vec<AgentView>>),
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// `GET /admin/clients`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<ListClientsResponse>")]
+pub enum ListClientsResponse {
+    /// The clients with their limits and usage.
+    #[oai(status = 200)]
+    Ok(Json<ClientsView>),
     /// A parameter is malformed.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
@@ -345,6 +371,44 @@ impl AdminApi {
         ListAgentsResponse::Ok(Json(views))
     }
 
+    /// List clients
+    ///
+    /// Every client with the agents it may use, its limits and its usage (sessions,
+    /// requests, agent runs, requests refused with 429). Tokens are never shown.
+    #[oai(
+        path = "/clients",
+        method = "get",
+        operation_id = "listClients",
+        tag = "ApiTags::Clients"
+    )]
+    async fn list_clients(&self, _auth: AdminAuth, state: Data<&AppState>) -> ListClientsResponse {
+        use std::sync::atomic::Ordering::Relaxed;
+        let clients = state.clients();
+        let views = clients
+            .named()
+            .iter()
+            .map(|c| ClientView {
+                name: c.name.to_string(),
+                agents: match &c.agents {
+                    crate::config::clients::AgentAccess::All => vec!["*".to_owned()],
+                    crate::config::clients::AgentAccess::Only(names) => names.clone(),
+                },
+                limits: limits_view(&c.limits),
+                usage: UsageView {
+                    sessions: c.usage.sessions.load(Relaxed) as u64,
+                    requests: c.usage.requests.load(Relaxed),
+                    agent_runs: c.usage.agent_runs.load(Relaxed),
+                    rate_limited: c.usage.rate_limited.load(Relaxed),
+                },
+            })
+            .collect();
+        ListClientsResponse::Ok(Json(ClientsView {
+            open: clients.is_open(),
+            default_limits: limits_view(&clients.defaults()),
+            clients: views,
+        }))
+    }
+
     /// Get an agent
     #[oai(
         path = "/agents/:name",
@@ -485,7 +549,10 @@ impl AdminApi {
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["admin", "agents"] | ["admin", "agents", _] | ["admin", "sessions"] => Some("GET"),
+        ["admin", "agents"]
+        | ["admin", "agents", _]
+        | ["admin", "sessions"]
+        | ["admin", "clients"] => Some("GET"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["healthz"] | ["readyz"] => Some("GET"),
         _ => None,
@@ -539,6 +606,15 @@ impl HealthApi {
                 agents,
             }))
         }
+    }
+}
+
+fn limits_view(l: &crate::config::clients::Limits) -> LimitsView {
+    LimitsView {
+        requests_per_minute: l.requests_per_minute.get(),
+        burst: l.burst.get(),
+        agent_runs_per_minute: l.agent_runs_per_minute.get(),
+        max_sessions: l.max_sessions,
     }
 }
 

@@ -7,6 +7,7 @@
 //! all of them over all files before deciding anything, so a user sees every problem at once.
 
 pub mod agent;
+pub mod clients;
 pub mod error;
 pub mod interpolate;
 
@@ -33,6 +34,12 @@ pub struct GatewayConfig {
     /// `[admin]`: access to the admin API.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[limits]`: default limits of every client.
+    #[serde(default)]
+    pub limits: clients::LimitsConfig,
+    /// `[[clients]]`: who may call which agent. None: MCP access is open (limits per IP).
+    #[serde(default)]
+    pub clients: Vec<clients::ClientConfig>,
 }
 
 /// `[admin]` of `switchboard.toml`.
@@ -103,6 +110,10 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// The admin API's bearer token; `None`: loopback peers only.
     pub admin_token: Option<secrecy::SecretString>,
+    /// Default limits (per client, or per IP when MCP access is open).
+    pub limits: clients::Limits,
+    /// The clients; empty: MCP access is open.
+    pub clients: Vec<clients::ClientSpec>,
 }
 
 impl Default for ServerSettings {
@@ -162,6 +173,8 @@ impl ServerSettings {
             session_idle_timeout: Duration::from_secs(c.session_idle_timeout_secs),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             admin_token: None,
+            limits: clients::Limits::default(),
+            clients: Vec::new(),
         }
     }
 }
@@ -177,7 +190,22 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSe
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => GatewayConfig::default(),
         Err(e) => return Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
     };
-    let mut settings = ServerSettings::from_config(config.server, path)?;
+    let clients = clients::validate(path, &config.limits, &config.clients, vars);
+    let mut settings = ServerSettings::from_config(config.server, path);
+    let (limits, clients) = match (&mut settings, clients) {
+        (Ok(_), Ok(c)) => c,
+        (s, c) => {
+            let mut errors = Errors::default();
+            if let Err(e) = s {
+                errors.extend(std::mem::take(&mut e.0));
+            }
+            errors.extend(c.err().unwrap_or_default());
+            return Err(errors);
+        }
+    };
+    let mut settings = settings?;
+    settings.limits = limits;
+    settings.clients = clients;
     use secrecy::ExposeSecret;
     settings.admin_token = config
         .admin

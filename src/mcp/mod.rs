@@ -129,62 +129,160 @@ impl AgentsEndpoint {
     }
 }
 
+/// The longest URL accepted on MCP routes.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes accepted on MCP routes.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 impl Endpoint for AgentsEndpoint {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        Ok(self
+            .serve(req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response))
+    }
+}
+
+impl AgentsEndpoint {
+    /// Guard → route → identify the client → agent → limits → transport.
+    async fn serve(&self, mut req: Request) -> Result<Response, Error> {
         let state = &self.state;
-        if let Err(e) = guard::check(&req, state.settings()) {
-            return Ok(e.into_response());
-        }
-        if let Some(addr) = req.remote_addr().as_socket_addr() {
-            let ip = ClientIp(addr.ip());
-            req.extensions_mut().insert(ip);
-        }
-        let path = req.uri().path().to_owned();
-        let mut segments = path.trim_start_matches('/').split('/');
-        let (Some("agents"), Some(name), Some(kind), None) = (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) else {
-            return Ok(Error::NoRoute(path.clone()).into_response());
-        };
-        let (name, kind) = (name.to_owned(), kind.to_owned());
-        let Some(endpoint) = state.agent(&name) else {
-            return Ok(Error::UnknownAgent(name).into_response());
-        };
+        guard::check(&req, state.settings())?;
+        check_sizes(&req)?;
+        let ip = req
+            .remote_addr()
+            .as_socket_addr()
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        req.extensions_mut().insert(ClientIp(ip));
+        let (name, kind) = route(req.uri().path())?;
+        let caller = state
+            .clients()
+            .identify(crate::auth::bearer(req.headers()), ip, &name)
+            .map_err(|r| Error::from_refusal(r, None, &name))?;
+        let who = caller.name().map(|n| n.to_string());
+        let refused = |r| Error::from_refusal(r, who.as_deref(), &name);
+        let endpoint = state
+            .agent(&name)
+            .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
+        // The token has done its job; it goes no further (not to rmcp, not into any log).
+        req.headers_mut().remove(poem::http::header::AUTHORIZATION);
         let method = req.method().clone();
-        let response = match (kind.as_str(), &method) {
-            ("mcp", _) => streamable::call(&endpoint.streamable, req).await,
-            ("sse", &Method::GET) if !req.headers().contains_key("mcp-session-id") => sse::open(
-                endpoint.server.clone(),
-                &endpoint.name,
-                peer_of_request(&req),
-                state.sessions(),
-                state.settings().sse_keep_alive,
-                state.cancel(),
-            ),
-            ("sse", _) => streamable::call(&endpoint.streamable, req).await,
-            ("messages", &Method::POST) => {
-                let body = req.take_body();
-                sse::post(
-                    req,
-                    body,
+        let session_header = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match (kind.as_str(), &method) {
+            ("sse", &Method::GET) if session_header.is_none() => {
+                let slot = state.clients().open_session(&caller).map_err(refused)?;
+                let mut peer = peer_of_request(&req);
+                peer.client = caller.name().cloned();
+                Ok(sse::open(
+                    endpoint.server.clone(),
                     &endpoint.name,
+                    peer,
+                    caller.key.clone(),
+                    slot,
                     state.sessions(),
-                    state.settings().max_body_bytes,
-                )
-                .await
+                    state.settings().sse_keep_alive,
+                    state.cancel(),
+                ))
             }
-            ("messages", _) => Error::MethodNotAllowed {
+            ("mcp" | "sse", _) => {
+                if let Some(id) = &session_header
+                    && !state.sessions().may_use(id, &caller.key)
+                {
+                    // Another client's session: as far as this caller knows, it does not exist.
+                    return Err(Error::SessionNotFound(id.clone()));
+                }
+                if method != Method::POST {
+                    return Ok(streamable::call(&endpoint.streamable, req).await);
+                }
+                state.clients().check_request(&caller).map_err(refused)?;
+                let body = read_body(&mut req, state.settings().max_body_bytes).await?;
+                let peek = streamable::peek(&body)?;
+                if endpoint.starts_run(peek.method.as_deref(), peek.tool.as_deref()) {
+                    state.clients().check_agent_run(&caller).map_err(refused)?;
+                }
+                let opens_session =
+                    session_header.is_none() && peek.method.as_deref() == Some("initialize");
+                let slot = if opens_session {
+                    Some(state.clients().open_session(&caller).map_err(refused)?)
+                } else {
+                    None
+                };
+                req.set_body(body);
+                let response = streamable::call(&endpoint.streamable, req).await;
+                if let Some(slot) = slot
+                    && let Some(id) = response
+                        .headers()
+                        .get("mcp-session-id")
+                        .and_then(|v| v.to_str().ok())
+                {
+                    state.sessions().bind(id, caller.key.clone(), slot);
+                }
+                Ok(response)
+            }
+            ("messages", &Method::POST) => {
+                state.clients().check_request(&caller).map_err(refused)?;
+                let body = read_body(&mut req, state.settings().max_body_bytes).await?;
+                sse::post(&req, body, endpoint, &caller, state).await
+            }
+            ("messages", _) => Err(Error::MethodNotAllowed {
                 method: method.to_string(),
                 allowed: "POST",
-            }
-            .into_response(),
-            _ => Error::NoRoute(path).into_response(),
-        };
-        Ok(response)
+            }),
+            _ => Err(Error::NoRoute(req.uri().path().to_owned())),
+        }
+    }
+}
+
+impl AgentEndpoint {
+    /// Whether a request with this JSON-RPC `method` and tool name starts an LLM run.
+    pub fn starts_run(&self, method: Option<&str>, tool: Option<&str>) -> bool {
+        self.agent.spec.expose_agent
+            && method == Some("tools/call")
+            && tool == Some(self.name.as_ref())
+    }
+}
+
+/// `/agents/<name>/<kind>` → `(name, kind)`.
+fn route(path: &str) -> Result<(String, String), Error> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("agents"), Some(name), Some(kind), None) => Ok((name.to_owned(), kind.to_owned())),
+        _ => Err(Error::NoRoute(path.to_owned())),
+    }
+}
+
+fn check_sizes(req: &Request) -> Result<(), Error> {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(Error::UriTooLong(MAX_URI_BYTES));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Error::HeadersTooLarge(MAX_HEADER_BYTES));
+    }
+    Ok(())
+}
+
+/// The whole body, or 413 past `limit`.
+async fn read_body(req: &mut Request, limit: usize) -> Result<bytes::Bytes, Error> {
+    match req.take_body().into_bytes_limit(limit).await {
+        Ok(b) => Ok(b),
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Error::BodyTooLarge(limit)),
+        Err(e) => Err(Error::BodyRead(e.to_string())),
     }
 }

@@ -15,15 +15,18 @@ use futures::Stream;
 use poem::http::StatusCode;
 use poem::{Body, IntoResponse, Request, Response};
 use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage};
 use rmcp::service::serve_server_with_ct;
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::AgentEndpoint;
 use super::handler::AgentServer;
+use crate::clients::{Caller, ClientKey, SessionSlot};
 use crate::error::Error;
 use crate::sessions::{Peer, SessionStats, SessionStore};
+use crate::state::AppState;
 
 /// Messages buffered per direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 32;
@@ -76,10 +79,13 @@ impl Drop for SessionGuard {
 }
 
 /// `GET /agents/<name>/sse`: opens a legacy session and returns its event stream.
+#[allow(clippy::too_many_arguments)]
 pub fn open(
     server: AgentServer,
     agent: &Arc<str>,
     peer: Peer,
+    owner: ClientKey,
+    slot: SessionSlot,
     store: &SessionStore,
     keep_alive: std::time::Duration,
     parent: &CancellationToken,
@@ -88,7 +94,15 @@ pub fn open(
     let (c2s_tx, c2s_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let (s2c_tx, s2c_rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = parent.child_token();
-    let handle = store.insert_legacy(id.clone(), agent.clone(), peer, c2s_tx, cancel.clone());
+    let handle = store.insert_legacy(
+        id.clone(),
+        agent.clone(),
+        peer,
+        owner,
+        slot,
+        c2s_tx,
+        cancel.clone(),
+    );
     let guard = SessionGuard {
         id: id.clone(),
         store: store.clone(),
@@ -184,50 +198,42 @@ fn message_event(message: &ServerJsonRpcMessage) -> Bytes {
 
 /// `POST /agents/<name>/messages?session_id=<id>`: hands one client message to the
 /// session's service; the answer goes out on the session's stream.
+///
+/// # Errors
+/// 400 without a session id, 404 for an unknown (or another client's) session, a JSON-RPC
+/// error for a body that is not a message, 429 over the agent-run limit.
 pub async fn post(
-    req: Request,
-    body: Body,
-    agent: &str,
-    store: &SessionStore,
-    max_body_bytes: usize,
-) -> Response {
-    let Some(id) = session_id(&req) else {
-        return Error::MissingSessionId.into_response();
-    };
-    let Some(handle) = store.legacy(&id, agent) else {
-        return Error::SessionNotFound(id).into_response();
-    };
-    let bytes = match body.into_bytes_limit(max_body_bytes).await {
-        Ok(b) => b,
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => {
-            return Error::BodyTooLarge(max_body_bytes).into_response();
-        }
-        Err(e) => return Error::BodyRead(e.to_string()).into_response(),
-    };
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            let (code, what) = match e.classify() {
-                serde_json::error::Category::Data => {
-                    (-32600, "Invalid Request: not a JSON-RPC 2.0 message")
-                }
-                _ => (-32700, "Parse error: the body is not valid JSON"),
-            };
-            return super::jsonrpc_error(StatusCode::BAD_REQUEST, code, &format!("{what}: {e}"))
-                .into_response();
-        }
-    };
-    handle.stats.on_client_message(&message);
-    let mut message = message;
+    req: &Request,
+    body: Bytes,
+    endpoint: &AgentEndpoint,
+    caller: &Caller,
+    state: &AppState,
+) -> Result<Response, Error> {
+    let store = state.sessions();
+    let id = session_id(req).ok_or(Error::MissingSessionId)?;
+    let handle = store
+        .legacy(&id, &endpoint.name)
+        .filter(|_| store.may_use(&id, &caller.key))
+        .ok_or_else(|| Error::SessionNotFound(id.clone()))?;
+    let mut message: ClientJsonRpcMessage =
+        serde_json::from_slice(&body).map_err(|e| Error::from_json_error(&e))?;
     if let ClientJsonRpcMessage::Request(req) = &mut message {
+        if let ClientRequest::CallToolRequest(call) = &req.request
+            && endpoint.starts_run(Some("tools/call"), Some(call.params.name.as_ref()))
+        {
+            state.clients().check_agent_run(caller).map_err(|r| {
+                Error::from_refusal(r, caller.name().map(|n| n.as_ref()), &endpoint.name)
+            })?;
+        }
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(handle.stats.clone());
     }
+    handle.stats.on_client_message(&message);
     match handle.tx.send(message).await {
-        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
         Err(_) => {
             store.remove(&id);
-            Error::SessionNotFound(id).into_response()
+            Err(Error::SessionNotFound(id))
         }
     }
 }

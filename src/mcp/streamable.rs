@@ -197,18 +197,58 @@ pub fn service(
     (service, sessions)
 }
 
+/// What the gateway needs to know of a JSON-RPC message before rmcp sees it.
+#[derive(Debug, Default)]
+pub struct Peek {
+    /// Its method, for requests and notifications.
+    pub method: Option<String>,
+    /// `params.name`, the tool of a `tools/call`.
+    pub tool: Option<String>,
+}
+
+/// Reads the method and tool name of a JSON-RPC message body, checking that it is one.
+///
+/// # Errors
+/// [`Error::InvalidJsonRpc`]: -32700 for a body that is not JSON, -32600 for JSON that is
+/// not a JSON-RPC message.
+pub fn peek(body: &[u8]) -> Result<Peek, crate::error::Error> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        jsonrpc: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, default)]
+        name: Option<std::borrow::Cow<'a, str>>,
+    }
+    let m: Message<'_> =
+        serde_json::from_slice(body).map_err(|e| crate::error::Error::from_json_error(&e))?;
+    if m.jsonrpc != "2.0" {
+        return Err(crate::error::Error::InvalidJsonRpc {
+            code: -32600,
+            message: format!(
+                "Invalid Request: jsonrpc must be \"2.0\", not {:?}",
+                m.jsonrpc
+            ),
+        });
+    }
+    Ok(Peek {
+        method: m.method.map(|m| m.into_owned()),
+        tool: m.params.and_then(|p| p.name).map(|n| n.into_owned()),
+    })
+}
+
 /// Serves one Streamable HTTP request.
 ///
-/// Two answers differ from rmcp's: a DELETE that ended a session answers 204 (rmcp says 202,
-/// which the Python SDK reports as a failed termination), and a body that is not a JSON-RPC
-/// message answers 400 with a JSON-RPC parse error (rmcp says 415).
+/// One answer differs from rmcp's: a DELETE that ended a session answers 204 (rmcp says 202,
+/// which the Python SDK reports as a failed termination).
 pub async fn call(service: &StreamableService, req: Request) -> Response {
     let is_delete = req.method() == Method::DELETE;
-    let is_json = req.content_type().is_some_and(|ct| {
-        ct.split(';')
-            .next()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
-    });
     let response = service
         .handle(poem::http::Request::<
             http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
@@ -218,30 +258,9 @@ pub async fn call(service: &StreamableService, req: Request) -> Response {
     if is_delete && parts.status == StatusCode::ACCEPTED {
         return StatusCode::NO_CONTENT.into_response();
     }
-    if is_json && parts.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        // The request said JSON, so rmcp's 415 means the body did not parse as a JSON-RPC
-        // message: the client's fault, and a JSON-RPC parse error says so in its terms.
-        let detail = match body.collect().await {
-            Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-            Err(never) => match never {},
-        };
-        return super::jsonrpc_error(
-            StatusCode::BAD_REQUEST,
-            -32700,
-            &parse_error_message(&detail),
-        )
-        .into_response();
-    }
     let body = body.map_err(|never: Infallible| -> std::io::Error { match never {} });
     Response::from(poem::http::Response::from_parts(
         parts,
         body.map_frame(|f| f.map_data(Bytes::from)),
     ))
-}
-
-fn parse_error_message(rmcp_detail: &str) -> String {
-    let detail = rmcp_detail
-        .strip_prefix("fail to deserialize request body ")
-        .unwrap_or(rmcp_detail);
-    format!("Parse error: the body is not a valid JSON-RPC message: {detail}")
 }

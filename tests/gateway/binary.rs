@@ -120,3 +120,108 @@ async fn sigterm_stops_the_binary_with_exit_code_0() {
     assert!(output.status.success(), "exit status {:?}", output.status);
     c.closed().await;
 }
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_trace_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        "[[clients]]\nname = \"carol\"\ntoken = \"carol-secret-token-123\"\nagents = [\"*\"]\n\n[admin]\ntoken = \"admin-secret-token-456\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .arg("--data")
+        .arg(tmp.path().join("data"))
+        .env("RUST_LOG", "trace")
+        .env("MCP_SECRET_TOKEN", "seed-secret-token-789")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            if line.contains("Switchboard listening.") {
+                let _ = tx.send(line.clone());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the gateway starts");
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Traffic with good and bad tokens, on every route.
+    let h = crate::helpers::http();
+    let mut c = SseClient::connect_with(
+        &format!("http://{addr}/agents/servicenow/sse"),
+        Some("carol-secret-token-123"),
+    )
+    .await;
+    c.initialize().await;
+    c.call_tool(1, "get_incident", json!({"number": "INC0012346"}))
+        .await;
+    let client = crate::helpers::rmcp_client_with(
+        &format!("http://{addr}/agents/servicenow/mcp"),
+        Some("seed-secret-token-789"),
+    )
+    .await;
+    client.list_all_tools().await.unwrap();
+    client.cancel().await.unwrap();
+    for token in ["wrong-token-xyz", "admin-secret-token-456"] {
+        let _ = h
+            .get(format!("http://{addr}/agents/servicenow/sse"))
+            .bearer_auth(token)
+            .send()
+            .await;
+    }
+    let _ = h
+        .get(format!("http://{addr}/admin/sessions"))
+        .bearer_auth("admin-secret-token-456")
+        .send()
+        .await;
+    let _ = h
+        .get(format!("http://{addr}/admin/sessions"))
+        .bearer_auth("wrong-admin-token")
+        .send()
+        .await;
+    drop(c);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = reader.join().unwrap();
+    assert!(
+        logs.lines().count() > 20,
+        "trace logging produced too little to be a real check"
+    );
+    for secret in [
+        "carol-secret-token-123",
+        "seed-secret-token-789",
+        "admin-secret-token-456",
+        "wrong-token-xyz",
+        "wrong-admin-token",
+    ] {
+        assert!(!logs.contains(secret), "a token reached the logs: {secret}");
+    }
+    assert!(
+        logs.contains("carol"),
+        "the client's name is what the logs show"
+    );
+}

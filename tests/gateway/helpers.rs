@@ -146,10 +146,41 @@ pub fn http() -> reqwest::Client {
 
 /// An rmcp client over Streamable HTTP at `url`.
 pub async fn rmcp_client(url: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    rmcp_client_with(url, None).await
+}
+
+/// An rmcp client over Streamable HTTP at `url`, sending `token` as bearer.
+pub async fn rmcp_client_with(
+    url: &str,
+    token: Option<&str>,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     use rmcp::ServiceExt;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     switchboard::app::install_crypto_provider();
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.to_owned());
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(t) = token {
+        config = config.auth_header(t);
+    }
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
     ().serve(transport).await.expect("rmcp client must connect")
+}
+
+/// Test settings (short keep-alive) with the `[limits]`/`[[clients]]` of `toml` and `vars`.
+pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSettings {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    std::fs::write(&file, toml).unwrap();
+    let vars: Vars = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let loaded = switchboard::config::load_gateway(&file, true, &vars)
+        .unwrap_or_else(|e| panic!("test config must load: {e}"));
+    ServerSettings {
+        limits: loaded.limits,
+        clients: loaded.clients,
+        ..Options::default().settings
+    }
 }
 
 pub fn args(v: Value) -> rmcp::model::JsonObject {
@@ -170,19 +201,26 @@ pub struct SseClient {
     events: mpsc::UnboundedReceiver<SseEvent>,
     reader: JoinHandle<()>,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl SseClient {
     /// Opens the stream at `url` and waits for its `endpoint` event.
     pub async fn connect(url: &str) -> Self {
+        Self::connect_with(url, None).await
+    }
+
+    /// [`Self::connect`] with a bearer token on every request.
+    pub async fn connect_with(url: &str, token: Option<&str>) -> Self {
         let http = http();
         // The stream's own client has no total timeout: the stream lives as long as the test.
-        let resp = reqwest::Client::new()
+        let mut get = reqwest::Client::new()
             .get(url)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
+            .header("accept", "text/event-stream");
+        if let Some(t) = token {
+            get = get.bearer_auth(t);
+        }
+        let resp = get.send().await.unwrap();
         assert_eq!(resp.status(), 200, "GET {url}");
         assert_eq!(
             resp.headers()["content-type"].to_str().unwrap(),
@@ -237,18 +275,29 @@ impl SseClient {
             events,
             reader,
             http,
+            token: token.map(str::to_owned),
         }
     }
 
     /// POSTs a raw body to the endpoint.
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
-        self.http
+        self.post_as(self.token.as_deref(), body).await
+    }
+
+    /// POSTs a raw body to the endpoint with another (or no) token.
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
             .post(&self.endpoint)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+            .header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.body(body).send().await.unwrap()
     }
 
     /// POSTs a JSON-RPC message; asserts 202.

@@ -6,6 +6,7 @@ mod helpers;
 mod admin_api;
 mod agent_runtime;
 mod binary;
+mod clients;
 mod config_errors;
 mod fake_llm;
 mod mcp_sse;

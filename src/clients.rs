@@ -1,0 +1,313 @@
+//! Who is calling, and how much they may: client identity from bearer tokens, and
+//! per-client rate limits (governor, GCRA) and session caps.
+//!
+//! With `[[clients]]` configured (or `MCP_SECRET_TOKEN` set), every MCP request needs a
+//! client's token; each client has its own limiters, so one flooding client never slows
+//! another. With none, MCP access is open and the same limits apply per client IP (keyed
+//! limiters, pruned by [`Clients::prune`] so idle peers cost nothing).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::config::clients::{AgentAccess, ClientSpec, Limits};
+
+/// Who a request is from: a named client, or (open access) an IP address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A configured client.
+    Named(Arc<str>),
+    /// An anonymous peer (no clients configured).
+    Ip(IpAddr),
+}
+
+impl ClientKey {
+    /// The client's name, for named clients.
+    pub fn name(&self) -> Option<&Arc<str>> {
+        match self {
+            ClientKey::Named(n) => Some(n),
+            ClientKey::Ip(_) => None,
+        }
+    }
+}
+
+/// Why a request was refused before reaching an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No bearer token.
+    MissingToken,
+    /// A token no client has.
+    WrongToken,
+    /// A client that may not use this agent.
+    AgentNotAllowed {
+        /// The client's name.
+        client: Arc<str>,
+    },
+    /// A limit was hit; retry after the given time.
+    RateLimited {
+        /// The limit's name: `requests_per_minute`, `agent_runs_per_minute` or `max_sessions`.
+        limit: &'static str,
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+/// Live counters of one client.
+#[derive(Debug, Default)]
+pub struct Usage {
+    /// MCP requests let through.
+    pub requests: AtomicU64,
+    /// Agent runs started.
+    pub agent_runs: AtomicU64,
+    /// Requests refused with 429.
+    pub rate_limited: AtomicU64,
+    /// Live sessions.
+    pub sessions: AtomicUsize,
+}
+
+/// A configured client and its limiters.
+pub struct Client {
+    /// Its name.
+    pub name: Arc<str>,
+    digest: [u8; 32],
+    /// The agents it may use.
+    pub agents: AgentAccess,
+    /// Its limits.
+    pub limits: Limits,
+    requests: DefaultDirectRateLimiter,
+    agent_runs: DefaultDirectRateLimiter,
+    /// Its counters.
+    pub usage: Arc<Usage>,
+}
+
+fn request_quota(l: &Limits) -> Quota {
+    Quota::per_minute(l.requests_per_minute).allow_burst(l.burst)
+}
+
+fn run_quota(l: &Limits) -> Quota {
+    // Runs cost money: a burst of at most a minute's worth.
+    Quota::per_minute(l.agent_runs_per_minute).allow_burst(l.agent_runs_per_minute)
+}
+
+/// Every client, or the per-IP limiters of open access.
+pub struct Clients {
+    named: Vec<Arc<Client>>,
+    defaults: Limits,
+    ip_requests: DefaultKeyedRateLimiter<IpAddr>,
+    ip_runs: DefaultKeyedRateLimiter<IpAddr>,
+    ip_usage: DashMap<IpAddr, Arc<Usage>>,
+}
+
+/// A session slot: counts toward the caller's `max_sessions` until dropped.
+#[derive(Debug)]
+pub struct SessionSlot {
+    usage: Arc<Usage>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.usage.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An identified caller.
+#[derive(Clone)]
+pub struct Caller {
+    /// Who.
+    pub key: ClientKey,
+    client: Option<Arc<Client>>,
+    usage: Arc<Usage>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller").field("key", &self.key).finish()
+    }
+}
+
+fn retry_after(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
+    not_until.wait_time_from(DefaultClock::default().now())
+}
+
+impl Clients {
+    /// The clients of `specs`, with `defaults` for open access.
+    pub fn new(specs: &[ClientSpec], defaults: Limits) -> Self {
+        let named = specs
+            .iter()
+            .map(|s| {
+                Arc::new(Client {
+                    name: s.name.as_str().into(),
+                    digest: s.token_digest,
+                    agents: s.agents.clone(),
+                    limits: s.limits,
+                    requests: RateLimiter::direct(request_quota(&s.limits)),
+                    agent_runs: RateLimiter::direct(run_quota(&s.limits)),
+                    usage: Arc::default(),
+                })
+            })
+            .collect();
+        Self {
+            named,
+            defaults,
+            ip_requests: RateLimiter::keyed(request_quota(&defaults)),
+            ip_runs: RateLimiter::keyed(run_quota(&defaults)),
+            ip_usage: DashMap::new(),
+        }
+    }
+
+    /// Whether MCP access is open (no clients configured).
+    pub fn is_open(&self) -> bool {
+        self.named.is_empty()
+    }
+
+    /// The configured clients.
+    pub fn named(&self) -> &[Arc<Client>] {
+        &self.named
+    }
+
+    /// The default limits.
+    pub fn defaults(&self) -> Limits {
+        self.defaults
+    }
+
+    /// Identifies the caller of a request to `agent` with bearer `token` from `ip`.
+    ///
+    /// # Errors
+    /// A missing or unknown token, or a client not allowed on `agent`.
+    pub fn identify(
+        &self,
+        token: Option<&str>,
+        ip: IpAddr,
+        agent: &str,
+    ) -> Result<Caller, Refusal> {
+        if self.is_open() {
+            let usage = self.ip_usage.entry(ip).or_default().clone();
+            return Ok(Caller {
+                key: ClientKey::Ip(ip),
+                client: None,
+                usage,
+            });
+        }
+        let token = token.ok_or(Refusal::MissingToken)?;
+        let digest = crate::auth::digest(token);
+        // Every client is compared, in constant time each: the time taken does not say
+        // which one (if any) matched.
+        let mut found = None;
+        for client in &self.named {
+            if crate::auth::digest_matches(&digest, &client.digest) {
+                found = Some(client.clone());
+            }
+        }
+        let client = found.ok_or(Refusal::WrongToken)?;
+        if !client.agents.allows(agent) {
+            return Err(Refusal::AgentNotAllowed {
+                client: client.name.clone(),
+            });
+        }
+        Ok(Caller {
+            key: ClientKey::Named(client.name.clone()),
+            usage: client.usage.clone(),
+            client: Some(client),
+        })
+    }
+
+    /// Counts one MCP request of `caller` against its `requests_per_minute`.
+    ///
+    /// # Errors
+    /// [`Refusal::RateLimited`] when over the limit.
+    pub fn check_request(&self, caller: &Caller) -> Result<(), Refusal> {
+        let outcome = match (&caller.client, &caller.key) {
+            (Some(c), _) => c.requests.check(),
+            (None, ClientKey::Ip(ip)) => self.ip_requests.check_key(ip),
+            (None, ClientKey::Named(_)) => Ok(()),
+        };
+        self.count(caller, outcome, "requests_per_minute", |u| &u.requests)
+    }
+
+    /// Counts one agent run of `caller` against its `agent_runs_per_minute`.
+    ///
+    /// # Errors
+    /// [`Refusal::RateLimited`] when over the limit.
+    pub fn check_agent_run(&self, caller: &Caller) -> Result<(), Refusal> {
+        let outcome = match (&caller.client, &caller.key) {
+            (Some(c), _) => c.agent_runs.check(),
+            (None, ClientKey::Ip(ip)) => self.ip_runs.check_key(ip),
+            (None, ClientKey::Named(_)) => Ok(()),
+        };
+        self.count(caller, outcome, "agent_runs_per_minute", |u| &u.agent_runs)
+    }
+
+    fn count(
+        &self,
+        caller: &Caller,
+        outcome: Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+        limit: &'static str,
+        counter: impl Fn(&Usage) -> &AtomicU64,
+    ) -> Result<(), Refusal> {
+        let usage = &caller.usage;
+        match outcome {
+            Ok(()) => {
+                counter(usage).fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(not_until) => {
+                usage.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::RateLimited {
+                    limit,
+                    retry_after: retry_after(&not_until),
+                })
+            }
+        }
+    }
+
+    /// Takes a session slot of `caller`, within its `max_sessions`.
+    ///
+    /// # Errors
+    /// [`Refusal::RateLimited`] (`max_sessions`) when all slots are taken.
+    pub fn open_session(&self, caller: &Caller) -> Result<SessionSlot, Refusal> {
+        let max = caller
+            .client
+            .as_ref()
+            .map_or(self.defaults.max_sessions, |c| c.limits.max_sessions)
+            as usize;
+        let usage = caller.usage.clone();
+        let taken = usage
+            .sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(SessionSlot { usage }),
+            Err(_) => {
+                usage.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Err(Refusal::RateLimited {
+                    limit: "max_sessions",
+                    // A session ends when its client leaves; there is no fixed time to wait.
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+        }
+    }
+
+    /// Forgets per-IP limiter state that has fully recovered (idle peers cost nothing).
+    pub fn prune(&self) {
+        self.ip_requests.retain_recent();
+        self.ip_runs.retain_recent();
+        self.ip_requests.shrink_to_fit();
+        self.ip_runs.shrink_to_fit();
+        self.ip_usage
+            .retain(|_, u| u.sessions.load(Ordering::Relaxed) > 0 || Arc::strong_count(u) > 1);
+    }
+}
+
+impl Caller {
+    /// The client's name, for named clients.
+    pub fn name(&self) -> Option<&Arc<str>> {
+        self.key.name()
+    }
+}
