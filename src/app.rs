@@ -14,6 +14,7 @@ use crate::state::AppState;
 
 /// The whole HTTP surface of the gateway.
 pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
+    let outer = state.clone();
     let api = crate::admin::spec::service();
     let (spec_json, spec_yaml, docs) = (
         api.spec_endpoint(),
@@ -28,6 +29,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/healthz", api.clone())
         .at("/readyz", api)
         .at("/", index)
+        .at("/metrics", metrics)
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
@@ -38,22 +40,70 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .catch_error(|e: poem::error::ParsePathError| async move {
             Error::BadRequest(format!("malformed path: {e}")).into_response()
         })
-        .around(|ep, req| async move {
-            // A method the admin API does not serve: 405 naming the ones it does.
-            let allowed = crate::admin::allowed_methods(req.uri().path());
-            let method = req.method().to_string();
-            match ep.call(req).await {
-                Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
-                    Ok(Error::MethodNotAllowed {
-                        method,
-                        allowed: allowed.unwrap_or("GET"),
+        .around(move |ep, req| {
+            let state = Some(outer.clone());
+            async move {
+                let route = route_label(req.uri().path());
+                // A method the admin API does not serve: 405 naming the ones it does.
+                let allowed = crate::admin::allowed_methods(req.uri().path());
+                let method = req.method().to_string();
+                let response = match ep.call(req).await {
+                    Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
+                        Error::MethodNotAllowed {
+                            method: method.clone(),
+                            allowed: allowed.unwrap_or("GET"),
+                        }
+                        .into_response()
                     }
-                    .into_response())
+                    Ok(r) => r.into_response(),
+                    Err(e) => e.into_response(),
+                };
+                if let Some(state) = state {
+                    state
+                        .metrics()
+                        .http_request(route, &method, response.status().as_u16());
                 }
-                other => other.map(IntoResponse::into_response),
+                Ok::<_, poem::Error>(response)
             }
         })
         .map_to_response()
+}
+
+/// The route label of a path, for metrics (a fixed, small set).
+fn route_label(path: &str) -> &'static str {
+    let mut segments = path.trim_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("agents"), Some(_), Some("mcp")) => "mcp",
+        (Some("agents"), Some(_), Some("sse")) => "sse",
+        (Some("agents"), Some(_), Some("messages")) => "messages",
+        (Some("admin"), _, _) => "admin",
+        (Some("healthz"), None, _) => "healthz",
+        (Some("readyz"), None, _) => "readyz",
+        (Some("metrics"), None, _) => "metrics",
+        (Some("openapi.json" | "openapi.yaml" | "docs"), _, _) => "openapi",
+        (Some(""), None, _) => "index",
+        _ => "other",
+    }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+#[handler]
+fn metrics(state: poem::web::Data<&AppState>) -> Response {
+    let mut counts: std::collections::BTreeMap<(std::sync::Arc<str>, &'static str), usize> =
+        std::collections::BTreeMap::new();
+    for s in state.sessions().list() {
+        *counts
+            .entry((s.agent.clone(), s.transport.as_str()))
+            .or_default() += 1;
+    }
+    let text = state.metrics().render(
+        counts
+            .iter()
+            .map(|((agent, transport), n)| (&**agent, *transport, *n)),
+    );
+    Response::builder()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
 }
 
 #[handler]

@@ -14,6 +14,7 @@
 //! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`).
 //! - [`incidents`]: the incident model and the embedded SQLite incident store.
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
+//! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
 //! - [`auth`]: constant-time token checks.
 //! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
@@ -31,6 +32,7 @@ pub mod error;
 pub mod incidents;
 pub mod llm;
 pub mod mcp;
+pub mod metrics;
 pub mod sessions;
 pub mod shutdown;
 pub mod state;

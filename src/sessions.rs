@@ -151,6 +151,16 @@ impl SessionStats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// The client (token owner) of the session, if known.
+    pub fn client(&self) -> Option<Arc<str>> {
+        self.peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .client
+            .clone()
+    }
+
     /// Records the client (token owner) of a session.
     pub fn set_client(&self, client: Option<Arc<str>>) {
         let mut guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);

@@ -26,6 +26,8 @@ struct Inner {
     cancel: CancellationToken,
     /// The clients and their limiters (governor keeps its own state).
     clients: Clients,
+    /// Prometheus metrics, shared with the agents.
+    metrics: Arc<crate::metrics::Metrics>,
     /// Prunes idle per-IP limiter state; aborted when the state is dropped.
     _pruner: AbortOnDrop,
 }
@@ -69,6 +71,7 @@ impl AppState {
             })
             .collect();
         let clients = Clients::new(&settings.clients, settings.limits);
+        let metrics = registry.resources().metrics.clone();
         Self(Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             // Without a runtime (e.g. building the state for a spec) there is nothing to prune.
@@ -91,9 +94,30 @@ impl AppState {
                 sessions,
                 cancel,
                 clients,
+                metrics,
                 _pruner: AbortOnDrop(pruner),
             }
         }))
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.0.metrics
+    }
+
+    /// The error for a refusal of the client layer, counting 429s in the metrics.
+    pub fn refused(
+        &self,
+        refusal: crate::clients::Refusal,
+        caller: Option<&crate::clients::Caller>,
+        agent: &str,
+    ) -> crate::error::Error {
+        let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
+        if let crate::clients::Refusal::RateLimited { limit, .. } = &refusal {
+            self.metrics()
+                .rate_limited(who.unwrap_or("anonymous"), limit);
+        }
+        crate::error::Error::from_refusal(refusal, who, agent)
     }
 
     /// The clients and their limits.

@@ -314,6 +314,8 @@ pub struct Agent {
     by_name: HashMap<String, usize>,
     /// Definitions of the tools fixed at build time, in file order.
     definitions: Vec<Tool>,
+    /// Where LLM requests are counted.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Agent {
@@ -353,7 +355,13 @@ impl Agent {
             kinds,
             by_name,
             definitions,
+            metrics: resources.metrics.clone(),
         })
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// The agent's name.

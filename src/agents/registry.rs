@@ -15,9 +15,10 @@ use crate::config::{self, Error, Errors, Vars, agent::AgentConfig};
 use crate::tools::{self, AgentRunner, CallContext, Resources};
 
 /// The agents being served, by name. Immutable once built.
-#[derive(Default)]
 pub struct AgentRegistry {
     agents: BTreeMap<AgentName, Arc<Agent>>,
+    /// What the agents were built with (store, runner, metrics), kept for rebuilding them.
+    resources: Arc<Resources>,
 }
 
 impl AgentRegistry {
@@ -62,14 +63,15 @@ impl AgentRegistry {
             .collect();
         let agents = super::build_all(specs, &resources)?;
         directory.set(&agents);
-        Ok(Self::from_agents(agents))
+        Ok(Self {
+            agents: agents.into_iter().map(|a| (a.name().clone(), a)).collect(),
+            resources: Arc::new(resources),
+        })
     }
 
-    /// A registry of already built agents.
-    pub fn from_agents(agents: impl IntoIterator<Item = Arc<Agent>>) -> Self {
-        Self {
-            agents: agents.into_iter().map(|a| (a.name().clone(), a)).collect(),
-        }
+    /// What the agents were built with.
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.resources
     }
 
     /// The agent named `name`.

@@ -164,7 +164,21 @@ impl Agent {
         };
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
-            let completion = llm.complete(messages.clone(), tools.clone()).await?;
+            let started = Instant::now();
+            let completion = llm.complete(messages.clone(), tools.clone()).await;
+            let (outcome, p, c) = match &completion {
+                Ok(done) => ("ok", done.prompt_tokens, done.completion_tokens),
+                Err(_) => ("error", 0, 0),
+            };
+            self.metrics.llm_request(
+                name.as_str(),
+                llm.model(),
+                outcome,
+                started.elapsed().as_secs_f64(),
+                p,
+                c,
+            );
+            let completion = completion?;
             usage.turns = turn;
             usage.prompt_tokens += completion.prompt_tokens;
             usage.completion_tokens += completion.completion_tokens;

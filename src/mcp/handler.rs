@@ -125,7 +125,16 @@ impl ServerHandler for AgentServer {
             Err(tools::Error::Failed(_)) => "error",
             Err(tools::Error::Cancelled) => "cancelled",
         };
-        tracing::debug!(%agent, tool = name, elapsed_us, outcome = label, "Tool call.");
+        let client = context
+            .extensions
+            .get::<Arc<SessionStats>>()
+            .and_then(|s| s.client())
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        tracing::info!(%agent, tool = name, client, elapsed_us, outcome = label, "Tool call.");
+        self.agent
+            .metrics()
+            .tool_call(agent.as_str(), name, label, elapsed_us as f64 / 1e6);
         match outcome {
             Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
             Ok(Output::Text(text)) => {

@@ -160,9 +160,8 @@ impl AgentsEndpoint {
         let caller = state
             .clients()
             .identify(crate::auth::bearer(req.headers()), ip, &name)
-            .map_err(|r| Error::from_refusal(r, None, &name))?;
-        let who = caller.name().map(|n| n.to_string());
-        let refused = |r| Error::from_refusal(r, who.as_deref(), &name);
+            .map_err(|r| state.refused(r, None, &name))?;
+        let refused = |r| state.refused(r, Some(&caller), &name);
         let endpoint = state
             .agent(&name)
             .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
@@ -203,6 +202,17 @@ impl AgentsEndpoint {
                 state.clients().check_request(&caller).map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
                 let peek = streamable::peek(&body)?;
+                state.metrics().mcp_request(&name, peek.method.as_deref());
+                if session_header.is_none()
+                    && peek
+                        .method
+                        .as_deref()
+                        .is_some_and(|m| m != "initialize" && !m.starts_with("notifications/"))
+                {
+                    // No session and no handshake: a 2026-07-28 request, served statelessly.
+                    let client = caller.name().map_or("anonymous", |n| n.as_ref());
+                    state.metrics().stateless_request(&name, client);
+                }
                 if endpoint.starts_run(peek.method.as_deref(), peek.tool.as_deref()) {
                     state.clients().check_agent_run(&caller).map_err(refused)?;
                 }

@@ -217,13 +217,27 @@ pub async fn post(
         .ok_or_else(|| Error::SessionNotFound(id.clone()))?;
     let mut message: ClientJsonRpcMessage =
         serde_json::from_slice(&body).map_err(|e| Error::from_json_error(&e))?;
+    let method = match &message {
+        ClientJsonRpcMessage::Request(r) => Some(r.request.method()),
+        ClientJsonRpcMessage::Notification(n) => Some(match &n.notification {
+            rmcp::model::ClientNotification::InitializedNotification(_) => {
+                "notifications/initialized"
+            }
+            rmcp::model::ClientNotification::CancelledNotification(_) => "notifications/cancelled",
+            rmcp::model::ClientNotification::ProgressNotification(_) => "notifications/progress",
+            _ => "notifications/other",
+        }),
+        _ => None,
+    };
+    state.metrics().mcp_request(&endpoint.name, method);
     if let ClientJsonRpcMessage::Request(req) = &mut message {
         if let ClientRequest::CallToolRequest(call) = &req.request
             && endpoint.starts_run(Some("tools/call"), Some(call.params.name.as_ref()))
         {
-            state.clients().check_agent_run(caller).map_err(|r| {
-                Error::from_refusal(r, caller.name().map(|n| n.as_ref()), &endpoint.name)
-            })?;
+            state
+                .clients()
+                .check_agent_run(caller)
+                .map_err(|r| state.refused(r, Some(caller), &endpoint.name))?;
         }
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(handle.stats.clone());

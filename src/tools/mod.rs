@@ -308,6 +308,8 @@ pub struct Resources {
     pub runner: Option<Arc<dyn AgentRunner>>,
     /// Agent name → description, for the definitions of `type = "agent"` tools.
     pub descriptions: HashMap<String, String>,
+    /// The gateway's metrics (agents record their LLM requests).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Resources {
@@ -318,6 +320,7 @@ impl Resources {
             embedded: std::sync::Mutex::new(None),
             runner: None,
             descriptions: HashMap::new(),
+            metrics: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod config_errors;
 mod fake_llm;
 mod mcp_sse;
 mod mcp_streamable;
+mod metrics;
 mod openapi_spec;
 mod sessions;
 mod shipped_agents;

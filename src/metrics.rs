@@ -1,0 +1,364 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text), with prometheus-client.
+//!
+//! Labels are bounded: agents and clients come from config, tools from agent files, MCP
+//! methods from the protocol's list (anything else is `other`), routes from a fixed set.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: &'static str,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct McpLabels {
+    agent: String,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    agent: String,
+    tool: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolTimeLabels {
+    agent: String,
+    tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    agent: String,
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    client: String,
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmLabels {
+    agent: String,
+    model: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LlmTimeLabels {
+    agent: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    agent: String,
+    model: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatelessLabels {
+    agent: String,
+    client: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// Every metric of the gateway. Cheap to share (`Arc`).
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    mcp_requests: Family<McpLabels, Counter>,
+    tool_calls: Family<ToolLabels, Counter>,
+    tool_seconds: Family<ToolTimeLabels, Histogram, fn() -> Histogram>,
+    sessions: Family<SessionLabels, Gauge>,
+    rate_limited: Family<LimitLabels, Counter>,
+    llm_requests: Family<LlmLabels, Counter>,
+    llm_seconds: Family<LlmTimeLabels, Histogram, fn() -> Histogram>,
+    llm_tokens: Family<TokenLabels, Counter>,
+    reloads: Family<OutcomeLabels, Counter>,
+    stateless: Family<StatelessLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The MCP methods counted by name; anything else counts as `other`.
+const MCP_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+impl Metrics {
+    /// A fresh set of metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let m = Self {
+            http_requests: Family::default(),
+            mcp_requests: Family::default(),
+            tool_calls: Family::default(),
+            tool_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            sessions: Family::default(),
+            rate_limited: Family::default(),
+            llm_requests: Family::default(),
+            llm_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            llm_tokens: Family::default(),
+            reloads: Family::default(),
+            stateless: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "mcp_requests",
+            "MCP messages received, by agent and JSON-RPC method",
+            m.mcp_requests.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "Tool calls from MCP clients, by agent, tool and outcome",
+            m.tool_calls.clone(),
+        );
+        registry.register(
+            "tool_call_duration_seconds",
+            "Duration of tool calls from MCP clients",
+            m.tool_seconds.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Live MCP sessions by agent and transport",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by client and limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "llm_requests",
+            "Chat-completion requests by agent, model and outcome",
+            m.llm_requests.clone(),
+        );
+        registry.register(
+            "llm_request_duration_seconds",
+            "Duration of chat-completion requests (retries included)",
+            m.llm_seconds.clone(),
+        );
+        registry.register(
+            "llm_tokens",
+            "LLM tokens by agent, model and kind (prompt, completion)",
+            m.llm_tokens.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Reloads of the agents directory by outcome",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "stateless_requests",
+            "MCP 2026-07-28 requests served without a session, by agent and client",
+            m.stateless.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// An HTTP request answered.
+    pub fn http_request(&self, route: &'static str, method: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route,
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// An MCP message received.
+    pub fn mcp_request(&self, agent: &str, method: Option<&str>) {
+        let method = method
+            .and_then(|m| MCP_METHODS.iter().find(|k| **k == m).copied())
+            .unwrap_or(if method.is_some() {
+                "other"
+            } else {
+                "response"
+            });
+        self.mcp_requests
+            .get_or_create(&McpLabels {
+                agent: agent.to_owned(),
+                method,
+            })
+            .inc();
+    }
+
+    /// A tool call from an MCP client finished.
+    pub fn tool_call(&self, agent: &str, tool: &str, outcome: &'static str, seconds: f64) {
+        self.tool_calls
+            .get_or_create(&ToolLabels {
+                agent: agent.to_owned(),
+                tool: tool.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.tool_seconds
+            .get_or_create(&ToolTimeLabels {
+                agent: agent.to_owned(),
+                tool: tool.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// A request refused with 429.
+    pub fn rate_limited(&self, client: &str, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels {
+                client: client.to_owned(),
+                limit,
+            })
+            .inc();
+    }
+
+    /// A chat-completion request finished.
+    pub fn llm_request(
+        &self,
+        agent: &str,
+        model: &str,
+        outcome: &'static str,
+        seconds: f64,
+        prompt: u64,
+        completion: u64,
+    ) {
+        self.llm_requests
+            .get_or_create(&LlmLabels {
+                agent: agent.to_owned(),
+                model: model.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.llm_seconds
+            .get_or_create(&LlmTimeLabels {
+                agent: agent.to_owned(),
+                model: model.to_owned(),
+            })
+            .observe(seconds);
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            if n > 0 {
+                self.llm_tokens
+                    .get_or_create(&TokenLabels {
+                        agent: agent.to_owned(),
+                        model: model.to_owned(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// A reload of the agents directory finished.
+    pub fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// A request served statelessly (MCP 2026-07-28: no session).
+    pub fn stateless_request(&self, agent: &str, client: &str) {
+        self.stateless
+            .get_or_create(&StatelessLabels {
+                agent: agent.to_owned(),
+                client: client.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text, with the live session gauges set from `sessions`
+    /// (`(agent, transport, count)`).
+    pub fn render<'a>(
+        &self,
+        sessions: impl IntoIterator<Item = (&'a str, &'static str, usize)>,
+    ) -> String {
+        self.sessions.clear();
+        for (agent, transport, n) in sessions {
+            self.sessions
+                .get_or_create(&SessionLabels {
+                    agent: agent.to_owned(),
+                    transport,
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "Could not encode metrics.");
+        }
+        out
+    }
+}
+
+/// Shared metrics.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_gauges_show_up_in_the_text() {
+        let m = Metrics::new();
+        m.http_request("mcp", "POST", 200);
+        m.mcp_request("servicenow", Some("tools/call"));
+        m.mcp_request("servicenow", Some("made/up"));
+        m.tool_call("servicenow", "get_incident", "ok", 0.002);
+        m.llm_request("servicenow", "gpt", "ok", 0.5, 10, 3);
+        let text = m.render([("servicenow", "sse", 2)]);
+        for needle in [
+            "switchboard_http_requests_total{route=\"mcp\",method=\"POST\",status=\"200\"} 1",
+            "switchboard_mcp_requests_total{agent=\"servicenow\",method=\"tools/call\"} 1",
+            "switchboard_mcp_requests_total{agent=\"servicenow\",method=\"other\"} 1",
+            "switchboard_tool_calls_total{agent=\"servicenow\",tool=\"get_incident\",outcome=\"ok\"} 1",
+            "switchboard_sessions{agent=\"servicenow\",transport=\"sse\"} 2",
+            "switchboard_llm_tokens_total{agent=\"servicenow\",model=\"gpt\",kind=\"prompt\"} 10",
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}
