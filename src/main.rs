@@ -173,7 +173,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let registry = match AgentRegistry::build(specs, Resources::new(&args.data)) {
+        let registry = match AgentRegistry::build(&args.check.agents, &vars, specs, Resources::new(&args.data)) {
             Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");
@@ -206,7 +206,12 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         if settings.admin_token.is_none() {
             tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");
         }
-        let state = AppState::new(settings, &registry);
+        let state = AppState::new(settings, registry);
+        // Agent files are applied live: on change (watched), on SIGHUP, on POST /admin/reload.
+        if let Err(e) = state.watch_agents_dir(&args.check.agents) {
+            tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory; reload with SIGHUP or POST /admin/reload.");
+        }
+        let _sighup = switchboard::shutdown::on_sighup(state.clone());
         tracing::info!(%addr, data = %args.data.display(), "Switchboard listening.");
         switchboard::app::run(listener, state, switchboard::shutdown::signal())
             .await

@@ -1,13 +1,17 @@
 //! `AppState`: what every request handler shares.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentRegistry;
+use crate::agents::registry::ReloadReport;
 use crate::clients::Clients;
 use crate::config::ServerSettings;
+use crate::mcp::streamable::TrackedSessions;
 use crate::mcp::{AgentEndpoint, handler::AgentServer, streamable};
 use crate::sessions::SessionStore;
 
@@ -15,89 +19,257 @@ use crate::sessions::SessionStore;
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// The agents being served, swapped whole on reload (readers never see half a reload).
+#[derive(Default)]
+struct Served {
+    /// One MCP endpoint per agent, by name.
+    endpoints: HashMap<Arc<str>, Arc<AgentEndpoint>>,
+    /// Problems of the last reload, by file.
+    errors: BTreeMap<PathBuf, Vec<String>>,
+}
+
 struct Inner {
     /// Validated `[server]` settings; immutable.
     settings: ServerSettings,
-    /// One MCP endpoint per agent, by name; built at startup, immutable.
-    agents: HashMap<Arc<str>, Arc<AgentEndpoint>>,
+    /// The agents being served; replaced atomically by [`AppState::reload`].
+    served: ArcSwap<Served>,
+    /// The registry the endpoints come from; a tokio mutex, so reloads run one at a time.
+    registry: tokio::sync::Mutex<AgentRegistry>,
+    /// Each agent's Streamable HTTP session manager, kept across reloads so that sessions
+    /// opened before a change keep working. A `std` mutex: never held across `.await`.
+    managers: Mutex<HashMap<Arc<str>, Arc<TrackedSessions>>>,
     /// Live sessions of both transports; mutated by the transports as sessions start/end.
     sessions: SessionStore,
-    /// Root cancellation token: cancelled first on shutdown, which ends every session.
+    /// Root cancellation token: cancelled on shutdown, which ends every session.
     cancel: CancellationToken,
     /// The clients and their limiters (governor keeps its own state).
     clients: Clients,
     /// Prometheus metrics, shared with the agents.
     metrics: Arc<crate::metrics::Metrics>,
-    /// Prunes idle per-IP limiter state; aborted when the state is dropped.
-    _pruner: AbortOnDrop,
+    /// Background tasks (limiter pruning, the agents-directory watcher); aborted on drop.
+    tasks: Mutex<Vec<AbortOnDrop>>,
+    /// The file watcher, kept alive while the state lives.
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
 }
 
 /// Aborts a background task when dropped, so it never outlives its owner.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        if let Some(h) = &self.0 {
-            h.abort();
-        }
+        self.0.abort();
     }
 }
 
 impl AppState {
     /// State serving the agents of `registry`.
-    pub fn new(settings: ServerSettings, registry: &AgentRegistry) -> Self {
-        let sessions = SessionStore::default();
-        let cancel = CancellationToken::new();
-        let agents = registry
-            .iter()
-            .map(|agent| {
-                let name: Arc<str> = agent.name().as_arc().clone();
-                let server = AgentServer::new(agent.clone());
-                let (streamable, streamable_sessions) = streamable::service(
-                    server.clone(),
-                    name.clone(),
-                    sessions.clone(),
-                    &settings,
-                    cancel.child_token(),
-                );
-                let endpoint = AgentEndpoint {
-                    agent: agent.clone(),
-                    name: name.clone(),
-                    server,
-                    streamable,
-                    streamable_sessions,
-                };
-                (name, Arc::new(endpoint))
-            })
-            .collect();
+    pub fn new(settings: ServerSettings, registry: AgentRegistry) -> Self {
         let clients = Clients::new(&settings.clients, settings.limits);
         let metrics = registry.resources().metrics.clone();
-        Self(Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let weak = weak.clone();
-            // Without a runtime (e.g. building the state for a spec) there is nothing to prune.
-            let pruner = tokio::runtime::Handle::try_current().ok().map(|rt| {
-                rt.spawn(async move {
-                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                    loop {
-                        tick.tick().await;
-                        match weak.upgrade() {
-                            Some(inner) => inner.clients.prune(),
-                            None => return,
-                        }
-                    }
-                })
-                .abort_handle()
-            });
-            Inner {
-                settings,
-                agents,
-                sessions,
-                cancel,
-                clients,
-                metrics,
-                _pruner: AbortOnDrop(pruner),
+        let state = Self(Arc::new(Inner {
+            settings,
+            served: ArcSwap::from_pointee(Served::default()),
+            registry: tokio::sync::Mutex::new(registry),
+            managers: Mutex::new(HashMap::new()),
+            sessions: SessionStore::default(),
+            cancel: CancellationToken::new(),
+            clients,
+            metrics,
+            tasks: Mutex::new(Vec::new()),
+            watcher: Mutex::new(None),
+        }));
+        let endpoints = match state.0.registry.try_lock() {
+            Ok(registry) => registry
+                .iter()
+                .map(|agent| (agent.name().as_arc().clone(), state.endpoint(agent)))
+                .collect(),
+            // Nobody else has the registry yet: `try_lock` cannot fail here.
+            Err(_) => HashMap::new(),
+        };
+        state.0.served.store(Arc::new(Served {
+            endpoints,
+            errors: BTreeMap::new(),
+        }));
+        state.spawn_pruner();
+        state
+    }
+
+    /// The MCP endpoint of `agent`, reusing its session manager if it had one.
+    fn endpoint(&self, agent: &Arc<crate::agents::Agent>) -> Arc<AgentEndpoint> {
+        let name: Arc<str> = agent.name().as_arc().clone();
+        let server = AgentServer::new(agent.clone());
+        let manager = self
+            .0
+            .managers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&name)
+            .cloned();
+        let (streamable, streamable_sessions) = streamable::service(
+            server.clone(),
+            name.clone(),
+            self.0.sessions.clone(),
+            &self.0.settings,
+            self.0.cancel.child_token(),
+            manager,
+        );
+        self.0
+            .managers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), streamable_sessions.clone());
+        Arc::new(AgentEndpoint {
+            agent: agent.clone(),
+            name,
+            server,
+            streamable,
+            streamable_sessions,
+        })
+    }
+
+    fn spawn_pruner(&self) {
+        // Without a runtime (e.g. building the state for a spec) there is nothing to prune.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.0);
+        let task = rt.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => inner.clients.prune(),
+                    None => return,
+                }
             }
-        }))
+        });
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AbortOnDrop(task.abort_handle()));
+    }
+
+    /// Re-reads the agents directory and swaps the served agents atomically: sessions of
+    /// unchanged agents are untouched, a changed agent's new sessions get its new
+    /// definition (open ones keep theirs), a removed agent's sessions are ended, and a broken
+    /// file keeps its previous version.
+    pub async fn reload(&self) -> ReloadReport {
+        let mut registry = self.0.registry.lock().await;
+        let report = registry.reload();
+        let old = self.0.served.load_full();
+        let endpoints: HashMap<Arc<str>, Arc<AgentEndpoint>> = registry
+            .iter()
+            .map(|agent| {
+                let name = agent.name().as_arc().clone();
+                let endpoint = match old.endpoints.get(&name) {
+                    Some(e) if Arc::ptr_eq(&e.agent, agent) => e.clone(),
+                    _ => self.endpoint(agent),
+                };
+                (name, endpoint)
+            })
+            .collect();
+        let errors = report
+            .errors
+            .iter()
+            .filter_map(|e| {
+                let file = e.split(": ").next()?;
+                Some((PathBuf::from(file), e.clone()))
+            })
+            .fold(BTreeMap::<PathBuf, Vec<String>>::new(), |mut m, (f, e)| {
+                m.entry(f).or_default().push(e);
+                m
+            });
+        self.0.served.store(Arc::new(Served { endpoints, errors }));
+        drop(registry);
+        for name in &report.removed {
+            if let Some(endpoint) = old.endpoints.get(name.as_str()) {
+                for session in self
+                    .0
+                    .sessions
+                    .list()
+                    .iter()
+                    .filter(|s| &*s.agent == name.as_str())
+                {
+                    endpoint.end_session(self, &session.id).await;
+                }
+            }
+            self.0
+                .managers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name.as_str());
+        }
+        let outcome = if report.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        self.0.metrics.reload(outcome);
+        if report.errors.is_empty() {
+            tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, "Agents reloaded.");
+        } else {
+            for e in &report.errors {
+                tracing::error!(error = %e, "Agent file not loaded; the previous version (if any) keeps serving.");
+            }
+        }
+        report
+    }
+
+    /// Reloads the agents directory whenever a file in it changes (debounced: changes
+    /// within 150 ms are applied together).
+    ///
+    /// # Errors
+    /// When the directory cannot be watched.
+    pub fn watch_agents_dir(&self, dir: &std::path::Path) -> Result<(), notify::Error> {
+        use notify::Watcher;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
+                }
+            })?;
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        *self
+            .0
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(watcher);
+        let weak = Arc::downgrade(&self.0);
+        let task = tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                // Debounce: an editor's save is several events.
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_millis(150), rx.recv())
+                        .await
+                    {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                AppState(inner).reload().await;
+            }
+        });
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AbortOnDrop(task.abort_handle()));
+        Ok(())
+    }
+
+    /// Problems of the last reload with `file`.
+    pub fn load_errors(&self, file: &std::path::Path) -> Vec<String> {
+        self.0
+            .served
+            .load()
+            .errors
+            .get(file)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The metrics.
@@ -131,13 +303,13 @@ impl AppState {
     }
 
     /// The endpoint of agent `name`.
-    pub fn agent(&self, name: &str) -> Option<&Arc<AgentEndpoint>> {
-        self.0.agents.get(name)
+    pub fn agent(&self, name: &str) -> Option<Arc<AgentEndpoint>> {
+        self.0.served.load().endpoints.get(name).cloned()
     }
 
     /// All agent endpoints, sorted by name.
-    pub fn agents(&self) -> Vec<&Arc<AgentEndpoint>> {
-        let mut all: Vec<_> = self.0.agents.values().collect();
+    pub fn agents(&self) -> Vec<Arc<AgentEndpoint>> {
+        let mut all: Vec<_> = self.0.served.load().endpoints.values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }

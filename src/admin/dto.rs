@@ -99,6 +99,8 @@ pub struct AgentView {
     pub urls: AgentUrls,
     /// Its live sessions.
     pub sessions: SessionCounts,
+    /// Problems of its file at the last reload (the version shown keeps serving).
+    pub load_errors: Vec<String>,
 }
 
 /// A live MCP session.
@@ -216,4 +218,19 @@ pub struct ClientsView {
     pub default_limits: LimitsView,
     /// The configured clients.
     pub clients: Vec<ClientView>,
+}
+
+/// What a reload of the agents directory did.
+#[derive(Debug, Clone, Object)]
+pub struct ReloadView {
+    /// Agents that appeared.
+    pub added: Vec<String>,
+    /// Agents whose file changed: new sessions get the new definition, open ones keep theirs.
+    pub changed: Vec<String>,
+    /// Agents whose file is gone: their sessions were ended.
+    pub removed: Vec<String>,
+    /// Agents left as they were.
+    pub unchanged: Vec<String>,
+    /// Every problem (`file: key: message`); a broken file keeps its previous version.
+    pub errors: Vec<String>,
 }

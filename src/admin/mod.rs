@@ -24,7 +24,7 @@ use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
     AgentUrls, AgentView, ClientView, ClientsView, ErrorBody, Health, LimitsView, ModelView,
-    SessionCounts, SessionPage, SessionView, ToolView, TransportName, UsageView,
+    ReloadView, SessionCounts, SessionPage, SessionView, ToolView, TransportName, UsageView,
 };
 
 #[derive(Tags)]
@@ -113,6 +113,7 @@ macro_rules! admin_errors {
 }
 
 admin_errors!(
+    ReloadResponse,
     ListClientsResponse,
     ListAgentsResponse,
     GetAgentResponse,
@@ -190,6 +191,29 @@ pub enum ListAgentsResponse {
     /// Every agent, by name.
     #[oai(status = 200)]
     Ok(Json<Vec<AgentView>>),
+    /// A parameter is malformed.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The admin token is missing or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        /// `Bearer`.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// Not a loopback peer, and no admin token is configured.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+}
+
+/// `POST /admin/reload`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "handle_error::<ReloadResponse>")]
+pub enum ReloadResponse {
+    /// What the reload did (problems included: a broken file keeps its previous version).
+    #[oai(status = 200)]
+    Ok(Json<ReloadView>),
     /// A parameter is malformed.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
@@ -371,6 +395,26 @@ impl AdminApi {
         ListAgentsResponse::Ok(Json(views))
     }
 
+    /// Reload agents
+    ///
+    /// Re-reads the agents directory now (it is also watched, and reloaded on SIGHUP).
+    #[oai(
+        path = "/reload",
+        method = "post",
+        operation_id = "reload",
+        tag = "ApiTags::Agents"
+    )]
+    async fn reload(&self, _auth: AdminAuth, state: Data<&AppState>) -> ReloadResponse {
+        let r = state.reload().await;
+        ReloadResponse::Ok(Json(ReloadView {
+            added: r.added,
+            changed: r.changed,
+            removed: r.removed,
+            unchanged: r.unchanged,
+            errors: r.errors,
+        }))
+    }
+
     /// List clients
     ///
     /// Every client with the agents it may use, its limits and its usage (sessions,
@@ -424,7 +468,7 @@ impl AdminApi {
         name: Path<String>,
     ) -> GetAgentResponse {
         match state.agent(&name) {
-            Some(e) => GetAgentResponse::Ok(Json(agent_view(&state, e))),
+            Some(e) => GetAgentResponse::Ok(Json(agent_view(&state, &e))),
             None => GetAgentResponse::NotFound(Json(ErrorBody::new(
                 "unknown_agent",
                 format!("unknown agent {:?}", name.0),
@@ -534,7 +578,7 @@ impl AdminApi {
         let endpoint = state
             .sessions()
             .get(&id)
-            .and_then(|s| state.agent(&s.agent).cloned());
+            .and_then(|s| state.agent(&s.agent));
         match endpoint {
             Some(endpoint) if endpoint.end_session(&state, &id).await => {
                 tracing::info!(session = %id.0, "Session ended by an admin.");
@@ -554,6 +598,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "sessions"]
         | ["admin", "clients"] => Some("GET"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
+        ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),
         _ => None,
     }
@@ -699,5 +744,6 @@ fn agent_view(state: &AppState, e: &AgentEndpoint) -> AgentView {
             streamable_http: streamable as u64,
             total: (sse + streamable) as u64,
         },
+        load_errors: state.load_errors(&spec.file),
     }
 }

@@ -31,6 +31,8 @@ pub struct AgentSpec {
     pub name: AgentName,
     /// The file it came from.
     pub file: std::path::PathBuf,
+    /// The file's text as loaded (a reload rebuilds the agent only when it changed).
+    pub source: String,
     /// What it does.
     pub description: String,
     /// System instructions for its LLM.
@@ -176,6 +178,7 @@ impl AgentSpec {
             Ok(Self {
                 name,
                 file: file.to_path_buf(),
+                source: String::new(),
                 description: c.description.trim().to_owned(),
                 instructions: c.instructions,
                 expose_agent,

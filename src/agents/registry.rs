@@ -14,11 +14,34 @@ use super::{Agent, AgentName, AgentSpec};
 use crate::config::{self, Error, Errors, Vars, agent::AgentConfig};
 use crate::tools::{self, AgentRunner, CallContext, Resources};
 
-/// The agents being served, by name. Immutable once built.
+/// The agents being served, by name, and what a reload needs to rebuild them.
 pub struct AgentRegistry {
     agents: BTreeMap<AgentName, Arc<Agent>>,
     /// What the agents were built with (store, runner, metrics), kept for rebuilding them.
     resources: Arc<Resources>,
+    /// The runner agent tools use; updated on every reload.
+    directory: Arc<Directory>,
+    /// Where the agent files are.
+    dir: PathBuf,
+    /// The environment the files are interpolated from.
+    vars: Vars,
+    /// Problems of the last reload, by file (a broken file keeps its previous version).
+    errors: BTreeMap<PathBuf, Vec<String>>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadReport {
+    /// Agents that appeared.
+    pub added: Vec<String>,
+    /// Agents whose file changed (new sessions get the new definition).
+    pub changed: Vec<String>,
+    /// Agents whose file is gone (their sessions are ended).
+    pub removed: Vec<String>,
+    /// Agents left as they were.
+    pub unchanged: Vec<String>,
+    /// Every problem, `file: key: message`; a broken file keeps its previous version.
+    pub errors: Vec<String>,
 }
 
 impl AgentRegistry {
@@ -31,7 +54,7 @@ impl AgentRegistry {
         let mut specs = Vec::with_capacity(files.len());
         let mut errors = Errors::default();
         for file in files {
-            match validate_file(&file, vars) {
+            match read_and_validate(&file, vars) {
                 Ok(spec) => specs.push(spec),
                 Err(e) => errors.extend(e.0),
             }
@@ -46,32 +69,160 @@ impl AgentRegistry {
     /// Every problem of every file, or of building them.
     pub fn load(dir: &Path, vars: &Vars, resources: Resources) -> Result<Self, Errors> {
         let specs = Self::validate_dir(dir, vars)?;
-        Self::build(specs, resources)
+        Self::build(dir, vars, specs, resources)
     }
 
-    /// Builds validated `specs`: agents that use other agents reach them through a shared
-    /// [`Directory`].
+    /// Builds validated `specs` (read from `dir` with `vars`): agents that use other agents
+    /// reach them through a shared [`Directory`].
     ///
     /// # Errors
     /// Every agent that could not be built.
-    pub fn build(specs: Vec<AgentSpec>, mut resources: Resources) -> Result<Self, Errors> {
+    pub fn build(
+        dir: &Path,
+        vars: &Vars,
+        specs: Vec<AgentSpec>,
+        mut resources: Resources,
+    ) -> Result<Self, Errors> {
         let directory = Arc::new(Directory::default());
         resources.runner = Some(directory.clone());
-        resources.descriptions = specs
-            .iter()
-            .map(|s| (s.name.to_string(), s.description.clone()))
-            .collect();
+        set_descriptions(&resources, specs.iter());
         let agents = super::build_all(specs, &resources)?;
         directory.set(&agents);
         Ok(Self {
             agents: agents.into_iter().map(|a| (a.name().clone(), a)).collect(),
             resources: Arc::new(resources),
+            directory,
+            dir: dir.to_path_buf(),
+            vars: vars.clone(),
+            errors: BTreeMap::new(),
         })
+    }
+
+    /// Re-reads the agents directory: new files are added, changed files rebuilt, removed
+    /// files dropped; a file with any problem keeps its previous version (if it had one).
+    /// Unchanged agents are kept as they are (the same `Arc`).
+    pub fn reload(&mut self) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let files = match agent_files(&self.dir) {
+            Ok(files) => files,
+            Err(e) => {
+                report.errors = e.0.iter().map(ToString::to_string).collect();
+                return report;
+            }
+        };
+        let mut errors: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+        let mut next: BTreeMap<AgentName, Arc<Agent>> = BTreeMap::new();
+        let mut candidates: Vec<AgentSpec> = Vec::new();
+        for file in &files {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors
+                        .entry(file.clone())
+                        .or_default()
+                        .push(format!("{}: cannot read: {e}", file.display()));
+                    continue;
+                }
+            };
+            let current = self.agents.values().find(|a| a.spec.file == *file);
+            if let Some(agent) = current
+                && agent.spec.source == text
+            {
+                next.insert(agent.name().clone(), agent.clone());
+                continue;
+            }
+            match validate_text(file, &text, &self.vars) {
+                Ok(spec) => candidates.push(spec),
+                Err(e) => {
+                    errors
+                        .entry(file.clone())
+                        .or_default()
+                        .extend(e.0.iter().map(ToString::to_string));
+                    if let Some(old) = current {
+                        next.insert(old.name().clone(), old.clone());
+                    }
+                }
+            }
+        }
+        // References between agents are checked over the whole new set.
+        let all_specs: Vec<AgentSpec> = next
+            .values()
+            .map(|a| a.spec.clone())
+            .chain(candidates.iter().cloned())
+            .collect();
+        let bad: Vec<Error> = check_agent_references(&all_specs);
+        candidates.retain(|spec| {
+            let mine: Vec<String> = bad
+                .iter()
+                .filter(|e| e.file == spec.file)
+                .map(ToString::to_string)
+                .collect();
+            if mine.is_empty() {
+                return true;
+            }
+            errors.entry(spec.file.clone()).or_default().extend(mine);
+            if let Some(old) = self.agents.get(&spec.name) {
+                next.insert(old.name().clone(), old.clone());
+            }
+            false
+        });
+        set_descriptions(
+            &self.resources,
+            next.values().map(|a| &a.spec).chain(candidates.iter()),
+        );
+        for spec in candidates {
+            let name = spec.name.clone();
+            let file = spec.file.clone();
+            match Agent::build(spec, &self.resources) {
+                Ok(agent) => {
+                    if self.agents.contains_key(&name) {
+                        report.changed.push(name.to_string());
+                    } else {
+                        report.added.push(name.to_string());
+                    }
+                    next.insert(name, Arc::new(agent));
+                }
+                Err(e) => {
+                    errors.entry(file).or_default().push(e.to_string());
+                    if let Some(old) = self.agents.get(&name) {
+                        next.insert(name, old.clone());
+                    }
+                }
+            }
+        }
+        report.removed = self
+            .agents
+            .keys()
+            .filter(|n| !next.contains_key(*n))
+            .map(ToString::to_string)
+            .collect();
+        report.unchanged = next
+            .iter()
+            .filter(|(n, a)| self.agents.get(*n).is_some_and(|old| Arc::ptr_eq(old, a)))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        report.errors = errors.values().flatten().cloned().collect();
+        let agents: Vec<Arc<Agent>> = next.values().cloned().collect();
+        self.directory.set(&agents);
+        self.agents = next;
+        self.errors = errors;
+        report
+    }
+
+    /// Problems of the last reload with `file`.
+    pub fn errors_of(&self, file: &Path) -> &[String] {
+        self.errors.get(file).map_or(&[], Vec::as_slice)
     }
 
     /// What the agents were built with.
     pub fn resources(&self) -> &Arc<Resources> {
         &self.resources
+    }
+
+    /// Connects every agent's upstream MCP servers (best effort, each bounded by its own
+    /// timeout); one that is down is retried when a call needs it.
+    pub async fn connect_upstreams(&self) {
+        futures::future::join_all(self.agents.values().map(|a| a.connect_upstreams())).await;
     }
 
     /// The agent named `name`.
@@ -84,12 +235,6 @@ impl AgentRegistry {
         self.agents.values()
     }
 
-    /// Connects every agent's upstream MCP servers (best effort, each bounded by its own
-    /// timeout); one that is down is retried when a call needs it.
-    pub async fn connect_upstreams(&self) {
-        futures::future::join_all(self.agents.values().map(|a| a.connect_upstreams())).await;
-    }
-
     /// How many agents there are.
     pub fn len(&self) -> usize {
         self.agents.len()
@@ -99,6 +244,16 @@ impl AgentRegistry {
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
+}
+
+fn set_descriptions<'a>(resources: &Resources, specs: impl Iterator<Item = &'a AgentSpec>) {
+    let mut map = resources
+        .descriptions
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *map = specs
+        .map(|s| (s.name.to_string(), s.description.clone()))
+        .collect();
 }
 
 /// The agents that agents run, by name. Filled once the agents are built; agent tools look
@@ -268,19 +423,26 @@ fn api_key_vars(text: &str) -> Option<Vec<String>> {
     Some(config::interpolate::referenced_vars(raw))
 }
 
-fn validate_file(file: &Path, vars: &Vars) -> Result<AgentSpec, Errors> {
+fn read_and_validate(file: &Path, vars: &Vars) -> Result<AgentSpec, Errors> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Errors(vec![Error::file(file, format!("cannot read: {e}"))]))?;
+    validate_text(file, &text, vars)
+}
+
+fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Errors> {
     let stem = file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
     let name = AgentName::parse(stem).map_err(|m| Errors(vec![Error::file(file, m)]));
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Errors(vec![Error::file(file, format!("cannot read: {e}"))]))?;
-    let parsed = config::parse_file::<AgentConfig>(file, &text, vars);
+    let parsed = config::parse_file::<AgentConfig>(file, text, vars);
     match (name, parsed) {
         (Ok(name), Ok(config)) => {
-            AgentSpec::validate_with_key_hint(name, file, config, api_key_vars(&text))
-                .map_err(Errors)
+            let mut spec =
+                AgentSpec::validate_with_key_hint(name, file, config, api_key_vars(text))
+                    .map_err(Errors)?;
+            spec.source = text.to_owned();
+            Ok(spec)
         }
         (name, parsed) => {
             let mut errors = Errors::default();

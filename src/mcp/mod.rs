@@ -238,7 +238,7 @@ impl AgentsEndpoint {
             ("messages", &Method::POST) => {
                 state.clients().check_request(&caller).map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
-                sse::post(&req, body, endpoint, &caller, state).await
+                sse::post(&req, body, &endpoint, &caller, state).await
             }
             ("messages", _) => Err(Error::MethodNotAllowed {
                 method: method.to_string(),

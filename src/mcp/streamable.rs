@@ -176,14 +176,17 @@ pub fn service(
     store: SessionStore,
     settings: &ServerSettings,
     cancel: CancellationToken,
+    existing: Option<Arc<TrackedSessions>>,
 ) -> (StreamableService, Arc<TrackedSessions>) {
-    let mut inner = LocalSessionManager::default();
-    inner.session_config.keep_alive = Some(settings.session_idle_timeout);
-    let sessions = TrackedSessions {
-        inner,
-        agent,
-        store,
-    };
+    let sessions = existing.unwrap_or_else(|| {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = Some(settings.session_idle_timeout);
+        Arc::new(TrackedSessions {
+            inner,
+            agent,
+            store,
+        })
+    });
     // Host and Origin are checked once for every MCP route by our own guard (see
     // `mcp::guard`), so rmcp's own allow-lists are off here.
     let config = StreamableHttpServerConfig::default()
@@ -192,7 +195,6 @@ pub fn service(
         .with_sse_keep_alive(Some(settings.sse_keep_alive))
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(cancel);
-    let sessions = Arc::new(sessions);
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
     (service, sessions)
 }

@@ -272,6 +272,8 @@ impl ToolConfig {
                     .ok_or_else(|| "no agent runner is available to run other agents".to_owned())?;
                 let description = resources
                     .descriptions
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .get(&c.agent)
                     .cloned()
                     .unwrap_or_default();
@@ -306,8 +308,9 @@ pub struct Resources {
     embedded: std::sync::Mutex<Option<Arc<crate::incidents::EmbeddedStore>>>,
     /// Runs other agents, for `type = "agent"` tools.
     pub runner: Option<Arc<dyn AgentRunner>>,
-    /// Agent name → description, for the definitions of `type = "agent"` tools.
-    pub descriptions: HashMap<String, String>,
+    /// Agent name → description, for the definitions of `type = "agent"` tools. A `std`
+    /// lock: held only to copy, never across `.await`.
+    pub descriptions: std::sync::RwLock<HashMap<String, String>>,
     /// The gateway's metrics (agents record their LLM requests).
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -319,7 +322,7 @@ impl Resources {
             data_dir: data_dir.into(),
             embedded: std::sync::Mutex::new(None),
             runner: None,
-            descriptions: HashMap::new(),
+            descriptions: Default::default(),
             metrics: Arc::default(),
         }
     }

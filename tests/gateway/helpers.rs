@@ -31,6 +31,8 @@ pub struct Options {
     pub vars: Vars,
     /// Where to listen (port 0: any free port).
     pub bind: SocketAddr,
+    /// Whether changes to the agents directory are applied live.
+    pub watch: bool,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             data_dir: None,
             vars: Vars::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            watch: false,
             settings: ServerSettings {
                 sse_keep_alive: Duration::from_millis(200),
                 max_body_bytes: 64 * 1024,
@@ -79,7 +82,10 @@ impl TestGateway {
         // Bind first, then serve: the address is known before any request is made.
         let listener = tokio::net::TcpListener::bind(opts.bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(opts.settings, &registry);
+        let state = AppState::new(opts.settings, registry);
+        if opts.watch {
+            state.watch_agents_dir(&opts.agents_dir).unwrap();
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(switchboard::app::run(listener, state.clone(), async move {
             let _ = rx.await;
