@@ -137,15 +137,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
-    let cancel = state.cancel().clone();
     let grace = state.settings().shutdown_grace;
+    let draining = state.clone();
     let signal = async move {
         shutdown.await;
-        tracing::info!("Shutting down: ending sessions.");
-        cancel.cancel();
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "Shutting down: no new connections; calls in flight may finish."
+        );
+        // The drain ends every session (so every stream) within `grace` + 1 s; the server
+        // stops accepting at once and waits for the connections to close.
+        tokio::spawn(async move { draining.drain(grace).await });
     };
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(state), signal, Some(grace))
+        .run_with_graceful_shutdown(
+            routes(state),
+            signal,
+            Some(grace + std::time::Duration::from_secs(3)),
+        )
         .await
 }
 

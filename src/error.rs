@@ -121,6 +121,9 @@ pub enum Error {
     /// The headers are larger than the gateway accepts.
     #[error("the request headers are larger than {0} bytes")]
     HeadersTooLarge(usize),
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down; retry against another instance or after restart")]
+    ShuttingDown,
     /// The body is not a JSON-RPC message: answered as a JSON-RPC error (id null).
     #[error("{message}")]
     InvalidJsonRpc {
@@ -155,6 +158,7 @@ impl Error {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::InvalidJsonRpc { .. } => (StatusCode::BAD_REQUEST, "invalid_json_rpc"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
@@ -179,7 +183,7 @@ impl IntoResponse for Error {
                 &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
             );
         }
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "Request failed.");
             "internal error".to_owned()
         } else {

@@ -376,6 +376,14 @@ impl SessionStore {
             })
     }
 
+    /// Requests not answered yet, over all sessions.
+    pub fn in_flight_total(&self) -> u64 {
+        self.map
+            .iter()
+            .map(|e| e.stats.in_flight.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// How many sessions are live.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -42,6 +42,11 @@ struct Inner {
     sessions: SessionStore,
     /// Root cancellation token: cancelled on shutdown, which ends every session.
     cancel: CancellationToken,
+    /// Cancelled when shutdown's grace period is over: calls still running are answered
+    /// with an error (before the sessions end).
+    stop_calls: CancellationToken,
+    /// Set when shutdown begins: readiness fails and new MCP requests get 503.
+    draining: std::sync::atomic::AtomicBool,
     /// The clients and their limiters (governor keeps its own state).
     clients: Clients,
     /// Prometheus metrics, shared with the agents.
@@ -73,6 +78,8 @@ impl AppState {
             managers: Mutex::new(HashMap::new()),
             sessions: SessionStore::default(),
             cancel: CancellationToken::new(),
+            stop_calls: CancellationToken::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             clients,
             metrics,
             tasks: Mutex::new(Vec::new()),
@@ -97,7 +104,7 @@ impl AppState {
     /// The MCP endpoint of `agent`, reusing its session manager if it had one.
     fn endpoint(&self, agent: &Arc<crate::agents::Agent>) -> Arc<AgentEndpoint> {
         let name: Arc<str> = agent.name().as_arc().clone();
-        let server = AgentServer::new(agent.clone());
+        let server = AgentServer::new(agent.clone(), self.0.stop_calls.clone());
         let manager = self
             .0
             .managers
@@ -319,8 +326,46 @@ impl AppState {
         &self.0.sessions
     }
 
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Shuts down in order: refuse new MCP requests, let calls in flight finish within
+    /// `grace`, answer the rest with an error, then end every session (their streams close).
+    pub async fn drain(&self, grace: std::time::Duration) {
+        self.0
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let calls = || self.0.sessions.in_flight_total();
+        let finished = wait_until(grace, || calls() == 0).await;
+        if !finished {
+            tracing::warn!(
+                calls = calls(),
+                "Grace period over: cancelling calls still running."
+            );
+            self.0.stop_calls.cancel();
+            // Their error answers go out before the sessions end.
+            wait_until(std::time::Duration::from_secs(1), || calls() == 0).await;
+        }
+        tracing::info!("Ending sessions.");
+        self.0.cancel.cancel();
+    }
+
     /// The root cancellation token.
     pub fn cancel(&self) -> &CancellationToken {
         &self.0.cancel
     }
+}
+
+/// Polls `done` every 20 ms until it holds (true) or `limit` passes (false).
+async fn wait_until(limit: std::time::Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
 }

@@ -640,7 +640,7 @@ impl HealthApi {
     )]
     async fn readyz(&self, state: Data<&AppState>) -> HealthResponse {
         let agents = Some(state.agents().len() as u64);
-        if state.cancel().is_cancelled() {
+        if state.is_draining() || state.cancel().is_cancelled() {
             HealthResponse::Unavailable(Json(Health {
                 status: "shutting_down".into(),
                 agents,

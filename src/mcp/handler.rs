@@ -13,6 +13,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use tokio_util::sync::CancellationToken;
 
 use crate::agents::Agent;
 use crate::sessions::SessionStats;
@@ -22,18 +23,25 @@ use crate::tools::{self, CallContext, Output, ProgressFn};
 #[derive(Clone)]
 pub struct AgentServer {
     agent: Arc<Agent>,
+    /// Cancelled when shutdown's grace period is over: calls still running then are
+    /// answered with an error instead of being cut off silently.
+    stop_calls: CancellationToken,
     /// The agent tool's definition, built once.
     agent_tool: Option<Tool>,
 }
 
 impl AgentServer {
     /// A handler for `agent`.
-    pub fn new(agent: Arc<Agent>) -> Self {
+    pub fn new(agent: Arc<Agent>, stop_calls: CancellationToken) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
             .expose_agent
             .then(|| tools::agent::task_tool(spec.name.as_str(), &spec.description));
-        Self { agent, agent_tool }
+        Self {
+            agent,
+            stop_calls,
+            agent_tool,
+        }
     }
 
     /// The tools MCP clients see.
@@ -93,23 +101,33 @@ impl ServerHandler for AgentServer {
             tokens: Default::default(),
         };
         let started = std::time::Instant::now();
-        let outcome = if self.is_agent_tool(name) {
-            match tools::agent::parse_task(args) {
-                Ok(task) => self
-                    .agent
-                    .run(task, &ctx)
-                    .await
-                    .map(Output::Text)
-                    .map_err(tools::Error::from),
-                Err(e) => Err(e),
+        let call = async {
+            if self.is_agent_tool(name) {
+                match tools::agent::parse_task(args) {
+                    Ok(task) => Some(
+                        self.agent
+                            .run(task, &ctx)
+                            .await
+                            .map(Output::Text)
+                            .map_err(tools::Error::from),
+                    ),
+                    Err(e) => Some(Err(e)),
+                }
+            } else if self.agent.spec.expose_tools {
+                self.agent.call_tool(name, args, &ctx).await
+            } else {
+                None
             }
-        } else if self.agent.spec.expose_tools {
-            match self.agent.call_tool(name, args, &ctx).await {
+        };
+        let outcome = tokio::select! {
+            outcome = call => match outcome {
                 Some(outcome) => outcome,
                 None => return Err(unknown_tool(name)),
-            }
-        } else {
-            return Err(unknown_tool(name));
+            },
+            // Dropping the call cancels it (and its model request, if any).
+            () = self.stop_calls.cancelled() => Err(tools::Error::Failed(
+                "the gateway is shutting down and this call did not finish within its grace period; retry it".into(),
+            )),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         // The transports put the session's counters into the request; stateless requests

@@ -149,6 +149,9 @@ impl AgentsEndpoint {
     /// Guard → route → identify the client → agent → limits → transport.
     async fn serve(&self, mut req: Request) -> Result<Response, Error> {
         let state = &self.state;
+        if state.is_draining() {
+            return Err(Error::ShuttingDown);
+        }
         guard::check(&req, state.settings())?;
         check_sizes(&req)?;
         let ip = req

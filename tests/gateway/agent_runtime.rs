@@ -578,3 +578,76 @@ async fn shutdown_cancels_running_agent_calls() {
     fake.wait_abandoned().await;
     s.closed().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish_within_the_grace_period() {
+    let fake = FakeLlm::start(vec![Step::Slow(
+        Duration::from_millis(700),
+        Box::new(Step::Text("finished in time")),
+    )])
+    .await;
+    let gw = gateway(&fake).await;
+    let mut s = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    s.initialize().await;
+    s.post(json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"servicenow","arguments":{"task":"slow"}}}))
+        .await;
+    fake.wait_requests(1).await;
+    let url = gw.url("/readyz");
+    let stopping = tokio::spawn(gw.stop()); // grace: 2 s in tests
+    // Readiness fails at once; the call still finishes and its answer arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match crate::helpers::http().get(&url).send().await {
+            Ok(r) if r.status() == 503 => break,
+            Err(_) => break, // already closed for new connections
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = s.next_message().await;
+    assert_eq!(answer["id"], 4);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "finished in time",
+        "{answer}"
+    );
+    s.closed().await;
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn calls_still_running_after_the_grace_period_get_a_clear_error() {
+    let fake = FakeLlm::start(vec![Step::Hang]).await;
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: fixture("agents/runtime"),
+        vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
+        settings: switchboard::config::ServerSettings {
+            shutdown_grace: Duration::from_millis(500),
+            ..Options::default().settings
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut s = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    s.initialize().await;
+    s.post(json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"servicenow","arguments":{"task":"forever"}}}))
+        .await;
+    fake.wait_requests(1).await;
+    let stopping = tokio::spawn(gw.stop());
+    let answer = s.next_message().await;
+    assert_eq!(answer["id"], 8);
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{answer}"
+    );
+    fake.wait_abandoned().await;
+    s.closed().await;
+    stopping.await.unwrap();
+}

@@ -44,6 +44,14 @@ impl Default for Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch: false,
             settings: ServerSettings {
+                // Tests that are not about limits must never meet them (they all come
+                // from one IP).
+                limits: switchboard::config::clients::Limits {
+                    requests_per_minute: std::num::NonZeroU32::new(1_000_000).unwrap(),
+                    burst: std::num::NonZeroU32::new(100_000).unwrap(),
+                    agent_runs_per_minute: std::num::NonZeroU32::new(100_000).unwrap(),
+                    max_sessions: 100_000,
+                },
                 sse_keep_alive: Duration::from_millis(200),
                 max_body_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(2),
