@@ -44,6 +44,13 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             let state = Some(outer.clone());
             async move {
                 let route = route_label(req.uri().path());
+                let request_id = crate::mcp::RequestId::of(&req);
+                let mut req = req;
+                req.headers_mut().insert(
+                    "x-request-id",
+                    poem::http::HeaderValue::from_str(&request_id.0)
+                        .unwrap_or_else(|_| poem::http::HeaderValue::from_static("invalid")),
+                );
                 // A method the admin API does not serve: 405 naming the ones it does.
                 let allowed = crate::admin::allowed_methods(req.uri().path());
                 let method = req.method().to_string();
@@ -62,6 +69,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                     state
                         .metrics()
                         .http_request(route, &method, response.status().as_u16());
+                }
+                let mut response = response;
+                if let Ok(v) = poem::http::HeaderValue::from_str(&request_id.0) {
+                    response.headers_mut().insert("x-request-id", v);
                 }
                 Ok::<_, poem::Error>(response)
             }

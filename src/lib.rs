@@ -18,6 +18,7 @@
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
 //! - [`auth`]: constant-time token checks.
 //! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
+//! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 //! - [`telemetry`]: logging setup.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod incidents;
 pub mod llm;
 pub mod mcp;

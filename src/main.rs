@@ -33,6 +33,22 @@ enum Command {
     Check(CheckArgs),
     /// Print the admin API's OpenAPI spec (YAML), as checked in at openapi/admin.yaml.
     Openapi,
+    /// Probe a running gateway: exit 0 if GET URL answers 2xx, 1 otherwise (container HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct HealthcheckArgs {
+    /// URL to GET.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEALTHCHECK_URL",
+        default_value = "http://127.0.0.1:8080/healthz"
+    )]
+    url: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
 }
 
 #[derive(Args, Clone)]
@@ -65,6 +81,7 @@ fn main() -> ExitCode {
     let vars: Vars = std::env::vars().collect();
     let result = match cli.command {
         Some(Command::Check(args)) => check(&args, &vars),
+        Some(Command::Healthcheck(a)) => healthcheck(&a),
         Some(Command::Openapi) => {
             print!("{}", switchboard::admin::spec::yaml());
             Ok(ExitCode::SUCCESS)
@@ -106,6 +123,23 @@ fn validate(
             errors.extend(s.err().into_iter().flat_map(|e| e.0));
             errors.extend(a.err().into_iter().flat_map(|e| e.0));
             Err(errors)
+        }
+    }
+}
+
+fn healthcheck(a: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(switchboard::healthcheck::probe(
+        &a.url,
+        std::time::Duration::from_secs(a.timeout),
+    )) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -167,6 +201,18 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
     };
     if let Some(listen) = args.listen {
         settings.listen = listen;
+    }
+    // For containers: the names clients use to reach the gateway, without a config file.
+    if let Some(hosts) = vars
+        .get("SWITCHBOARD_ALLOWED_HOSTS")
+        .filter(|h| !h.trim().is_empty())
+    {
+        settings.allowed_hosts = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

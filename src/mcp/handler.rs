@@ -149,7 +149,19 @@ impl ServerHandler for AgentServer {
             .and_then(|s| s.client())
             .map(|c| c.to_string())
             .unwrap_or_default();
-        tracing::info!(%agent, tool = name, client, elapsed_us, outcome = label, "Tool call.");
+        // Legacy POSTs carry the id in the message; Streamable ones in the HTTP parts.
+        let request_id = context
+            .extensions
+            .get::<super::RequestId>()
+            .or_else(|| {
+                context
+                    .extensions
+                    .get::<poem::http::request::Parts>()
+                    .and_then(|p| p.extensions.get::<super::RequestId>())
+            })
+            .map(|r| r.0.to_string())
+            .unwrap_or_default();
+        tracing::info!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, "Tool call.");
         self.agent
             .metrics()
             .tool_call(agent.as_str(), name, label, elapsed_us as f64 / 1e6);

@@ -80,6 +80,26 @@ impl AgentEndpoint {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
+/// The id of an HTTP request (its `X-Request-Id`, or one made up), carried into rmcp's
+/// request extensions so the tool-call log line names it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The request's `X-Request-Id` if it is sane, else a new one.
+    pub fn of(req: &Request) -> Self {
+        let given = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+        Self(match given {
+            Some(id) => id.into(),
+            None => uuid::Uuid::new_v4().simple().to_string().into(),
+        })
+    }
+}
+
 /// Who sent a request, from poem's view of it.
 fn peer_of_request(req: &Request) -> Peer {
     Peer {
@@ -159,6 +179,8 @@ impl AgentsEndpoint {
             .as_socket_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         req.extensions_mut().insert(ClientIp(ip));
+        let request_id = RequestId::of(&req);
+        req.extensions_mut().insert(request_id.clone());
         let (name, kind) = route(req.uri().path())?;
         let caller = state
             .clients()
@@ -241,7 +263,7 @@ impl AgentsEndpoint {
             ("messages", &Method::POST) => {
                 state.clients().check_request(&caller).map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
-                sse::post(&req, body, &endpoint, &caller, state).await
+                sse::post(&req, body, &endpoint, &caller, state, request_id).await
             }
             ("messages", _) => Err(Error::MethodNotAllowed {
                 method: method.to_string(),

@@ -208,6 +208,7 @@ pub async fn post(
     endpoint: &AgentEndpoint,
     caller: &Caller,
     state: &AppState,
+    request_id: super::RequestId,
 ) -> Result<Response, Error> {
     let store = state.sessions();
     let id = session_id(req).ok_or(Error::MissingSessionId)?;
@@ -241,6 +242,7 @@ pub async fn post(
         }
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(handle.stats.clone());
+        req.request.extensions_mut().insert(request_id);
     }
     handle.stats.on_client_message(&message);
     match handle.tx.send(message).await {

@@ -318,6 +318,22 @@ async fn index_and_health_answer() {
     assert_eq!(index["agents"][1]["mcp"], "/agents/servicenow/mcp");
     let resp = h.get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-request-id"].len(),
+        32,
+        "a request id is made up"
+    );
+    let resp = h
+        .get(gw.url("/agents/servicenow/mcp"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-request-id"],
+        "req-abc-123",
+        "a given request id is kept"
+    );
     let resp = h.get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     gw.stop().await;
