@@ -23,6 +23,8 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
 #    bin stand in for the crate; gcc (in the slim image) builds the bundled SQLite here.
 #    Dev-dependencies (used by tests/ only) are not built.
 COPY Cargo.toml Cargo.lock ./
+# Build settings (SQLite compile flags) live in .cargo/config.toml.
+COPY .cargo .cargo
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \

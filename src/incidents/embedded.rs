@@ -11,8 +11,8 @@
 //! inside that transaction, so concurrent creates (from this process or another one on the
 //! same file) never produce the same number, and the `UNIQUE` constraint backs that up. Reads
 //! use a small pool of read-only connections and, thanks to WAL, never wait for the writer.
-//! All SQLite work runs in `tokio::task::spawn_blocking`, so the async API never blocks the
-//! runtime.
+//! Writes run in `tokio::task::spawn_blocking` (they may wait for an fsync); reads are small
+//! and bounded and run inline (see `EmbeddedStore::read` for why).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -217,14 +217,18 @@ impl EmbeddedStore {
         .await?
     }
 
-    /// Runs `work` on a pooled read-only connection in a blocking task.
+    /// Runs `work` on a pooled read-only connection, on the calling task.
+    ///
+    /// Reads run inline rather than in `spawn_blocking`: they are small, bounded queries
+    /// (a lookup by number, or at most 100 rows) on a WAL database, where readers do not wait
+    /// for the writer; profiles showed the two thread hops of `spawn_blocking` costing more
+    /// than the query itself. Writes, which may wait for an fsync, stay on the blocking pool.
     async fn read<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.with_reader(work)).await?
+        self.inner.with_reader(work)
     }
 }
 
@@ -365,51 +369,58 @@ fn select_by_number(
     conn: &Connection,
     number: &IncidentNumber,
 ) -> rusqlite::Result<Option<Incident>> {
-    conn.query_row(
-        &format!("{SELECT} WHERE number = ?1"),
-        [number.as_str()],
-        incident_from_row,
-    )
-    .optional()
+    // Cached statements: parsing the SQL on every call was the store's main cost.
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{SELECT} WHERE number = ?1"));
+    conn.prepare_cached(&SQL)?
+        .query_row([number.as_str()], incident_from_row)
+        .optional()
 }
 
 fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incident>> {
-    // LIKE is case-insensitive for ASCII; `\` escapes the caller's `%` and `_`.
+    // A case-insensitive (ASCII, as SQLite's `lower`) substring match. `instr` rather than
+    // LIKE: a LIKE over a bound pattern makes SQLite re-prepare the statement for every new
+    // pattern (the LIKE optimisation may depend on it), which showed up as the store's main
+    // cost in profiles; and the caller's `%` and `_` need no escaping.
     let pattern = query
         .text
         .as_deref()
         .map(str::trim)
         .filter(|text| !text.is_empty())
-        .map(|text| {
-            let escaped = text
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
-    let sql = format!(
-        "{SELECT} WHERE (?1 IS NULL \
-             OR number LIKE ?1 ESCAPE '\\' \
-             OR short_description LIKE ?1 ESCAPE '\\' \
-             OR description LIKE ?1 ESCAPE '\\' \
-             OR work_notes LIKE ?1 ESCAPE '\\' \
-             OR close_notes LIKE ?1 ESCAPE '\\') \
-           AND (?2 IS NULL OR state = ?2) \
-           AND (?3 IS NULL OR priority = ?3) \
-         ORDER BY opened_at DESC, number DESC \
-         LIMIT ?4"
-    );
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let mut statement = conn.prepare(&sql)?;
-    let rows = statement.query_map(
-        params![
-            pattern,
-            query.state.map(State::code),
-            query.priority.map(Priority::code),
-            limit
-        ],
-        incident_from_row,
-    )?;
+        .map(str::to_ascii_lowercase);
+    // One statement per combination of filters, each prepared once and cached (no `?N IS
+    // NULL` tests on bound values, which can make SQLite re-prepare a statement per call).
+    let mut sql = String::from(SELECT);
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(pattern) = pattern {
+        conditions.push(
+            "(instr(lower(number), ?) > 0 \
+              OR instr(lower(short_description), ?1) > 0 \
+              OR instr(lower(description), ?1) > 0 \
+              OR instr(lower(work_notes), ?1) > 0 \
+              OR instr(lower(close_notes), ?1) > 0)",
+        );
+        values.push(pattern.into());
+    }
+    if let Some(state) = query.state {
+        conditions.push("state = ?");
+        values.push(i64::from(state.code()).into());
+    }
+    if let Some(priority) = query.priority {
+        conditions.push("priority = ?");
+        values.push(i64::from(priority.code()).into());
+    }
+    for (i, condition) in conditions.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+        sql.push_str(condition);
+    }
+    // `0 + ?` rather than a bare `?`: SQLite reads a bare LIMIT parameter while planning and
+    // then re-prepares the statement whenever it is bound again.
+    sql.push_str(" ORDER BY opened_at DESC, number DESC LIMIT 0 + ?");
+    values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), incident_from_row)?;
     rows.collect()
 }
 
