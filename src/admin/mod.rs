@@ -96,32 +96,6 @@ fn handle_error<R: AdminErrors>(err: poem::Error) -> R {
     }
 }
 
-macro_rules! admin_errors {
-    ($($ty:ident),*) => {$(
-        impl AdminErrors for $ty {
-            fn bad_request(body: ErrorBody) -> Self {
-                Self::BadRequest(Json(body))
-            }
-            fn unauthorized(body: ErrorBody) -> Self {
-                Self::Unauthorized(Json(body), "Bearer".to_owned())
-            }
-            fn forbidden(body: ErrorBody) -> Self {
-                Self::Forbidden(Json(body))
-            }
-        }
-    )*};
-}
-
-admin_errors!(
-    ReloadResponse,
-    ListClientsResponse,
-    ListAgentsResponse,
-    GetAgentResponse,
-    ListSessionsResponse,
-    GetSessionResponse,
-    EndSessionResponse
-);
-
 impl AdminAuth {
     fn check(req: &Request) -> poem::Result<Self> {
         let Some(state) = req.data::<AppState>() else {
@@ -184,176 +158,124 @@ impl<'a> ApiExtractor<'a> for AdminAuth {
     }
 }
 
+/// An admin response enum: the operation's own answers, then the error answers every admin
+/// operation shares (400, 401, 403), with `Self::from_error` as the handler that turns
+/// extractor errors into them.
+macro_rules! admin_response {
+    ($(#[$meta:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(ApiResponse)]
+        #[oai(bad_request_handler = "Self::from_error")]
+        pub enum $name {
+            $($body)*
+            /// A parameter is malformed.
+            #[oai(status = 400)]
+            BadRequest(Json<ErrorBody>),
+            /// The admin token is missing or wrong.
+            #[oai(status = 401)]
+            Unauthorized(
+                Json<ErrorBody>,
+                /// `Bearer`.
+                #[oai(header = "WWW-Authenticate")]
+                String,
+            ),
+            /// Not a loopback peer, and no admin token is configured.
+            #[oai(status = 403)]
+            Forbidden(Json<ErrorBody>),
+        }
+
+        impl AdminErrors for $name {
+            fn bad_request(body: ErrorBody) -> Self {
+                Self::BadRequest(Json(body))
+            }
+            fn unauthorized(body: ErrorBody) -> Self {
+                Self::Unauthorized(Json(body), "Bearer".to_owned())
+            }
+            fn forbidden(body: ErrorBody) -> Self {
+                Self::Forbidden(Json(body))
+            }
+        }
+
+        impl $name {
+            fn from_error(err: poem::Error) -> Self {
+                handle_error(err)
+            }
+        }
+    };
+}
+
+admin_response! {
 /// `GET /admin/agents`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<ListAgentsResponse>")]
 pub enum ListAgentsResponse {
     /// Every agent, by name.
     #[oai(status = 200)]
     Ok(Json<Vec<AgentView>>),
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+}
 }
 
+admin_response! {
 /// `POST /admin/reload`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<ReloadResponse>")]
 pub enum ReloadResponse {
     /// What the reload did (problems included: a broken file keeps its previous version).
     #[oai(status = 200)]
     Ok(Json<ReloadView>),
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+}
 }
 
+admin_response! {
 /// `GET /admin/clients`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<ListClientsResponse>")]
 pub enum ListClientsResponse {
     /// The clients with their limits and usage.
     #[oai(status = 200)]
     Ok(Json<ClientsView>),
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+}
 }
 
+admin_response! {
 /// `GET /admin/agents/{name}`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<GetAgentResponse>")]
 pub enum GetAgentResponse {
     /// The agent.
     #[oai(status = 200)]
     Ok(Json<AgentView>),
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
     /// No agent has this name.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
 }
+}
 
+admin_response! {
 /// `GET /admin/sessions`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<ListSessionsResponse>")]
 pub enum ListSessionsResponse {
     /// One page of live sessions.
     #[oai(status = 200)]
     Ok(Json<SessionPage>),
-    /// A parameter is malformed (e.g. an unknown transport or a limit out of range).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+}
 }
 
+admin_response! {
 /// `GET /admin/sessions/{id}`.
-#[derive(ApiResponse)]
 #[allow(clippy::large_enum_variant)] // built once per request and returned at once
-#[oai(bad_request_handler = "handle_error::<GetSessionResponse>")]
 pub enum GetSessionResponse {
     /// The session.
     #[oai(status = 200)]
     Ok(Json<SessionView>),
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
     /// No live session has this id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
 }
+}
 
+admin_response! {
 /// `DELETE /admin/sessions/{id}`.
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "handle_error::<EndSessionResponse>")]
 pub enum EndSessionResponse {
     /// The session was ended: its stream closed, its running calls were cancelled, and its
     /// id now gets 404.
     #[oai(status = 204)]
     Ended,
-    /// A parameter is malformed.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The admin token is missing or wrong.
-    #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        /// `Bearer`.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-    /// Not a loopback peer, and no admin token is configured.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
     /// No live session has this id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+}
 }
 
 /// `GET /healthz`, `GET /readyz`.
