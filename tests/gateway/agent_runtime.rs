@@ -512,7 +512,8 @@ async fn every_failure_is_a_clear_tool_error_and_the_session_keeps_working() {
     .await;
     let lookup = || Step::ToolCalls(vec![("get_incident", json!({"number": "INC0012346"}))]);
     check(vec![lookup(), lookup(), lookup()], "max_turns = 3").await;
-    let slow_lookup = || Step::Slow(Duration::from_millis(900), Box::new(lookup()));
+    // Two turns end by 1.4 s; the third is under way when the 2 s run timeout fires.
+    let slow_lookup = || Step::Slow(Duration::from_millis(700), Box::new(lookup()));
     check(
         vec![slow_lookup(), slow_lookup(), slow_lookup()],
         "did not finish within 2 s",

@@ -236,7 +236,8 @@ async fn the_seeds_mcp_secret_token_defines_a_client_allowed_everywhere() {
 
 #[tokio::test]
 async fn a_client_over_its_request_rate_gets_429_and_recovers_while_others_are_unaffected() {
-    let gw = gateway("[limits]\nrequests_per_minute = 60\nburst = 3\n").await;
+    // 30 per minute: a token every 2 s, so the burst cannot refill while the test runs.
+    let gw = gateway("[limits]\nrequests_per_minute = 30\nburst = 3\n").await;
     let mut a =
         SseClient::connect_with(&gw.url("/agents/servicenow/sse"), Some("alice-token")).await;
     a.initialize().await; // POSTs 1 and 2
@@ -304,7 +305,7 @@ async fn a_client_over_its_request_rate_gets_429_and_recovers_while_others_are_u
 
 #[tokio::test]
 async fn streamable_requests_over_the_rate_get_429_too() {
-    let gw = gateway("[limits]\nrequests_per_minute = 60\nburst = 2\n").await;
+    let gw = gateway("[limits]\nrequests_per_minute = 1\nburst = 2\n").await;
     let h = http();
     let mcp = gw.url("/agents/servicenow/mcp");
     let post = |body: String| {
