@@ -242,7 +242,17 @@ impl SessionStore {
     /// Adds a Streamable HTTP session; returns its counters.
     pub fn insert_streamable(&self, id: Arc<str>, agent: Arc<str>) -> Arc<SessionStats> {
         let stats = Arc::new(SessionStats::new(Peer::default()));
-        self.insert(id, agent, Transport::StreamableHttp, stats.clone(), None);
+        self.insert(
+            id,
+            Entry {
+                agent,
+                transport: Transport::StreamableHttp,
+                stats: stats.clone(),
+                legacy: None,
+                owner: None,
+                _slot: None,
+            },
+        );
         stats
     }
 
@@ -266,16 +276,16 @@ impl SessionStore {
             stats: stats.clone(),
         };
         self.insert(
-            id.clone(),
-            agent,
-            Transport::Sse,
-            stats,
-            Some(handle.clone()),
+            id,
+            Entry {
+                agent,
+                transport: Transport::Sse,
+                stats,
+                legacy: Some(handle.clone()),
+                owner: Some(owner),
+                _slot: Some(slot),
+            },
         );
-        if let Some(mut entry) = self.map.get_mut(&id) {
-            entry.owner = Some(owner);
-            entry._slot = Some(slot);
-        }
         handle
     }
 
@@ -297,26 +307,9 @@ impl SessionStore {
             .is_none_or(|e| e.owner.as_ref().is_none_or(|o| o == caller))
     }
 
-    fn insert(
-        &self,
-        id: Arc<str>,
-        agent: Arc<str>,
-        transport: Transport,
-        stats: Arc<SessionStats>,
-        legacy: Option<LegacyHandle>,
-    ) {
-        tracing::info!(session = %id, agent = %agent, transport = transport.as_str(), "Session started.");
-        self.map.insert(
-            id,
-            Entry {
-                agent,
-                transport,
-                stats,
-                legacy,
-                owner: None,
-                _slot: None,
-            },
-        );
+    fn insert(&self, id: Arc<str>, entry: Entry) {
+        tracing::info!(session = %id, agent = %entry.agent, transport = entry.transport.as_str(), "Session started.");
+        self.map.insert(id, entry);
     }
 
     /// Removes a session (idempotent).

@@ -176,17 +176,7 @@ impl AppState {
                 (name, endpoint)
             })
             .collect();
-        let errors = report
-            .errors
-            .iter()
-            .filter_map(|e| {
-                let file = e.split(": ").next()?;
-                Some((PathBuf::from(file), e.clone()))
-            })
-            .fold(BTreeMap::<PathBuf, Vec<String>>::new(), |mut m, (f, e)| {
-                m.entry(f).or_default().push(e);
-                m
-            });
+        let errors = registry.errors().clone();
         self.0.served.store(Arc::new(Served { endpoints, errors }));
         drop(registry);
         for name in &report.removed {

@@ -209,9 +209,9 @@ impl AgentRegistry {
         report
     }
 
-    /// Problems of the last reload with `file`.
-    pub fn errors_of(&self, file: &Path) -> &[String] {
-        self.errors.get(file).map_or(&[], Vec::as_slice)
+    /// Problems of the last reload, by file.
+    pub fn errors(&self) -> &BTreeMap<PathBuf, Vec<String>> {
+        &self.errors
     }
 
     /// What the agents were built with.
