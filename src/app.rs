@@ -46,11 +46,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                 let route = route_label(req.uri().path());
                 let request_id = crate::mcp::RequestId::of(&req);
                 let mut req = req;
-                req.headers_mut().insert(
-                    "x-request-id",
-                    poem::http::HeaderValue::from_str(&request_id.0)
-                        .unwrap_or_else(|_| poem::http::HeaderValue::from_static("invalid")),
-                );
+                req.extensions_mut().insert(request_id.clone());
                 // A method the admin API does not serve: 405 naming the ones it does.
                 let allowed = crate::admin::allowed_methods(req.uri().path());
                 let method = req.method().to_string();

@@ -179,8 +179,16 @@ impl AgentsEndpoint {
             .as_socket_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         req.extensions_mut().insert(ClientIp(ip));
-        let request_id = RequestId::of(&req);
-        req.extensions_mut().insert(request_id.clone());
+        // The outermost middleware (app::routes) names every request; the fallback serves
+        // this endpoint when it is mounted on its own.
+        let request_id = match req.extensions().get::<RequestId>() {
+            Some(id) => id.clone(),
+            None => {
+                let id = RequestId::of(&req);
+                req.extensions_mut().insert(id.clone());
+                id
+            }
+        };
         let (name, kind) = route(req.uri().path())?;
         let caller = state
             .clients()
