@@ -12,12 +12,6 @@ use crate::helpers::{
     streamable_post,
 };
 
-async fn get(gw: &TestGateway, path: &str) -> (u16, Value) {
-    let resp = http().get(gw.url(path)).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn delete(gw: &TestGateway, path: &str) -> u16 {
     http()
         .delete(gw.url(path))
@@ -39,7 +33,7 @@ async fn sessions_of_both_transports_are_listed_with_who_and_what() {
     let client = rmcp_client(&gw.url("/agents/helpdesk/mcp")).await;
     client.list_all_tools().await.unwrap();
 
-    let (status, page) = get(&gw, "/admin/sessions").await;
+    let (status, page) = gw.get_json("/admin/sessions").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["total"], 2, "{page}");
     let sessions = page["sessions"].as_array().unwrap();
@@ -67,10 +61,12 @@ async fn sessions_of_both_transports_are_listed_with_who_and_what() {
     assert!(st["requests"].as_u64().unwrap() >= 2, "{st}");
 
     // One session by id; the agents with their live counts.
-    let (status, one) = get(&gw, &format!("/admin/sessions/{}", legacy.session_id)).await;
+    let (status, one) = gw
+        .get_json(&format!("/admin/sessions/{}", legacy.session_id))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(one["agent"], "servicenow");
-    let (_, agents) = get(&gw, "/admin/agents").await;
+    let (_, agents) = gw.get_json("/admin/agents").await;
     let sn = agents
         .as_array()
         .unwrap()
@@ -83,11 +79,11 @@ async fn sessions_of_both_transports_are_listed_with_who_and_what() {
     );
     assert_eq!(sn["urls"]["mcp"], "/agents/servicenow/mcp");
     assert_eq!(sn["tools"].as_array().unwrap().len(), 4);
-    let (status, helpdesk) = get(&gw, "/admin/agents/helpdesk").await;
+    let (status, helpdesk) = gw.get_json("/admin/agents/helpdesk").await;
     assert_eq!(status, 200);
     assert_eq!(helpdesk["sessions"]["streamable_http"], 1);
     assert_eq!(helpdesk["expose_agent"], false);
-    let (status, missing) = get(&gw, "/admin/agents/nope").await;
+    let (status, missing) = gw.get_json("/admin/agents/nope").await;
     assert_eq!(status, 404);
     assert_eq!(missing["code"], "unknown_agent");
 
@@ -95,7 +91,7 @@ async fn sessions_of_both_transports_are_listed_with_who_and_what() {
     drop(legacy);
     client.cancel().await.unwrap();
     gw.wait_sessions("both sessions to end", |n| n == 0).await;
-    let (_, page) = get(&gw, "/admin/sessions").await;
+    let (_, page) = gw.get_json("/admin/sessions").await;
     assert_eq!(page["total"], 0);
     gw.stop().await;
 }
@@ -118,7 +114,7 @@ async fn sessions_are_filtered_and_paged() {
         ("/admin/sessions?offset=5", 3, 0),
     ];
     for (path, total, on_page) in cases {
-        let (status, page) = get(&gw, path).await;
+        let (status, page) = gw.get_json(path).await;
         assert_eq!(status, 200, "{path}: {page}");
         assert_eq!(page["total"], total, "{path}: {page}");
         assert_eq!(
@@ -128,8 +124,8 @@ async fn sessions_are_filtered_and_paged() {
         );
     }
     // Pages do not overlap.
-    let (_, p0) = get(&gw, "/admin/sessions?limit=1&offset=0").await;
-    let (_, p1) = get(&gw, "/admin/sessions?limit=1&offset=1").await;
+    let (_, p0) = gw.get_json("/admin/sessions?limit=1&offset=0").await;
+    let (_, p1) = gw.get_json("/admin/sessions?limit=1&offset=1").await;
     assert_ne!(p0["sessions"][0]["id"], p1["sessions"][0]["id"]);
 
     for bad in [
@@ -139,7 +135,7 @@ async fn sessions_are_filtered_and_paged() {
         "/admin/sessions?limit=abc",
         "/admin/sessions?offset=-1",
     ] {
-        let (status, body) = get(&gw, bad).await;
+        let (status, body) = gw.get_json(bad).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["code"], "bad_request", "{bad}: {body}");
         assert!(!body["message"].as_str().unwrap().is_empty());
@@ -159,7 +155,7 @@ async fn ending_a_legacy_session_closes_its_stream_and_its_posts_get_404() {
         .post_raw(json!({"jsonrpc":"2.0","id":5,"method":"tools/list"}).to_string())
         .await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(get(&gw, &path).await.0, 404);
+    assert_eq!(gw.get_json(&path).await.0, 404);
     assert_eq!(delete(&gw, &path).await, 404);
     assert_eq!(gw.state.sessions().len(), 0);
     gw.stop().await;
@@ -200,7 +196,7 @@ async fn an_admin_sees_a_call_in_flight_and_ending_the_session_cancels_it() {
         .await;
     fake.wait_requests(1).await;
     let path = format!("/admin/sessions/{}", c.session_id);
-    let (_, s) = get(&gw, &path).await;
+    let (_, s) = gw.get_json(&path).await;
     assert_eq!(s["calls_in_flight"], 1, "{s}");
     assert_eq!(delete(&gw, &path).await, 204);
     fake.wait_abandoned().await;

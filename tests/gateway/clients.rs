@@ -120,14 +120,7 @@ async fn every_mcp_route_needs_a_valid_token_for_an_allowed_agent() {
     bob.initialize().await;
 
     // Sessions show their client, never a token.
-    let page: Value = h
-        .get(gw.url("/admin/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = gw.get_json("/admin/sessions").await.1;
     let mut clients: Vec<&str> = page["sessions"]
         .as_array()
         .unwrap()
@@ -222,14 +215,7 @@ async fn the_seeds_mcp_secret_token_defines_a_client_allowed_everywhere() {
     assert_eq!(resp.status(), 401);
     let mut c = SseClient::connect_with(&gw.url("/agents/helpdesk/sse"), Some("seed-secret")).await;
     c.initialize().await;
-    let page: Value = http()
-        .get(gw.url("/admin/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = gw.get_json("/admin/sessions").await.1;
     assert_eq!(page["sessions"][0]["client"], "default");
     gw.stop().await;
 }
@@ -280,14 +266,7 @@ async fn a_client_over_its_request_rate_gets_429_and_recovers_while_others_are_u
     assert_eq!(tool_json(&r)["number"], "INC0012346");
 
     // The admin API shows who was limited.
-    let clients: Value = http()
-        .get(gw.url("/admin/clients"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let clients: Value = gw.get_json("/admin/clients").await.1;
     assert_eq!(clients["open"], false);
     let alice = clients["clients"]
         .as_array()

@@ -125,6 +125,20 @@ impl TestGateway {
         }
     }
 
+    /// `GET path`: the status and the JSON body (`Null` when the body is not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = http().get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST path` with no body: the status and the JSON body.
+    pub async fn post_json(&self, path: &str) -> (u16, Value) {
+        let resp = http().post(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Waits (up to 10 s) until `cond` holds for the live session count.
     pub async fn wait_sessions(&self, what: &str, cond: impl Fn(usize) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -19,14 +19,7 @@ fn checked_in_spec_is_current() {
 async fn spec_and_docs_are_served_and_document_every_status() {
     let gw = TestGateway::spawn().await;
     let h = http();
-    let spec: Value = h
-        .get(gw.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = gw.get_json("/openapi.json").await.1;
     assert_eq!(spec["info"]["title"], "Switchboard admin API");
     for (path, method, statuses) in [
         ("/admin/agents", "get", &["200", "400", "401", "403"][..]),

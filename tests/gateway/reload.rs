@@ -15,15 +15,7 @@ fn copy_fixture(to: &Path) {
 }
 
 async fn agent(gw: &TestGateway, name: &str) -> (u16, Value) {
-    let resp = http()
-        .get(gw.url(&format!("/admin/agents/{name}")))
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    gw.get_json(&format!("/admin/agents/{name}")).await
 }
 
 /// Polls `check` until it holds (10 s deadline).
@@ -155,14 +147,7 @@ async fn admin_reload_reports_what_changed() {
     .unwrap();
     std::fs::write(dir.join("broken.toml"), "description = \n").unwrap();
     std::fs::remove_file(dir.join("helpdesk.toml")).unwrap();
-    let r: Value = http()
-        .post(gw.url("/admin/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = gw.post_json("/admin/reload").await.1;
     assert_eq!(r["added"], json!(["new-one"]));
     assert_eq!(r["removed"], json!(["helpdesk"]));
     assert_eq!(r["unchanged"], json!(["servicenow"]));
@@ -175,14 +160,7 @@ async fn admin_reload_reports_what_changed() {
         "{r}"
     );
     // Nothing changed since: a second reload only reports the broken file again.
-    let r: Value = http()
-        .post(gw.url("/admin/reload"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = gw.post_json("/admin/reload").await.1;
     assert_eq!(r["added"], json!([]));
     assert_eq!(r["unchanged"], json!(["new-one", "servicenow"]));
     assert_eq!(r["errors"].as_array().unwrap().len(), 1);
@@ -232,14 +210,7 @@ async fn reloads_are_atomic_under_concurrent_calls() {
             original.clone()
         };
         std::fs::write(dir.join("servicenow.toml"), text).unwrap();
-        let r: Value = http()
-            .post(gw.url("/admin/reload"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = gw.post_json("/admin/reload").await.1;
         assert_eq!(r["changed"], json!(["servicenow"]), "{r}");
         // Every request in between sees a whole agent: it is either version.
         let (status, view) = agent(&gw, "servicenow").await;

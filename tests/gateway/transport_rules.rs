@@ -300,14 +300,7 @@ async fn malformed_json_is_400_with_a_parse_error_and_the_session_survives() {
 async fn index_and_health_answer() {
     let gw = TestGateway::spawn().await;
     let h = http();
-    let index: Value = h
-        .get(gw.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let index: Value = gw.get_json("/").await.1;
     let names: Vec<_> = index["agents"]
         .as_array()
         .unwrap()
