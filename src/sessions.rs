@@ -11,18 +11,29 @@
 //! they need and drop the guard first). What changes per request lives in
 //! [`SessionStats`], shared by `Arc` with the transport, so counting a request touches
 //! atomics and never the map.
+//!
+//! # Parking
+//! A session's MCP engine (the rmcp service answering it, and on Streamable HTTP rmcp's
+//! session worker) costs tens of KiB, mostly channel buffers. A session that has been idle
+//! for `session_park_after` (nothing in flight, no stream of its own open) is *parked*: its
+//! engine is released and only this registry's entry (with the client's `initialize`
+//! parameters) stays. The next request starts a new engine with that handshake, without the
+//! client noticing. [`SessionStore::sweep`] finds the sessions to park and to expire; the
+//! transports do the parking ([`crate::mcp::sse`], [`crate::mcp::streamable`]).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage, ServerResult};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, InitializeRequestParams, ServerJsonRpcMessage,
+    ServerResult,
+};
 
 use crate::clients::{ClientKey, SessionSlot};
+use crate::mcp::sse::LegacySession;
 
 /// The transport a session uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +84,22 @@ pub struct SessionStats {
     in_flight: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    /// HTTP requests of this session inside the transport right now, plus [`PARKING`]
+    /// while its engine is being parked (see [`SessionStats::try_begin_park`]).
+    busy: AtomicU64,
+    /// Streams of the session's own that are open (Streamable HTTP `GET`): a session
+    /// with one is never parked.
+    streams: AtomicU64,
+    /// Whether the session's engine is parked.
+    parked: AtomicBool,
+    /// Cancelled when the session leaves the registry (ends streams that outlive engines).
+    ended: tokio_util::sync::CancellationToken,
     /// Set by the handshake and the first request; a `std` mutex, held only to copy.
     peer: Mutex<(Peer, Handshake)>,
 }
+
+/// The bit of [`SessionStats::busy`] that says the engine is being parked.
+const PARKING: u64 = 1 << 62;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -93,8 +117,87 @@ impl SessionStats {
             in_flight: AtomicU64::new(0),
             prompt_tokens: AtomicU64::new(0),
             completion_tokens: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
+            ended: tokio_util::sync::CancellationToken::new(),
             peer: Mutex::new((peer, Handshake::default())),
         }
+    }
+
+    /// Marks an HTTP request of this session as inside the transport until the guard drops.
+    pub fn enter(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// Marks a stream of the session's own as open until the guard drops.
+    pub fn open_stream(self: &Arc<Self>) -> OpenStream {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        OpenStream(self.clone())
+    }
+
+    /// Requests not answered yet.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Milliseconds since the client last sent anything.
+    fn idle_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the engine could be parked: nothing in flight, no stream of its own open.
+    pub fn is_quiet(&self) -> bool {
+        self.in_flight() == 0 && self.streams.load(Ordering::Acquire) == 0
+    }
+
+    /// Starts parking: succeeds only when no request of this session is inside the
+    /// transport and the session is quiet. Requests that arrive afterwards see the
+    /// parking and wait for it (Streamable HTTP) before the engine is restarted for them.
+    /// Must be followed by [`SessionStats::end_park`].
+    pub fn try_begin_park(&self) -> bool {
+        if self
+            .busy
+            .compare_exchange(0, PARKING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        if !self.is_quiet() {
+            self.busy.fetch_sub(PARKING, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Ends parking started by [`SessionStats::try_begin_park`]; `parked` says whether the
+    /// engine was released.
+    pub fn end_park(&self, parked: bool) {
+        if parked {
+            self.mark_parked();
+        }
+        self.busy.fetch_sub(PARKING, Ordering::AcqRel);
+    }
+
+    /// Records that the engine was parked.
+    pub fn mark_parked(&self) {
+        self.parked.store(true, Ordering::Release);
+    }
+
+    /// Whether the engine is parked.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::Acquire)
+    }
+
+    /// Cancelled when the session has ended.
+    pub fn ended(&self) -> tokio_util::sync::CancellationToken {
+        self.ended.clone()
+    }
+
+    /// Records that the engine runs (again).
+    pub fn set_running(&self) {
+        self.parked.store(false, Ordering::Release);
     }
 
     /// Counts a message from the client: a request starts a call in flight; `initialize`
@@ -176,6 +279,30 @@ impl SessionStats {
     }
 }
 
+/// An HTTP request of a session inside the transport; see [`SessionStats::enter`].
+#[derive(Debug)]
+pub struct Busy(Arc<SessionStats>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The session belongs to another client.
+#[derive(Debug, Clone, Copy)]
+pub struct NotYours;
+
+/// An open stream of a session's own; see [`SessionStats::open_stream`].
+#[derive(Debug)]
+pub struct OpenStream(Arc<SessionStats>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A snapshot of one session, for the admin API.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
@@ -207,25 +334,18 @@ pub struct SessionInfo {
     pub prompt_tokens: u64,
     /// LLM completion tokens spent by agent runs of this session.
     pub completion_tokens: u64,
+    /// Whether its engine is parked (idle; restarted on the next request).
+    pub parked: bool,
 }
 
-/// How to reach a legacy SSE session's rmcp service.
-#[derive(Debug, Clone)]
-pub struct LegacyHandle {
-    /// Feeds client messages (from `POST /messages`) to the session's service.
-    pub tx: mpsc::Sender<ClientJsonRpcMessage>,
-    /// Cancelling it ends the session and closes its stream.
-    pub cancel: CancellationToken,
-    /// The session's counters.
-    pub stats: Arc<SessionStats>,
-}
-
-#[derive(Debug)]
 struct Entry {
     agent: Arc<str>,
     transport: Transport,
     stats: Arc<SessionStats>,
-    legacy: Option<LegacyHandle>,
+    /// A legacy session's engine and stream.
+    legacy: Option<Arc<LegacySession>>,
+    /// A Streamable HTTP session's `initialize` parameters, kept to restart a parked engine.
+    handshake: Option<Arc<InitializeRequestParams>>,
     /// The client that opened it; `None` until a Streamable HTTP session is bound.
     owner: Option<ClientKey>,
     /// Its place in the owner's `max_sessions`; freed when the entry goes.
@@ -233,9 +353,17 @@ struct Entry {
 }
 
 /// The registry of live sessions. Cheap to clone (shared).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SessionStore {
     map: Arc<DashMap<Arc<str>, Entry>>,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("sessions", &self.map.len())
+            .finish()
+    }
 }
 
 impl SessionStore {
@@ -249,6 +377,7 @@ impl SessionStore {
                 transport: Transport::StreamableHttp,
                 stats: stats.clone(),
                 legacy: None,
+                handshake: None,
                 owner: None,
                 _slot: None,
             },
@@ -256,37 +385,89 @@ impl SessionStore {
         stats
     }
 
-    /// Adds a legacy SSE session opened by `peer`; returns the handle its `POST /messages`
-    /// requests use.
-    #[allow(clippy::too_many_arguments)]
+    /// New counters for a legacy session opened by `peer`, to build its
+    /// [`LegacySession`] with before [`SessionStore::insert_legacy`].
+    pub fn legacy_stats(peer: Peer) -> Arc<SessionStats> {
+        Arc::new(SessionStats::new(peer))
+    }
+
+    /// Adds a legacy SSE session.
     pub fn insert_legacy(
         &self,
         id: Arc<str>,
         agent: Arc<str>,
-        peer: Peer,
         owner: ClientKey,
         slot: SessionSlot,
-        tx: mpsc::Sender<ClientJsonRpcMessage>,
-        cancel: CancellationToken,
-    ) -> LegacyHandle {
-        let stats = Arc::new(SessionStats::new(peer));
-        let handle = LegacyHandle {
-            tx,
-            cancel,
-            stats: stats.clone(),
-        };
+        session: Arc<LegacySession>,
+    ) {
         self.insert(
             id,
             Entry {
                 agent,
                 transport: Transport::Sse,
-                stats,
-                legacy: Some(handle.clone()),
+                stats: session.stats().clone(),
+                legacy: Some(session),
+                handshake: None,
                 owner: Some(owner),
                 _slot: Some(slot),
             },
         );
-        handle
+    }
+
+    /// Keeps a Streamable HTTP session's `initialize` parameters (to restart its engine).
+    pub fn set_handshake(&self, id: &str, params: InitializeRequestParams) {
+        if let Some(mut entry) = self.map.get_mut(id) {
+            entry.handshake = Some(Arc::new(params));
+        }
+    }
+
+    /// A Streamable HTTP session's `initialize` parameters, if it is live and initialized.
+    pub fn handshake(&self, id: &str) -> Option<Arc<InitializeRequestParams>> {
+        self.map.get(id)?.handshake.clone()
+    }
+
+    /// Whether `caller` may use session `id` (see [`SessionStore::may_use`]); if so, and
+    /// the session is live, marks the request as inside the transport until the guard
+    /// drops (so the session is not parked under it).
+    ///
+    /// # Errors
+    /// [`NotYours`] when the session belongs to another client.
+    pub fn enter(&self, id: &str, caller: &ClientKey) -> Result<Option<Busy>, NotYours> {
+        match self.map.get(id) {
+            None => Ok(None),
+            Some(e) if e.owner.as_ref().is_none_or(|o| o == caller) => Ok(Some(e.stats.enter())),
+            Some(_) => Err(NotYours),
+        }
+    }
+
+    /// Sessions to park and sessions to end, as of now: engines that have been idle for
+    /// `park_after` (`None`: never park), and Streamable HTTP sessions idle for
+    /// `idle_timeout`.
+    pub fn sweep(&self, park_after: Option<Duration>, idle_timeout: Duration) -> Sweep {
+        let now = now_ms();
+        let park_ms = park_after.map(|d| d.as_millis() as u64);
+        let timeout_ms = idle_timeout.as_millis() as u64;
+        let mut sweep = Sweep::default();
+        for e in self.map.iter() {
+            let idle = e.stats.idle_ms(now);
+            if e.transport == Transport::StreamableHttp && idle >= timeout_ms {
+                sweep.expired.push((e.key().clone(), e.agent.clone()));
+            } else if park_ms.is_some_and(|p| idle >= p)
+                && !e.stats.is_parked()
+                && e.stats.is_quiet()
+            {
+                match &e.legacy {
+                    Some(session) => sweep.park_legacy.push(session.clone()),
+                    None if e.handshake.is_some() => sweep.park_streamable.push((
+                        e.key().clone(),
+                        e.agent.clone(),
+                        e.stats.clone(),
+                    )),
+                    None => {}
+                }
+            }
+        }
+        sweep
     }
 
     /// Binds a Streamable HTTP session to the client that opened it (learnt when rmcp's
@@ -316,6 +497,7 @@ impl SessionStore {
     pub fn remove(&self, id: &str) {
         if let Some((_, entry)) = self.map.remove(id) {
             let stats = &entry.stats;
+            stats.ended.cancel();
             tracing::info!(
                 session = %id,
                 agent = %entry.agent,
@@ -328,8 +510,8 @@ impl SessionStore {
         }
     }
 
-    /// The legacy handle of session `id` if it is a legacy session of `agent`.
-    pub fn legacy(&self, id: &str, agent: &str) -> Option<LegacyHandle> {
+    /// Legacy session `id` if it is a legacy session of `agent`.
+    pub fn legacy(&self, id: &str, agent: &str) -> Option<Arc<LegacySession>> {
         let entry = self.map.get(id)?;
         (&*entry.agent == agent)
             .then(|| entry.legacy.clone())
@@ -367,6 +549,20 @@ impl SessionStore {
                 Transport::Sse => (sse + 1, st),
                 Transport::StreamableHttp => (sse, st + 1),
             })
+    }
+
+    /// Removes every Streamable HTTP session whose engine is parked (on shutdown: they
+    /// have no worker to end them).
+    pub fn remove_parked_streamable(&self) {
+        let parked: Vec<Arc<str>> = self
+            .map
+            .iter()
+            .filter(|e| e.transport == Transport::StreamableHttp && e.stats.is_parked())
+            .map(|e| e.key().clone())
+            .collect();
+        for id in parked {
+            self.remove(&id);
+        }
     }
 
     /// Requests not answered yet, over all sessions.
@@ -411,5 +607,17 @@ fn snapshot(id: &Arc<str>, e: &Entry) -> SessionInfo {
         in_flight: s.in_flight.load(Ordering::Relaxed),
         prompt_tokens: s.prompt_tokens.load(Ordering::Relaxed),
         completion_tokens: s.completion_tokens.load(Ordering::Relaxed),
+        parked: s.is_parked(),
     }
+}
+
+/// What [`SessionStore::sweep`] found.
+#[derive(Default)]
+pub struct Sweep {
+    /// Legacy sessions whose engine may be parked.
+    pub park_legacy: Vec<Arc<LegacySession>>,
+    /// Streamable HTTP sessions whose engine may be parked: id, agent, counters.
+    pub park_streamable: Vec<(Arc<str>, Arc<str>, Arc<SessionStats>)>,
+    /// Streamable HTTP sessions idle past the idle timeout: id, agent.
+    pub expired: Vec<(Arc<str>, Arc<str>)>,
 }

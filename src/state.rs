@@ -98,6 +98,7 @@ impl AppState {
             errors: BTreeMap::new(),
         }));
         state.spawn_pruner();
+        state.spawn_sweeper();
         state
     }
 
@@ -155,6 +156,85 @@ impl AppState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(AbortOnDrop(task.abort_handle()));
+    }
+
+    /// Parks idle sessions' engines and ends Streamable HTTP sessions idle past the idle
+    /// timeout, a few times a second (see [`crate::sessions`]).
+    fn spawn_sweeper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let period =
+            self.0
+                .settings
+                .session_park_after
+                .map_or(std::time::Duration::from_secs(1), |d| {
+                    (d / 4).clamp(
+                        std::time::Duration::from_millis(50),
+                        std::time::Duration::from_secs(1),
+                    )
+                });
+        let weak = Arc::downgrade(&self.0);
+        let task = rt.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                AppState(inner).sweep().await;
+            }
+        });
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AbortOnDrop(task.abort_handle()));
+    }
+
+    /// One pass of the sweeper.
+    async fn sweep(&self) {
+        use futures::StreamExt;
+        if self.is_draining() {
+            return;
+        }
+        let settings = &self.0.settings;
+        let sweep = self
+            .0
+            .sessions
+            .sweep(settings.session_park_after, settings.session_idle_timeout);
+        let mut parked = sweep.park_legacy.iter().filter(|s| s.park()).count();
+        let managers: Vec<_> = sweep
+            .park_streamable
+            .into_iter()
+            .filter_map(|(id, agent, stats)| {
+                let manager = self
+                    .0
+                    .managers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&agent)
+                    .cloned()?;
+                Some((id, stats, manager))
+            })
+            .collect();
+        parked += futures::stream::iter(managers)
+            .map(|(id, stats, manager)| async move { manager.park(&id, &stats).await })
+            .buffer_unordered(64)
+            .filter(|parked| std::future::ready(*parked))
+            .count()
+            .await;
+        for (id, agent) in sweep.expired {
+            tracing::info!(session = %id, agent = %agent, "Session idle past the idle timeout: ending it.");
+            match self.agent(&agent) {
+                Some(endpoint) => {
+                    endpoint.end_session(self, &id).await;
+                }
+                None => self.0.sessions.remove(&id),
+            }
+        }
+        if parked > 0 {
+            tracing::debug!(parked, "Parked idle sessions' engines.");
+        }
     }
 
     /// Re-reads the agents directory and swaps the served agents atomically: sessions of
@@ -340,6 +420,7 @@ impl AppState {
         }
         tracing::info!("Ending sessions.");
         self.0.cancel.cancel();
+        self.0.sessions.remove_parked_streamable();
     }
 
     /// The root cancellation token.

@@ -143,6 +143,10 @@ pub struct SessionView {
     pub llm_prompt_tokens: u64,
     /// LLM completion tokens spent by agent runs of this session.
     pub llm_completion_tokens: u64,
+    /// Whether its MCP engine is parked: the session has been idle, holds only its
+    /// registry entry (and its stream, on legacy SSE), and its next request restarts the
+    /// engine from the client's handshake (`server.session_park_after_ms`).
+    pub parked: bool,
 }
 
 /// One page of live sessions.

@@ -628,6 +628,7 @@ fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
         calls_in_flight: s.in_flight,
         llm_prompt_tokens: s.prompt_tokens,
         llm_completion_tokens: s.completion_tokens,
+        parked: s.parked,
     }
 }
 

@@ -71,6 +71,11 @@ pub struct ServerConfig {
     pub sse_keep_alive_secs: u64,
     /// Seconds of inactivity after which a Streamable HTTP session is ended.
     pub session_idle_timeout_secs: u64,
+    /// Milliseconds a session may be idle (nothing in flight, no stream of its own open)
+    /// before its MCP engine is parked: released, and started again from the client's
+    /// handshake on its next request, which the client does not notice. An idle session
+    /// then costs a few KiB instead of tens. 0: never park.
+    pub session_park_after_ms: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             sse_keep_alive_secs: 15,
             session_idle_timeout_secs: 1800,
+            session_park_after_ms: 1000,
             shutdown_grace_secs: 10,
         }
     }
@@ -106,6 +112,8 @@ pub struct ServerSettings {
     pub sse_keep_alive: Duration,
     /// Streamable HTTP idle timeout.
     pub session_idle_timeout: Duration,
+    /// Idle time after which a session's engine is parked; `None`: never.
+    pub session_park_after: Option<Duration>,
     /// Grace period on shutdown.
     pub shutdown_grace: Duration,
     /// The admin API's bearer token; `None`: loopback peers only.
@@ -171,6 +179,8 @@ impl ServerSettings {
             max_body_bytes: c.max_body_bytes,
             sse_keep_alive: Duration::from_secs(c.sse_keep_alive_secs),
             session_idle_timeout: Duration::from_secs(c.session_idle_timeout_secs),
+            session_park_after: (c.session_park_after_ms > 0)
+                .then(|| Duration::from_millis(c.session_park_after_ms)),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
             admin_token: None,
             limits: clients::Limits::default(),

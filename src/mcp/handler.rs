@@ -94,10 +94,11 @@ impl ServerHandler for AgentServer {
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
+        let (progress, forwarder) = progress_reporter(&context).unzip();
         let ctx = CallContext {
             cancel: context.ct.clone(),
             depth: 0,
-            progress: progress_reporter(&context),
+            progress,
             tokens: Default::default(),
         };
         let started = std::time::Instant::now();
@@ -130,10 +131,17 @@ impl ServerHandler for AgentServer {
             )),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
+        let tokens = ctx.tokens.get();
+        // Progress goes out before the answer: the answer ends the request's stream, and a
+        // notification after it would have nowhere to go.
+        drop(ctx);
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(PROGRESS_FLUSH, forwarder).await;
+        }
         // The transports put the session's counters into the request; stateless requests
         // (MCP 2026-07-28) have none.
         if let Some(stats) = context.extensions.get::<Arc<SessionStats>>() {
-            let (prompt, completion) = ctx.tokens.get();
+            let (prompt, completion) = tokens;
             stats.add_tokens(prompt, completion);
         }
         let agent = self.agent.name();
@@ -190,13 +198,16 @@ fn unknown_tool(name: &str) -> McpError {
 }
 
 /// When the request carries a `progressToken`, a reporter that sends each step as
-/// `notifications/progress`, in order, on the request's own session.
-fn progress_reporter(context: &RequestContext<RoleServer>) -> Option<ProgressFn> {
+/// `notifications/progress`, in order, on the request's own session; and its forwarder,
+/// which ends once every step is sent and the reporter is dropped.
+fn progress_reporter(
+    context: &RequestContext<RoleServer>,
+) -> Option<(ProgressFn, tokio::task::JoinHandle<()>)> {
     let token = context.meta.get_progress_token()?;
     let peer = context.peer.clone();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     // The forwarder ends when the reporter (and so `tx`) is dropped at the end of the call.
-    tokio::spawn(async move {
+    let forwarder = tokio::spawn(async move {
         let mut step = 0u32;
         while let Some(message) = rx.recv().await {
             step += 1;
@@ -207,7 +218,11 @@ fn progress_reporter(context: &RequestContext<RoleServer>) -> Option<ProgressFn>
             }
         }
     });
-    Some(Arc::new(move |message: String| {
+    let report: ProgressFn = Arc::new(move |message: String| {
         let _ = tx.send(message);
-    }))
+    });
+    Some((report, forwarder))
 }
+
+/// How long an answer waits for its call's last progress notifications to go out.
+const PROGRESS_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);

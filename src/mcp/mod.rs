@@ -56,11 +56,11 @@ impl AgentEndpoint {
         }
         match info.transport {
             Transport::Sse => {
-                if let Some(handle) = state.sessions().legacy(id, &self.name) {
+                if let Some(session) = state.sessions().legacy(id, &self.name) {
                     // Gone from the registry at once (its POSTs get 404), then the stream
-                    // and the service end.
+                    // and the engine end.
                     state.sessions().remove(id);
-                    handle.cancel.cancel();
+                    session.end();
                 }
             }
             Transport::StreamableHttp => {
@@ -223,12 +223,15 @@ impl AgentsEndpoint {
                 ))
             }
             ("mcp" | "sse", _) => {
-                if let Some(id) = &session_header
-                    && !state.sessions().may_use(id, &caller.key)
-                {
-                    // Another client's session: as far as this caller knows, it does not exist.
-                    return Err(Error::SessionNotFound(id.clone()));
-                }
+                // Another client's session: as far as this caller knows, it does not exist.
+                // Our own: not parked while this request is inside the transport.
+                let _busy = match &session_header {
+                    Some(id) => state
+                        .sessions()
+                        .enter(id, &caller.key)
+                        .map_err(|_| Error::SessionNotFound(id.clone()))?,
+                    None => None,
+                };
                 if method != Method::POST {
                     return Ok(streamable::call(&endpoint.streamable, req).await);
                 }

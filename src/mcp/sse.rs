@@ -1,13 +1,18 @@
 //! Legacy HTTP+SSE (MCP 2024-11-05), which rmcp no longer serves: our own bridge.
 //!
 //! `GET /agents/<name>/sse` opens a stream whose first event, `endpoint`, names the URL to
-//! POST to (`/agents/<name>/messages?session_id=<id>`), and starts one rmcp service for the
-//! session over [`LegacyTransport`], a pair of typed channels. `POST /messages` parses the
-//! body and feeds it to the service (202 Accepted); every answer goes out on the stream as
-//! an SSE `message` event. Keep-alive comments go out every `sse_keep_alive`; a client that
-//! left is noticed on the next write, and dropping the stream ends the session.
+//! POST to (`/agents/<name>/messages?session_id=<id>`). `POST /messages` parses the body and
+//! hands it to the session's engine, an rmcp service over [`LegacyTransport`] (202
+//! Accepted); every answer goes out on the stream as an SSE `message` event. Keep-alive
+//! comments go out every `sse_keep_alive`; a client that left is noticed on the next write,
+//! and dropping the stream ends the session.
+//!
+//! The engine starts with the first POST (the `initialize` handshake) and is parked when the
+//! session has been idle (see [`crate::sessions`]): its service ends, and the next POST
+//! starts a new one with the client's `initialize` parameters (`serve_directly`, no new
+//! handshake). An idle session then costs its stream and registry entry only.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -15,8 +20,10 @@ use futures::Stream;
 use poem::http::StatusCode;
 use poem::{Body, IntoResponse, Request, Response};
 use rmcp::RoleServer;
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ServerJsonRpcMessage};
-use rmcp::service::serve_server_with_ct;
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, InitializeRequestParams, ServerJsonRpcMessage,
+};
+use rmcp::service::{serve_directly_with_ct, serve_server_with_ct};
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,10 +38,12 @@ use crate::state::AppState;
 /// Messages buffered per direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 32;
 
-/// The rmcp transport of one legacy session: client messages in, server messages out.
+/// The rmcp transport of one engine: client messages in; server messages out, framed as
+/// SSE events for the session's stream.
 pub struct LegacyTransport {
     rx: mpsc::Receiver<ClientJsonRpcMessage>,
-    tx: mpsc::Sender<ServerJsonRpcMessage>,
+    out: mpsc::Sender<Bytes>,
+    stats: Arc<SessionStats>,
 }
 
 /// The SSE stream of the session ended, so the message had nowhere to go.
@@ -49,8 +58,10 @@ impl Transport<RoleServer> for LegacyTransport {
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let tx = self.tx.clone();
-        async move { tx.send(item).await.map_err(|_| StreamClosed) }
+        self.stats.on_server_message(&item);
+        let event = message_event(&item);
+        let out = self.out.clone();
+        async move { out.send(event).await.map_err(|_| StreamClosed) }
     }
 
     fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
@@ -63,8 +74,125 @@ impl Transport<RoleServer> for LegacyTransport {
     }
 }
 
+/// One legacy session: its stream's sender, its counters and its engine.
+pub struct LegacySession {
+    server: AgentServer,
+    stats: Arc<SessionStats>,
+    /// Server messages, framed as SSE events, go to the session's stream here.
+    out: mpsc::Sender<Bytes>,
+    /// Cancelling it ends the session: the stream closes and every engine stops.
+    cancel: CancellationToken,
+    /// A `std` mutex: held only to look at or swap the engine, never across `.await`.
+    engine: Mutex<Engine>,
+}
+
+/// The running rmcp service of a session, if any, and what restarts it.
+#[derive(Default)]
+struct Engine {
+    /// Feeds client messages to the running service; `None` before the first POST and
+    /// while parked.
+    tx: Option<mpsc::Sender<ClientJsonRpcMessage>>,
+    /// The client's `initialize` parameters, once its handshake completed.
+    handshake: Option<Arc<InitializeRequestParams>>,
+}
+
+impl LegacySession {
+    /// The session's counters.
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.stats
+    }
+
+    /// Ends the session: its stream closes, its engine stops.
+    pub fn end(&self) {
+        self.cancel.cancel();
+    }
+
+    fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `message` and hands it to the engine, starting one if none runs.
+    ///
+    /// # Errors
+    /// When the session's stream is gone.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), StreamClosed> {
+        if self.cancel.is_cancelled() {
+            return Err(StreamClosed);
+        }
+        let tx = {
+            let mut engine = self.engine();
+            // Counted under the engine lock, so that `park` sees a request as soon as it
+            // is on its way.
+            self.stats.on_client_message(&message);
+            match &engine.tx {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ => self.start(&mut engine),
+            }
+        };
+        tx.send(message).await.map_err(|_| StreamClosed)
+    }
+
+    /// Starts an engine: a fresh rmcp service that does the handshake, or, once the
+    /// session is initialized, one that starts from the client's `initialize` parameters.
+    fn start(self: &Arc<Self>, engine: &mut Engine) -> mpsc::Sender<ClientJsonRpcMessage> {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let transport = LegacyTransport {
+            rx,
+            out: self.out.clone(),
+            stats: self.stats.clone(),
+        };
+        let ct = self.cancel.child_token();
+        let server = self.server.clone();
+        match &engine.handshake {
+            Some(params) => {
+                let running =
+                    serve_directly_with_ct(server, transport, Some((**params).clone()), ct);
+                tokio::spawn(async move {
+                    let _ = running.waiting().await;
+                });
+            }
+            None => {
+                let session: Weak<Self> = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    match serve_server_with_ct(server, transport, ct).await {
+                        Ok(running) => {
+                            if let (Some(session), Some(info)) =
+                                (session.upgrade(), running.peer().peer_info())
+                            {
+                                session.engine().handshake = Some(info);
+                            }
+                            let _ = running.waiting().await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "Legacy session handshake failed.");
+                        }
+                    }
+                });
+            }
+        }
+        self.stats.set_running();
+        engine.tx = Some(tx.clone());
+        tx
+    }
+
+    /// Parks the engine if the session is initialized and quiet: the service ends once it
+    /// has read what was sent to it. Returns whether it did.
+    pub fn park(&self) -> bool {
+        let mut engine = self.engine();
+        if engine.tx.is_none() || engine.handshake.is_none() || !self.stats.is_quiet() {
+            return false;
+        }
+        engine.tx = None;
+        self.stats.mark_parked();
+        true
+    }
+}
+
 /// Ends the session when the response stream is dropped (client gone, session ended,
-/// shutdown): cancels the service and removes the session from the store.
+/// shutdown): cancels its engines and removes the session from the store.
 struct SessionGuard {
     id: Arc<str>,
     store: SessionStore,
@@ -91,47 +219,25 @@ pub fn open(
     parent: &CancellationToken,
 ) -> Response {
     let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-    let (c2s_tx, c2s_rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let (s2c_tx, s2c_rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (out, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = parent.child_token();
-    let handle = store.insert_legacy(
-        id.clone(),
-        agent.clone(),
-        peer,
-        owner,
-        slot,
-        c2s_tx,
-        cancel.clone(),
-    );
+    let session = Arc::new(LegacySession {
+        server,
+        stats: SessionStore::legacy_stats(peer),
+        out,
+        cancel: cancel.clone(),
+        engine: Mutex::new(Engine::default()),
+    });
+    store.insert_legacy(id.clone(), agent.clone(), owner, slot, session);
     let guard = SessionGuard {
         id: id.clone(),
         store: store.clone(),
         cancel: cancel.clone(),
     };
-    // The service task is owned by the session: it ends when `cancel` fires (the guard
-    // fires it when the stream is dropped) or when the transport closes.
-    let transport = LegacyTransport {
-        rx: c2s_rx,
-        tx: s2c_tx,
-    };
-    let service_cancel = cancel.clone();
-    let session = id.clone();
-    tokio::spawn(async move {
-        match serve_server_with_ct(server, transport, service_cancel).await {
-            Ok(running) => {
-                let _ = running.waiting().await;
-            }
-            Err(e) => {
-                tracing::debug!(session = %session, error = %e, "Legacy session ended before initialization.")
-            }
-        }
-    });
-
     let endpoint = format!("event: endpoint\ndata: /agents/{agent}/messages?session_id={id}\n\n");
     let body = EventStream {
         first: Some(Bytes::from(endpoint)),
-        rx: s2c_rx,
-        stats: handle.stats,
+        rx,
         keep_alive: tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive),
         cancel: Box::pin(cancel.cancelled_owned()),
         _guard: guard,
@@ -146,8 +252,7 @@ pub fn open(
 /// The body of a legacy SSE response.
 struct EventStream {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<ServerJsonRpcMessage>,
-    stats: Arc<SessionStats>,
+    rx: mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
     cancel: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     _guard: SessionGuard,
@@ -169,10 +274,7 @@ impl Stream for EventStream {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(message)) => {
-                self.stats.on_server_message(&message);
-                return Poll::Ready(Some(Ok(message_event(&message))));
-            }
+            Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
@@ -212,7 +314,7 @@ pub async fn post(
 ) -> Result<Response, Error> {
     let store = state.sessions();
     let id = session_id(req).ok_or(Error::MissingSessionId)?;
-    let handle = store
+    let session = store
         .legacy(&id, &endpoint.name)
         .filter(|_| store.may_use(&id, &caller.key))
         .ok_or_else(|| Error::SessionNotFound(id.clone()))?;
@@ -241,11 +343,10 @@ pub async fn post(
                 .map_err(|r| state.refused(r, Some(caller), &endpoint.name))?;
         }
         use rmcp::model::GetExtensions;
-        req.request.extensions_mut().insert(handle.stats.clone());
+        req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
     }
-    handle.stats.on_client_message(&message);
-    match handle.tx.send(message).await {
+    match session.deliver(message).await {
         Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
         Err(_) => {
             store.remove(&id);

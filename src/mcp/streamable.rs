@@ -4,9 +4,19 @@
 //! We wrap its `LocalSessionManager` in [`TrackedSessions`] so every session it creates or
 //! closes (DELETE, idle timeout, shutdown) enters and leaves the gateway's
 //! [`SessionStore`]; and we adjust two answers at the edge (see [`call`]).
+//!
+//! Parking (see [`crate::sessions`]) uses rmcp's own restore path: the registry is the
+//! service's `SessionStore` ([`Handshakes`]: it keeps each session's `initialize`
+//! parameters). [`TrackedSessions::park`] closes an idle session's worker in
+//! `LocalSessionManager` but keeps the registry entry; on the next request
+//! `has_session` is false, rmcp loads the parameters, asks `restore_session` for a new
+//! worker and replays the handshake (marked with `SessionRestoreMarker`, which our
+//! counters skip), then serves the request.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -18,21 +28,109 @@ use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
 use rmcp::transport::streamable_http_server::session::{
-    ServerSseMessage, SessionId, SessionManager,
+    RestoreOutcome, ServerSseMessage, SessionId, SessionManager, SessionRestoreMarker,
+    SessionState, SessionStoreError,
 };
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
 use crate::config::ServerSettings;
-use crate::sessions::{SessionStats, SessionStore};
+use crate::sessions::{OpenStream, SessionStats, SessionStore};
 use std::pin::Pin;
+
+/// How long parking waits for a closed worker to exit before giving up on it.
+const WORKER_EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// rmcp's in-memory session manager, reporting to the gateway's session store.
 pub struct TrackedSessions {
     inner: LocalSessionManager,
-    agent: Arc<str>,
     store: SessionStore,
+    agent: Arc<str>,
+    /// Sessions whose worker is being parked, each with a token cancelled once the worker
+    /// has exited (rmcp then calls `close_session`, which must not end the session).
+    parking: Mutex<HashMap<SessionId, CancellationToken>>,
+}
+
+impl TrackedSessions {
+    fn parking(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, CancellationToken>> {
+        self.parking.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Parks session `id`'s engine if no request of it is in the transport and it is
+    /// quiet: its worker is closed, its registry entry stays. Returns whether it did.
+    pub async fn park(&self, id: &Arc<str>, stats: &SessionStats) -> bool {
+        let done = CancellationToken::new();
+        {
+            let mut parking = self.parking();
+            if parking.contains_key(id) {
+                return false;
+            }
+            parking.insert(id.clone(), done.clone());
+        }
+        // From here on a request of this session waits in `has_session` until we are done.
+        if !stats.try_begin_park() {
+            if let Some(done) = self.parking().remove(id) {
+                done.cancel();
+            }
+            return false;
+        }
+        let closed = self.inner.close_session(id).await.is_ok();
+        if tokio::time::timeout(WORKER_EXIT_WAIT, done.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(session = %id, "A parked session's worker did not exit in time.");
+            if let Some(done) = self.parking().remove(id) {
+                done.cancel();
+            }
+        }
+        stats.end_park(closed);
+        closed
+    }
+
+    fn is_restore(message: &ClientJsonRpcMessage) -> bool {
+        use rmcp::model::GetExtensions;
+        match message {
+            ClientJsonRpcMessage::Request(r) => r
+                .request
+                .extensions()
+                .get::<SessionRestoreMarker>()
+                .is_some(),
+            ClientJsonRpcMessage::Notification(n) => n
+                .notification
+                .extensions()
+                .get::<SessionRestoreMarker>()
+                .is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// The registry as rmcp's session store: it keeps each Streamable HTTP session's
+/// `initialize` parameters, so that a parked session can be restored.
+pub struct Handshakes(SessionStore);
+
+#[async_trait::async_trait]
+impl rmcp::transport::streamable_http_server::session::SessionStore for Handshakes {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        Ok(self
+            .0
+            .handshake(session_id)
+            .map(|params| SessionState::new((*params).clone())))
+    }
+
+    async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
+        self.0
+            .set_handshake(session_id, state.initialize_params.clone());
+        Ok(())
+    }
+
+    /// rmcp calls this after a client's DELETE has closed the session.
+    async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        self.0.remove(session_id);
+        Ok(())
+    }
 }
 
 impl SessionManager for TrackedSessions {
@@ -50,6 +148,9 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        if Self::is_restore(&message) {
+            return self.inner.initialize_session(id, message).await;
+        }
         let stats = self.store.stats(id);
         if let Some(stats) = &stats {
             if let ClientJsonRpcMessage::Request(req) = &message {
@@ -66,12 +167,33 @@ impl SessionManager for TrackedSessions {
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        let parking = self.parking().get(id).cloned();
+        if let Some(done) = parking {
+            done.cancelled().await;
+        }
         self.inner.has_session(id).await
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        if let Some(done) = self.parking().remove(id) {
+            // The worker of a session being parked has exited: the session lives on.
+            done.cancel();
+            return Ok(());
+        }
         self.store.remove(id);
         self.inner.close_session(id).await
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        let stats = self.store.stats(&id);
+        let outcome = self.inner.restore_session(id).await?;
+        if let (RestoreOutcome::Restored(_), Some(stats)) = (&outcome, stats) {
+            stats.set_running();
+        }
+        Ok(outcome)
     }
 
     async fn create_stream(
@@ -100,17 +222,30 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
-        if let Some(stats) = self.store.stats(id) {
+        if !Self::is_restore(&message)
+            && let Some(stats) = self.store.stats(id)
+        {
             stats.on_client_message(&message);
         }
         self.inner.accept_message(id, message).await
     }
 
+    /// The session's own `GET` stream is ours, not the worker's: the gateway sends nothing
+    /// outside a request's own stream, so it carries only keep-alive comments (rmcp's
+    /// "shadow stream") and ends with the session, and parking the worker leaves it open.
     async fn create_standalone_stream(
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_standalone_stream(id).await
+        let ended = self
+            .store
+            .stats(id)
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?
+            .ended();
+        Ok(futures::StreamExt::filter_map(
+            futures::stream::once(ended.cancelled_owned()),
+            |()| std::future::ready(None),
+        ))
     }
 
     async fn resume(
@@ -118,7 +253,33 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.resume(id, last_event_id).await
+        let open = self.store.stats(id).map(|s| s.open_stream());
+        let stream = self.inner.resume(id, last_event_id).await?;
+        Ok(Held {
+            inner: stream,
+            _open: open,
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A resumed stream (`GET` with `Last-Event-ID`), replayed by the worker: while it is
+    /// open the session is not parked.
+    struct Held<S> {
+        #[pin]
+        inner: S,
+        _open: Option<OpenStream>,
+    }
+}
+
+impl<S: Stream> Stream for Held<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.project().inner.poll_next(cx)
     }
 }
 
@@ -183,18 +344,20 @@ pub fn service(
         inner.session_config.keep_alive = Some(settings.session_idle_timeout);
         Arc::new(TrackedSessions {
             inner,
+            store: store.clone(),
             agent,
-            store,
+            parking: Mutex::new(HashMap::new()),
         })
     });
     // Host and Origin are checked once for every MCP route by our own guard (see
     // `mcp::guard`), so rmcp's own allow-lists are off here.
-    let config = StreamableHttpServerConfig::default()
+    let mut config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_sse_keep_alive(Some(settings.sse_keep_alive))
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(cancel);
+    config.session_store = Some(Arc::new(Handshakes(sessions.store.clone())));
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
     (service, sessions)
 }

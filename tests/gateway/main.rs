@@ -13,6 +13,7 @@ mod mcp_sse;
 mod mcp_streamable;
 mod metrics;
 mod openapi_spec;
+mod parking;
 mod reload;
 mod sessions;
 mod shipped_agents;
