@@ -352,6 +352,16 @@ impl Agent {
                     format!("cannot start: {e}"),
                 )
             })?;
+            if let ToolKind::ServiceNow(tools) = &kind
+                && let Some(hint) = tools.missing_settings()
+            {
+                // Once per load: the agent serves, and each call says the same.
+                tracing::info!(
+                    agent = %spec.name,
+                    %hint,
+                    "ServiceNow is not configured; the agent's incident tools answer with what to set."
+                );
+            }
             if kind.is_static() {
                 for def in kind.definitions() {
                     by_name.insert(def.name.to_string(), kinds.len());

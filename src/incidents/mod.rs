@@ -33,6 +33,15 @@ pub enum Store {
 }
 
 impl Store {
+    /// What to set before this store can work (a Table API store whose instance URL or
+    /// credentials are empty); `None` when it can.
+    pub fn missing_settings(&self) -> Option<&str> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::TableApi(store) => store.missing_settings(),
+        }
+    }
+
     /// Creates an incident in state New with the next number.
     ///
     /// # Errors

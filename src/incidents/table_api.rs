@@ -357,6 +357,11 @@ impl TableApiStore {
         }
     }
 
+    /// What to set, when the configuration is incomplete (every call then fails with it).
+    pub fn missing_settings(&self) -> Option<&str> {
+        self.inner.as_ref().err().map(String::as_str)
+    }
+
     /// The instance URL, when configured.
     pub fn instance_url(&self) -> Option<&str> {
         self.inner.as_ref().ok().map(|c| c.instance_url.as_str())

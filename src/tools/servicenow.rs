@@ -358,10 +358,6 @@ impl ServiceNowToolConfig {
                 Store::TableApi(Arc::new(store))
             }
             StoreSpec::TableApi(Err(hint)) => {
-                tracing::info!(
-                    %hint,
-                    "ServiceNow Table API store not configured; its tools answer with what to set."
-                );
                 Store::TableApi(Arc::new(TableApiStore::not_configured(hint)))
             }
         })
@@ -414,6 +410,11 @@ impl ServiceNowTools {
             store,
             definitions: definitions(),
         }
+    }
+
+    /// What to set before the store can work, if anything (see [`Store::missing_settings`]).
+    pub fn missing_settings(&self) -> Option<&str> {
+        self.store.missing_settings()
     }
 
     /// The MCP tool definitions: `create_incident`, `update_incident`, `search_incident`,
