@@ -1166,8 +1166,10 @@ fn incident_from_record(record: &Map<String, Value>) -> Result<Incident, Error> 
     };
     let number = field(record, "number", Part::Value).unwrap_or_default();
     let number = IncidentNumber::parse(&number).map_err(|e| bad(e.to_string()))?;
+    // It goes into the path of an update: letters and digits only (ServiceNow's are 32 hex).
     let sys_id = optional(record, "sys_id", Part::Value)
-        .ok_or_else(|| bad(format!("{number} has no sys_id")))?;
+        .filter(|id| id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .ok_or_else(|| bad(format!("{number} has no valid sys_id")))?;
     let impact = coded(record, "impact", Level::from_code).map_err(bad)?;
     let urgency = coded(record, "urgency", Level::from_code).map_err(bad)?;
     let priority = match optional(record, "priority", Part::Value) {

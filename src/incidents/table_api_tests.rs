@@ -105,6 +105,7 @@ fn records_that_do_not_fit_name_the_field() {
         ("number", json!("CHG0000001"), "invalid incident number"),
         ("opened_at", json!("yesterday"), "opened_at \"yesterday\""),
         ("impact", json!(null), "impact \"\""),
+        ("sys_id", json!("../sys_user/1"), "has no valid sys_id"),
     ];
     for (field, value, expected) in cases {
         let mut record = vpn_record();

@@ -340,6 +340,8 @@ impl ServiceNowToolConfig {
     /// # Errors
     /// When the embedded store cannot be opened or the HTTP client cannot be built.
     pub fn build_store(&self, resources: &super::Resources) -> Result<Store, String> {
+        // Validation ran before (the agent would not be built otherwise); the spec is pure and
+        // cheap, so it is derived again here rather than carried in the config.
         let spec = self.spec().map_err(|errors| {
             errors
                 .iter()
