@@ -3,9 +3,16 @@
 //! and missing configuration). Requests to an instance are tested against an in-test Table
 //! API server in `tests/gateway/table_api.rs`.
 
-use serde_json::json;
+use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::connection::*;
+use super::records::*;
 use super::*;
+use crate::incidents::model::{Level, Priority, State};
 
 fn record(value: Value) -> Map<String, Value> {
     match value {
@@ -233,7 +240,7 @@ fn error_bodies_give_the_instances_words() {
 #[test]
 fn invalid_json_is_reported_without_the_body() {
     let answer = Answer {
-        status: StatusCode::OK,
+        status: reqwest::StatusCode::OK,
         retry_after: None,
         location: None,
         content_type: "text/html".into(),
