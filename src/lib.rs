@@ -12,7 +12,8 @@
 //! - [`agents`]: validated agent specs, built agents and the registry of them.
 //! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
 //! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`).
-//! - [`incidents`]: the incident model and the embedded SQLite incident store.
+//! - [`incidents`]: the incident model and its stores: embedded SQLite, or a ServiceNow
+//!   instance through the Table API.
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.

@@ -8,7 +8,7 @@ pub mod name;
 pub mod registry;
 pub mod run;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,21 +93,23 @@ impl AgentSpec {
     /// # Errors
     /// Every problem found, each naming `file` and the key.
     pub fn validate(name: AgentName, file: &Path, c: AgentConfig) -> Result<Self, Vec<Error>> {
-        Self::validate_with_key_hint(name, file, c, None)
+        Self::validate_with_variables(name, file, c, &BTreeMap::new())
     }
 
-    /// [`Self::validate`], naming the variables the file's `[model] api_key` reads (from its
-    /// text before interpolation), so a missing key says exactly what to set.
+    /// [`Self::validate`], knowing which variables each value of the file reads (key path →
+    /// names, from its text before interpolation: [`crate::config::referenced_variables`]),
+    /// so that a missing API key or ServiceNow setting says exactly what to set.
     ///
     /// # Errors
     /// Every problem found, each naming `file` and the key.
-    pub fn validate_with_key_hint(
+    pub fn validate_with_variables(
         name: AgentName,
         file: &Path,
         c: AgentConfig,
-        key_vars: Option<Vec<String>>,
+        variables: &BTreeMap<String, Vec<String>>,
     ) -> Result<Self, Vec<Error>> {
-        let key_hint = match key_vars.as_deref() {
+        let key_vars = variables.get("model.api_key").map(Vec::as_slice);
+        let key_hint = match key_vars {
             Some([one]) => format!("set {one}"),
             Some(vars) if !vars.is_empty() => format!("set {}", vars.join(" or ")),
             _ => format!("set api_key in [model] of {}", file.display()),
@@ -141,7 +143,19 @@ impl AgentSpec {
         let mut tools = Vec::with_capacity(c.tools.len());
         for (i, table) in c.tools.into_iter().enumerate() {
             match ToolConfig::parse(table) {
-                Ok(tool) => tools.push(tool),
+                Ok(mut tool) => {
+                    let prefix = format!("tools[{i}].");
+                    tool.set_variables(
+                        variables
+                            .iter()
+                            .filter_map(|(key, names)| {
+                                let key = key.strip_prefix(&prefix)?;
+                                Some((key.to_owned(), names.clone()))
+                            })
+                            .collect(),
+                    );
+                    tools.push(tool);
+                }
                 Err((key, msg)) => {
                     let key = if key.is_empty() {
                         format!("tools[{i}]")
@@ -338,6 +352,16 @@ impl Agent {
                     format!("cannot start: {e}"),
                 )
             })?;
+            if let ToolKind::ServiceNow(tools) = &kind
+                && let Some(hint) = tools.missing_settings()
+            {
+                // Once per load: the agent serves, and each call says the same.
+                tracing::info!(
+                    agent = %spec.name,
+                    %hint,
+                    "ServiceNow is not configured; the agent's incident tools answer with what to set."
+                );
+            }
             if kind.is_static() {
                 for def in kind.definitions() {
                     by_name.insert(def.name.to_string(), kinds.len());

@@ -416,13 +416,6 @@ fn agent_files(dir: &Path) -> Result<Vec<PathBuf>, Errors> {
     Ok(files)
 }
 
-/// The variables `[model] api_key` reads, from the file's text before interpolation.
-fn api_key_vars(text: &str) -> Option<Vec<String>> {
-    let table: toml::Table = toml::from_str(text).ok()?;
-    let raw = table.get("model")?.get("api_key")?.as_str()?;
-    Some(config::interpolate::referenced_vars(raw))
-}
-
 fn read_and_validate(file: &Path, vars: &Vars) -> Result<AgentSpec, Errors> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Errors(vec![Error::file(file, format!("cannot read: {e}"))]))?;
@@ -438,9 +431,13 @@ fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Erro
     let parsed = config::parse_file::<AgentConfig>(file, text, vars);
     match (name, parsed) {
         (Ok(name), Ok(config)) => {
-            let mut spec =
-                AgentSpec::validate_with_key_hint(name, file, config, api_key_vars(text))
-                    .map_err(Errors)?;
+            let mut spec = AgentSpec::validate_with_variables(
+                name,
+                file,
+                config,
+                &config::referenced_variables(text),
+            )
+            .map_err(Errors)?;
             spec.source = text.to_owned();
             Ok(spec)
         }

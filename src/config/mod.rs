@@ -11,7 +11,7 @@ pub mod clients;
 pub mod error;
 pub mod interpolate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -256,6 +256,40 @@ pub fn parse_file<T: DeserializeOwned>(file: &Path, text: &str, vars: &Vars) -> 
         let key = if key == "." { String::new() } else { key };
         Errors(vec![Error::key(file, key, e.inner().message().trim())])
     })
+}
+
+/// The variables each string value of a file refers to, by key path as errors name keys
+/// (`model.api_key`, `tools[0].instance_url`), read from the text before interpolation. A
+/// value that refers to none is left out; text that is not TOML gives an empty map.
+pub fn referenced_variables(text: &str) -> BTreeMap<String, Vec<String>> {
+    fn walk(path: String, value: &toml::Value, out: &mut BTreeMap<String, Vec<String>>) {
+        match value {
+            toml::Value::String(s) => {
+                let names = interpolate::referenced_vars(s);
+                if !names.is_empty() {
+                    out.insert(path, names);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(format!("{path}[{i}]"), item, out);
+                }
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(format!("{path}.{k}"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(table) = toml::from_str::<toml::Table>(text) {
+        for (key, value) in &table {
+            walk(key.clone(), value, &mut out);
+        }
+    }
+    out
 }
 
 fn interpolate_value(

@@ -2,20 +2,92 @@
 //!
 //! [`vocab`] holds the coded vocabularies (state, impact, urgency, priority) with tolerant
 //! parsing and ServiceNow display values. [`model`] is the rest of the pure domain: fields,
-//! numbers, timestamps, and the rules a change must follow. [`embedded`] is the SQLite store in
-//! the data directory, created and seeded on first start, that lets the ServiceNow agent work
-//! without a ServiceNow instance. The tool layer (`tools::servicenow`) turns MCP arguments into
-//! these types and maps [`Error`] to tool errors.
+//! numbers, timestamps, and the rules a change must follow. Two stores keep incidents with the
+//! same four operations on the same types: [`embedded`], the SQLite store in the data
+//! directory, created and seeded on first start, that lets the ServiceNow agent work without a
+//! ServiceNow instance; and [`table_api`], a real instance through its REST Table API.
+//! [`Store`] is the one place that chooses between them, so the tool layer
+//! (`tools::servicenow`) never knows which one it talks to: it turns MCP arguments into these
+//! types and maps [`Error`] to tool errors.
 
 pub mod embedded;
 pub mod model;
+pub mod table_api;
 pub mod vocab;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
 pub use model::{Incident, IncidentNumber, IncidentPatch, NewIncident, SearchQuery, Violation};
+pub use table_api::TableApiStore;
 pub use vocab::{Level, Priority, State, UnknownValue};
+
+/// The incident store a set of ServiceNow tools works on.
+#[derive(Clone)]
+pub enum Store {
+    /// SQLite in the data directory, shared by every agent that uses it.
+    Embedded(Arc<EmbeddedStore>),
+    /// A ServiceNow instance through its Table API.
+    TableApi(Arc<TableApiStore>),
+}
+
+impl Store {
+    /// What to set before this store can work (a Table API store whose instance URL or
+    /// credentials are empty); `None` when it can.
+    pub fn missing_settings(&self) -> Option<&str> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::TableApi(store) => store.missing_settings(),
+        }
+    }
+
+    /// Creates an incident in state New with the next number.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the short description is blank; otherwise the store's failure.
+    pub async fn create(&self, new: NewIncident) -> Result<Incident, Error> {
+        match self {
+            Store::Embedded(store) => store.create(new).await,
+            Store::TableApi(store) => store.create(new).await,
+        }
+    }
+
+    /// The incident with this number (any case), or `None`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `number` is not `INC` + 7 digits; otherwise the store's
+    /// failure.
+    pub async fn get(&self, number: &str) -> Result<Option<Incident>, Error> {
+        match self {
+            Store::Embedded(store) => store.get(number).await,
+            Store::TableApi(store) => store.get(number).await,
+        }
+    }
+
+    /// Applies `patch` to the incident with this number ([`Incident::patched`]'s rules).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the number or the patch breaks a rule, [`Error::NotFound`]
+    /// when there is no such incident; otherwise the store's failure.
+    pub async fn update(&self, number: &str, patch: IncidentPatch) -> Result<Incident, Error> {
+        match self {
+            Store::Embedded(store) => store.update(number, patch).await,
+            Store::TableApi(store) => store.update(number, patch).await,
+        }
+    }
+
+    /// The incidents matching `query`, newest first, at most `query.limit`.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn search(&self, query: SearchQuery) -> Result<Vec<Incident>, Error> {
+        match self {
+            Store::Embedded(store) => store.search(query).await,
+            Store::TableApi(store) => store.search(query).await,
+        }
+    }
+}
 
 /// Why an incident store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,4 +133,8 @@ pub enum Error {
     /// The blocking task running the database work panicked or was cancelled.
     #[error("incident store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The ServiceNow instance (Table API store) is not configured, refused the request or
+    /// failed.
+    #[error(transparent)]
+    TableApi(#[from] table_api::Error),
 }

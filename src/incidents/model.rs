@@ -170,8 +170,8 @@ pub fn append_work_note(journal: Option<&str>, at: OffsetDateTime, note: &str) -
     }
 }
 
-/// Trims; blank becomes `None`.
-fn clean(text: String) -> Option<String> {
+/// Trims; blank becomes `None`. The stores clean every text they are given with it.
+pub(crate) fn clean(text: String) -> Option<String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         None
@@ -295,6 +295,28 @@ pub struct IncidentPatch {
     pub close_notes: Option<String>,
 }
 
+impl NewIncident {
+    /// The same fields trimmed, blank ones dropped, after checking the rule every new
+    /// incident follows (a non-blank summary). Both stores create from this form.
+    ///
+    /// # Errors
+    /// [`Violation::EmptyShortDescription`] when the summary is blank.
+    pub fn cleaned(self) -> Result<Self, Violation> {
+        Ok(Self {
+            short_description: clean(self.short_description)
+                .ok_or(Violation::EmptyShortDescription)?,
+            description: self.description.and_then(clean),
+            caller: self.caller.and_then(clean),
+            category: self.category.and_then(clean),
+            impact: self.impact,
+            urgency: self.urgency,
+            assignment_group: self.assignment_group.and_then(clean),
+            assigned_to: self.assigned_to.and_then(clean),
+            work_notes: self.work_notes.and_then(clean),
+        })
+    }
+}
+
 impl IncidentPatch {
     /// True when the patch would change nothing.
     pub fn is_empty(&self) -> bool {
@@ -338,27 +360,25 @@ impl Incident {
         new: NewIncident,
         now: OffsetDateTime,
     ) -> Result<Self, Violation> {
-        let short_description =
-            clean(new.short_description).ok_or(Violation::EmptyShortDescription)?;
+        let new = new.cleaned()?;
         let impact = new.impact.unwrap_or(Level::Low);
         let urgency = new.urgency.unwrap_or(Level::Low);
         let work_notes = new
             .work_notes
-            .and_then(clean)
             .map(|note| append_work_note(None, now, &note));
         Ok(Self {
             number,
             sys_id,
-            short_description,
-            description: new.description.and_then(clean),
-            caller: new.caller.and_then(clean),
-            category: new.category.and_then(clean),
+            short_description: new.short_description,
+            description: new.description,
+            caller: new.caller,
+            category: new.category,
             impact,
             urgency,
             priority: Priority::from_impact_urgency(impact, urgency),
             state: State::New,
-            assignment_group: new.assignment_group.and_then(clean),
-            assigned_to: new.assigned_to.and_then(clean),
+            assignment_group: new.assignment_group,
+            assigned_to: new.assigned_to,
             work_notes,
             close_code: None,
             close_notes: None,

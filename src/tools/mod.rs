@@ -239,16 +239,18 @@ impl ToolConfig {
         }
     }
 
+    /// Records which variables the entry's keys read (`key` → variable names, from the file
+    /// before interpolation), so that errors about an unset value can name what to set.
+    pub fn set_variables(&mut self, variables: std::collections::BTreeMap<String, Vec<String>>) {
+        if let ToolConfig::Servicenow(c) = self {
+            c.variables = variables;
+        }
+    }
+
     /// Checks what serde cannot: returns `(key relative to this entry, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
-            ToolConfig::Servicenow(c) => match c.store {
-                servicenow::StoreKind::Embedded => Vec::new(),
-                servicenow::StoreKind::TableApi => vec![(
-                    "store".to_owned(),
-                    "the table_api store is not available in this version yet; use store = \"embedded\"".to_owned(),
-                )],
-            },
+            ToolConfig::Servicenow(c) => c.validate(),
             ToolConfig::Agent(c) => c.validate(),
             ToolConfig::Mcp(c) => c.validate(),
         }
@@ -257,13 +259,12 @@ impl ToolConfig {
     /// Builds the running tool kind.
     ///
     /// # Errors
-    /// When a shared resource (the embedded incident store) cannot be opened.
+    /// When a shared resource (the embedded incident store) cannot be opened, or an HTTP
+    /// client cannot be built.
     pub fn build(&self, resources: &Resources) -> Result<ToolKind, String> {
         match self {
-            ToolConfig::Servicenow(_) => Ok(ToolKind::ServiceNow(Arc::new(
-                servicenow::ServiceNowTools::new(
-                    resources.embedded_store().map_err(|e| e.to_string())?,
-                ),
+            ToolConfig::Servicenow(c) => Ok(ToolKind::ServiceNow(Arc::new(
+                servicenow::ServiceNowTools::new(c.build_store(resources)?),
             ))),
             ToolConfig::Agent(c) => {
                 let runner = resources

@@ -43,6 +43,18 @@ fn each_broken_file_names_its_file_and_key() {
             "agents/bad-store",
             "agents/bad-store/servicenow.toml: tools[0].store: unknown variant `sqlite3`, expected `embedded` or `table_api`",
         ),
+        (
+            "agents/table-api-broken",
+            "agents/table-api-broken/servicenow.toml: tools[0].instance_url: \"ftp://dev12345.service-now.com\" uses the \"ftp\" scheme",
+        ),
+        (
+            "agents/table-api-broken",
+            "agents/table-api-broken/servicenow.toml: tools[0].password: required with username",
+        ),
+        (
+            "agents/table-api-broken",
+            "agents/table-api-broken/embedded.toml: tools[0].instance_url: only applies to store = \"table_api\"",
+        ),
     ];
     for (dir, expected) in cases {
         let errors = errors_of(dir);

@@ -3,107 +3,12 @@
 use serde_json::json;
 
 use crate::helpers::{SseClient, TestGateway, tool_json};
+use crate::scenarios;
 
 #[tokio::test]
 async fn legacy_client_lists_and_calls_every_tool() {
     let gw = TestGateway::spawn().await;
-    let mut c = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
-    assert!(
-        c.endpoint
-            .contains("/agents/servicenow/messages?session_id="),
-        "{}",
-        c.endpoint
-    );
-
-    let init = c.initialize().await;
-    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
-    assert_eq!(
-        init["result"]["serverInfo"]["name"],
-        "switchboard/servicenow"
-    );
-
-    let list = c.request(1, "tools/list", json!({})).await;
-    let mut names: Vec<_> = list["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            "create_incident",
-            "get_incident",
-            "search_incident",
-            "servicenow",
-            "update_incident"
-        ]
-    );
-
-    let created = tool_json(
-        &c.call_tool(
-            2,
-            "create_incident",
-            json!({"short_description": "Printer on fire", "urgency": "2", "impact": "Low"}),
-        )
-        .await,
-    );
-    let number = created["number"].as_str().unwrap().to_owned();
-    assert_eq!(created["priority"], "4 - Low");
-
-    let got = tool_json(
-        &c.call_tool(3, "get_incident", json!({"number": number}))
-            .await,
-    );
-    assert_eq!(got["short_description"], "Printer on fire");
-
-    let updated = tool_json(
-        &c.call_tool(
-            4,
-            "update_incident",
-            json!({"number": number, "state": "In Progress", "work_notes": "Extinguisher found"}),
-        )
-        .await,
-    );
-    assert_eq!(updated["state"], "In Progress");
-
-    let found = tool_json(
-        &c.call_tool(
-            5,
-            "search_incident",
-            json!({"query": "printer", "limit": 5}),
-        )
-        .await,
-    );
-    assert!(found["count"].as_u64().unwrap() >= 1, "{found}");
-
-    // The seed's third question: resolve INC0012346 with a note.
-    let resolved = tool_json(
-        &c.call_tool(
-            6,
-            "update_incident",
-            json!({"number": "INC0012346", "state": "Resolved", "close_notes": "VPN config fixed"}),
-        )
-        .await,
-    );
-    assert_eq!(resolved["state"], "Resolved");
-
-    // Invalid arguments: JSON-RPC -32602 on the stream, and the session lives on.
-    let bad = c
-        .call_tool(
-            7,
-            "update_incident",
-            json!({"number": number, "state": "Done"}),
-        )
-        .await;
-    assert_eq!(bad["error"]["code"], -32602, "{bad}");
-    assert!(
-        bad["error"]["message"].as_str().unwrap().contains("Done"),
-        "{bad}"
-    );
-    let again = c.request(8, "tools/list", json!({})).await;
-    assert!(again["result"]["tools"].is_array());
+    scenarios::every_tool_over_legacy_sse(&gw.url("/agents/servicenow/sse"), "servicenow").await;
     gw.stop().await;
 }
 

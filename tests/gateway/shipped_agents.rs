@@ -4,6 +4,8 @@ use std::process::Command;
 
 use switchboard::agents::AgentRegistry;
 use switchboard::config::Vars;
+use switchboard::tools::ToolConfig;
+use switchboard::tools::servicenow::StoreSpec;
 
 #[test]
 fn shipped_agents_are_valid_without_any_environment() {
@@ -15,6 +17,21 @@ fn shipped_agents_are_valid_without_any_environment() {
         .expect("servicenow agent ships");
     assert!(sn.expose_tools && sn.expose_agent);
     assert_eq!(sn.model.as_ref().unwrap().model, "gpt-4o-mini");
+
+    // The live ServiceNow agent loads too, waiting for its variables.
+    let live = specs
+        .iter()
+        .find(|s| s.name.as_str() == "servicenow-live")
+        .expect("servicenow-live agent ships");
+    let ToolConfig::Servicenow(tool) = &live.tools[0] else {
+        panic!("servicenow-live's first tool is the incident tools");
+    };
+    match tool.spec() {
+        Ok(StoreSpec::TableApi(Err(hint))) => {
+            assert!(hint.starts_with("set SERVICENOW_INSTANCE_URL"), "{hint}")
+        }
+        other => panic!("expected an unconfigured Table API store, got {other:?}"),
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::helpers::{Options, SseClient, TestGateway, tool_json};
+use crate::scenarios;
 
 #[tokio::test]
 async fn seeded_store_and_new_incidents_survive_a_restart() {
@@ -65,34 +66,8 @@ async fn seeded_store_and_new_incidents_survive_a_restart() {
 }
 
 #[tokio::test]
-async fn concurrent_creates_over_both_transports_get_distinct_numbers() {
+async fn concurrent_creates_get_distinct_numbers() {
     let gw = TestGateway::spawn().await;
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let url = gw.url("/agents/servicenow/sse");
-        tasks.push(tokio::spawn(async move {
-            let mut c = SseClient::connect(&url).await;
-            c.initialize().await;
-            let mut numbers = Vec::new();
-            for j in 0..5 {
-                let r = c
-                    .call_tool(
-                        j,
-                        "create_incident",
-                        json!({"short_description": format!("load {i}/{j}")}),
-                    )
-                    .await;
-                numbers.push(tool_json(&r)["number"].as_str().unwrap().to_owned());
-            }
-            numbers
-        }));
-    }
-    let mut all = std::collections::BTreeSet::new();
-    for t in tasks {
-        for n in t.await.unwrap() {
-            assert!(all.insert(n.clone()), "duplicate number {n}");
-        }
-    }
-    assert_eq!(all.len(), 40);
+    scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
     gw.stop().await;
 }
