@@ -11,6 +11,12 @@ use switchboard::state::AppState;
 use switchboard::telemetry::{self, LogFormat};
 use switchboard::tools::Resources;
 
+/// jemalloc, configured in `.cargo/config.toml` to hand freed pages back to the OS: parked
+/// sessions (see `switchboard::sessions`) then cost what they hold, not the high-water mark.
+#[cfg(not(any(target_env = "msvc", feature = "system-allocator")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Switchboard: LLM agents defined in TOML, served to MCP clients.
 #[derive(Parser)]
 #[command(version, about)]
