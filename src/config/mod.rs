@@ -66,8 +66,9 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
-    /// Seconds between keep-alive comments on SSE streams; a dead client is noticed on
-    /// the next write.
+    /// Seconds between keep-alive comments on SSE streams. A client that vanished is
+    /// noticed when a write fails: the first write after it left usually still succeeds
+    /// (the kernel takes it, the peer answers with a reset), so within two intervals.
     pub sse_keep_alive_secs: u64,
     /// Seconds of inactivity after which a Streamable HTTP session is ended.
     pub session_idle_timeout_secs: u64,

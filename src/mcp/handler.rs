@@ -120,6 +120,18 @@ impl ServerHandler for AgentServer {
                 None
             }
         };
+        // The session's end (client DELETE, admin kill, idle timeout, stream gone) ends its
+        // calls: rmcp would otherwise let them run to completion while it drains.
+        let session_ended = context
+            .extensions
+            .get::<Arc<SessionStats>>()
+            .map(|stats| stats.ended());
+        let session_ended = async {
+            match session_ended {
+                Some(ended) => ended.cancelled_owned().await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             outcome = call => match outcome {
                 Some(outcome) => outcome,
@@ -129,6 +141,7 @@ impl ServerHandler for AgentServer {
             () = self.stop_calls.cancelled() => Err(tools::Error::Failed(
                 "the gateway is shutting down and this call did not finish within its grace period; retry it".into(),
             )),
+            () = session_ended => Err(tools::Error::Cancelled),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         let tokens = ctx.tokens.get();

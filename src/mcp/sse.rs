@@ -4,8 +4,9 @@
 //! POST to (`/agents/<name>/messages?session_id=<id>`). `POST /messages` parses the body and
 //! hands it to the session's engine, an rmcp service over [`LegacyTransport`] (202
 //! Accepted); every answer goes out on the stream as an SSE `message` event. Keep-alive
-//! comments go out every `sse_keep_alive`; a client that left is noticed on the next write,
-//! and dropping the stream ends the session.
+//! comments go out every `sse_keep_alive`; a client that left is noticed when a write fails
+//! (within two intervals: the first write after it left is usually still accepted by the
+//! kernel), and dropping the stream ends the session.
 //!
 //! The engine starts with the first POST (the `initialize` handshake) and is parked when the
 //! session has been idle (see [`crate::sessions`]): its service ends, and the next POST

@@ -652,3 +652,53 @@ async fn calls_still_running_after_the_grace_period_get_a_clear_error() {
     s.closed().await;
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn ending_a_streamable_session_with_its_call_stream_open_cancels_the_run() {
+    use crate::helpers::{http, streamable_initialize, streamable_post};
+    let fake = FakeLlm::start(vec![Step::Hang, Step::Hang]).await;
+    let gw = gateway(&fake).await;
+    let http = http();
+    let url = gw.url("/agents/servicenow/mcp");
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"servicenow","arguments":{"task":"slow"}}}).to_string();
+
+    // The client's DELETE, while the call's response stream is still open.
+    let sid = streamable_initialize(&http, &url).await;
+    let stream = streamable_post(&http, &url, Some(&sid), call.clone()).await;
+    assert_eq!(stream.status(), 200);
+    fake.wait_requests(1).await;
+    let resp = http
+        .delete(&url)
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    abandoned_at_once(&fake).await;
+    drop(stream);
+
+    // The admin's kill, the same way.
+    let sid = streamable_initialize(&http, &url).await;
+    let stream = streamable_post(&http, &url, Some(&sid), call).await;
+    assert_eq!(stream.status(), 200);
+    fake.wait_requests(2).await;
+    let resp = http
+        .delete(gw.url(&format!("/admin/sessions/{sid}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    abandoned_at_once(&fake).await;
+    drop(stream);
+    gw.wait_sessions("both sessions to end", |n| n == 0).await;
+    gw.stop().await;
+}
+
+/// The hanging LLM request is dropped promptly (rmcp alone lets a closed session's calls run
+/// on for seconds while it drains).
+async fn abandoned_at_once(fake: &FakeLlm) {
+    tokio::time::timeout(Duration::from_secs(2), fake.wait_abandoned())
+        .await
+        .expect("the run must be cancelled when its session ends, not seconds later");
+}
