@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: Switchboard side by side with its peers in one run (not part of the test suite).
 #
-#   tests/bench/run.sh               full run (2 repetitions, 10 s windows, 1000+5000 idle sessions)
-#   tests/bench/run.sh --quick       smoke run (1 repetition, 2 s windows, 200+500 idle sessions)
+#   tests/bench/run.sh               full run (2 repetitions, 10 s windows, 1000+5000 idle sessions,
+#                                    agent overhead at c=100, 15,000 SSE sessions held 60 s)
+#   tests/bench/run.sh --quick       smoke run (1 repetition, 2 s windows, 200+500 idle sessions,
+#                                    1,000 SSE sessions held 10 s)
 #   tests/bench/run.sh --skip-build  reuse the builds and the Python venv
 #
 # Builds the release gateway, mcpload and the peers from ../shared/bench (or $SWITCHBOARD_BENCH),
@@ -66,12 +68,15 @@ load() { # LABEL TRANSPORT URL PID C ARGS [BEARER]
         --threads 1 --tool search_incident --args "$6" "${bearer[@]}" --label "$1" 2>/dev/null) || true
   echo "$out" | head -n -1 | sed 's/^/  /'; echo "$out" | tail -n 1 >> "$RAW"
 }
-idle() { # LABEL TRANSPORT URL PID [BEARER]
-  local out bearer=()
+idle() { # LABEL TRANSPORT URL PID BEARER [MCPLOAD FLAGS...]
+  local out bearer=() label=$1 transport=$2 url=$3 pid=$4
   [ -n "${5:-}" ] && bearer=(--bearer "$5")
-  "$MCPLOAD" --transport "$2" --url "$3" -c 1 -d 1 "${bearer[@]}" >/dev/null 2>&1 || true
-  out=$("$MCPLOAD" --transport "$2" --url "$3" --server-pid "$4" --idle-sessions "$IDLE" -d "$HOLD" \
-        --settle 2 --timeout 30 "${bearer[@]}" --label "$1" 2>/dev/null) || true
+  shift 5
+  "$MCPLOAD" --transport "$transport" --url "$url" -c 1 -d 1 "${bearer[@]}" >/dev/null 2>&1 || true
+  # --settle 3: sessions park after 1 s idle (server.session_park_after_ms) and jemalloc hands
+  # the freed pages back within about a second more; the RSS is read 3 s after the last opened.
+  out=$("$MCPLOAD" --transport "$transport" --url "$url" --server-pid "$pid" --idle-sessions "$IDLE" -d "$HOLD" \
+        --settle 3 --timeout 30 "${bearer[@]}" "$@" --label "$label" 2>/dev/null) || true
   echo "$out" | head -n -1 | sed 's/^/  /'; echo "$out" | tail -n 1 >> "$RAW"
 }
 
@@ -99,6 +104,8 @@ name = "bench"
 token = "$TOKEN"
 agents = ["*"]
 TOML
+# The same, with parking off: what an idle session costs while its MCP engine stays up.
+{ echo "[server]"; echo "session_park_after_ms = 0"; cat "$GWDIR/switchboard.toml"; } > "$GWDIR/switchboard-nopark.toml"
 {
   echo "date_utc: $(date -u +%FT%TZ)"
   echo "nproc: $(nproc)"
@@ -115,7 +122,9 @@ TOML
 
 GWARGS='{"query":"VPN","limit":5}'
 PEERARGS='{"query":"payments","limit":5}'
-gateway() { start "$1" $P_GW "$GWDIR" "$GW" serve --config "$GWDIR/switchboard.toml" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW; }
+gateway() { # NAME [CONFIG]
+  start "$1" $P_GW "$GWDIR" "$GW" serve --config "${2:-$GWDIR/switchboard.toml}" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
+}
 
 echo "== switchboard"
 gateway switchboard; GPID=$SPID
@@ -129,7 +138,12 @@ stop $GPID
 for t in sse streamable; do
   path=$([ $t = sse ] && echo sse || echo mcp)
   gateway switchboard-idle; idle "switchboard#1" $t "http://127.0.0.1:$P_GW/agents/servicenow/$path" $SPID "$TOKEN"; stop $SPID
+  gateway switchboard-idle-nopark "$GWDIR/switchboard-nopark.toml"
+  idle "switchboard-no-parking#1" $t "http://127.0.0.1:$P_GW/agents/servicenow/$path" $SPID "$TOKEN"; stop $SPID
 done
+# What SDK clients do: hold the session's GET stream too (one more HTTP connection each).
+gateway switchboard-idle-get
+idle "switchboard-get-stream#1" streamable "http://127.0.0.1:$P_GW/agents/servicenow/mcp" $SPID "$TOKEN" --streamable-get; stop $SPID
 
 echo "== rmcp baseline (Streamable HTTP)"
 start rmcp $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; RPID=$SPID
@@ -137,7 +151,9 @@ for rep in $(seq "$REPS"); do
   for c in $CONCS; do load "rmcp#$rep" streamable "http://127.0.0.1:$P_RMCP/mcp" $RPID "$c" "$PEERARGS"; done
 done
 stop $RPID
-start rmcp-idle $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; idle "rmcp#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID; stop $SPID
+start rmcp-idle $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; idle "rmcp#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID ""; stop $SPID
+start rmcp-idle-get $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP
+idle "rmcp-get-stream#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID "" --streamable-get; stop $SPID
 
 echo "== Python SDK (the seed's stack)"
 start python $P_PY "$BENCH/servers/python" "$PYBIN" server.py --port $P_PY; PPID_=$SPID
@@ -149,7 +165,18 @@ for rep in $(seq "$REPS"); do
 done
 stop $PPID_
 
-python3 "$BENCH/summarize.py" "$RAW" "$OUT/env.txt" > "$OUT/tables.md"
-cat "$OUT/tables.md"
+python3 "$BENCH/summarize.py" "$RAW" "$OUT/env.txt" | sed "s/and a 2 s settle/and a 3 s settle/" > "$OUT/tables.md"
 rm -rf "$GWDIR"
+trap - EXIT
+
+# The agent tool's overhead per LLM turn, and 15,000 idle SSE sessions held for a minute
+# (each script documents itself; --quick makes both short).
+SUB=(--skip-build); [ "$QUICK" = 1 ] && SUB+=(--quick)
+echo "== agent tool overhead (fake LLM)"
+[ "$BUILD" = 1 ] && CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/fake-llm/Cargo.toml"
+OUT="$OUT/agent" bash "$ROOT/tests/bench/agent-overhead.sh" "${SUB[@]}"
+echo "== idle SSE sessions held"
+OUT="$OUT/hold-sse" bash "$ROOT/tests/bench/hold-sse.sh" "${SUB[@]}"
+{ echo; cat "$OUT/agent/tables.md"; echo; cat "$OUT/hold-sse/tables.md"; } >> "$OUT/tables.md"
+cat "$OUT/tables.md"
 echo "== done in $(( $(date +%s) - T0 )) s; results in $OUT"
