@@ -7,9 +7,9 @@
 //! limiters, pruned by [`Clients::prune`] so idle peers cost nothing).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -68,6 +68,63 @@ pub struct Usage {
     pub rate_limited: AtomicU64,
     /// Live sessions.
     pub sessions: AtomicUsize,
+    /// Requests let through and refused in the last minute, per 10-second slot.
+    recent: Mutex<[RecentSlot; RECENT_SLOTS]>,
+    /// When a request was last refused with 429, in milliseconds since the Unix epoch
+    /// (0: never).
+    last_refused_ms: AtomicU64,
+}
+
+/// One 10-second slot of [`Usage::recent`]: its number (seconds since the epoch / 10),
+/// requests let through, requests refused.
+type RecentSlot = (u64, u32, u32);
+const RECENT_SLOTS: usize = 6;
+const RECENT_SLOT_SECS: u64 = 10;
+
+impl Usage {
+    fn note(&self, refused: bool) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let index = now.as_secs() / RECENT_SLOT_SECS;
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = &mut recent[(index % RECENT_SLOTS as u64) as usize];
+            if slot.0 != index {
+                *slot = (index, 0, 0);
+            }
+            if refused {
+                slot.2 = slot.2.saturating_add(1);
+            } else {
+                slot.1 = slot.1.saturating_add(1);
+            }
+        }
+        if refused {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.last_refused_ms
+                .store(now.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests let through and refused with 429 in the last minute (six 10-second slots,
+    /// the current one included).
+    pub fn last_minute(&self, now: SystemTime) -> (u64, u64) {
+        let index = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / RECENT_SLOT_SECS;
+        let oldest = index.saturating_sub(RECENT_SLOTS as u64 - 1);
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent
+            .iter()
+            .filter(|s| (oldest..=index).contains(&s.0))
+            .fold((0, 0), |(a, r), s| (a + u64::from(s.1), r + u64::from(s.2)))
+    }
+
+    /// When a request was last refused with 429.
+    pub fn last_refused_at(&self) -> Option<SystemTime> {
+        match self.last_refused_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// A configured client and its limiters.
@@ -170,6 +227,18 @@ impl Clients {
         &self.named
     }
 
+    /// With open access, the peers seen recently (live sessions, or requests still being
+    /// counted) and their usage, by address.
+    pub fn peers(&self) -> Vec<(IpAddr, Arc<Usage>)> {
+        let mut peers: Vec<_> = self
+            .ip_usage
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        peers.sort_by_key(|(ip, _)| *ip);
+        peers
+    }
+
     /// The default limits.
     pub fn defaults(&self) -> Limits {
         self.defaults
@@ -253,10 +322,13 @@ impl Clients {
         match outcome {
             Ok(()) => {
                 counter(usage).fetch_add(1, Ordering::Relaxed);
+                if limit == "requests_per_minute" {
+                    usage.note(false);
+                }
                 Ok(())
             }
             Err(not_until) => {
-                usage.rate_limited.fetch_add(1, Ordering::Relaxed);
+                usage.note(true);
                 Err(Refusal::RateLimited {
                     limit,
                     retry_after: retry_after(&not_until),
@@ -284,7 +356,7 @@ impl Clients {
         match taken {
             Ok(_) => Ok(SessionSlot { usage }),
             Err(_) => {
-                usage.rate_limited.fetch_add(1, Ordering::Relaxed);
+                usage.note(true);
                 Err(Refusal::RateLimited {
                     limit: "max_sessions",
                     // A session ends when its client leaves; there is no fixed time to wait.
@@ -300,8 +372,12 @@ impl Clients {
         self.ip_runs.retain_recent();
         self.ip_requests.shrink_to_fit();
         self.ip_runs.shrink_to_fit();
-        self.ip_usage
-            .retain(|_, u| u.sessions.load(Ordering::Relaxed) > 0 || Arc::strong_count(u) > 1);
+        let now = SystemTime::now();
+        self.ip_usage.retain(|_, u| {
+            u.sessions.load(Ordering::Relaxed) > 0
+                || Arc::strong_count(u) > 1
+                || u.last_minute(now) != (0, 0)
+        });
     }
 }
 

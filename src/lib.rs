@@ -16,6 +16,7 @@
 //!   instance through the Table API.
 //! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`traffic`]: the last 15 minutes of calls per agent, for the admin API and console.
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
 //! - [`auth`]: constant-time token checks.
 //! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
@@ -41,3 +42,4 @@ pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod tools;
+pub mod traffic;

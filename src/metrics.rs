@@ -100,6 +100,8 @@ pub struct Metrics {
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     stateless: Family<StatelessLabels, Counter>,
+    /// The last 15 minutes per agent, for the admin API and console.
+    traffic: crate::traffic::Traffic,
 }
 
 impl Default for Metrics {
@@ -144,6 +146,7 @@ impl Metrics {
             llm_tokens: Family::default(),
             reloads: Family::default(),
             stateless: Family::default(),
+            traffic: crate::traffic::Traffic::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -247,6 +250,17 @@ impl Metrics {
                 tool: tool.to_owned(),
             })
             .observe(seconds);
+        self.traffic.tool_call(
+            agent,
+            std::time::SystemTime::now(),
+            (seconds * 1e6) as u64,
+            outcome != "ok",
+        );
+    }
+
+    /// Recent traffic per agent (the last 15 minutes).
+    pub fn traffic(&self) -> &crate::traffic::Traffic {
+        &self.traffic
     }
 
     /// A request refused with 429.
@@ -282,6 +296,14 @@ impl Metrics {
                 model: model.to_owned(),
             })
             .observe(seconds);
+        self.traffic.llm_request(
+            agent,
+            std::time::SystemTime::now(),
+            (seconds * 1e6) as u64,
+            outcome != "ok",
+            prompt,
+            completion,
+        );
         for (kind, n) in [("prompt", prompt), ("completion", completion)] {
             if n > 0 {
                 self.llm_tokens

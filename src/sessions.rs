@@ -21,6 +21,7 @@
 //! client noticing. [`SessionStore::sweep`] finds the sessions to park and to expire; the
 //! transports do the parking ([`crate::mcp::sse`], [`crate::mcp::streamable`]).
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -96,6 +97,25 @@ pub struct SessionStats {
     ended: tokio_util::sync::CancellationToken,
     /// Set by the handshake and the first request; a `std` mutex, held only to copy.
     peer: Mutex<(Peer, Handshake)>,
+    /// The session's last [`RECENT_CALLS`] tool calls, oldest first; empty (and
+    /// unallocated) until the first call.
+    calls: Mutex<VecDeque<CallRecord>>,
+}
+
+/// Tool calls kept per session for the admin API.
+pub const RECENT_CALLS: usize = 20;
+
+/// A finished tool call of a session.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// The tool called.
+    pub tool: String,
+    /// When it finished.
+    pub finished_at: SystemTime,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+    /// `ok`, `error`, `invalid_arguments` or `cancelled`.
+    pub outcome: &'static str,
 }
 
 /// The bit of [`SessionStats::busy`] that says the engine is being parked.
@@ -122,6 +142,7 @@ impl SessionStats {
             parked: AtomicBool::new(false),
             ended: tokio_util::sync::CancellationToken::new(),
             peer: Mutex::new((peer, Handshake::default())),
+            calls: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -244,6 +265,21 @@ impl SessionStats {
         self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
         self.completion_tokens
             .fetch_add(completion, Ordering::Relaxed);
+    }
+
+    /// Records a finished tool call, forgetting the oldest beyond [`RECENT_CALLS`].
+    pub fn record_call(&self, call: CallRecord) {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if calls.len() == RECENT_CALLS {
+            calls.pop_front();
+        }
+        calls.push_back(call);
+    }
+
+    /// The last tool calls, oldest first.
+    pub fn recent_calls(&self) -> Vec<CallRecord> {
+        let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls.iter().cloned().collect()
     }
 
     /// A call ended without an answer going out (its stream was dropped).

@@ -277,6 +277,13 @@ impl AppState {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(name.as_str());
         }
+        if !report.removed.is_empty() {
+            let served = self.0.served.load();
+            self.0
+                .metrics
+                .traffic()
+                .retain(|name| served.endpoints.contains_key(name));
+        }
         let outcome = if report.errors.is_empty() {
             "ok"
         } else {
@@ -336,6 +343,18 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner)
             .push(AbortOnDrop(task.abort_handle()));
         Ok(())
+    }
+
+    /// Problems of the last reload, by file (agents and files that did not load at all
+    /// included).
+    pub fn all_load_errors(&self) -> Vec<(PathBuf, Vec<String>)> {
+        self.0
+            .served
+            .load()
+            .errors
+            .iter()
+            .map(|(file, errors)| (file.clone(), errors.clone()))
+            .collect()
     }
 
     /// Problems of the last reload with `file`.

@@ -147,6 +147,22 @@ pub struct SessionView {
     /// registry entry (and its stream, on legacy SSE), and its next request restarts the
     /// engine from the client's handshake (`server.session_park_after_ms`).
     pub parked: bool,
+    /// Its last tool calls, oldest first (`GET /admin/sessions/{id}` only; the registry
+    /// keeps the last 20).
+    pub recent_calls: Option<Vec<CallView>>,
+}
+
+/// A finished tool call of a session.
+#[derive(Debug, Clone, Object)]
+pub struct CallView {
+    /// The tool called.
+    pub tool: String,
+    /// When it finished (RFC 3339, UTC).
+    pub finished_at: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: f64,
+    /// `ok`, `error` (a tool error result), `invalid_arguments` or `cancelled`.
+    pub outcome: String,
 }
 
 /// One page of live sessions.
@@ -186,8 +202,9 @@ pub struct LimitsView {
     pub max_sessions: u32,
 }
 
-/// What a client has used since the gateway started.
+/// What a client has used since the gateway started, and in the last minute.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UsageView {
     /// Live sessions now.
     pub sessions: u64,
@@ -197,6 +214,22 @@ pub struct UsageView {
     pub agent_runs: u64,
     /// Requests refused with 429.
     pub rate_limited: u64,
+    /// MCP requests let through in the last minute.
+    pub requests_last_minute: u64,
+    /// Requests refused with 429 in the last minute: non-zero means the client is being
+    /// rate-limited now.
+    pub rate_limited_last_minute: u64,
+    /// When a request was last refused with 429 (RFC 3339, UTC).
+    pub last_rate_limited_at: Option<String>,
+}
+
+/// A peer of open access (no clients configured: limits apply per IP address).
+#[derive(Debug, Clone, Object)]
+pub struct PeerView {
+    /// Its IP address.
+    pub ip: String,
+    /// Its usage.
+    pub usage: UsageView,
 }
 
 /// A client (token owner).
@@ -222,6 +255,69 @@ pub struct ClientsView {
     pub default_limits: LimitsView,
     /// The configured clients.
     pub clients: Vec<ClientView>,
+    /// With open access, the peers seen recently, by IP address.
+    pub peers: Vec<PeerView>,
+}
+
+/// One 10-second bucket of an agent's traffic.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct TrafficPoint {
+    /// Tool calls from MCP clients that finished in the bucket.
+    pub calls: u64,
+    /// Of those, the ones that failed (tool error, invalid arguments, cancelled).
+    pub errors: u64,
+    /// Median tool-call latency, in milliseconds (absent without calls).
+    pub p50_ms: Option<f64>,
+    /// 99th-percentile tool-call latency, in milliseconds.
+    pub p99_ms: Option<f64>,
+    /// Chat-completion requests of agent runs.
+    pub llm_requests: u64,
+    /// Of those, the failed ones.
+    pub llm_errors: u64,
+    /// Median chat-completion latency, in milliseconds.
+    pub llm_p50_ms: Option<f64>,
+    /// LLM prompt tokens.
+    pub llm_prompt_tokens: u64,
+    /// LLM completion tokens.
+    pub llm_completion_tokens: u64,
+}
+
+/// The last 15 minutes of one agent.
+#[derive(Debug, Clone, Object)]
+pub struct AgentTraffic {
+    /// The agent.
+    pub agent: String,
+    /// The last minute (six buckets) at once.
+    pub last_minute: TrafficPoint,
+    /// One point per bucket, oldest first; the last one is still filling.
+    pub points: Vec<TrafficPoint>,
+}
+
+/// Recent traffic of every agent, in buckets.
+#[derive(Debug, Clone, Object)]
+pub struct TrafficView {
+    /// Seconds per bucket.
+    pub bucket_secs: u64,
+    /// Start of the first bucket (RFC 3339, UTC).
+    pub start: String,
+    /// Start of the first bucket, seconds since the Unix epoch; bucket `i` starts
+    /// `i * bucket_secs` later.
+    pub start_unix: u64,
+    /// Every agent being served, by name.
+    pub agents: Vec<AgentTraffic>,
+}
+
+/// An agent file with problems at the last reload.
+#[derive(Debug, Clone, Object)]
+pub struct LoadErrorView {
+    /// The file.
+    pub file: String,
+    /// Whether an earlier version of the agent keeps serving (otherwise the agent does not
+    /// exist until the file is fixed).
+    pub serving_previous_version: bool,
+    /// Its problems, each `file: key: message`.
+    pub errors: Vec<String>,
 }
 
 /// What a reload of the agents directory did.

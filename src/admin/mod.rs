@@ -23,8 +23,9 @@ use crate::mcp::AgentEndpoint;
 use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
-    AgentUrls, AgentView, ClientView, ClientsView, ErrorBody, Health, LimitsView, ModelView,
-    ReloadView, SessionCounts, SessionPage, SessionView, ToolView, TransportName, UsageView,
+    AgentTraffic, AgentUrls, AgentView, CallView, ClientView, ClientsView, ErrorBody, Health,
+    LimitsView, LoadErrorView, ModelView, PeerView, ReloadView, SessionCounts, SessionPage,
+    SessionView, ToolView, TrafficPoint, TrafficView, TransportName, UsageView,
 };
 
 #[derive(Tags)]
@@ -35,6 +36,8 @@ enum ApiTags {
     Clients,
     /// Live MCP sessions.
     Sessions,
+    /// Recent traffic.
+    Traffic,
     /// Liveness and readiness probes.
     Health,
 }
@@ -232,6 +235,24 @@ pub enum ListClientsResponse {
 }
 
 admin_response! {
+/// `GET /admin/load-errors`.
+pub enum LoadErrorsResponse {
+    /// Every file of the agents directory that had problems at the last reload.
+    #[oai(status = 200)]
+    Ok(Json<Vec<LoadErrorView>>),
+}
+}
+
+admin_response! {
+/// `GET /admin/traffic`.
+pub enum TrafficResponse {
+    /// The last 15 minutes of every agent.
+    #[oai(status = 200)]
+    Ok(Json<TrafficView>),
+}
+}
+
+admin_response! {
 /// `GET /admin/agents/{name}`.
 pub enum GetAgentResponse {
     /// The agent.
@@ -348,8 +369,8 @@ impl AdminApi {
         tag = "ApiTags::Clients"
     )]
     async fn list_clients(&self, _auth: AdminAuth, state: Data<&AppState>) -> ListClientsResponse {
-        use std::sync::atomic::Ordering::Relaxed;
         let clients = state.clients();
+        let now = SystemTime::now();
         let views = clients
             .named()
             .iter()
@@ -360,18 +381,91 @@ impl AdminApi {
                     crate::config::clients::AgentAccess::Only(names) => names.clone(),
                 },
                 limits: limits_view(&c.limits),
-                usage: UsageView {
-                    sessions: c.usage.sessions.load(Relaxed) as u64,
-                    requests: c.usage.requests.load(Relaxed),
-                    agent_runs: c.usage.agent_runs.load(Relaxed),
-                    rate_limited: c.usage.rate_limited.load(Relaxed),
-                },
+                usage: usage_view(&c.usage, now),
+            })
+            .collect();
+        let peers = clients
+            .peers()
+            .into_iter()
+            .map(|(ip, usage)| PeerView {
+                ip: ip.to_string(),
+                usage: usage_view(&usage, now),
             })
             .collect();
         ListClientsResponse::Ok(Json(ClientsView {
             open: clients.is_open(),
             default_limits: limits_view(&clients.defaults()),
             clients: views,
+            peers,
+        }))
+    }
+
+    /// Agent files that did not load
+    ///
+    /// Every file of the agents directory with problems at the last reload, each problem as
+    /// `file: key: message`: a broken new file (no agent yet), or a broken change to an
+    /// agent whose previous version keeps serving.
+    #[oai(
+        path = "/load-errors",
+        method = "get",
+        operation_id = "listLoadErrors",
+        tag = "ApiTags::Agents"
+    )]
+    async fn load_errors(&self, _auth: AdminAuth, state: Data<&AppState>) -> LoadErrorsResponse {
+        let served: std::collections::HashSet<String> = state
+            .agents()
+            .iter()
+            .map(|e| e.agent.spec.file.display().to_string())
+            .collect();
+        let views = state
+            .all_load_errors()
+            .into_iter()
+            .map(|(file, errors)| {
+                let file = file.display().to_string();
+                LoadErrorView {
+                    serving_previous_version: served.contains(&file),
+                    file,
+                    errors,
+                }
+            })
+            .collect();
+        LoadErrorsResponse::Ok(Json(views))
+    }
+
+    /// Recent traffic
+    ///
+    /// The last 15 minutes of every agent in 10-second buckets: tool calls, errors,
+    /// latency percentiles, LLM requests and tokens. Kept in memory; starts empty.
+    #[oai(
+        path = "/traffic",
+        method = "get",
+        operation_id = "getTraffic",
+        tag = "ApiTags::Traffic"
+    )]
+    async fn traffic(&self, _auth: AdminAuth, state: Data<&AppState>) -> TrafficResponse {
+        let now = SystemTime::now();
+        let traffic = state.metrics().traffic();
+        let series: Vec<_> = state
+            .agents()
+            .iter()
+            .map(|e| traffic.series(&e.name, now))
+            .collect();
+        let start_unix = series
+            .first()
+            .map_or_else(|| traffic.series("", now).start_unix, |s| s.start_unix);
+        let agents = series
+            .iter()
+            .map(|s| AgentTraffic {
+                agent: s.agent.to_string(),
+                last_minute: traffic_point(&s.last(6)),
+                points: s.buckets.iter().map(traffic_point).collect(),
+            })
+            .collect();
+        TrafficResponse::Ok(Json(TrafficView {
+            bucket_secs: crate::traffic::BUCKET_SECS,
+            start: rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(start_unix)),
+            start_unix,
+            agents,
         }))
     }
 
@@ -475,7 +569,22 @@ impl AdminApi {
         id: Path<String>,
     ) -> GetSessionResponse {
         match state.sessions().get(&id) {
-            Some(s) => GetSessionResponse::Ok(Json(session_view(&s, SystemTime::now()))),
+            Some(s) => {
+                let mut view = session_view(&s, SystemTime::now());
+                view.recent_calls = state.sessions().stats(&id).map(|stats| {
+                    stats
+                        .recent_calls()
+                        .into_iter()
+                        .map(|c| CallView {
+                            tool: c.tool,
+                            finished_at: rfc3339(c.finished_at),
+                            duration_ms: c.micros as f64 / 1000.0,
+                            outcome: c.outcome.to_owned(),
+                        })
+                        .collect()
+                });
+                GetSessionResponse::Ok(Json(view))
+            }
             None => GetSessionResponse::NotFound(Json(session_not_found(&id))),
         }
     }
@@ -518,7 +627,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["admin", "agents"]
         | ["admin", "agents", _]
         | ["admin", "sessions"]
-        | ["admin", "clients"] => Some("GET"),
+        | ["admin", "clients"]
+        | ["admin", "load-errors"]
+        | ["admin", "traffic"] => Some("GET"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),
@@ -585,6 +696,35 @@ fn limits_view(l: &crate::config::clients::Limits) -> LimitsView {
     }
 }
 
+fn usage_view(u: &crate::clients::Usage, now: SystemTime) -> UsageView {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (requests_last_minute, rate_limited_last_minute) = u.last_minute(now);
+    UsageView {
+        sessions: u.sessions.load(Relaxed) as u64,
+        requests: u.requests.load(Relaxed),
+        agent_runs: u.agent_runs.load(Relaxed),
+        rate_limited: u.rate_limited.load(Relaxed),
+        requests_last_minute,
+        rate_limited_last_minute,
+        last_rate_limited_at: u.last_refused_at().map(rfc3339),
+    }
+}
+
+fn traffic_point(b: &crate::traffic::Bucket) -> TrafficPoint {
+    let round = |v: Option<f64>| v.map(|ms| (ms * 1000.0).round() / 1000.0);
+    TrafficPoint {
+        calls: u64::from(b.calls),
+        errors: u64::from(b.errors),
+        p50_ms: round(b.latency.quantile_ms(0.5)),
+        p99_ms: round(b.latency.quantile_ms(0.99)),
+        llm_requests: u64::from(b.llm_requests),
+        llm_errors: u64::from(b.llm_errors),
+        llm_p50_ms: round(b.llm_latency.quantile_ms(0.5)),
+        llm_prompt_tokens: b.prompt_tokens,
+        llm_completion_tokens: b.completion_tokens,
+    }
+}
+
 fn session_not_found(id: &str) -> ErrorBody {
     ErrorBody::new("session_not_found", format!("no live session {id:?}"))
 }
@@ -629,6 +769,7 @@ fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
         llm_prompt_tokens: s.prompt_tokens,
         llm_completion_tokens: s.completion_tokens,
         parked: s.parked,
+        recent_calls: None,
     }
 }
 

@@ -16,7 +16,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::Agent;
-use crate::sessions::SessionStats;
+use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -153,10 +153,6 @@ impl ServerHandler for AgentServer {
         }
         // The transports put the session's counters into the request; stateless requests
         // (MCP 2026-07-28) have none.
-        if let Some(stats) = context.extensions.get::<Arc<SessionStats>>() {
-            let (prompt, completion) = tokens;
-            stats.add_tokens(prompt, completion);
-        }
         let agent = self.agent.name();
         let label = match &outcome {
             Ok(_) => "ok",
@@ -164,6 +160,16 @@ impl ServerHandler for AgentServer {
             Err(tools::Error::Failed(_)) => "error",
             Err(tools::Error::Cancelled) => "cancelled",
         };
+        if let Some(stats) = context.extensions.get::<Arc<SessionStats>>() {
+            let (prompt, completion) = tokens;
+            stats.add_tokens(prompt, completion);
+            stats.record_call(CallRecord {
+                tool: name.to_owned(),
+                finished_at: std::time::SystemTime::now(),
+                micros: elapsed_us,
+                outcome: label,
+            });
+        }
         let client = context
             .extensions
             .get::<Arc<SessionStats>>()

@@ -296,6 +296,21 @@ async fn without_a_token_only_loopback_peers_reach_the_admin_api() {
             .unwrap()
             .contains("SWITCHBOARD_ADMIN_TOKEN")
     );
+    // The console follows the same rule, the page and its assets alike.
+    for path in ["/ui", "/ui/app.js"] {
+        let local = h
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(local.status(), 200, "{path} from loopback");
+        let remote = h
+            .get(format!("http://{ip}:{port}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(remote.status(), 403, "{path} from {ip}");
+    }
     // Probes stay open to everyone.
     let probe = h
         .get(format!("http://{ip}:{port}/healthz"))
@@ -334,5 +349,129 @@ async fn malformed_admin_requests_get_json_errors_never_500() {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         assert!(body["code"].is_string(), "{method} {path}: {body}");
     }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn recent_traffic_and_a_sessions_recent_calls_are_in_the_admin_api() {
+    use rmcp::model::CallToolRequestParams;
+    let gw = TestGateway::spawn().await;
+    let (status, before) = gw.get_json("/admin/traffic").await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["bucket_secs"], 10);
+    let servicenow = |v: &Value| {
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["agent"] == "servicenow")
+            .cloned()
+            .unwrap_or_else(|| panic!("servicenow in {v}"))
+    };
+    let quiet = servicenow(&before);
+    assert_eq!(quiet["points"].as_array().unwrap().len(), 90);
+    assert_eq!(quiet["last_minute"]["calls"], 0);
+    assert!(quiet["last_minute"].get("p50_ms").is_none(), "{quiet}");
+
+    let client = crate::helpers::rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
+    for q in ["vpn", "email"] {
+        client
+            .call_tool(
+                CallToolRequestParams::new("search_incident")
+                    .with_arguments(crate::helpers::args(json!({"query": q}))),
+            )
+            .await
+            .unwrap();
+    }
+    let failed = client
+        .call_tool(
+            CallToolRequestParams::new("get_incident")
+                .with_arguments(crate::helpers::args(json!({"number": "INC9999999"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.is_error, Some(true));
+
+    let busy = servicenow(&gw.get_json("/admin/traffic").await.1);
+    let minute = &busy["last_minute"];
+    assert_eq!(minute["calls"], 3, "{busy}");
+    assert_eq!(minute["errors"], 1, "{busy}");
+    assert!(minute["p50_ms"].as_f64().unwrap() > 0.0, "{busy}");
+    assert!(minute["p99_ms"].as_f64().unwrap() >= minute["p50_ms"].as_f64().unwrap());
+    let in_points: u64 = busy["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_points, 3);
+
+    // The session's own recent calls, oldest first; the list leaves them out.
+    let id = gw.state.sessions().list()[0].id.to_string();
+    let (status, one) = gw.get_json(&format!("/admin/sessions/{id}")).await;
+    assert_eq!(status, 200);
+    let calls = one["recent_calls"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c["tool"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("search_incident", "ok"),
+            ("search_incident", "ok"),
+            ("get_incident", "error")
+        ]
+    );
+    assert!(calls[0]["duration_ms"].as_f64().unwrap() > 0.0);
+    let (_, page) = gw.get_json("/admin/sessions").await;
+    assert!(page["sessions"][0].get("recent_calls").is_none(), "{page}");
+    client.cancel().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn load_errors_list_broken_new_files_and_broken_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(crate::helpers::fixture("agents/valid")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.path().to_owned(),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(gw.get_json("/admin/load-errors").await.1, json!([]));
+    std::fs::write(dir.path().join("fresh.toml"), "description = 1\n").unwrap();
+    let helpdesk = dir.path().join("helpdesk.toml");
+    let text = std::fs::read_to_string(&helpdesk).unwrap();
+    std::fs::write(&helpdesk, format!("{text}\nsurprise = true\n")).unwrap();
+    let (status, _) = gw.post_json("/admin/reload").await;
+    assert_eq!(status, 200);
+    let (status, errors) = gw.get_json("/admin/load-errors").await;
+    assert_eq!(status, 200);
+    let files = errors.as_array().unwrap();
+    assert_eq!(files.len(), 2, "{errors}");
+    let find = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["file"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {errors}"))
+    };
+    assert_eq!(find("fresh.toml")["serving_previous_version"], false);
+    assert!(
+        find("fresh.toml")["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("description")
+    );
+    assert_eq!(find("helpdesk.toml")["serving_previous_version"], true);
+    assert!(
+        find("helpdesk.toml")["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("surprise")
+    );
     gw.stop().await;
 }

@@ -275,6 +275,18 @@ async fn a_client_over_its_request_rate_gets_429_and_recovers_while_others_are_u
         .find(|c| c["name"] == "alice")
         .unwrap();
     assert_eq!(alice["usage"]["rate_limited"], 1, "{alice}");
+    // ... and that it is happening now (the console's "rate-limited now").
+    assert_eq!(alice["usage"]["rate_limited_last_minute"], 1, "{alice}");
+    assert!(
+        alice["usage"]["requests_last_minute"].as_u64().unwrap() >= 3,
+        "{alice}"
+    );
+    assert!(
+        alice["usage"]["last_rate_limited_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{alice}"
+    );
     assert_eq!(alice["usage"]["sessions"], 1, "{alice}");
     assert_eq!(alice["limits"]["burst"], 3);
     assert_eq!(alice["agents"], json!(["servicenow"]));
