@@ -30,6 +30,10 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/readyz", api)
         .at("/", index)
         .at("/metrics", metrics)
+        .at("/ui", crate::console::page)
+        .at("/ui/", crate::console::page)
+        .at("/ui/app.js", crate::console::script)
+        .at("/ui/app.css", crate::console::style)
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
@@ -88,6 +92,7 @@ fn route_label(path: &str) -> &'static str {
         (Some("readyz"), None, _) => "readyz",
         (Some("metrics"), None, _) => "metrics",
         (Some("openapi.json" | "openapi.yaml" | "docs"), _, _) => "openapi",
+        (Some("ui"), _, _) => "ui",
         (Some(""), None, _) => "index",
         _ => "other",
     }

@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin REST API (poem-openapi): agents, sessions, health.
 //! - [`app`]: composition root: state → poem routes; [`app::run`] until shutdown.
 //! - [`state`]: `AppState`, the shared state every request sees.
+//! - [`console`]: the admin console at `/ui`, a page over the admin API.
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
 //! - [`agents`]: validated agent specs, built agents and the registry of them.
 //! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
@@ -31,6 +32,7 @@ pub mod app;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod healthcheck;
 pub mod incidents;

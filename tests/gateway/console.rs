@@ -1,0 +1,347 @@
+//! The admin console (`/ui`) in a real browser against the real gateway: agents and their
+//! URLs, live sessions of both transports appearing and ended from the page, a broken agent
+//! file's error, the admin token prompt. Screenshots of each view go to
+//! `target/console-screenshots/`.
+
+use std::time::Duration;
+
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::helpers::{Options, SseClient, TestGateway, args, fixture, http, rmcp_client};
+
+fn session_row(id: &str) -> String {
+    format!("tr[data-testid=\"session\"][data-session-id=\"{id}\"]")
+}
+
+async fn end_from_the_page(browser: &Browser, id: &str) {
+    let row = session_row(id);
+    browser
+        .click(
+            &format!("{row} [data-testid=\"end-session\"]"),
+            "end button",
+        )
+        .await;
+    browser
+        .click(
+            "dialog[data-testid=\"confirm\"][open] [data-testid=\"confirm-yes\"]",
+            "confirm",
+        )
+        .await;
+    browser.wait_gone(&row, "the ended session's row").await;
+}
+
+#[tokio::test]
+async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks() {
+    let gw = TestGateway::spawn().await;
+    let browser = Browser::start().await;
+    browser.open(&gw.url("/ui#/agents")).await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"agents\"]",
+            "agents view",
+        )
+        .await;
+
+    // Every agent with both of its full URLs.
+    let (_, agents) = gw.get_json("/admin/agents").await;
+    let names: Vec<String> = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.len() >= 2, "{agents}");
+    for name in &names {
+        let card = format!("[data-testid=\"agent\"][data-agent=\"{name}\"]");
+        browser.wait(&card, "agent card").await;
+        for (kind, path) in [("sse", "sse"), ("mcp", "mcp")] {
+            let text = browser
+                .text(&format!("{card} [data-testid=\"url-{kind}\"]"))
+                .await;
+            assert_eq!(text.trim(), gw.url(&format!("/agents/{name}/{path}")));
+        }
+    }
+    browser.screenshot("agents").await;
+
+    // With no sessions, the page says how to connect.
+    browser.route("#/sessions").await;
+    let empty = browser.wait("[data-testid=\"empty\"]", "empty state").await;
+    assert!(
+        empty.text().await.unwrap().contains("/agents/"),
+        "the empty state names a URL to connect to"
+    );
+    browser.screenshot("sessions-empty").await;
+
+    // A client on each transport, each making a call.
+    let streamable = rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
+    streamable
+        .call_tool(
+            CallToolRequestParams::new("search_incident")
+                .with_arguments(args(json!({"query": "vpn"}))),
+        )
+        .await
+        .unwrap();
+    let mut sse = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    sse.initialize().await;
+    sse.call_tool(1, "get_incident", json!({"number": "INC0012346"}))
+        .await;
+    let streamable_id = gw
+        .state
+        .sessions()
+        .list()
+        .into_iter()
+        .find(|s| s.transport.as_str() == "streamable_http")
+        .map(|s| s.id.to_string())
+        .expect("the rmcp session is registered");
+
+    // Both appear within 3 s, without touching the page (it refreshes by itself).
+    for id in [&streamable_id, &sse.session_id] {
+        browser
+            .wait_js(
+                &format!("document.querySelector({})", json!(session_row(id))),
+                Duration::from_secs(3),
+                "a new session appears in the table",
+            )
+            .await;
+    }
+    let count = browser.text("[data-testid=\"session-count\"]").await;
+    assert!(count.trim().starts_with('2'), "count: {count:?}");
+    browser.screenshot("sessions").await;
+
+    // The detail view shows the session's recent calls.
+    browser
+        .route(&format!("#/sessions/{}", sse.session_id))
+        .await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"session\"]",
+            "session view",
+        )
+        .await;
+    browser
+        .wait_js(
+            "document.body.innerText.includes('get_incident')",
+            Duration::from_secs(5),
+            "the session's recent call",
+        )
+        .await;
+    browser.screenshot("session-detail").await;
+
+    // End the Streamable HTTP session from the page: its client's next request gets 404.
+    browser.route("#/sessions").await;
+    browser
+        .wait(&session_row(&streamable_id), "streamable row")
+        .await;
+    end_from_the_page(&browser, &streamable_id).await;
+    assert!(gw.state.sessions().get(&streamable_id).is_none());
+    let again = http()
+        .post(gw.url("/agents/servicenow/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &streamable_id)
+        .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    drop(streamable);
+
+    // End the legacy session: its stream ends and its endpoint gets 404.
+    end_from_the_page(&browser, &sse.session_id).await;
+    sse.closed().await;
+    let post = sse
+        .post_raw(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .await;
+    assert_eq!(post.status(), 404);
+    browser
+        .wait("[data-testid=\"empty\"]", "empty state again")
+        .await;
+
+    // Clients (open access: the loopback peer) and traffic (the two calls).
+    browser.route("#/clients").await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"clients\"]",
+            "clients view",
+        )
+        .await;
+    browser
+        .wait(
+            "tr[data-testid=\"client\"][data-client=\"127.0.0.1\"]",
+            "the loopback peer",
+        )
+        .await;
+    browser.screenshot("clients").await;
+    browser.route("#/traffic").await;
+    browser
+        .wait(
+            "svg[data-testid=\"chart\"][data-chart=\"calls\"][data-agent=\"servicenow\"]",
+            "calls chart",
+        )
+        .await;
+    browser.screenshot("traffic").await;
+
+    // A phone's width.
+    browser.resize(390, 844).await;
+    browser.route("#/agents").await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"agents\"]",
+            "agents view",
+        )
+        .await;
+    browser.screenshot("agents-phone").await;
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_agent_file_shows_its_error_after_a_reload_from_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("agents/valid")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.path().to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.open(&gw.url("/ui#/agents")).await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"agents\"]",
+            "agents view",
+        )
+        .await;
+    assert!(
+        browser
+            .client
+            .find_all(fantoccini::Locator::Css("[data-testid=\"load-error\"]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no errors before the file breaks"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "description = \"half done\"\nbogus_key = 1\n",
+    )
+    .unwrap();
+    browser
+        .click("[data-testid=\"reload\"]", "reload button")
+        .await;
+    let result = browser
+        .wait("[data-testid=\"reload-result\"]", "reload result")
+        .await;
+    browser
+        .wait_js(
+            "document.querySelector('[data-testid=\"reload-result\"]').innerText.includes('bogus_key')",
+            Duration::from_secs(5),
+            "the reload result names the broken key",
+        )
+        .await;
+    drop(result);
+    let file_error = browser
+        .wait("[data-testid=\"file-error\"]", "the broken file's error")
+        .await;
+    let text = file_error.text().await.unwrap();
+    assert!(
+        text.contains("broken.toml") && text.contains("bogus_key"),
+        "file error: {text:?}"
+    );
+    browser.screenshot("agents-load-error").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_admin_token_the_page_asks_for_it_and_refuses_a_wrong_one() {
+    let mut opts = Options::default();
+    opts.settings.admin_token = Some("console-s3cret".to_owned().into());
+    let gw = TestGateway::spawn_with(opts).await;
+    let browser = Browser::start().await;
+    browser.open(&gw.url("/ui#/agents")).await;
+    browser
+        .wait(
+            "dialog[data-testid=\"token-dialog\"][open]",
+            "the token prompt",
+        )
+        .await;
+    browser.screenshot("token-prompt").await;
+
+    let input = browser
+        .wait("[data-testid=\"token-input\"]", "token input")
+        .await;
+    input.send_keys("not-the-token").await.unwrap();
+    browser
+        .click("[data-testid=\"token-submit\"]", "token submit")
+        .await;
+    browser
+        .wait_js(
+            "document.querySelector('[data-testid=\"token-error\"]').innerText.trim().length > 0",
+            Duration::from_secs(5),
+            "the wrong token is refused",
+        )
+        .await;
+    let refusal = browser.text("[data-testid=\"token-error\"]").await;
+    assert!(refusal.to_lowercase().contains("refused"), "{refusal:?}");
+
+    let input = browser
+        .wait("[data-testid=\"token-input\"]", "token input")
+        .await;
+    input.clear().await.unwrap();
+    input.send_keys("console-s3cret").await.unwrap();
+    browser
+        .click("[data-testid=\"token-submit\"]", "token submit")
+        .await;
+    browser
+        .wait(
+            "[data-testid=\"view\"][data-view=\"agents\"]",
+            "agents view after the right token",
+        )
+        .await;
+    browser
+        .wait(
+            "[data-testid=\"agent\"][data-agent=\"servicenow\"]",
+            "an agent",
+        )
+        .await;
+    // 401s on the way are expected in the log; nothing else.
+    let errors: Vec<String> = browser
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !e.contains("401"))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_page_is_for_loopback_peers_only() {
+    let gw = TestGateway::spawn().await;
+    let resp = http().get(gw.url("/ui")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(resp.text().await.unwrap().contains("/ui/app.js"));
+    for asset in ["/ui/app.js", "/ui/app.css"] {
+        let resp = http().get(gw.url(asset)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{asset}");
+    }
+    gw.stop().await;
+}
