@@ -151,11 +151,7 @@ impl Agent {
                 name: None,
             },
         ));
-        let tools: Vec<_> = self
-            .all_tool_definitions()
-            .iter()
-            .map(llm::function_tool)
-            .collect();
+        let tools = self.all_tool_definitions();
         let inner = CallContext {
             cancel: ctx.cancel.child_token(),
             depth: ctx.depth + 1,
@@ -165,7 +161,7 @@ impl Agent {
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
-            let completion = llm.complete(messages.clone(), tools.clone()).await;
+            let completion = llm.complete(&messages, &tools).await;
             let (outcome, p, c) = match &completion {
                 Ok(done) => ("ok", done.prompt_tokens, done.completion_tokens),
                 Err(_) => ("error", 0, 0),

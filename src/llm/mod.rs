@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use async_openai::config::{AzureConfig, Config, OpenAIConfig};
 use async_openai::error::OpenAIError;
 use async_openai::types::chat::{
-    ChatCompletionMessageToolCalls, ChatCompletionRequestMessage, ChatCompletionTool,
-    ChatCompletionTools, CreateChatCompletionRequest, FunctionObject,
+    ChatCompletionMessageToolCalls, ChatCompletionRequestMessage, CreateChatCompletionResponse,
 };
 use rmcp::model::Tool;
 use secrecy::ExposeSecret;
+use serde::Serialize;
 
 use crate::agents::{ModelEndpoint, ModelSpec};
 
@@ -200,23 +200,24 @@ impl LlmClient {
     /// See [`Error`]: every variant says what failed and what to fix.
     pub async fn complete(
         &self,
-        messages: Vec<ChatCompletionRequestMessage>,
-        tools: Vec<ChatCompletionTools>,
+        messages: &[ChatCompletionRequestMessage],
+        tools: &[Tool],
     ) -> Result<Completion, Error> {
         if let Some(hint) = &self.not_configured {
             return Err(Error::NotConfigured { hint: hint.clone() });
         }
-        let request = CreateChatCompletionRequest {
-            model: self.model.clone(),
+        // Borrowed: a run's conversation and its tools' schemas are serialised straight
+        // into the request body each turn, never copied.
+        let request = ChatRequest {
+            model: &self.model,
             messages,
-            tools: (!tools.is_empty()).then_some(tools),
-            ..Default::default()
+            tools: tools.iter().map(FunctionTool::of).collect(),
         };
         let started = Instant::now();
-        let response = self
+        let response: CreateChatCompletionResponse = self
             .client
             .chat()
-            .create(request)
+            .create_byot(&request)
             .await
             .map_err(|e| self.classify(e))?;
         let latency = started.elapsed();
@@ -293,14 +294,101 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-/// An MCP tool definition as an OpenAI function tool.
-pub fn function_tool(tool: &Tool) -> ChatCompletionTools {
-    ChatCompletionTools::Function(ChatCompletionTool {
-        function: FunctionObject {
-            name: tool.name.to_string(),
-            description: tool.description.as_ref().map(|d| d.to_string()),
-            parameters: Some(serde_json::Value::Object((*tool.input_schema).clone())),
-            strict: None,
-        },
-    })
+/// A chat-completion request over borrowed parts; serialises as the Chat Completions API's
+/// `CreateChatCompletionRequest` with only these fields (`stream` absent: not streamed).
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatCompletionRequestMessage],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<FunctionTool<'a>>,
+}
+
+/// An MCP tool definition as an OpenAI function tool (`{"type": "function", "function":
+/// {...}}`), borrowing its name, description and schema.
+#[derive(Serialize)]
+struct FunctionTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDefinition<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDefinition<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters: &'a rmcp::model::JsonObject,
+}
+
+impl<'a> FunctionTool<'a> {
+    fn of(tool: &'a Tool) -> Self {
+        Self {
+            kind: "function",
+            function: FunctionDefinition {
+                name: &tool.name,
+                description: tool.description.as_deref(),
+                parameters: &tool.input_schema,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use async_openai::types::chat::{
+        ChatCompletionRequestUserMessage, ChatCompletionRequestUserMessageContent,
+        ChatCompletionTool, ChatCompletionTools, CreateChatCompletionRequest, FunctionObject,
+    };
+    use std::sync::Arc;
+
+    #[test]
+    fn the_borrowed_request_is_what_async_openai_would_send() {
+        let schema: rmcp::model::JsonObject = serde_json::from_value(serde_json::json!({
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        }))
+        .unwrap_or_default();
+        let tool = Tool::new(
+            "search_incident",
+            "Search incidents.",
+            Arc::new(schema.clone()),
+        );
+        let messages = vec![ChatCompletionRequestMessage::User(
+            ChatCompletionRequestUserMessage {
+                content: ChatCompletionRequestUserMessageContent::Text("find VPN".into()),
+                name: None,
+            },
+        )];
+        let ours = serde_json::to_value(ChatRequest {
+            model: "gpt-x",
+            messages: &messages,
+            tools: vec![FunctionTool::of(&tool)],
+        })
+        .unwrap_or_default();
+        let theirs = serde_json::to_value(CreateChatCompletionRequest {
+            model: "gpt-x".into(),
+            messages: messages.clone(),
+            tools: Some(vec![ChatCompletionTools::Function(ChatCompletionTool {
+                function: FunctionObject {
+                    name: "search_incident".into(),
+                    description: Some("Search incidents.".into()),
+                    parameters: Some(serde_json::Value::Object(schema)),
+                    strict: None,
+                },
+            })]),
+            ..Default::default()
+        })
+        .unwrap_or_default();
+        assert_eq!(ours, theirs);
+        let no_tools = serde_json::to_value(ChatRequest {
+            model: "gpt-x",
+            messages: &messages,
+            tools: Vec::new(),
+        })
+        .unwrap_or_default();
+        assert!(no_tools.get("tools").is_none(), "{no_tools}");
+    }
 }
