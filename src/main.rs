@@ -264,7 +264,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory; reload with SIGHUP or POST /admin/reload.");
         }
         let _sighup = switchboard::shutdown::on_sighup(state.clone());
-        tracing::info!(%addr, data = %args.data.display(), "Switchboard listening.");
+        tracing::info!(%addr, data = %args.data.display(), console = %format!("http://{addr}/ui"), "Switchboard listening.");
         switchboard::app::run(listener, state, switchboard::shutdown::signal())
             .await
             .context("server failed")?;

@@ -211,7 +211,12 @@ for r in rows:
     n = delta(r["label"], r["transport"], r'switchboard_llm_request_duration_seconds_count\{.*\}')
     s = delta(r["label"], r["transport"], r'switchboard_llm_request_duration_seconds_sum\{.*\}')
     llm_mean = f"{s / n * 1e3:.2f}" if n else "–"
-    bad_tools = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="(?!ok").*\}')
+    # Runs still in flight when mcpload ends its window are cancelled by its session DELETEs
+    # (at most one per session): that is the client leaving, not a failure.
+    bad_tools = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="(?!ok|cancelled).*\}')
+    cancelled = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="cancelled".*\}')
+    if cancelled > r["concurrency"]:
+        bad_tools += cancelled
     ok_tools = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="ok"\}')
     bad_llm = delta(r["label"], r["transport"], r'switchboard_llm_requests_total\{.*outcome="(?!ok").*\}')
     cpu = r.get("cpu") or {}

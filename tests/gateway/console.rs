@@ -329,7 +329,7 @@ async fn with_an_admin_token_the_page_asks_for_it_and_refuses_a_wrong_one() {
 }
 
 #[tokio::test]
-async fn without_an_admin_token_the_page_is_for_loopback_peers_only() {
+async fn the_page_and_its_assets_are_served_with_a_strict_policy_to_get_only() {
     let gw = TestGateway::spawn().await;
     let resp = http().get(gw.url("/ui")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -343,5 +343,9 @@ async fn without_an_admin_token_the_page_is_for_loopback_peers_only() {
         let resp = http().get(gw.url(asset)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{asset}");
     }
+    // Only GET (and HEAD) serve it.
+    let delete = http().delete(gw.url("/ui")).send().await.unwrap();
+    assert_eq!(delete.status(), 405);
+    assert_eq!(delete.headers()["allow"], "GET");
     gw.stop().await;
 }
