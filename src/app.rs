@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Response, Route, Server, handler};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Response, Route, handler};
 use serde_json::json;
 
 use crate::error::{Error, json_response};
@@ -141,33 +140,91 @@ fn index(state: poem::web::Data<&AppState>) -> Response {
 /// Serves `state` on `listener` until `shutdown` completes, then ends every session
 /// (root token first, so SSE streams close) and drains within the grace period.
 ///
+/// The accept loop is ours rather than poem's `Server`: poem serves every connection through
+/// hyper-util's `auto` builder (HTTP/1 and HTTP/2 detection), whose per-connection state costs
+/// ~8 KiB more than an HTTP/1-only connection, and an idle SSE session is mostly its
+/// connection (`tests/bench/conn-cost.py`). MCP clients speak HTTP/1.1 (HTTP/2 reaches the
+/// gateway through a proxy that terminates it), so each connection gets hyper's HTTP/1
+/// server, with Nagle off, and poem's routes answer its requests.
+///
 /// # Errors
-/// When the listener fails.
+/// When the listener's address cannot be read.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let acceptor = NoDelay(TcpAcceptor::from_tokio(listener)?);
+    let local = listener.local_addr()?;
     let grace = state.settings().shutdown_grace;
+    let endpoint = std::sync::Arc::new(routes(state.clone()));
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // the listener itself is fine; back off a moment instead of spinning.
+                tracing::warn!(error = %e, "Could not accept a connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        // Best effort: a socket that refuses the option still works, only slower. SSE
+        // events and small JSON-RPC answers are several small writes, which Nagle + delayed
+        // ACK would hold back by ~40 ms each.
+        let _ = stream.set_nodelay(true);
+        let endpoint = endpoint.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let endpoint = endpoint.clone();
+            async move {
+                let req = poem::Request::from((
+                    req,
+                    LocalAddr(poem::Addr::SocketAddr(local)),
+                    RemoteAddr(poem::Addr::SocketAddr(peer)),
+                    poem::http::uri::Scheme::HTTP,
+                ));
+                let response: hyper::Response<http_body_util::combinators::BoxBody<_, _>> =
+                    endpoint.get_response(req).await.into();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        // The timer lets hyper close a connection whose request head has not arrived
+        // within 30 s (its default header read timeout; slow-loris clients).
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away mid-request is not the server's problem.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "Connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "Shutting down: no new connections; calls in flight may finish."
+    );
+    // The drain ends every session (so every stream) within `grace` + 1 s; connections
+    // finish the response they are writing and close.
     let draining = state.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "Shutting down: no new connections; calls in flight may finish."
-        );
-        // The drain ends every session (so every stream) within `grace` + 1 s; the server
-        // stops accepting at once and waits for the connections to close.
-        tokio::spawn(async move { draining.drain(grace).await });
-    };
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            routes(state),
-            signal,
-            Some(grace + std::time::Duration::from_secs(3)),
-        )
-        .await
+    tokio::spawn(async move { draining.drain(grace).await });
+    if tokio::time::timeout(
+        grace + std::time::Duration::from_secs(3),
+        connections.shutdown(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("Connections still open after the grace period; exiting anyway.");
+    }
+    Ok(())
 }
 
 /// Installs the TLS crypto provider (ring) for outbound HTTPS clients. Call once at startup,
@@ -182,25 +239,4 @@ pub fn agent_urls(addr: SocketAddr, agent: &str) -> (String, String) {
         format!("http://{addr}/agents/{agent}/sse"),
         format!("http://{addr}/agents/{agent}/mcp"),
     )
-}
-
-/// A TCP acceptor that turns Nagle off: SSE events and small JSON-RPC answers are several
-/// small writes, which Nagle + delayed ACK would hold back by ~40 ms each.
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        let accepted = self.0.accept().await?;
-        // Best effort: a socket that refuses the option still works, only slower.
-        let _ = accepted.0.set_nodelay(true);
-        Ok(accepted)
-    }
 }

@@ -126,15 +126,25 @@ gateway() { # NAME [CONFIG]
   start "$1" $P_GW "$GWDIR" "$GW" serve --config "${2:-$GWDIR/switchboard.toml}" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
 }
 
-echo "== switchboard"
+# Throughput: the three servers run side by side and take turns at each concurrency level,
+# so that the machine's drift over minutes (other tenants, thermal) touches them alike and the
+# ratios compare like with like.
+echo "== throughput: switchboard, rmcp baseline, Python SDK, interleaved"
 gateway switchboard; GPID=$SPID
+start rmcp $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; RPID=$SPID
+start python $P_PY "$BENCH/servers/python" "$PYBIN" server.py --port $P_PY; PPID_=$SPID
 for rep in $(seq "$REPS"); do
-  for t in sse streamable; do
-    path=$([ $t = sse ] && echo sse || echo mcp)
-    for c in $CONCS; do load "switchboard#$rep" $t "http://127.0.0.1:$P_GW/agents/servicenow/$path" $GPID "$c" "$GWARGS" "$TOKEN"; done
+  for c in $CONCS; do
+    load "switchboard#$rep" sse "http://127.0.0.1:$P_GW/agents/servicenow/sse" $GPID "$c" "$GWARGS" "$TOKEN"
+    load "python#$rep" sse "http://127.0.0.1:$P_PY/sse" $PPID_ "$c" "$PEERARGS"
+    load "switchboard#$rep" streamable "http://127.0.0.1:$P_GW/agents/servicenow/mcp" $GPID "$c" "$GWARGS" "$TOKEN"
+    load "rmcp#$rep" streamable "http://127.0.0.1:$P_RMCP/mcp" $RPID "$c" "$PEERARGS"
+    load "python#$rep" streamable "http://127.0.0.1:$P_PY/mcp" $PPID_ "$c" "$PEERARGS"
   done
 done
-stop $GPID
+stop $GPID; stop $RPID; stop $PPID_
+
+echo "== idle sessions"
 for t in sse streamable; do
   path=$([ $t = sse ] && echo sse || echo mcp)
   gateway switchboard-idle; idle "switchboard#1" $t "http://127.0.0.1:$P_GW/agents/servicenow/$path" $SPID "$TOKEN"; stop $SPID
@@ -144,26 +154,9 @@ done
 # What SDK clients do: hold the session's GET stream too (one more HTTP connection each).
 gateway switchboard-idle-get
 idle "switchboard-get-stream#1" streamable "http://127.0.0.1:$P_GW/agents/servicenow/mcp" $SPID "$TOKEN" --streamable-get; stop $SPID
-
-echo "== rmcp baseline (Streamable HTTP)"
-start rmcp $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; RPID=$SPID
-for rep in $(seq "$REPS"); do
-  for c in $CONCS; do load "rmcp#$rep" streamable "http://127.0.0.1:$P_RMCP/mcp" $RPID "$c" "$PEERARGS"; done
-done
-stop $RPID
 start rmcp-idle $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; idle "rmcp#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID ""; stop $SPID
 start rmcp-idle-get $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP
 idle "rmcp-get-stream#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID "" --streamable-get; stop $SPID
-
-echo "== Python SDK (the seed's stack)"
-start python $P_PY "$BENCH/servers/python" "$PYBIN" server.py --port $P_PY; PPID_=$SPID
-for rep in $(seq "$REPS"); do
-  for t in sse streamable; do
-    path=$([ $t = sse ] && echo sse || echo mcp)
-    for c in $CONCS; do load "python#$rep" $t "http://127.0.0.1:$P_PY/$path" $PPID_ "$c" "$PEERARGS"; done
-  done
-done
-stop $PPID_
 
 python3 "$BENCH/summarize.py" "$RAW" "$OUT/env.txt" | sed "s/and a 2 s settle/and a 3 s settle/" > "$OUT/tables.md"
 rm -rf "$GWDIR"
