@@ -433,10 +433,7 @@ async fn recent_traffic_and_a_sessions_recent_calls_are_in_the_admin_api() {
 #[tokio::test]
 async fn load_errors_list_broken_new_files_and_broken_changes() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(crate::helpers::fixture("agents/valid")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    crate::helpers::copy_valid_agents(dir.path());
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.path().to_owned(),
         ..Options::default()

@@ -9,7 +9,7 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
 use crate::browser::Browser;
-use crate::helpers::{Options, SseClient, TestGateway, args, fixture, http, rmcp_client};
+use crate::helpers::{Options, SseClient, TestGateway, args, copy_valid_agents, http, rmcp_client};
 
 fn session_row(id: &str) -> String {
     format!("tr[data-testid=\"session\"][data-session-id=\"{id}\"]")
@@ -203,10 +203,7 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
 #[tokio::test]
 async fn a_broken_agent_file_shows_its_error_after_a_reload_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("agents/valid")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    copy_valid_agents(dir.path());
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.path().to_owned(),
         ..Options::default()

@@ -61,6 +61,14 @@ impl Default for Options {
     }
 }
 
+/// Copies the valid fixture agents into `to` (created if missing), for tests that change them.
+pub fn copy_valid_agents(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in ["servicenow.toml", "helpdesk.toml"] {
+        std::fs::copy(fixture("agents/valid").join(f), to.join(f)).unwrap();
+    }
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

@@ -1,18 +1,12 @@
 //! Hot reload: files added, changed, broken and removed while sessions stay open.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, SseClient, TestGateway, fixture, http, rmcp_client, tool_json};
-
-fn copy_fixture(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for f in ["servicenow.toml", "helpdesk.toml"] {
-        std::fs::copy(fixture("agents/valid").join(f), to.join(f)).unwrap();
-    }
-}
+use crate::helpers::{
+    Options, SseClient, TestGateway, copy_valid_agents, http, rmcp_client, tool_json,
+};
 
 async fn agent(gw: &TestGateway, name: &str) -> (u16, Value) {
     gw.get_json(&format!("/admin/agents/{name}")).await
@@ -38,7 +32,7 @@ where
 async fn file_changes_apply_live_without_dropping_other_sessions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("agents");
-    copy_fixture(&dir);
+    copy_valid_agents(&dir);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.clone(),
         watch: true,
@@ -134,7 +128,7 @@ async fn file_changes_apply_live_without_dropping_other_sessions() {
 async fn admin_reload_reports_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("agents");
-    copy_fixture(&dir);
+    copy_valid_agents(&dir);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.clone(),
         ..Options::default()
@@ -171,7 +165,7 @@ async fn admin_reload_reports_what_changed() {
 async fn reloads_are_atomic_under_concurrent_calls() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("agents");
-    copy_fixture(&dir);
+    copy_valid_agents(&dir);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.clone(),
         ..Options::default()
