@@ -179,9 +179,12 @@ pub async fn run(
         // ACK would hold back by ~40 ms each.
         let _ = stream.set_nodelay(true);
         let endpoint = endpoint.clone();
+        // Boxed: hyper keeps a slot for the request future in every connection for the
+        // connection's life, sized to the future; poem's routes make that future ~8 KiB, a
+        // box makes the slot a pointer and the future lives only while a request runs.
         let service = hyper::service::service_fn(move |req| {
             let endpoint = endpoint.clone();
-            async move {
+            Box::pin(async move {
                 let req = poem::Request::from((
                     req,
                     LocalAddr(poem::Addr::SocketAddr(local)),
@@ -191,7 +194,7 @@ pub async fn run(
                 let response: hyper::Response<http_body_util::combinators::BoxBody<_, _>> =
                     endpoint.get_response(req).await.into();
                 Ok::<_, std::convert::Infallible>(response)
-            }
+            })
         });
         // The timer lets hyper close a connection whose request head has not arrived
         // within 30 s (its default header read timeout; slow-loris clients).
