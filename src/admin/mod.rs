@@ -99,6 +99,14 @@ fn handle_error<R: AdminErrors>(err: poem::Error) -> R {
     }
 }
 
+/// Whether `req` comes from a loopback peer: without an admin token, the admin API and the
+/// console answer only those.
+pub fn from_loopback(req: &Request) -> bool {
+    req.remote_addr()
+        .as_socket_addr()
+        .is_some_and(|a| a.ip().is_loopback())
+}
+
 impl AdminAuth {
     fn check(req: &Request) -> poem::Result<Self> {
         let Some(state) = req.data::<AppState>() else {
@@ -110,17 +118,8 @@ impl AdminAuth {
                 Some(_) => Err(auth_error(AuthError::Wrong)),
                 None => Err(auth_error(AuthError::Missing)),
             },
-            None => {
-                let loopback = req
-                    .remote_addr()
-                    .as_socket_addr()
-                    .is_some_and(|a| a.ip().is_loopback());
-                if loopback {
-                    Ok(Self)
-                } else {
-                    Err(auth_error(AuthError::NotLocal))
-                }
-            }
+            None if from_loopback(req) => Ok(Self),
+            None => Err(auth_error(AuthError::NotLocal)),
         }
     }
 }

@@ -39,11 +39,7 @@ pub fn style(req: &Request, state: Data<&AppState>) -> Response {
 }
 
 fn asset(req: &Request, state: &AppState, content_type: &str, body: &'static str) -> Response {
-    let loopback = req
-        .remote_addr()
-        .as_socket_addr()
-        .is_some_and(|a| a.ip().is_loopback());
-    if state.settings().admin_token.is_none() && !loopback {
+    if state.settings().admin_token.is_none() && !crate::admin::from_loopback(req) {
         return crate::error::json_response(
             StatusCode::FORBIDDEN,
             &serde_json::json!({

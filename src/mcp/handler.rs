@@ -151,8 +151,6 @@ impl ServerHandler for AgentServer {
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(PROGRESS_FLUSH, forwarder).await;
         }
-        // The transports put the session's counters into the request; stateless requests
-        // (MCP 2026-07-28) have none.
         let agent = self.agent.name();
         let label = match &outcome {
             Ok(_) => "ok",
@@ -160,7 +158,10 @@ impl ServerHandler for AgentServer {
             Err(tools::Error::Failed(_)) => "error",
             Err(tools::Error::Cancelled) => "cancelled",
         };
-        if let Some(stats) = context.extensions.get::<Arc<SessionStats>>() {
+        // The transports put the session's counters into the request; stateless requests
+        // (MCP 2026-07-28) have none.
+        let stats = context.extensions.get::<Arc<SessionStats>>();
+        if let Some(stats) = stats {
             let (prompt, completion) = tokens;
             stats.add_tokens(prompt, completion);
             stats.record_call(CallRecord {
@@ -170,9 +171,7 @@ impl ServerHandler for AgentServer {
                 outcome: label,
             });
         }
-        let client = context
-            .extensions
-            .get::<Arc<SessionStats>>()
+        let client = stats
             .and_then(|s| s.client())
             .map(|c| c.to_string())
             .unwrap_or_default();
