@@ -16,6 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::clients::{AgentAccess, ClientSpec, Limits};
+use crate::traffic::{Ring, bucket_index};
 
 /// Who a request is from: a named client, or (open access) an IP address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,7 +59,7 @@ pub enum Refusal {
 }
 
 /// Live counters of one client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Usage {
     /// MCP requests let through.
     pub requests: AtomicU64,
@@ -68,54 +69,56 @@ pub struct Usage {
     pub rate_limited: AtomicU64,
     /// Live sessions.
     pub sessions: AtomicUsize,
-    /// Requests let through and refused in the last minute, per 10-second slot.
-    recent: Mutex<[RecentSlot; RECENT_SLOTS]>,
+    /// Requests let through and refused, per 10-second bucket, for the last minute.
+    recent: Mutex<Ring<(u32, u32)>>,
     /// When a request was last refused with 429, in milliseconds since the Unix epoch
     /// (0: never).
     last_refused_ms: AtomicU64,
 }
 
-/// One 10-second slot of [`Usage::recent`]: its number (seconds since the epoch / 10),
-/// requests let through, requests refused.
-type RecentSlot = (u64, u32, u32);
-const RECENT_SLOTS: usize = 6;
-const RECENT_SLOT_SECS: u64 = 10;
+/// Buckets of [`Usage::recent`]: a minute.
+const RECENT_BUCKETS: usize = 6;
+
+impl Default for Usage {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            agent_runs: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            sessions: AtomicUsize::new(0),
+            recent: Mutex::new(Ring::new(RECENT_BUCKETS)),
+            last_refused_ms: AtomicU64::new(0),
+        }
+    }
+}
 
 impl Usage {
     fn note(&self, refused: bool) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let index = now.as_secs() / RECENT_SLOT_SECS;
+        let now = SystemTime::now();
         {
             let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = &mut recent[(index % RECENT_SLOTS as u64) as usize];
-            if slot.0 != index {
-                *slot = (index, 0, 0);
-            }
-            if refused {
-                slot.2 = slot.2.saturating_add(1);
-            } else {
-                slot.1 = slot.1.saturating_add(1);
-            }
+            let (passed, refused_n) = recent.bucket_mut(bucket_index(now));
+            let n = if refused { refused_n } else { passed };
+            *n = n.saturating_add(1);
         }
         if refused {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            self.last_refused_ms
-                .store(now.as_millis() as u64, Ordering::Relaxed);
+            let ms = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.last_refused_ms.store(ms, Ordering::Relaxed);
         }
     }
 
-    /// Requests let through and refused with 429 in the last minute (six 10-second slots,
+    /// Requests let through and refused with 429 in the last minute (six 10-second buckets,
     /// the current one included).
     pub fn last_minute(&self, now: SystemTime) -> (u64, u64) {
-        let index = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / RECENT_SLOT_SECS;
-        let oldest = index.saturating_sub(RECENT_SLOTS as u64 - 1);
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent
-            .iter()
-            .filter(|s| (oldest..=index).contains(&s.0))
-            .fold((0, 0), |(a, r), s| (a + u64::from(s.1), r + u64::from(s.2)))
+            .window(bucket_index(now), RECENT_BUCKETS)
+            .fold((0, 0), |(a, r), (p, n)| {
+                (a + u64::from(p), r + u64::from(n))
+            })
     }
 
     /// When a request was last refused with 429.
@@ -295,7 +298,11 @@ impl Clients {
             (None, ClientKey::Ip(ip)) => self.ip_requests.check_key(ip),
             (None, ClientKey::Named(_)) => Ok(()),
         };
-        self.count(caller, outcome, "requests_per_minute", |u| &u.requests)
+        let counted = self.count(caller, outcome, "requests_per_minute", |u| &u.requests);
+        if counted.is_ok() {
+            caller.usage.note(false);
+        }
+        counted
     }
 
     /// Counts one agent run of `caller` against its `agent_runs_per_minute`.
@@ -322,9 +329,6 @@ impl Clients {
         match outcome {
             Ok(()) => {
                 counter(usage).fetch_add(1, Ordering::Relaxed);
-                if limit == "requests_per_minute" {
-                    usage.note(false);
-                }
                 Ok(())
             }
             Err(not_until) => {

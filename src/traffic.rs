@@ -119,47 +119,70 @@ impl Bucket {
     }
 }
 
-/// A ring of [`BUCKETS`] buckets; slot `i % BUCKETS` holds bucket number `i` (seconds since
-/// the epoch / [`BUCKET_SECS`]) or an older one, which reads as empty.
-struct Ring {
-    slots: Box<[(u64, Bucket)]>,
+/// A ring of time buckets of [`BUCKET_SECS`] seconds: slot `i % len` holds bucket number `i`
+/// (seconds since the epoch / [`BUCKET_SECS`]) or an older one, which reads as empty. Used for
+/// each agent's 15 minutes here and for each client's last minute ([`crate::clients`]).
+#[derive(Debug)]
+pub struct Ring<B> {
+    slots: Box<[(u64, B)]>,
 }
 
-impl Ring {
-    fn new() -> Self {
+impl<B: Copy + Default> Ring<B> {
+    /// A ring of `len` buckets.
+    pub fn new(len: usize) -> Self {
         Self {
-            slots: vec![(0, Bucket::default()); BUCKETS].into_boxed_slice(),
+            slots: vec![(0, B::default()); len.max(1)].into_boxed_slice(),
         }
     }
 
-    fn bucket_mut(&mut self, index: u64) -> &mut Bucket {
-        let slot = &mut self.slots[(index % BUCKETS as u64) as usize];
+    fn slot(&self, index: u64) -> usize {
+        (index % self.slots.len() as u64) as usize
+    }
+
+    /// Bucket number `index`, emptied first if its slot held an older one.
+    pub fn bucket_mut(&mut self, index: u64) -> &mut B {
+        let slot = &mut self.slots[self.slot(index)];
         if slot.0 != index {
-            *slot = (index, Bucket::default());
+            *slot = (index, B::default());
         }
         &mut slot.1
     }
 
-    fn bucket(&self, index: u64) -> Bucket {
-        let slot = &self.slots[(index % BUCKETS as u64) as usize];
+    /// Bucket number `index` (empty when its slot holds another one).
+    pub fn bucket(&self, index: u64) -> B {
+        let slot = &self.slots[self.slot(index)];
         if slot.0 == index {
             slot.1
         } else {
-            Bucket::default()
+            B::default()
         }
+    }
+
+    /// The last `n` buckets up to and including number `last`, oldest first.
+    pub fn window(&self, last: u64, n: usize) -> impl Iterator<Item = B> + '_ {
+        let first = last.saturating_sub(n as u64 - 1);
+        (first..=last).map(|i| self.bucket(i))
     }
 }
 
 /// The bucket number of `t`.
-fn bucket_index(t: SystemTime) -> u64 {
+pub fn bucket_index(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / BUCKET_SECS
 }
+
+/// Start of the 15-minute window that ends with `now`'s bucket, in seconds since the epoch.
+pub fn window_start(now: SystemTime) -> u64 {
+    bucket_index(now).saturating_sub(BUCKETS as u64 - 1) * BUCKET_SECS
+}
+
+/// One agent's ring, shared so a recorder never holds the map's lock while it adds.
+type AgentRing = Arc<Mutex<Ring<Bucket>>>;
 
 /// Recent traffic of every agent. Agents appear on their first observation and are
 /// forgotten by [`Traffic::retain`] when a reload removes them.
 #[derive(Default)]
 pub struct Traffic {
-    agents: Mutex<HashMap<Arc<str>, Arc<Mutex<Ring>>>>,
+    agents: Mutex<HashMap<Arc<str>, AgentRing>>,
 }
 
 impl std::fmt::Debug for Traffic {
@@ -191,12 +214,12 @@ impl Series {
 }
 
 impl Traffic {
-    fn ring(&self, agent: &str) -> Arc<Mutex<Ring>> {
+    fn ring(&self, agent: &str) -> AgentRing {
         let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(ring) = agents.get(agent) {
             return ring.clone();
         }
-        let ring = Arc::new(Mutex::new(Ring::new()));
+        let ring = Arc::new(Mutex::new(Ring::new(BUCKETS)));
         agents.insert(Arc::from(agent), ring.clone());
         ring
     }
@@ -241,8 +264,6 @@ impl Traffic {
 
     /// The last 15 minutes of `agent` as of `now` (empty buckets for an agent never seen).
     pub fn series(&self, agent: &str, now: SystemTime) -> Series {
-        let last = bucket_index(now);
-        let first = last.saturating_sub(BUCKETS as u64 - 1);
         let ring = self
             .agents
             .lock()
@@ -252,13 +273,13 @@ impl Traffic {
         let buckets = match ring {
             Some(ring) => {
                 let ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
-                (first..=last).map(|i| ring.bucket(i)).collect()
+                ring.window(bucket_index(now), BUCKETS).collect()
             }
-            None => vec![Bucket::default(); (last - first + 1) as usize],
+            None => vec![Bucket::default(); BUCKETS],
         };
         Series {
             agent: Arc::from(agent),
-            start_unix: first * BUCKET_SECS,
+            start_unix: window_start(now),
             buckets,
         }
     }

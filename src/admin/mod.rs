@@ -411,21 +411,14 @@ impl AdminApi {
         tag = "ApiTags::Agents"
     )]
     async fn load_errors(&self, _auth: AdminAuth, state: Data<&AppState>) -> LoadErrorsResponse {
-        let served: std::collections::HashSet<String> = state
-            .agents()
-            .iter()
-            .map(|e| e.agent.spec.file.display().to_string())
-            .collect();
+        let agents = state.agents();
         let views = state
             .all_load_errors()
             .into_iter()
-            .map(|(file, errors)| {
-                let file = file.display().to_string();
-                LoadErrorView {
-                    serving_previous_version: served.contains(&file),
-                    file,
-                    errors,
-                }
+            .map(|(file, errors)| LoadErrorView {
+                serving_previous_version: agents.iter().any(|e| e.agent.spec.file == file),
+                file: file.display().to_string(),
+                errors,
             })
             .collect();
         LoadErrorsResponse::Ok(Json(views))
@@ -449,9 +442,7 @@ impl AdminApi {
             .iter()
             .map(|e| traffic.series(&e.name, now))
             .collect();
-        let start_unix = series
-            .first()
-            .map_or_else(|| traffic.series("", now).start_unix, |s| s.start_unix);
+        let start_unix = crate::traffic::window_start(now);
         let agents = series
             .iter()
             .map(|s| AgentTraffic {
