@@ -168,6 +168,16 @@ impl Browser {
         }
     }
 
+    /// Waits until the console has rendered `view` (`agents`, `sessions`, `session`,
+    /// `clients`, `traffic`) with data.
+    pub async fn wait_view(&self, view: &str, what: &str) -> Element {
+        self.wait(
+            &format!("[data-testid=\"view\"][data-view=\"{view}\"]"),
+            what,
+        )
+        .await
+    }
+
     /// Waits until nothing matches `css`.
     pub async fn wait_gone(&self, css: &str, what: &str) {
         let expr = format!("document.querySelector({}) === null", json!(css));

@@ -37,12 +37,7 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
     let gw = TestGateway::spawn().await;
     let browser = Browser::start().await;
     browser.open(&gw.url("/ui#/agents")).await;
-    browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"agents\"]",
-            "agents view",
-        )
-        .await;
+    browser.wait_view("agents", "agents view").await;
 
     // Every agent with both of its full URLs.
     let (_, agents) = gw.get_json("/admin/agents").await;
@@ -114,12 +109,7 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
     browser
         .route(&format!("#/sessions/{}", sse.session_id))
         .await;
-    browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"session\"]",
-            "session view",
-        )
-        .await;
+    browser.wait_view("session", "session view").await;
     browser
         .wait_js(
             "document.body.innerText.includes('get_incident')",
@@ -161,12 +151,7 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
 
     // Clients (open access: the loopback peer) and traffic (the two calls).
     browser.route("#/clients").await;
-    browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"clients\"]",
-            "clients view",
-        )
-        .await;
+    browser.wait_view("clients", "clients view").await;
     browser
         .wait(
             "tr[data-testid=\"client\"][data-client=\"127.0.0.1\"]",
@@ -186,12 +171,7 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
     // A phone's width.
     browser.resize(390, 844).await;
     browser.route("#/agents").await;
-    browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"agents\"]",
-            "agents view",
-        )
-        .await;
+    browser.wait_view("agents", "agents view").await;
     browser.screenshot("agents-phone").await;
 
     let errors = browser.console_errors().await;
@@ -211,12 +191,7 @@ async fn a_broken_agent_file_shows_its_error_after_a_reload_from_the_page() {
     .await;
     let browser = Browser::start().await;
     browser.open(&gw.url("/ui#/agents")).await;
-    browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"agents\"]",
-            "agents view",
-        )
-        .await;
+    browser.wait_view("agents", "agents view").await;
     assert!(
         browser
             .client
@@ -302,10 +277,7 @@ async fn with_an_admin_token_the_page_asks_for_it_and_refuses_a_wrong_one() {
         .click("[data-testid=\"token-submit\"]", "token submit")
         .await;
     browser
-        .wait(
-            "[data-testid=\"view\"][data-view=\"agents\"]",
-            "agents view after the right token",
-        )
+        .wait_view("agents", "agents view after the right token")
         .await;
     browser
         .wait(
