@@ -78,7 +78,8 @@ impl ServerHandler for AgentServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         if self.agent.spec.expose_tools {
-            self.agent.connect_missing_upstreams().await;
+            // Boxed for the same reason as a call's future (see `call_tool`).
+            Box::pin(self.agent.connect_missing_upstreams()).await;
         }
         Ok(ListToolsResult::with_all_items(self.visible_tools()))
     }
@@ -102,7 +103,10 @@ impl ServerHandler for AgentServer {
             tokens: Default::default(),
         };
         let started = std::time::Instant::now();
-        let call = async {
+        // Boxed: rmcp spawns a task per request holding this future, and tokio moves a
+        // task's future by value (into the task cell, and again when it completes). An
+        // agent run's state machine inline here made every call copy kilobytes.
+        let call = Box::pin(async {
             if self.is_agent_tool(name) {
                 match tools::agent::parse_task(args) {
                     Ok(task) => Some(
@@ -119,7 +123,7 @@ impl ServerHandler for AgentServer {
             } else {
                 None
             }
-        };
+        });
         // The session's end (client DELETE, admin kill, idle timeout, stream gone) ends its
         // calls: rmcp would otherwise let them run to completion while it drains.
         let session_ended = context
