@@ -21,6 +21,7 @@
 //! - [`sessions`]: the registry of live MCP sessions of both transports.
 //! - [`auth`]: constant-time token checks.
 //! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
+//! - [`cluster`]: cluster mode (`[cluster]`): replicas sharing state through Redis.
 //! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
@@ -31,6 +32,7 @@ pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod error;

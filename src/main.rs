@@ -242,6 +242,23 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr().context("no local address")?;
+        // Cluster mode: join before serving; a replica that cannot reach Redis does not start.
+        let cluster = match settings.cluster.clone() {
+            Some(c) => {
+                let host = switchboard::cluster::host_name();
+                let url = switchboard::cluster::advertise_url(c.advertise_url.as_deref(), addr, &host);
+                match switchboard::cluster::Cluster::join(c, url, &host).await {
+                    Ok(cluster) => Some(cluster),
+                    Err(e) => {
+                        let file = args.check.config.as_deref().unwrap_or(Path::new("switchboard.toml"));
+                        eprintln!("error: {}: cluster.redis_url: {e}", file.display());
+                        eprintln!("Not starting: cluster mode needs Redis (remove [cluster] to run a single gateway).");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+            None => None,
+        };
         if registry.is_empty() {
             tracing::warn!(dir = %args.check.agents.display(), "No agents found: add agents/<name>.toml files.");
         }
@@ -258,7 +275,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         if settings.admin_token.is_none() {
             tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");
         }
-        let state = AppState::new(settings, registry);
+        let state = AppState::with_cluster(settings, registry, cluster.clone());
         // Agent files are applied live: on change (watched), on SIGHUP, on POST /admin/reload.
         if let Err(e) = state.watch_agents_dir(&args.check.agents) {
             tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory; reload with SIGHUP or POST /admin/reload.");
@@ -268,6 +285,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         switchboard::app::run(listener, state, switchboard::shutdown::signal())
             .await
             .context("server failed")?;
+        if let Some(cluster) = cluster {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), cluster.leave()).await;
+        }
         tracing::info!("Stopped.");
         Ok(ExitCode::SUCCESS)
     })

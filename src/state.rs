@@ -55,6 +55,8 @@ struct Inner {
     tasks: Mutex<Vec<AbortOnDrop>>,
     /// The file watcher, kept alive while the state lives.
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// This replica's cluster membership; `None` in single-node mode.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// Aborts a background task when dropped, so it never outlives its owner.
@@ -67,8 +69,17 @@ impl Drop for AbortOnDrop {
 }
 
 impl AppState {
-    /// State serving the agents of `registry`.
+    /// State serving the agents of `registry`, alone.
     pub fn new(settings: ServerSettings, registry: AgentRegistry) -> Self {
+        Self::with_cluster(settings, registry, None)
+    }
+
+    /// State serving the agents of `registry`, as a member of `cluster` if given.
+    pub fn with_cluster(
+        settings: ServerSettings,
+        registry: AgentRegistry,
+        cluster: Option<crate::cluster::Cluster>,
+    ) -> Self {
         let clients = Clients::new(&settings.clients, settings.limits);
         let metrics = registry.resources().metrics.clone();
         let state = Self(Arc::new(Inner {
@@ -84,6 +95,7 @@ impl AppState {
             metrics,
             tasks: Mutex::new(Vec::new()),
             watcher: Mutex::new(None),
+            cluster,
         }));
         let endpoints = match state.0.registry.try_lock() {
             Ok(registry) => registry
@@ -99,7 +111,41 @@ impl AppState {
         }));
         state.spawn_pruner();
         state.spawn_sweeper();
+        state.spawn_heartbeat();
         state
+    }
+
+    /// This replica's cluster membership; `None` in single-node mode.
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.0.cluster.as_ref()
+    }
+
+    /// In cluster mode, renews this replica's registration every heartbeat (with its live
+    /// session count) for as long as the state lives.
+    fn spawn_heartbeat(&self) {
+        let (Some(cluster), Ok(rt)) = (
+            self.0.cluster.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.0);
+        let task = rt.spawn(async move {
+            let mut tick = tokio::time::interval(cluster.heartbeat());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let sessions = inner.sessions.len() as u64;
+                drop(inner);
+                cluster.heartbeat_once(sessions).await;
+            }
+        });
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AbortOnDrop(task.abort_handle()));
     }
 
     /// The MCP endpoint of `agent`, reusing its session manager if it had one.

@@ -183,7 +183,7 @@ pub struct SessionPage {
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Health {
-    /// `ok`, `ready` or `shutting_down`.
+    /// `ok`, `ready`, `shutting_down`, or (cluster mode) `redis_unreachable`.
     pub status: String,
     /// Agents being served (readiness only).
     pub agents: Option<u64>,
@@ -333,4 +333,38 @@ pub struct ReloadView {
     pub unchanged: Vec<String>,
     /// Every problem (`file: key: message`); a broken file keeps its previous version.
     pub errors: Vec<String>,
+}
+
+/// `GET /admin/cluster`: this replica and the live replicas.
+#[derive(Debug, Clone, Object)]
+pub struct ClusterView {
+    /// This replica's node id.
+    pub node: String,
+    /// The Redis the cluster shares (password redacted).
+    pub redis: String,
+    /// Milliseconds between heartbeats.
+    pub heartbeat_ms: u64,
+    /// Milliseconds a replica stays listed after its last heartbeat.
+    pub node_ttl_ms: u64,
+    /// The live replicas, by id (this one included).
+    pub nodes: Vec<NodeView>,
+}
+
+/// One live replica.
+#[derive(Debug, Clone, Object)]
+pub struct NodeView {
+    /// Node id.
+    pub id: String,
+    /// Where the other replicas reach it.
+    pub url: String,
+    /// Whether this is the replica that answered.
+    pub this: bool,
+    /// Gateway version.
+    pub version: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339).
+    pub last_heartbeat_at: String,
+    /// Its live sessions at its last heartbeat.
+    pub sessions: u64,
 }

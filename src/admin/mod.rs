@@ -23,9 +23,9 @@ use crate::mcp::AgentEndpoint;
 use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
-    AgentTraffic, AgentUrls, AgentView, CallView, ClientView, ClientsView, ErrorBody, Health,
-    LimitsView, LoadErrorView, ModelView, PeerView, ReloadView, SessionCounts, SessionPage,
-    SessionView, ToolView, TrafficPoint, TrafficView, TransportName, UsageView,
+    AgentTraffic, AgentUrls, AgentView, CallView, ClientView, ClientsView, ClusterView, ErrorBody,
+    Health, LimitsView, LoadErrorView, ModelView, NodeView, PeerView, ReloadView, SessionCounts,
+    SessionPage, SessionView, ToolView, TrafficPoint, TrafficView, TransportName, UsageView,
 };
 
 #[derive(Tags)]
@@ -40,6 +40,8 @@ enum ApiTags {
     Traffic,
     /// Liveness and readiness probes.
     Health,
+    /// Cluster mode: the replicas.
+    Cluster,
 }
 
 /// Admin access, checked per request: the bearer token when one is configured, else a
@@ -298,6 +300,26 @@ pub enum EndSessionResponse {
 }
 }
 
+admin_response! {
+/// `GET /admin/cluster`.
+pub enum ClusterResponse {
+    /// This replica and the live replicas.
+    #[oai(status = 200)]
+    Ok(Json<ClusterView>),
+    /// Cluster mode is off (no `[cluster]` in `switchboard.toml`).
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Redis, which holds the cluster's membership, does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before asking again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+}
+}
+
 /// `GET /healthz`, `GET /readyz`.
 #[derive(ApiResponse)]
 pub enum HealthResponse {
@@ -396,6 +418,60 @@ impl AdminApi {
             default_limits: limits_view(&clients.defaults()),
             clients: views,
             peers,
+        }))
+    }
+
+    /// Cluster replicas
+    ///
+    /// Cluster mode only: this replica's node id and every live replica (registered in
+    /// Redis, heartbeat within the node TTL), with its address and live session count.
+    #[oai(
+        path = "/cluster",
+        method = "get",
+        operation_id = "getCluster",
+        tag = "ApiTags::Cluster"
+    )]
+    async fn cluster(&self, _auth: AdminAuth, state: Data<&AppState>) -> ClusterResponse {
+        let Some(cluster) = state.cluster() else {
+            return ClusterResponse::NotFound(Json(ErrorBody::new(
+                "cluster_mode_off",
+                "cluster mode is off: this gateway runs alone (add [cluster] with redis_url to switchboard.toml to run replicas)",
+            )));
+        };
+        let nodes = match cluster.nodes().await {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                return ClusterResponse::Unavailable(
+                    Json(ErrorBody::new(
+                        "redis_unreachable",
+                        format!(
+                            "the cluster's Redis ({}) does not answer: {e}",
+                            cluster.redis_url()
+                        ),
+                    )),
+                    cluster.heartbeat().as_secs().max(1),
+                );
+            }
+        };
+        let me = cluster.record();
+        let at = |ms: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        ClusterResponse::Ok(Json(ClusterView {
+            node: me.id.clone(),
+            redis: cluster.redis_url(),
+            heartbeat_ms: cluster.heartbeat().as_millis() as u64,
+            node_ttl_ms: cluster.node_ttl().as_millis() as u64,
+            nodes: nodes
+                .into_iter()
+                .map(|n| NodeView {
+                    this: n.id == me.id && n.instance == me.instance,
+                    started_at: at(n.started_at_ms),
+                    last_heartbeat_at: at(n.heartbeat_at_ms),
+                    id: n.id,
+                    url: n.url,
+                    version: n.version,
+                    sessions: n.sessions,
+                })
+                .collect(),
         }))
     }
 
@@ -619,7 +695,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "sessions"]
         | ["admin", "clients"]
         | ["admin", "load-errors"]
-        | ["admin", "traffic"] => Some("GET"),
+        | ["admin", "traffic"]
+        | ["admin", "cluster"] => Some("GET"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),
@@ -654,7 +731,8 @@ impl HealthApi {
 
     /// Readiness
     ///
-    /// 200 when agents are loaded and the gateway takes traffic; 503 once shutdown began.
+    /// 200 when agents are loaded and the gateway takes traffic; 503 once shutdown began,
+    /// and in cluster mode while Redis does not answer this replica's heartbeat.
     #[oai(
         path = "/readyz",
         method = "get",
@@ -666,6 +744,11 @@ impl HealthApi {
         if state.is_draining() || state.cancel().is_cancelled() {
             HealthResponse::Unavailable(Json(Health {
                 status: "shutting_down".into(),
+                agents,
+            }))
+        } else if state.cluster().is_some_and(|c| !c.is_healthy()) {
+            HealthResponse::Unavailable(Json(Health {
+                status: "redis_unreachable".into(),
                 agents,
             }))
         } else {

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod clients;
+pub mod cluster;
 pub mod error;
 pub mod interpolate;
 
@@ -40,6 +41,9 @@ pub struct GatewayConfig {
     /// `[[clients]]`: who may call which agent. None: MCP access is open (limits per IP).
     #[serde(default)]
     pub clients: Vec<clients::ClientConfig>,
+    /// `[cluster]`: replicas sharing sessions and limits through Redis. None: one process.
+    #[serde(default)]
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// `[admin]` of `switchboard.toml`.
@@ -123,6 +127,8 @@ pub struct ServerSettings {
     pub limits: clients::Limits,
     /// The clients; empty: MCP access is open.
     pub clients: Vec<clients::ClientSpec>,
+    /// Cluster mode; `None`: this process alone.
+    pub cluster: Option<cluster::ClusterSettings>,
 }
 
 impl Default for ServerSettings {
@@ -186,6 +192,7 @@ impl ServerSettings {
             admin_token: None,
             limits: clients::Limits::default(),
             clients: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -202,21 +209,24 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSe
         Err(e) => return Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
     };
     let clients = clients::validate(path, &config.limits, &config.clients, vars);
-    let mut settings = ServerSettings::from_config(config.server, path);
-    let (limits, clients) = match (&mut settings, clients) {
-        (Ok(_), Ok(c)) => c,
-        (s, c) => {
+    let cluster = config
+        .cluster
+        .map(|c| cluster::ClusterSettings::from_config(c, path))
+        .transpose();
+    let settings = ServerSettings::from_config(config.server, path);
+    let (mut settings, (limits, clients), cluster) = match (settings, clients, cluster) {
+        (Ok(s), Ok(c), Ok(cl)) => (s, c, cl),
+        (s, c, cl) => {
             let mut errors = Errors::default();
-            if let Err(e) = s {
-                errors.extend(std::mem::take(&mut e.0));
-            }
+            errors.extend(s.err().unwrap_or_default().0);
             errors.extend(c.err().unwrap_or_default());
+            errors.extend(cl.err().unwrap_or_default().0);
             return Err(errors);
         }
     };
-    let mut settings = settings?;
     settings.limits = limits;
     settings.clients = clients;
+    settings.cluster = cluster;
     use secrecy::ExposeSecret;
     settings.admin_token = config
         .admin

@@ -472,3 +472,16 @@ async fn load_errors_list_broken_new_files_and_broken_changes() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_single_gateway_says_cluster_mode_is_off() {
+    let gw = TestGateway::spawn().await;
+    let (status, body) = gw.get_json("/admin/cluster").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "cluster_mode_off");
+    assert!(
+        body["message"].as_str().unwrap().contains("[cluster]"),
+        "{body}"
+    );
+    gw.stop().await;
+}

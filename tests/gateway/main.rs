@@ -8,6 +8,7 @@ mod agent_runtime;
 mod binary;
 mod browser;
 mod clients;
+mod cluster;
 mod config_errors;
 mod console;
 mod fake_llm;

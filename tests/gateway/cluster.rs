@@ -1,0 +1,370 @@
+//! Cluster mode with real processes: Debian's `redis-server` on a free loopback port and
+//! several gateway replicas (the built binary) sharing it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{fixture, http};
+
+/// How long a test waits for something that should happen (a replica's entry expiring,
+/// readiness changing) before it fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `redis-server` of its own: loopback, a free port, no persistence, a temp dir.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts (again) on the same port, and waits until it answers PING.
+    fn start_again(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): the cluster tests need Debian's redis-server \
+                     package (`apt-get install redis-server`; .ci/run installs it)"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while !self.answers_ping() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not answer PING",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers_ping(&self) -> bool {
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        conn.write_all(b"PING\r\n").is_ok()
+            && conn.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// Kills the server (as a crash or a network cut would look to the replicas).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// One gateway process, a member of the cluster.
+struct Replica {
+    child: Child,
+    addr: String,
+}
+
+impl Replica {
+    /// Starts `switchboard serve` with `config` on a free port and waits until it listens.
+    fn start(config: &Path, data: &Path) -> Self {
+        let mut child = serve(config, data).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining, so the replica never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines() {
+                let _ = tx.send(line.unwrap_or_default());
+            }
+        });
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| {
+                    panic!("the replica did not log 'listening' within 30 s:\n{seen:#?}")
+                });
+            if line.contains("Switchboard listening.") {
+                break line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .unwrap()
+                    .to_owned();
+            }
+            seen.push(line);
+        };
+        Self { child, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn cluster(&self) -> (u16, Value) {
+        let response = http().get(self.url("/admin/cluster")).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn node_ids(&self) -> Vec<String> {
+        let (status, body) = self.cluster().await;
+        assert_eq!(status, 200, "{body}");
+        body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn ready(&self) -> (u16, Value) {
+        let response = http().get(self.url("/readyz")).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &Path, data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// A `switchboard.toml` with `[cluster]` on `redis_url` (short heartbeat and TTL, so that
+/// the tests see a dead replica leave quickly), written into `dir`.
+fn cluster_config(dir: &Path, redis_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join("switchboard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[cluster]\nredis_url = \"{redis_url}\"\nheartbeat_ms = 200\nnode_ttl_ms = 1000\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Polls `check` until it holds or [`DEADLINE`] passes; returns how long it took.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn replicas_see_each_other_and_a_dead_one_leaves_within_its_ttl() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = cluster_config(tmp.path(), &redis.url(), "");
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::start(&config, &tmp.path().join(format!("data{i}"))))
+        .collect();
+
+    // Every replica lists all three, and marks itself.
+    for replica in &replicas {
+        let (status, body) = replica.cluster().await;
+        assert_eq!(status, 200, "{body}");
+        let nodes = body["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3, "{body}");
+        let this: Vec<_> = nodes.iter().filter(|n| n["this"] == true).collect();
+        assert_eq!(this.len(), 1, "{body}");
+        assert_eq!(this[0]["id"], body["node"]);
+        assert_eq!(this[0]["url"], format!("http://{}", replica.addr));
+        assert_eq!(body["redis"], redis.url());
+        assert_eq!(replica.ready().await.0, 200);
+    }
+    let ids = replicas[0].node_ids().await;
+
+    // kill -9: no goodbye; its registration expires within the TTL (1 s) plus a heartbeat.
+    let killed = replicas[2].node_ids().await;
+    let killed_id = replicas[2].cluster().await.1["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(killed.contains(&killed_id));
+    replicas[2].kill9();
+    let took = eventually("the killed replica leaves the list", || async {
+        !replicas[0].node_ids().await.contains(&killed_id)
+    })
+    .await;
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+
+    // SIGTERM: the replica deregisters on its way out.
+    let stopped_id = replicas[1].cluster().await.1["node"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    replicas[1].terminate();
+    let remaining = replicas[0].node_ids().await;
+    assert!(!remaining.contains(&stopped_id), "{remaining:?}");
+    assert_eq!(remaining.len(), 1, "{ids:?} -> {remaining:?}");
+}
+
+#[tokio::test]
+async fn redis_unreachable_at_start_is_a_clear_error_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let config = cluster_config(
+        tmp.path(),
+        &format!("redis://127.0.0.1:{}", free_port()),
+        "",
+    );
+    let out = serve(&config, &tmp.path().join("data")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "switchboard.toml: cluster.redis_url: cannot reach Redis at redis://127.0.0.1:"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("Switchboard listening."), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_node_id_held_by_a_live_replica_is_refused() {
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = cluster_config(tmp.path(), &redis.url(), "node_id = \"gw-1\"\n");
+    let first = Replica::start(&config, &tmp.path().join("data1"));
+    let out = serve(&config, &tmp.path().join("data2")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another live replica is registered as node \"gw-1\""),
+        "{stderr}"
+    );
+    assert_eq!(first.node_ids().await, ["gw-1"]);
+}
+
+#[tokio::test]
+async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers() {
+    let mut redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = cluster_config(tmp.path(), &redis.url(), "");
+    let replica = Replica::start(&config, &tmp.path().join("data"));
+    assert_eq!(replica.ready().await.0, 200);
+
+    redis.stop();
+    eventually("readiness fails without Redis", || async {
+        replica.ready().await.0 == 503
+    })
+    .await;
+    assert_eq!(replica.ready().await.1["status"], "redis_unreachable");
+    let response = http()
+        .get(replica.url("/admin/cluster"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(
+        response.headers().get("retry-after").is_some(),
+        "{:?}",
+        response.headers()
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "redis_unreachable");
+    assert!(
+        body["message"].as_str().unwrap().contains(&redis.url()),
+        "{body}"
+    );
+    // The process itself is alive, and serves what needs no shared state.
+    assert_eq!(
+        http()
+            .get(replica.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    redis.start_again();
+    eventually("readiness recovers with Redis", || async {
+        replica.ready().await.0 == 200
+    })
+    .await;
+    // Its registration is back (Redis lost everything: it started empty).
+    assert_eq!(replica.node_ids().await.len(), 1);
+}
