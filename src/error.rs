@@ -132,6 +132,10 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// Cluster mode: the request needs the cluster's shared state, and Redis does not
+    /// answer this replica.
+    #[error("{0}; this replica cannot reach the cluster's Redis right now, retry shortly")]
+    ClusterUnavailable(String),
     /// The request is malformed (path, parameters).
     #[error("{0}")]
     BadRequest(String),
@@ -159,6 +163,9 @@ impl Error {
             }
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Error::ClusterUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable")
+            }
             Error::InvalidJsonRpc { .. } => (StatusCode::BAD_REQUEST, "invalid_json_rpc"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
@@ -223,6 +230,12 @@ impl IntoResponse for Error {
                 retry_after_secs, ..
             } => {
                 headers.insert(poem::http::header::RETRY_AFTER, (*retry_after_secs).into());
+            }
+            Error::ClusterUnavailable(_) => {
+                headers.insert(
+                    poem::http::header::RETRY_AFTER,
+                    poem::http::HeaderValue::from_static("1"),
+                );
             }
             _ => {}
         }

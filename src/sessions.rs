@@ -93,6 +93,8 @@ pub struct SessionStats {
     streams: AtomicU64,
     /// Whether the session's engine is parked.
     parked: AtomicBool,
+    /// Cluster mode: when the session's shared record was last renewed (Unix ms).
+    shared_touched_ms: AtomicU64,
     /// Cancelled when the session leaves the registry (ends streams that outlive engines).
     ended: tokio_util::sync::CancellationToken,
     /// Set by the handshake and the first request; a `std` mutex, held only to copy.
@@ -140,6 +142,7 @@ impl SessionStats {
             busy: AtomicU64::new(0),
             streams: AtomicU64::new(0),
             parked: AtomicBool::new(false),
+            shared_touched_ms: AtomicU64::new(now_ms()),
             ended: tokio_util::sync::CancellationToken::new(),
             peer: Mutex::new((peer, Handshake::default())),
             calls: Mutex::new(VecDeque::new()),
@@ -214,6 +217,18 @@ impl SessionStats {
     /// Cancelled when the session has ended.
     pub fn ended(&self) -> tokio_util::sync::CancellationToken {
         self.ended.clone()
+    }
+
+    /// Cluster mode: whether the session's shared record is due for renewal (last renewed
+    /// at least `every` ago); if so, counts it as renewed now. One caller wins per period.
+    pub fn shared_touch_due(&self, every: Duration) -> bool {
+        let now = now_ms();
+        let last = self.shared_touched_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every.as_millis() as u64
+            && self
+                .shared_touched_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Records that the engine runs (again).
@@ -318,6 +333,13 @@ impl SessionStats {
 /// An HTTP request of a session inside the transport; see [`SessionStats::enter`].
 #[derive(Debug)]
 pub struct Busy(Arc<SessionStats>);
+
+impl Busy {
+    /// The counters of the session the request is in.
+    pub fn stats(&self) -> &Arc<SessionStats> {
+        &self.0
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -514,6 +536,34 @@ impl SessionStore {
             entry.owner = Some(owner);
             entry._slot = Some(slot);
         }
+    }
+
+    /// Cluster mode: takes in a Streamable HTTP session another replica opened, as a
+    /// parked session of `owner` (its engine starts from `handshake` on the request that
+    /// brought it here). Returns its counters; an entry already here is kept as it is.
+    pub fn adopt(
+        &self,
+        id: Arc<str>,
+        agent: Arc<str>,
+        owner: ClientKey,
+        handshake: InitializeRequestParams,
+    ) -> Arc<SessionStats> {
+        let entry = self.map.entry(id.clone()).or_insert_with(|| {
+            tracing::info!(session = %id, agent = %agent, transport = Transport::StreamableHttp.as_str(), "Session taken over from another replica.");
+            let stats = Arc::new(SessionStats::new(Peer::default()));
+            stats.set_client(owner.name().cloned());
+            stats.mark_parked();
+            Entry {
+                agent,
+                transport: Transport::StreamableHttp,
+                stats,
+                legacy: None,
+                handshake: Some(Arc::new(handshake)),
+                owner: Some(owner),
+                _slot: None,
+            }
+        });
+        entry.stats.clone()
     }
 
     /// Whether `caller` may use session `id`: it is theirs, or unknown here (then the

@@ -112,7 +112,133 @@ impl AppState {
         state.spawn_pruner();
         state.spawn_sweeper();
         state.spawn_heartbeat();
+        state.spawn_session_end_watcher();
         state
+    }
+
+    /// In cluster mode, ends this replica's copy of every session ended elsewhere.
+    fn spawn_session_end_watcher(&self) {
+        let (Some(cluster), Ok(rt)) = (
+            self.0.cluster.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.0);
+        let task = rt.spawn(async move {
+            cluster
+                .watch_ended(|id| {
+                    let weak = weak.clone();
+                    async move {
+                        if let Some(inner) = weak.upgrade()
+                            && AppState(inner).end_local_session(&id).await
+                        {
+                            tracing::info!(session = %id, "Session ended on another replica.");
+                        }
+                    }
+                })
+                .await;
+        });
+        self.0
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AbortOnDrop(task.abort_handle()));
+    }
+
+    /// Ends session `id` on this replica only: its stream closes, its engine stops, its
+    /// calls are cancelled. Returns whether it was here.
+    pub async fn end_local_session(&self, id: &str) -> bool {
+        let Some(endpoint) = self.sessions().get(id).and_then(|s| self.agent(&s.agent)) else {
+            return false;
+        };
+        endpoint.end_session(self, id).await
+    }
+
+    /// Ends session `id` wherever it lives: here, and in cluster mode on every replica.
+    /// Returns whether it existed.
+    ///
+    /// # Errors
+    /// Cluster mode: the session is not here and Redis does not answer (if it is here, it
+    /// is ended here and the other replicas' copies end at their idle timeout).
+    pub async fn end_session_everywhere(&self, id: &str) -> Result<bool, crate::cluster::Error> {
+        let here = self.end_local_session(id).await;
+        let Some(cluster) = self.cluster() else {
+            return Ok(here);
+        };
+        match cluster.end_session(id).await {
+            Ok(known) => Ok(here || known),
+            Err(e) if here => {
+                tracing::warn!(session = %id, error = %e, "Ended a session here but could not tell the other replicas.");
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cluster mode: records a session just opened here, so any replica can serve it.
+    pub async fn share_session(&self, id: &str, agent: &str, owner: &crate::clients::ClientKey) {
+        let (Some(cluster), Some(handshake)) = (self.cluster(), self.sessions().handshake(id))
+        else {
+            return;
+        };
+        let ttl = self.0.settings.session_idle_timeout;
+        if let Err(e) = cluster
+            .save_session(id, agent, owner, (*handshake).clone(), ttl)
+            .await
+        {
+            tracing::warn!(session = %id, error = %e, "Cannot record the session in Redis: only this replica can serve it.");
+        }
+    }
+
+    /// Cluster mode: keeps the shared record of session `stats` alive while it is used
+    /// (renewed at most every tenth of the idle timeout; a failure is left to the next).
+    pub async fn renew_shared_session(&self, id: &str, stats: &crate::sessions::SessionStats) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let ttl = self.0.settings.session_idle_timeout;
+        if stats.shared_touch_due(ttl / 10) {
+            let _ = cluster.touch_session(id, ttl).await;
+        }
+    }
+
+    /// Cluster mode: takes in session `id` of `agent`, opened on another replica, for
+    /// `caller`. `Ok(None)`: single-node mode, or the cluster does not know the session.
+    ///
+    /// # Errors
+    /// [`crate::error::Error::SessionNotFound`] when it is another client's or another
+    /// agent's; [`crate::error::Error::ClusterUnavailable`] when Redis does not answer.
+    pub async fn adopt_shared_session(
+        &self,
+        id: &str,
+        agent: &Arc<str>,
+        caller: &crate::clients::ClientKey,
+    ) -> Result<Option<crate::sessions::Busy>, crate::error::Error> {
+        use crate::error::Error;
+        let Some(cluster) = self.cluster() else {
+            return Ok(None);
+        };
+        let record = cluster.load_session(id).await.map_err(|e| {
+            Error::ClusterUnavailable(format!(
+                "session {id} is not on this replica and looking it up failed ({e})"
+            ))
+        })?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        if *record.agent != **agent || record.owner != crate::cluster::sessions::owner_tag(caller) {
+            return Err(Error::SessionNotFound(id.to_owned()));
+        }
+        let ttl = self.0.settings.session_idle_timeout;
+        let _ = cluster.touch_session(id, ttl).await;
+        let stats = self.sessions().adopt(
+            Arc::from(id),
+            agent.clone(),
+            caller.clone(),
+            record.initialize,
+        );
+        Ok(Some(stats.enter()))
     }
 
     /// This replica's cluster membership; `None` in single-node mode.
@@ -166,6 +292,7 @@ impl AppState {
             &self.0.settings,
             self.0.cancel.child_token(),
             manager,
+            self.0.cluster.clone(),
         );
         self.0
             .managers

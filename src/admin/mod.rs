@@ -297,6 +297,14 @@ pub enum EndSessionResponse {
     /// No live session has this id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// Cluster mode: the session is not on this replica, and Redis does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before asking again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 }
 
@@ -672,16 +680,22 @@ impl AdminApi {
         /// The session id.
         id: Path<String>,
     ) -> EndSessionResponse {
-        let endpoint = state
-            .sessions()
-            .get(&id)
-            .and_then(|s| state.agent(&s.agent));
-        match endpoint {
-            Some(endpoint) if endpoint.end_session(&state, &id).await => {
+        match state.end_session_everywhere(&id).await {
+            Ok(true) => {
                 tracing::info!(session = %id.0, "Session ended by an admin.");
                 EndSessionResponse::Ended
             }
-            _ => EndSessionResponse::NotFound(Json(session_not_found(&id))),
+            Ok(false) => EndSessionResponse::NotFound(Json(session_not_found(&id))),
+            Err(e) => EndSessionResponse::Unavailable(
+                Json(ErrorBody::new(
+                    "redis_unreachable",
+                    format!(
+                        "session {} is not on this replica and the cluster's Redis does not answer: {e}",
+                        id.0
+                    ),
+                )),
+                1,
+            ),
         }
     }
 }

@@ -10,7 +10,10 @@
 //! - **Health**: the heartbeat's outcome is the replica's view of Redis. While it fails,
 //!   `/readyz` answers 503 and the replica keeps retrying; it recovers on its own.
 //!
-//! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set).
+//! - **Sessions** ([`sessions`]): Streamable HTTP sessions any replica can serve.
+//!
+//! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set),
+//! `session:<id>` (string, PX = idle timeout); channel `ended` (ids of ended sessions).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,8 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::config::cluster::{ClusterSettings, valid_node_id};
+
+pub mod sessions;
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -76,6 +81,9 @@ pub struct Cluster(Arc<Inner>);
 
 struct Inner {
     settings: ClusterSettings,
+    /// For connections of their own (pub/sub).
+    client: redis::Client,
+    /// Commands, multiplexed; reconnects on its own.
     redis: ConnectionManager,
     /// This replica's record (the heartbeat updates `heartbeat_at_ms` and `sessions`).
     me: std::sync::Mutex<NodeRecord>,
@@ -134,6 +142,7 @@ impl Cluster {
         };
         let cluster = Self(Arc::new(Inner {
             settings,
+            client,
             redis,
             me: std::sync::Mutex::new(me),
             healthy: AtomicBool::new(true),

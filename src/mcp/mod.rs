@@ -225,11 +225,24 @@ impl AgentsEndpoint {
             ("mcp" | "sse", _) => {
                 // Another client's session: as far as this caller knows, it does not exist.
                 // Our own: not parked while this request is inside the transport.
+                // Cluster mode: a session opened on another replica is taken in here, and a
+                // session of ours keeps its shared record alive.
                 let _busy = match &session_header {
-                    Some(id) => state
+                    Some(id) => match state
                         .sessions()
                         .enter(id, &caller.key)
-                        .map_err(|_| Error::SessionNotFound(id.clone()))?,
+                        .map_err(|_| Error::SessionNotFound(id.clone()))?
+                    {
+                        Some(busy) => {
+                            state.renew_shared_session(id, busy.stats()).await;
+                            Some(busy)
+                        }
+                        None => {
+                            state
+                                .adopt_shared_session(id, &endpoint.name, &caller.key)
+                                .await?
+                        }
+                    },
                     None => None,
                 };
                 if method != Method::POST {
@@ -254,6 +267,11 @@ impl AgentsEndpoint {
                 }
                 let opens_session =
                     session_header.is_none() && peek.method.as_deref() == Some("initialize");
+                if opens_session && state.cluster().is_some_and(|c| !c.is_healthy()) {
+                    return Err(Error::ClusterUnavailable(
+                        "a new session must be recorded for every replica".into(),
+                    ));
+                }
                 let slot = if opens_session {
                     Some(state.clients().open_session(&caller).map_err(refused)?)
                 } else {
@@ -268,6 +286,7 @@ impl AgentsEndpoint {
                         .and_then(|v| v.to_str().ok())
                 {
                     state.sessions().bind(id, caller.key.clone(), slot);
+                    state.share_session(id, &endpoint.name, &caller.key).await;
                 }
                 Ok(response)
             }

@@ -109,26 +109,35 @@ impl TrackedSessions {
 
 /// The registry as rmcp's session store: it keeps each Streamable HTTP session's
 /// `initialize` parameters, so that a parked session can be restored.
-pub struct Handshakes(SessionStore);
+pub struct Handshakes {
+    store: SessionStore,
+    /// Cluster mode: a client's DELETE ends the session on every replica.
+    cluster: Option<crate::cluster::Cluster>,
+}
 
 #[async_trait::async_trait]
 impl rmcp::transport::streamable_http_server::session::SessionStore for Handshakes {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
         Ok(self
-            .0
+            .store
             .handshake(session_id)
             .map(|params| SessionState::new((*params).clone())))
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
-        self.0
+        self.store
             .set_handshake(session_id, state.initialize_params.clone());
         Ok(())
     }
 
     /// rmcp calls this after a client's DELETE has closed the session.
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        self.0.remove(session_id);
+        self.store.remove(session_id);
+        if let Some(cluster) = &self.cluster
+            && let Err(e) = cluster.end_session(session_id).await
+        {
+            tracing::warn!(session = %session_id, error = %e, "Ended a session here but could not tell the other replicas.");
+        }
         Ok(())
     }
 }
@@ -338,6 +347,7 @@ pub fn service(
     settings: &ServerSettings,
     cancel: CancellationToken,
     existing: Option<Arc<TrackedSessions>>,
+    cluster: Option<crate::cluster::Cluster>,
 ) -> (StreamableService, Arc<TrackedSessions>) {
     let sessions = existing.unwrap_or_else(|| {
         let mut inner = LocalSessionManager::default();
@@ -357,7 +367,10 @@ pub fn service(
         .with_sse_keep_alive(Some(settings.sse_keep_alive))
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(cancel);
-    config.session_store = Some(Arc::new(Handshakes(sessions.store.clone())));
+    config.session_store = Some(Arc::new(Handshakes {
+        store: sessions.store.clone(),
+        cluster,
+    }));
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
     (service, sessions)
 }

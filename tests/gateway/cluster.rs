@@ -368,3 +368,154 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     // Its registration is back (Redis lost everything: it started empty).
     assert_eq!(replica.node_ids().await.len(), 1);
 }
+
+/// Redis, `n` replicas on it and a round-robin proxy in front of them.
+struct Cluster {
+    _redis: RedisServer,
+    _tmp: tempfile::TempDir,
+    replicas: Vec<Replica>,
+    proxy: crate::round_robin::RoundRobin,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Self {
+        let redis = RedisServer::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let config = cluster_config(tmp.path(), &redis.url(), "");
+        let replicas: Vec<Replica> = (0..n)
+            .map(|i| Replica::start(&config, &tmp.path().join(format!("data{i}"))))
+            .collect();
+        let proxy = crate::round_robin::RoundRobin::spawn(
+            replicas.iter().map(|r| r.addr.clone()).collect(),
+        )
+        .await;
+        Self {
+            _redis: redis,
+            _tmp: tmp,
+            replicas,
+            proxy,
+        }
+    }
+
+    /// The session ids each replica holds, by replica.
+    async fn sessions_held(&self) -> Vec<Vec<String>> {
+        let mut held = Vec::new();
+        for replica in &self.replicas {
+            let body: Value = http()
+                .get(replica.url("/admin/sessions"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            held.push(
+                body["sessions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s["id"].as_str().unwrap().to_owned())
+                    .collect(),
+            );
+        }
+        held
+    }
+}
+
+#[tokio::test]
+async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake() {
+    use rmcp::model::CallToolRequestParams;
+    let cluster = Cluster::start(3).await;
+    let client = crate::helpers::rmcp_client(&cluster.proxy.url("/agents/servicenow/mcp")).await;
+    for _ in 0..2 {
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(
+            tools.iter().any(|t| t.name == "search_incident"),
+            "{tools:?}"
+        );
+    }
+    for _ in 0..3 {
+        let result = client
+            .call_tool(
+                CallToolRequestParams::new("get_incident").with_arguments(
+                    serde_json::json!({"number": "INC0012346"})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+            )
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true), "{result:?}");
+        assert!(format!("{result:?}").contains("VPN"), "{result:?}");
+    }
+    // Requests went to every replica in turn, and every replica now holds the session.
+    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
+    for i in 0..3 {
+        assert!(served.contains(&i), "{served:?}");
+    }
+    let held = cluster.sessions_held().await;
+    let id = held[0]
+        .first()
+        .cloned()
+        .unwrap_or_else(|| panic!("{held:?}"));
+    for (i, ids) in held.iter().enumerate() {
+        assert_eq!(ids, std::slice::from_ref(&id), "replica {i}: {held:?}");
+    }
+
+    // The client's DELETE (on whichever replica) ends it everywhere.
+    client.cancel().await.unwrap();
+    for replica in &cluster.replicas {
+        eventually("the ended session is gone from every replica", || async {
+            streamable_status(&replica.url("/agents/servicenow/mcp"), &id).await == 404
+        })
+        .await;
+    }
+    assert_eq!(cluster.sessions_held().await, vec![Vec::<String>::new(); 3]);
+}
+
+/// The status a `tools/list` in session `id` gets at `url`.
+async fn streamable_status(url: &str, id: &str) -> u16 {
+    crate::helpers::streamable_post(
+        &http(),
+        url,
+        Some(id),
+        serde_json::json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}).to_string(),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test]
+async fn an_admin_ends_a_session_from_another_replica() {
+    let cluster = Cluster::start(2).await;
+    let [a, b] = &cluster.replicas[..] else {
+        unreachable!()
+    };
+    let mcp_a = a.url("/agents/servicenow/mcp");
+    let id = crate::helpers::streamable_initialize(&http(), &mcp_a).await;
+    // B serves it too (takes it over from the shared record).
+    assert_eq!(
+        streamable_status(&b.url("/agents/servicenow/mcp"), &id).await,
+        200
+    );
+    let response = http()
+        .delete(b.url(&format!("/admin/sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    for url in [&mcp_a, &b.url("/agents/servicenow/mcp")] {
+        eventually("the session ended by an admin is gone", || async {
+            streamable_status(url, &id).await == 404
+        })
+        .await;
+    }
+    let again = http()
+        .delete(a.url(&format!("/admin/sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi_spec;
 mod parking;
 mod reload;
+mod round_robin;
 mod scenarios;
 mod sessions;
 mod shipped_agents;

@@ -37,7 +37,12 @@ async fn spec_and_docs_are_served_and_document_every_status() {
         (
             "/admin/sessions/{id}",
             "delete",
-            &["204", "400", "401", "403", "404"],
+            &["204", "400", "401", "403", "404", "503"],
+        ),
+        (
+            "/admin/cluster",
+            "get",
+            &["200", "400", "401", "403", "404", "503"],
         ),
         ("/healthz", "get", &["200", "503"]),
         ("/readyz", "get", &["200", "503"]),
