@@ -34,6 +34,10 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
 
 /// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
 /// more than reqwest's own "error sending request" wrapper.
+pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    chain(error)
+}
+
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = error;
     while let Some(source) = inner.source() {

@@ -11,6 +11,7 @@
 //!   `/readyz` answers 503 and the replica keeps retrying; it recovers on its own.
 //!
 //! - **Sessions** ([`sessions`]): Streamable HTTP sessions any replica can serve.
+//! - **Forwarding** ([`forward`]): legacy POSTs that land away from their stream's replica.
 //!
 //! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set),
 //! `session:<id>` (string, PX = idle timeout); channel `ended` (ids of ended sessions).
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::cluster::{ClusterSettings, valid_node_id};
 
+pub mod forward;
 pub mod sessions;
 
 /// How long one Redis command may take before it counts as failed.
@@ -89,6 +91,11 @@ struct Inner {
     me: std::sync::Mutex<NodeRecord>,
     /// Whether the last heartbeat reached Redis.
     healthy: AtomicBool,
+    /// The secret replicas prove themselves with on a hop to another replica (kept in
+    /// Redis: whoever can read Redis is part of the cluster anyway).
+    hop_secret: String,
+    /// For hops to other replicas.
+    http: reqwest::Client,
 }
 
 impl Cluster {
@@ -126,6 +133,16 @@ impl Cluster {
             .query_async(&mut redis)
             .await
             .map_err(|e| unreachable(&e))?;
+        let hop_secret = shared_secret(&mut redis, &settings.key_prefix)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        crate::app::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| unreachable(&e))?;
         let id = match &settings.node_id {
             Some(id) => id.clone(),
             None => default_node_id(host_name)?,
@@ -146,6 +163,8 @@ impl Cluster {
             redis,
             me: std::sync::Mutex::new(me),
             healthy: AtomicBool::new(true),
+            hop_secret,
+            http,
         }));
         cluster.register().await?;
         Ok(cluster)
@@ -197,6 +216,14 @@ impl Cluster {
                 )
                 .await?;
             let _: () = redis.sadd(self.key("nodes"), &record.id).await?;
+            // A Redis that restarted empty gets the secret back from the replicas.
+            let _: Option<String> = redis
+                .set_options(
+                    self.key("hop-secret"),
+                    self.hop_secret(),
+                    redis::SetOptions::default().conditional_set(redis::ExistenceCheck::NX),
+                )
+                .await?;
             Ok(())
         }
         .await;
@@ -267,6 +294,28 @@ impl Cluster {
         }
     }
 
+    /// The address of live replica `id`, if it is one.
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn node_url(&self, id: &str) -> Result<Option<String>, Error> {
+        let mut redis = self.0.redis.clone();
+        let value: Option<String> = redis.get(self.node_key(id)).await?;
+        Ok(value
+            .and_then(|v| serde_json::from_str::<NodeRecord>(&v).ok())
+            .map(|r| r.url))
+    }
+
+    /// The secret that marks a request as a hop from another replica.
+    pub fn hop_secret(&self) -> &str {
+        &self.0.hop_secret
+    }
+
+    /// The HTTP client for hops to other replicas.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.0.http
+    }
+
     /// Whether the last heartbeat reached Redis.
     pub fn is_healthy(&self) -> bool {
         self.0.healthy.load(Ordering::Relaxed)
@@ -315,6 +364,27 @@ impl Cluster {
     fn node_key(&self, id: &str) -> String {
         self.key(&format!("node:{id}"))
     }
+}
+
+/// The cluster's hop secret: made by the first replica, read by the others.
+async fn shared_secret(
+    redis: &mut ConnectionManager,
+    prefix: &str,
+) -> Result<String, redis::RedisError> {
+    let key = format!("{prefix}:hop-secret");
+    let candidate = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let _: Option<String> = redis
+        .set_options(
+            &key,
+            candidate,
+            redis::SetOptions::default().conditional_set(redis::ExistenceCheck::NX),
+        )
+        .await?;
+    redis.get(&key).await
 }
 
 /// `host-pid`, with anything a node id may not hold dropped from the host name.

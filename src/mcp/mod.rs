@@ -172,12 +172,31 @@ impl AgentsEndpoint {
         if state.is_draining() {
             return Err(Error::ShuttingDown);
         }
-        guard::check(&req, state.settings())?;
+        // Cluster mode: a request another replica forwarded carries the cluster's secret;
+        // it names the client's address, and the Host it was sent to is ours by definition.
+        let hop = state.cluster().is_some_and(|c| c.is_hop(req.headers()));
+        if !hop {
+            guard::check(&req, state.settings())?;
+        }
         check_sizes(&req)?;
-        let ip = req
+        let mut ip = req
             .remote_addr()
             .as_socket_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        if hop {
+            if let Some(client) = req
+                .headers()
+                .get(crate::cluster::forward::CLIENT_IP_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+            {
+                ip = client;
+            }
+            req.headers_mut()
+                .remove(crate::cluster::forward::HOP_HEADER);
+            req.headers_mut()
+                .remove(crate::cluster::forward::CLIENT_IP_HEADER);
+        }
         req.extensions_mut().insert(ClientIp(ip));
         // The outermost middleware (app::routes) names every request; the fallback serves
         // this endpoint when it is mounted on its own.
@@ -198,8 +217,9 @@ impl AgentsEndpoint {
         let endpoint = state
             .agent(&name)
             .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
-        // The token has done its job; it goes no further (not to rmcp, not into any log).
-        req.headers_mut().remove(poem::http::header::AUTHORIZATION);
+        // The token has done its job; it goes no further (not to rmcp, not into any log),
+        // except to the replica holding a legacy session (cluster mode).
+        let authorization = req.headers_mut().remove(poem::http::header::AUTHORIZATION);
         let method = req.method().clone();
         let session_header = req
             .headers()
@@ -211,7 +231,12 @@ impl AgentsEndpoint {
                 let slot = state.clients().open_session(&caller).map_err(refused)?;
                 let mut peer = peer_of_request(&req);
                 peer.client = caller.name().cloned();
+                let id: Arc<str> = match state.cluster() {
+                    Some(cluster) => cluster.new_legacy_session_id().into(),
+                    None => uuid::Uuid::new_v4().simple().to_string().into(),
+                };
                 Ok(sse::open(
+                    id,
                     endpoint.server.clone(),
                     &endpoint.name,
                     peer,
@@ -291,6 +316,32 @@ impl AgentsEndpoint {
                 Ok(response)
             }
             ("messages", &Method::POST) => {
+                // Cluster mode: the stream is on another replica; it answers for it.
+                if let Some(cluster) = state.cluster()
+                    && !hop
+                    && let Some(id) = sse::session_id(&req)
+                    && let Some(node) = crate::cluster::forward::legacy_owner(&id)
+                    && node != cluster.node_id()
+                {
+                    let body = read_body(&mut req, state.settings().max_body_bytes).await?;
+                    let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+                    return forward(
+                        cluster,
+                        node,
+                        path,
+                        authorization.as_ref(),
+                        &request_id,
+                        ip,
+                        body,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        crate::cluster::forward::ForwardError::OwnerGone => {
+                            Error::SessionNotFound(id.clone())
+                        }
+                        e => Error::ClusterUnavailable(e.to_string()),
+                    });
+                }
                 state.clients().check_request(&caller).map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
                 sse::post(&req, body, &endpoint, &caller, state, request_id).await
@@ -302,6 +353,26 @@ impl AgentsEndpoint {
             _ => Err(Error::NoRoute(req.uri().path().to_owned())),
         }
     }
+}
+
+/// Forwards a legacy POST to replica `node` and relays its answer.
+async fn forward(
+    cluster: &crate::cluster::Cluster,
+    node: &str,
+    path: &str,
+    authorization: Option<&poem::http::HeaderValue>,
+    request_id: &RequestId,
+    ip: std::net::IpAddr,
+    body: bytes::Bytes,
+) -> Result<Response, crate::cluster::forward::ForwardError> {
+    let relayed = cluster
+        .forward(node, path, authorization, &request_id.0, ip, body)
+        .await?;
+    let mut response = Response::builder().status(relayed.status);
+    if let Some(content_type) = relayed.content_type {
+        response = response.header(poem::http::header::CONTENT_TYPE, content_type);
+    }
+    Ok(response.body(relayed.body))
 }
 
 impl AgentEndpoint {

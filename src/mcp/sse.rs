@@ -210,6 +210,7 @@ impl Drop for SessionGuard {
 /// `GET /agents/<name>/sse`: opens a legacy session and returns its event stream.
 #[allow(clippy::too_many_arguments)]
 pub fn open(
+    id: Arc<str>,
     server: AgentServer,
     agent: &Arc<str>,
     peer: Peer,
@@ -219,7 +220,6 @@ pub fn open(
     keep_alive: std::time::Duration,
     parent: &CancellationToken,
 ) -> Response {
-    let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let (out, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = parent.child_token();
     let session = Arc::new(LegacySession {
@@ -357,7 +357,8 @@ pub async fn post(
 }
 
 /// The session id of a legacy POST: `session_id` (what we hand out) or `sessionId`.
-fn session_id(req: &Request) -> Option<String> {
+/// The `session_id` (or `sessionId`) of a legacy POST's query.
+pub(crate) fn session_id(req: &Request) -> Option<String> {
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;

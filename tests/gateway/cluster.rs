@@ -379,9 +379,14 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Self {
+        Self::start_with(n, "").await
+    }
+
+    /// With `extra` appended to every replica's `switchboard.toml`.
+    async fn start_with(n: usize, extra: &str) -> Self {
         let redis = RedisServer::start();
         let tmp = tempfile::tempdir().unwrap();
-        let config = cluster_config(tmp.path(), &redis.url(), "");
+        let config = cluster_config(tmp.path(), &redis.url(), extra);
         let replicas: Vec<Replica> = (0..n)
             .map(|i| Replica::start(&config, &tmp.path().join(format!("data{i}"))))
             .collect();
@@ -518,4 +523,87 @@ async fn an_admin_ends_a_session_from_another_replica() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+}
+
+const TOKEN: &str = "cluster-test-token";
+const ONE_CLIENT: &str =
+    "\n[[clients]]\nname = \"desk\"\ntoken = \"cluster-test-token\"\nagents = [\"*\"]\n";
+
+#[tokio::test]
+async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
+    use crate::helpers::{SseClient, tool_json};
+    use serde_json::json;
+    let mut cluster = Cluster::start_with(3, ONE_CLIENT).await;
+    let mut c =
+        SseClient::connect_with(&cluster.proxy.url("/agents/servicenow/sse"), Some(TOKEN)).await;
+    c.initialize().await;
+    for id in 1..=4 {
+        let answer = c
+            .call_tool(id, "get_incident", json!({"number": "INC0012346"}))
+            .await;
+        assert_eq!(tool_json(&answer)["number"], "INC0012346", "{answer}");
+    }
+    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
+    for i in 0..3 {
+        assert!(served.contains(&i), "{served:?}");
+    }
+    // The token is checked wherever the POST lands, forwarded or not.
+    for _ in 0..3 {
+        let refused = c
+            .post_as(
+                Some("wrong"),
+                json!({"jsonrpc":"2.0","id":9,"method":"tools/list"}).to_string(),
+            )
+            .await;
+        assert_eq!(refused.status(), 401);
+    }
+
+    // The session id names the replica holding the stream.
+    let owner_node = c.session_id.split('~').next().unwrap().to_owned();
+    let mut owner = None;
+    for (i, replica) in cluster.replicas.iter().enumerate() {
+        if replica.cluster().await.1["node"] == owner_node.as_str() {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.unwrap_or_else(|| panic!("no replica is {owner_node}"));
+    let other = (owner + 1) % 3;
+    let other_url = cluster.replicas[other].url(&format!(
+        "/agents/servicenow/messages?session_id={}",
+        c.session_id
+    ));
+    let post = |url: String| async move {
+        http()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(json!({"jsonrpc":"2.0","id":20,"method":"tools/list"}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post(other_url.clone()).await, 202);
+    assert_eq!(c.next_message().await["id"], 20);
+
+    // Another client's stream on another replica is not touched by the owner's death.
+    let mut bystander = SseClient::connect_with(
+        &cluster.replicas[other].url("/agents/servicenow/sse"),
+        Some(TOKEN),
+    )
+    .await;
+    bystander.initialize().await;
+    cluster.replicas[owner].kill9();
+    c.closed().await;
+    // Its session is gone: 503 while its replica is still listed, 404 once it is not.
+    eventually("a dead replica's session gets 404", || {
+        let url = other_url.clone();
+        async move { post(url).await == 404 }
+    })
+    .await;
+    let answer = bystander
+        .call_tool(30, "get_incident", json!({"number": "INC0012346"}))
+        .await;
+    assert_eq!(tool_json(&answer)["number"], "INC0012346");
 }
