@@ -305,6 +305,47 @@ impl Clients {
         counted
     }
 
+    /// The limits that apply to `caller`.
+    pub fn limits_of(&self, caller: &Caller) -> Limits {
+        caller.client.as_ref().map_or(self.defaults, |c| c.limits)
+    }
+
+    /// Counts the outcome of a limit checked elsewhere (cluster mode: in Redis) into
+    /// `caller`'s usage, as [`Self::check_request`] (`run` false) or
+    /// [`Self::check_agent_run`] (`run` true) would.
+    ///
+    /// # Errors
+    /// [`Refusal::RateLimited`] when `outcome` says wait.
+    pub fn record(
+        &self,
+        caller: &Caller,
+        run: bool,
+        outcome: Result<(), Duration>,
+    ) -> Result<(), Refusal> {
+        let usage = &caller.usage;
+        let (limit, counter) = if run {
+            ("agent_runs_per_minute", &usage.agent_runs)
+        } else {
+            ("requests_per_minute", &usage.requests)
+        };
+        match outcome {
+            Ok(()) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+                if !run {
+                    usage.note(false);
+                }
+                Ok(())
+            }
+            Err(wait) => {
+                usage.note(true);
+                Err(Refusal::RateLimited {
+                    limit,
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
     /// Counts one agent run of `caller` against its `agent_runs_per_minute`.
     ///
     /// # Errors

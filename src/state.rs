@@ -176,6 +176,65 @@ impl AppState {
         }
     }
 
+    /// Counts one MCP request of `caller` against its `requests_per_minute`: across the
+    /// cluster in cluster mode (Redis), else (or while Redis is away) on this replica.
+    ///
+    /// # Errors
+    /// [`crate::clients::Refusal::RateLimited`] when over the limit.
+    pub async fn check_request(
+        &self,
+        caller: &crate::clients::Caller,
+    ) -> Result<(), crate::clients::Refusal> {
+        self.check_rate(caller, false).await
+    }
+
+    /// Counts one agent run of `caller` against its `agent_runs_per_minute`, as
+    /// [`Self::check_request`] does requests.
+    ///
+    /// # Errors
+    /// [`crate::clients::Refusal::RateLimited`] when over the limit.
+    pub async fn check_agent_run(
+        &self,
+        caller: &crate::clients::Caller,
+    ) -> Result<(), crate::clients::Refusal> {
+        self.check_rate(caller, true).await
+    }
+
+    async fn check_rate(
+        &self,
+        caller: &crate::clients::Caller,
+        run: bool,
+    ) -> Result<(), crate::clients::Refusal> {
+        let clients = self.clients();
+        if let Some(cluster) = self.cluster().filter(|c| c.is_healthy()) {
+            let limits = clients.limits_of(caller);
+            let owner = crate::cluster::sessions::owner_tag(&caller.key);
+            let (name, per_minute, burst) = if run {
+                let n = limits.agent_runs_per_minute.get();
+                (format!("runs:{owner}"), n, n)
+            } else {
+                (
+                    format!("requests:{owner}"),
+                    limits.requests_per_minute.get(),
+                    limits.burst.get(),
+                )
+            };
+            match cluster.rate_check(&name, per_minute, burst).await {
+                Ok(outcome) => return clients.record(caller, run, outcome),
+                // Redis just went away: this replica's own limiter protects the agents
+                // until it is back.
+                Err(e) => {
+                    tracing::debug!(error = %e, "Shared limit unavailable; limiting locally.")
+                }
+            }
+        }
+        if run {
+            clients.check_agent_run(caller)
+        } else {
+            clients.check_request(caller)
+        }
+    }
+
     /// Cluster mode: records a session just opened here, so any replica can serve it.
     pub async fn share_session(&self, id: &str, agent: &str, owner: &crate::clients::ClientKey) {
         let (Some(cluster), Some(handshake)) = (self.cluster(), self.sessions().handshake(id))

@@ -12,9 +12,11 @@
 //!
 //! - **Sessions** ([`sessions`]): Streamable HTTP sessions any replica can serve.
 //! - **Forwarding** ([`forward`]): legacy POSTs that land away from their stream's replica.
+//! - **Limits** ([`limits`]): request and agent-run rates per client across the replicas.
 //!
 //! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set),
-//! `session:<id>` (string, PX = idle timeout); channel `ended` (ids of ended sessions).
+//! `session:<id>` (string, PX = idle timeout), `limit:<kind>:<client>` (GCRA state),
+//! `hop-secret`; channel `ended` (ids of ended sessions).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::cluster::{ClusterSettings, valid_node_id};
 
 pub mod forward;
+pub mod limits;
 pub mod sessions;
 
 /// How long one Redis command may take before it counts as failed.

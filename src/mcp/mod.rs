@@ -273,7 +273,7 @@ impl AgentsEndpoint {
                 if method != Method::POST {
                     return Ok(streamable::call(&endpoint.streamable, req).await);
                 }
-                state.clients().check_request(&caller).map_err(refused)?;
+                state.check_request(&caller).await.map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
                 let peek = streamable::peek(&body)?;
                 state.metrics().mcp_request(&name, peek.method.as_deref());
@@ -288,7 +288,7 @@ impl AgentsEndpoint {
                     state.metrics().stateless_request(&name, client);
                 }
                 if endpoint.starts_run(peek.method.as_deref(), peek.tool.as_deref()) {
-                    state.clients().check_agent_run(&caller).map_err(refused)?;
+                    state.check_agent_run(&caller).await.map_err(refused)?;
                 }
                 let opens_session =
                     session_header.is_none() && peek.method.as_deref() == Some("initialize");
@@ -342,7 +342,7 @@ impl AgentsEndpoint {
                         e => Error::ClusterUnavailable(e.to_string()),
                     });
                 }
-                state.clients().check_request(&caller).map_err(refused)?;
+                state.check_request(&caller).await.map_err(refused)?;
                 let body = read_body(&mut req, state.settings().max_body_bytes).await?;
                 sse::post(&req, body, &endpoint, &caller, state, request_id).await
             }

@@ -339,8 +339,8 @@ pub async fn post(
             && endpoint.starts_run(Some("tools/call"), Some(call.params.name.as_ref()))
         {
             state
-                .clients()
                 .check_agent_run(caller)
+                .await
                 .map_err(|r| state.refused(r, Some(caller), &endpoint.name))?;
         }
         use rmcp::model::GetExtensions;

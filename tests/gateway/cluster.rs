@@ -607,3 +607,54 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
         .await;
     assert_eq!(tool_json(&answer)["number"], "INC0012346");
 }
+
+/// A client whose requests carry `TOKEN`.
+fn client_with_token() -> reqwest::Client {
+    switchboard::app::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_clients_request_quota_holds_across_replicas() {
+    // 6 requests at once, then one every 10 s: the test runs well inside one refill.
+    let limits = "\n[limits]\nrequests_per_minute = 6\nburst = 6\n";
+    let cluster = Cluster::start_with(3, &format!("{limits}{ONE_CLIENT}")).await;
+    let h = client_with_token();
+    let url = cluster.proxy.url("/agents/servicenow/mcp");
+    // initialize + notifications/initialized: 2 of the 6.
+    let id = crate::helpers::streamable_initialize(&h, &url).await;
+    let mut statuses = Vec::new();
+    for i in 0..9 {
+        let response = crate::helpers::streamable_post(
+            &h,
+            &url,
+            Some(&id),
+            serde_json::json!({"jsonrpc":"2.0","id":i,"method":"tools/list"}).to_string(),
+        )
+        .await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            let retry: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=10).contains(&retry), "Retry-After {retry}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["limit"], "requests_per_minute", "{body}");
+        }
+    }
+    // Each replica alone would have let all 9 through (6 each); together they let 4.
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429, 429, 429, 429],
+        "served by {:?}",
+        cluster.proxy.served_by.lock().unwrap()
+    );
+}
