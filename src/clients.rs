@@ -225,6 +225,24 @@ impl Clients {
         self.named.is_empty()
     }
 
+    /// Live sessions on this replica per client key (named clients, then peers of open
+    /// access), zero counts included.
+    pub fn session_counts(&self) -> Vec<(ClientKey, u64)> {
+        let named = self.named.iter().map(|c| {
+            (
+                ClientKey::Named(c.name.clone()),
+                c.usage.sessions.load(Ordering::Relaxed) as u64,
+            )
+        });
+        let peers = self.ip_usage.iter().map(|e| {
+            (
+                ClientKey::Ip(*e.key()),
+                e.value().sessions.load(Ordering::Relaxed) as u64,
+            )
+        });
+        named.chain(peers).collect()
+    }
+
     /// The configured clients.
     pub fn named(&self) -> &[Arc<Client>] {
         &self.named
@@ -387,11 +405,17 @@ impl Clients {
     /// # Errors
     /// [`Refusal::RateLimited`] (`max_sessions`) when all slots are taken.
     pub fn open_session(&self, caller: &Caller) -> Result<SessionSlot, Refusal> {
-        let max = caller
-            .client
-            .as_ref()
-            .map_or(self.defaults.max_sessions, |c| c.limits.max_sessions)
-            as usize;
+        let max = self.limits_of(caller).max_sessions;
+        self.open_session_within(caller, max)
+    }
+
+    /// Takes a session slot of `caller` if it has fewer than `max` sessions here (cluster
+    /// mode: its `max_sessions` less those it has on the other replicas).
+    ///
+    /// # Errors
+    /// [`Refusal::RateLimited`] (`max_sessions`) when all slots are taken.
+    pub fn open_session_within(&self, caller: &Caller, max: u32) -> Result<SessionSlot, Refusal> {
+        let max = max as usize;
         let usage = caller.usage.clone();
         let taken = usage
             .sessions

@@ -176,6 +176,39 @@ impl AppState {
         }
     }
 
+    /// Takes a session slot of `caller` within its `max_sessions`: counted over the cluster
+    /// in cluster mode (the other replicas' counts are at most a heartbeat old), else (or
+    /// while Redis is away) on this replica.
+    ///
+    /// # Errors
+    /// [`crate::clients::Refusal::RateLimited`] (`max_sessions`) when all are taken.
+    pub async fn open_session(
+        &self,
+        caller: &crate::clients::Caller,
+    ) -> Result<crate::clients::SessionSlot, crate::clients::Refusal> {
+        let clients = self.clients();
+        let Some(cluster) = self.cluster().filter(|c| c.is_healthy()) else {
+            return clients.open_session(caller);
+        };
+        let owner = crate::cluster::sessions::owner_tag(&caller.key);
+        let max = clients.limits_of(caller).max_sessions;
+        let elsewhere = match cluster.sessions_elsewhere(&owner).await {
+            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+            Err(e) => {
+                tracing::debug!(error = %e, "Shared session counts unavailable; counting locally.");
+                0
+            }
+        };
+        let slot = clients.open_session_within(caller, max.saturating_sub(elsewhere))?;
+        let here = clients
+            .session_counts()
+            .into_iter()
+            .find(|(k, _)| *k == caller.key)
+            .map_or(1, |(_, n)| n);
+        let _ = cluster.publish_session_counts(&[(owner, here)]).await;
+        Ok(slot)
+    }
+
     /// Counts one MCP request of `caller` against its `requests_per_minute`: across the
     /// cluster in cluster mode (Redis), else (or while Redis is away) on this replica.
     ///
@@ -322,8 +355,17 @@ impl AppState {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let sessions = inner.sessions.len() as u64;
+                let counts: Vec<(String, u64)> = inner
+                    .clients
+                    .session_counts()
+                    .into_iter()
+                    .map(|(key, n)| (crate::cluster::sessions::owner_tag(&key), n))
+                    .collect();
                 drop(inner);
                 cluster.heartbeat_once(sessions).await;
+                if cluster.is_healthy() {
+                    let _ = cluster.publish_session_counts(&counts).await;
+                }
             }
         });
         self.0

@@ -55,3 +55,69 @@ impl Cluster {
         })
     }
 }
+
+/// KEYS[1]: a client's per-replica session counts (hash: node id → count). ARGV[1]: this
+/// node's id; ARGV[2]: the prefix of node keys. Sums the counts of the other live replicas
+/// and drops those of replicas that left.
+static SESSIONS_ELSEWHERE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"local total = 0
+          local h = redis.call('HGETALL', KEYS[1])
+          for i = 1, #h, 2 do
+            if h[i] ~= ARGV[1] then
+              if redis.call('EXISTS', ARGV[2] .. h[i]) == 1 then
+                total = total + tonumber(h[i + 1])
+              else
+                redis.call('HDEL', KEYS[1], h[i])
+              end
+            end
+          end
+          return total",
+    )
+});
+
+/// How long a client's session counts stay in Redis without an update.
+const COUNTS_TTL_SECS: i64 = 24 * 3600;
+
+impl Cluster {
+    /// Live sessions of `owner` (see [`super::sessions::owner_tag`]) on the other replicas.
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn sessions_elsewhere(&self, owner: &str) -> Result<u64, Error> {
+        let mut redis = self.0.redis.clone();
+        let total: i64 = SESSIONS_ELSEWHERE
+            .key(self.key(&format!("client-sessions:{owner}")))
+            .arg(self.node_id())
+            .arg(self.key("node:"))
+            .invoke_async(&mut redis)
+            .await?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// Publishes this replica's live session count of each client (0 removes it).
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn publish_session_counts(&self, counts: &[(String, u64)]) -> Result<(), Error> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let node = self.node_id();
+        let mut pipe = redis::pipe();
+        for (owner, count) in counts {
+            let key = self.key(&format!("client-sessions:{owner}"));
+            if *count == 0 {
+                pipe.hdel(&key, &node).ignore();
+            } else {
+                pipe.hset(&key, &node, *count)
+                    .ignore()
+                    .expire(&key, COUNTS_TTL_SECS)
+                    .ignore();
+            }
+        }
+        let mut redis = self.0.redis.clone();
+        let _: () = pipe.query_async(&mut redis).await?;
+        Ok(())
+    }
+}

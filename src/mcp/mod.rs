@@ -228,7 +228,7 @@ impl AgentsEndpoint {
             .map(str::to_owned);
         match (kind.as_str(), &method) {
             ("sse", &Method::GET) if session_header.is_none() => {
-                let slot = state.clients().open_session(&caller).map_err(refused)?;
+                let slot = state.open_session(&caller).await.map_err(refused)?;
                 let mut peer = peer_of_request(&req);
                 peer.client = caller.name().cloned();
                 let id: Arc<str> = match state.cluster() {
@@ -298,7 +298,7 @@ impl AgentsEndpoint {
                     ));
                 }
                 let slot = if opens_session {
-                    Some(state.clients().open_session(&caller).map_err(refused)?)
+                    Some(state.open_session(&caller).await.map_err(refused)?)
                 } else {
                     None
                 };

@@ -658,3 +658,53 @@ async fn a_clients_request_quota_holds_across_replicas() {
         cluster.proxy.served_by.lock().unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_clients_max_sessions_holds_across_replicas() {
+    let limits = "\n[limits]\nmax_sessions = 2\n";
+    let cluster = Cluster::start_with(3, &format!("{limits}{ONE_CLIENT}")).await;
+    let h = client_with_token();
+    let mcp = |i: usize| cluster.replicas[i].url("/agents/servicenow/mcp");
+    let initialize = |url: String| {
+        let h = h.clone();
+        async move {
+            h.post(url)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = initialize(mcp(0)).await;
+    assert_eq!(first.status(), 200);
+    let first_id = first.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(initialize(mcp(1)).await.status(), 200);
+    // Two sessions on two other replicas: the third replica refuses a third.
+    let refused = initialize(mcp(2)).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["limit"], "max_sessions", "{body}");
+
+    // One ends (DELETE on yet another replica): a new one may open anywhere.
+    let ended = h
+        .delete(mcp(2))
+        .header("mcp-session-id", &first_id)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_success(), "{}", ended.status());
+    eventually("a slot frees up once a session ended", || async {
+        let response = initialize(mcp(2)).await;
+        response.status() == 200
+    })
+    .await;
+}
