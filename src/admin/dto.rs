@@ -33,6 +33,16 @@ pub enum TransportName {
     StreamableHttp,
 }
 
+/// Which sessions a listing covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum Scope {
+    /// Every live replica's (cluster mode; the same as `local` otherwise).
+    Cluster,
+    /// This replica's only.
+    Local,
+}
+
 /// The two MCP URLs of an agent (paths on this gateway).
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -150,6 +160,9 @@ pub struct SessionView {
     /// Its last tool calls, oldest first (`GET /admin/sessions/{id}` only; the registry
     /// keeps the last 20).
     pub recent_calls: Option<Vec<CallView>>,
+    /// Cluster mode: the replica serving it (for a Streamable HTTP session held by several,
+    /// the one it used last; its counters are summed over them).
+    pub node: Option<String>,
 }
 
 /// A finished tool call of a session.
@@ -177,6 +190,8 @@ pub struct SessionPage {
     pub limit: u64,
     /// The sessions of this page, oldest first.
     pub sessions: Vec<SessionView>,
+    /// Cluster mode: replicas that did not answer (their sessions are missing here).
+    pub unreachable_nodes: Option<Vec<String>>,
 }
 
 /// Liveness or readiness.

@@ -24,8 +24,9 @@ use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
     AgentTraffic, AgentUrls, AgentView, CallView, ClientView, ClientsView, ClusterView, ErrorBody,
-    Health, LimitsView, LoadErrorView, ModelView, NodeView, PeerView, ReloadView, SessionCounts,
-    SessionPage, SessionView, ToolView, TrafficPoint, TrafficView, TransportName, UsageView,
+    Health, LimitsView, LoadErrorView, ModelView, NodeView, PeerView, ReloadView, Scope,
+    SessionCounts, SessionPage, SessionView, ToolView, TrafficPoint, TrafficView, TransportName,
+    UsageView,
 };
 
 #[derive(Tags)]
@@ -114,6 +115,10 @@ impl AdminAuth {
         let Some(state) = req.data::<AppState>() else {
             return Err(auth_error(AuthError::NoState));
         };
+        // Cluster mode: another replica asking for this one's part of a cluster-wide view.
+        if state.cluster().is_some_and(|c| c.is_hop(req.headers())) {
+            return Ok(Self);
+        }
         match &state.settings().admin_token {
             Some(expected) => match crate::auth::bearer(req.headers()) {
                 Some(token) if crate::auth::token_matches(token, expected) => Ok(Self),
@@ -597,9 +602,13 @@ impl AdminApi {
             validator(minimum(value = "1"), maximum(value = "1000"))
         )]
         limit: Query<u32>,
+        /// Cluster mode: every live replica's sessions (`cluster`, the default) or this
+        /// replica's only (`local`).
+        scope: Query<Option<Scope>>,
     ) -> ListSessionsResponse {
         let now = SystemTime::now();
-        let matching: Vec<SessionInfo> = state
+        let node = state.cluster().map(crate::cluster::Cluster::node_id);
+        let mut matching: Vec<SessionView> = state
             .sessions()
             .list()
             .into_iter()
@@ -611,20 +620,49 @@ impl AdminApi {
                     .is_none_or(|c| s.peer.client.as_deref() == Some(c))
             })
             .filter(|s| transport.0.is_none_or(|t| transport_name(s.transport) == t))
+            .map(|s| SessionView {
+                node: node.clone(),
+                ..session_view(&s, now)
+            })
             .collect();
+        let mut unreachable_nodes = None;
+        if let Some(cluster) = state.cluster()
+            && scope.0 != Some(Scope::Local)
+        {
+            let mut query = String::from("/admin/sessions?scope=local&limit=1000");
+            for (key, value) in [
+                ("agent", agent.0.clone()),
+                ("client", client.0.clone()),
+                (
+                    "transport",
+                    transport.0.map(|t| match t {
+                        TransportName::Sse => "sse".to_owned(),
+                        TransportName::StreamableHttp => "streamable_http".to_owned(),
+                    }),
+                ),
+            ] {
+                if let Some(value) = value {
+                    query.push_str(&format!("&{key}={}", percent_encode(&value)));
+                }
+            }
+            let (views, missing) = cluster_sessions(cluster, &query).await;
+            matching.extend(views);
+            matching = merge_copies(matching);
+            unreachable_nodes = Some(missing);
+        }
         let total = matching.len() as u64;
         let limit = limit.0.min(MAX_LIMIT);
         let sessions = matching
-            .iter()
+            .into_iter()
             .skip(usize::try_from(offset.0).unwrap_or(usize::MAX))
             .take(limit as usize)
-            .map(|s| session_view(s, now))
             .collect();
         ListSessionsResponse::Ok(Json(SessionPage {
             total,
             offset: offset.0,
             limit: u64::from(limit),
             sessions,
+            unreachable_nodes,
         }))
     }
 
@@ -641,10 +679,33 @@ impl AdminApi {
         state: Data<&AppState>,
         /// The session id.
         id: Path<String>,
+        /// Cluster mode: look on every live replica (`cluster`, the default) or on this one
+        /// only (`local`).
+        scope: Query<Option<Scope>>,
     ) -> GetSessionResponse {
         match state.sessions().get(&id) {
+            None if state.cluster().is_some() && scope.0 != Some(Scope::Local) => {
+                let cluster = state.cluster().cloned();
+                let path = format!("/admin/sessions/{}?scope=local", percent_encode(&id));
+                let found = match &cluster {
+                    Some(c) => c.get_from_others(&path).await.unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let copies: Vec<SessionView> = found
+                    .into_iter()
+                    .filter_map(|(_, answer)| match answer {
+                        Ok((200, body)) => parse_view(body),
+                        _ => None,
+                    })
+                    .collect();
+                match merge_copies(copies).into_iter().next() {
+                    Some(view) => GetSessionResponse::Ok(Json(view)),
+                    None => GetSessionResponse::NotFound(Json(session_not_found(&id))),
+                }
+            }
             Some(s) => {
                 let mut view = session_view(&s, SystemTime::now());
+                view.node = state.cluster().map(crate::cluster::Cluster::node_id);
                 view.recent_calls = state.sessions().stats(&id).map(|stats| {
                     stats
                         .recent_calls()
@@ -834,6 +895,116 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// Cluster mode: the sessions the other replicas hold (`query` asks each for its own), and
+/// the replicas that did not answer.
+async fn cluster_sessions(
+    cluster: &crate::cluster::Cluster,
+    query: &str,
+) -> (Vec<SessionView>, Vec<String>) {
+    let answers = match cluster.get_from_others(query).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot list the other replicas' sessions.");
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let mut views = Vec::new();
+    let mut missing = Vec::new();
+    for (node, answer) in answers {
+        match answer {
+            Ok((200, mut body)) => {
+                let sessions = body
+                    .get_mut("sessions")
+                    .map(serde_json::Value::take)
+                    .and_then(|s| match s {
+                        serde_json::Value::Array(items) => Some(items),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                views.extend(sessions.into_iter().filter_map(parse_view));
+            }
+            Ok((status, _)) => {
+                tracing::warn!(%node, status, "A replica refused to list its sessions.");
+                missing.push(node);
+            }
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "A replica did not list its sessions.");
+                missing.push(node);
+            }
+        }
+    }
+    (views, missing)
+}
+
+fn parse_view(value: serde_json::Value) -> Option<SessionView> {
+    use poem_openapi::types::ParseFromJSON;
+    SessionView::parse_from_json(Some(value)).ok()
+}
+
+/// One view per session, oldest first: a Streamable HTTP session held by several replicas
+/// shows once, as the copy used last, with the counters of all copies summed.
+fn merge_copies(views: Vec<SessionView>) -> Vec<SessionView> {
+    let mut by_id: std::collections::HashMap<String, SessionView> =
+        std::collections::HashMap::new();
+    for view in views {
+        match by_id.entry(view.id.clone()) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(view);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let kept = e.get_mut();
+                let (requests, errors, in_flight, prompt, completion) = (
+                    kept.requests + view.requests,
+                    kept.errors + view.errors,
+                    kept.calls_in_flight + view.calls_in_flight,
+                    kept.llm_prompt_tokens + view.llm_prompt_tokens,
+                    kept.llm_completion_tokens + view.llm_completion_tokens,
+                );
+                let (created_at, age_secs) = if view.age_secs > kept.age_secs {
+                    (view.created_at.clone(), view.age_secs)
+                } else {
+                    (kept.created_at.clone(), kept.age_secs)
+                };
+                if view.idle_secs < kept.idle_secs
+                    || (view.idle_secs == kept.idle_secs
+                        && view.last_active_at > kept.last_active_at)
+                {
+                    *kept = view;
+                }
+                kept.requests = requests;
+                kept.errors = errors;
+                kept.calls_in_flight = in_flight;
+                kept.llm_prompt_tokens = prompt;
+                kept.llm_completion_tokens = completion;
+                kept.created_at = created_at;
+                kept.age_secs = age_secs;
+                kept.parked = kept.parked && kept.calls_in_flight == 0;
+            }
+        }
+    }
+    let mut all: Vec<SessionView> = by_id.into_values().collect();
+    all.sort_by(|a, b| {
+        b.age_secs
+            .cmp(&a.age_secs)
+            .then_with(|| a.created_at.cmp(&b.created_at))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    all
+}
+
+/// `value` for a URL query (RFC 3986 unreserved characters kept).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
     let secs_since = |t: SystemTime| now.duration_since(t).map_or(0, |d| d.as_secs());
     SessionView {
@@ -857,6 +1028,7 @@ fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
         llm_completion_tokens: s.completion_tokens,
         parked: s.parked,
         recent_calls: None,
+        node: None,
     }
 }
 

@@ -114,3 +114,44 @@ impl Cluster {
         })
     }
 }
+
+impl Cluster {
+    /// GETs `path_and_query` from every other live replica at once (as a hop), with the
+    /// JSON each answered or why it did not.
+    ///
+    /// # Errors
+    /// Redis did not answer the list of replicas.
+    pub async fn get_from_others(
+        &self,
+        path_and_query: &str,
+    ) -> Result<Vec<(String, Result<(u16, serde_json::Value), String>)>, super::Error> {
+        let me = self.node_id();
+        let others: Vec<_> = self
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.id != me)
+            .collect();
+        let asks = others.into_iter().map(|node| async move {
+            let answer = async {
+                let response = self
+                    .http()
+                    .get(format!("{}{path_and_query}", node.url))
+                    .header(HOP_HEADER, self.hop_secret())
+                    .timeout(std::time::Duration::from_secs(5))
+                    .send()
+                    .await
+                    .map_err(|e| crate::healthcheck::innermost(&e))?;
+                let status = response.status().as_u16();
+                let body = response
+                    .json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| crate::healthcheck::innermost(&e))?;
+                Ok((status, body))
+            }
+            .await;
+            (node.id, answer)
+        });
+        Ok(futures::future::join_all(asks).await)
+    }
+}

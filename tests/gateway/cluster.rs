@@ -708,3 +708,76 @@ async fn a_clients_max_sessions_holds_across_replicas() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn any_replica_lists_every_replicas_sessions_with_its_node() {
+    use crate::helpers::SseClient;
+    let cluster = Cluster::start(3).await;
+    let node = |i: usize| {
+        let replica = &cluster.replicas[i];
+        async move {
+            replica.cluster().await.1["node"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (node0, node2) = (node(0).await, node(2).await);
+    let mut sse = SseClient::connect(&cluster.replicas[0].url("/agents/servicenow/sse")).await;
+    sse.initialize().await;
+    let streamable = crate::helpers::streamable_initialize(
+        &http(),
+        &cluster.replicas[1].url("/agents/servicenow/mcp"),
+    )
+    .await;
+    // Used last on replica 2 (which takes it over).
+    assert_eq!(
+        streamable_status(
+            &cluster.replicas[2].url("/agents/servicenow/mcp"),
+            &streamable
+        )
+        .await,
+        200
+    );
+
+    for replica in &cluster.replicas {
+        let body: Value = http()
+            .get(replica.url("/admin/sessions"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["total"], 2, "{body}");
+        assert_eq!(body["unreachable_nodes"], serde_json::json!([]), "{body}");
+        let sessions = body["sessions"].as_array().unwrap();
+        let by_id = |id: &str| sessions.iter().find(|s| s["id"] == id).cloned().unwrap();
+        assert_eq!(by_id(&sse.session_id)["node"], node0.as_str(), "{body}");
+        assert_eq!(by_id(&sse.session_id)["transport"], "sse");
+        let shared = by_id(&streamable);
+        assert_eq!(shared["node"], node2.as_str(), "{body}");
+        // initialize + initialized on replica 1, tools/list on replica 2.
+        assert_eq!(shared["requests"], 2, "{body}");
+    }
+    // One session, from any replica; and each replica's own with scope=local.
+    let one: Value = http()
+        .get(cluster.replicas[1].url(&format!("/admin/sessions/{}", sse.session_id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["node"], node0.as_str(), "{one}");
+    let local: Value = http()
+        .get(cluster.replicas[0].url("/admin/sessions?scope=local"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(local["total"], 1, "{local}");
+    assert_eq!(local["sessions"][0]["id"], sse.session_id.as_str());
+}
