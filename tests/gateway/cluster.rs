@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -106,7 +107,14 @@ struct Replica {
 impl Replica {
     /// Starts `switchboard serve` with `config` on a free port and waits until it listens.
     fn start(config: &Path, data: &Path) -> Self {
-        let mut child = serve(config, data).stderr(Stdio::piped()).spawn().unwrap();
+        Self::start_with(config, data, &fixture("agents/valid"), &[])
+    }
+
+    /// With the agents of `agents` and `env` added to the environment.
+    fn start_with(config: &Path, data: &Path, agents: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = serve_agents(config, data, agents);
+        command.envs(env.iter().copied());
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -188,12 +196,16 @@ impl Drop for Replica {
 }
 
 fn serve(config: &Path, data: &Path) -> Command {
+    serve_agents(config, data, &fixture("agents/valid"))
+}
+
+fn serve_agents(config: &Path, data: &Path, agents: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .arg("--agents")
-        .arg(fixture("agents/valid"))
+        .arg(agents)
         .arg("--data")
         .arg(data)
         .env("RUST_LOG", "info");
@@ -384,11 +396,19 @@ impl Cluster {
 
     /// With `extra` appended to every replica's `switchboard.toml`.
     async fn start_with(n: usize, extra: &str) -> Self {
+        Self::start_full(n, extra, &fixture("agents/valid"), &[]).await
+    }
+
+    /// With `extra` in every replica's `switchboard.toml`, the agents of `agents` and
+    /// `env` in every replica's environment.
+    async fn start_full(n: usize, extra: &str, agents: &Path, env: &[(&str, &str)]) -> Self {
         let redis = RedisServer::start();
         let tmp = tempfile::tempdir().unwrap();
         let config = cluster_config(tmp.path(), &redis.url(), extra);
         let replicas: Vec<Replica> = (0..n)
-            .map(|i| Replica::start(&config, &tmp.path().join(format!("data{i}"))))
+            .map(|i| {
+                Replica::start_with(&config, &tmp.path().join(format!("data{i}")), agents, env)
+            })
             .collect();
         let proxy = crate::round_robin::RoundRobin::spawn(
             replicas.iter().map(|r| r.addr.clone()).collect(),
@@ -780,4 +800,107 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
         .unwrap();
     assert_eq!(local["total"], 1, "{local}");
     assert_eq!(local["sessions"][0]["id"], sse.session_id.as_str());
+}
+
+/// An rmcp client that keeps the progress notifications it receives.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<std::sync::Mutex<Vec<rmcp::model::ProgressNotificationParam>>>,
+}
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+}
+
+#[tokio::test]
+async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_replica() {
+    use crate::fake_llm::{FakeLlm, Step};
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientRequest, Request, ServerResult};
+    use rmcp::service::PeerRequestOptions;
+    let fake = FakeLlm::start(vec![
+        Step::ToolCalls(vec![(
+            "search_incident",
+            serde_json::json!({"query": "VPN"}),
+        )]),
+        Step::Text("Found INC0012346."),
+        Step::Text("Still here."),
+    ])
+    .await;
+    let mut cluster = Cluster::start_full(
+        3,
+        "",
+        &fixture("agents/runtime"),
+        &[("FAKE_LLM_URL", &fake.url)],
+    )
+    .await;
+    switchboard::app::install_crypto_provider();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(
+        cluster.proxy.url("/agents/servicenow/mcp"),
+    );
+    let client = Recorder::default().serve(transport).await.unwrap();
+    let ask = |task: &'static str| {
+        let client = &client;
+        async move {
+            let handle = client
+                .send_cancellable_request(
+                    ClientRequest::CallToolRequest(Request::new(
+                        CallToolRequestParams::new("servicenow").with_arguments(
+                            serde_json::json!({"task": task})
+                                .as_object()
+                                .unwrap()
+                                .clone(),
+                        ),
+                    )),
+                    PeerRequestOptions::no_options(),
+                )
+                .await
+                .unwrap();
+            let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap()
+            else {
+                panic!("not a tool result")
+            };
+            format!("{:?}", result.content)
+        }
+    };
+    let answer = ask("find the VPN incident").await;
+    assert!(answer.contains("Found INC0012346."), "{answer}");
+    eventually("the run's progress arrives", || async {
+        client.service().progress.lock().unwrap().len() >= 4
+    })
+    .await;
+    let steps: Vec<String> = client
+        .service()
+        .progress
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.message.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "servicenow: model turn 1",
+            "servicenow: calling search_incident",
+            "servicenow: model turn 2",
+            "servicenow: done"
+        ]
+    );
+
+    // kill -9 a replica: the session goes on on the others, without a new handshake.
+    cluster.replicas[0].kill9();
+    for _ in 0..3 {
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(tools.iter().any(|t| t.name == "servicenow"));
+    }
+    let answer = ask("still there?").await;
+    assert!(answer.contains("Still here."), "{answer}");
+    assert_eq!(fake.received().len(), 3, "the fake saw 3 model turns");
+    client.cancel().await.unwrap();
 }

@@ -10,17 +10,18 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 type Body = BoxBody<Bytes, hyper::Error>;
+type Client = hyper_util::client::legacy::Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
 /// The proxy; stops when dropped.
 pub struct RoundRobin {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Which backend (index) served each request, in order.
+    /// Which backend (index) served each request, in order (a dead backend's turn goes to
+    /// the next).
     pub served_by: Arc<Mutex<Vec<usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -30,8 +31,8 @@ impl RoundRobin {
     pub async fn spawn(backends: Vec<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client: Client =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
         let next = Arc::new(AtomicUsize::new(0));
         let served_by = Arc::new(Mutex::new(Vec::new()));
         let backends = Arc::new(backends);
@@ -44,32 +45,59 @@ impl RoundRobin {
                 let (client, next, backends, log) =
                     (client.clone(), next.clone(), backends.clone(), log.clone());
                 let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
-                    log.lock().unwrap().push(i);
-                    let (mut parts, body) = req.into_parts();
-                    let path = parts
-                        .uri
-                        .path_and_query()
-                        .map_or("/", |p| p.as_str())
-                        .to_owned();
-                    parts.uri = format!("http://{}{path}", backends[i]).parse().unwrap();
-                    let client = client.clone();
+                    let (client, next, backends, log) =
+                        (client.clone(), next.clone(), backends.clone(), log.clone());
                     async move {
-                        let response = match client
-                            .request(hyper::Request::from_parts(parts, body))
+                        let (parts, body) = req.into_parts();
+                        // Buffered, so that a request a dead backend refused can go to the
+                        // next one, as a balancer's health checks would have it.
+                        let body = body
+                            .collect()
                             .await
-                        {
-                            Ok(r) => r.map(BodyExt::boxed),
-                            Err(e) => hyper::Response::builder()
-                                .status(502)
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let path = parts
+                            .uri
+                            .path_and_query()
+                            .map_or("/", |p| p.as_str())
+                            .to_owned();
+                        let mut last_error = String::new();
+                        for _ in 0..backends.len() {
+                            let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+                            let mut request = hyper::Request::builder()
+                                .method(parts.method.clone())
+                                .uri(format!("http://{}{path}", backends[i]))
                                 .body(
-                                    Full::new(Bytes::from(format!("backend {i}: {e}")))
+                                    Full::new(body.clone())
                                         .map_err(|never: Infallible| match never {})
                                         .boxed(),
                                 )
-                                .unwrap(),
-                        };
-                        Ok::<hyper::Response<Body>, Infallible>(response)
+                                .unwrap();
+                            *request.headers_mut() = parts.headers.clone();
+                            match client.request(request).await {
+                                Ok(r) => {
+                                    log.lock().unwrap().push(i);
+                                    return Ok::<hyper::Response<Body>, Infallible>(
+                                        r.map(BodyExt::boxed),
+                                    );
+                                }
+                                Err(e) if e.is_connect() => {
+                                    last_error = format!("backend {i}: {e}")
+                                }
+                                Err(e) => {
+                                    last_error = format!("backend {i}: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(hyper::Response::builder()
+                            .status(502)
+                            .body(
+                                Full::new(Bytes::from(last_error))
+                                    .map_err(|never: Infallible| match never {})
+                                    .boxed(),
+                            )
+                            .unwrap())
                     }
                 });
                 tokio::spawn(async move {
