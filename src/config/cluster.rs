@@ -16,8 +16,8 @@ pub struct ClusterConfig {
     /// `redis://[user:password@]host[:port][/db]` (or `unix:///path/to/redis.sock`), usually
     /// `"${REDIS_URL}"`.
     pub redis_url: String,
-    /// This replica's name in the cluster; unique among the live replicas. Default: the
-    /// host name and the process id (`web-1-4711`).
+    /// This replica's name in the cluster; unique among the live replicas. Default (also
+    /// when empty): the host name and the process id (`web-1-4711`).
     #[serde(default)]
     pub node_id: Option<String>,
     /// How the other replicas reach this one over HTTP (`http://10.0.0.5:8080`). Default:
@@ -90,7 +90,9 @@ impl ClusterSettings {
                 ),
             ));
         }
-        if let Some(id) = &c.node_id
+        // Empty (e.g. "${SWITCHBOARD_NODE_ID:-}" with the variable unset): the default.
+        let node_id = c.node_id.filter(|id| !id.trim().is_empty());
+        if let Some(id) = &node_id
             && !valid_node_id(id)
         {
             errors.0.push(Error::key(
@@ -144,7 +146,7 @@ impl ClusterSettings {
         }
         errors.into_result(Self {
             redis_url: url.to_owned().into(),
-            node_id: c.node_id,
+            node_id,
             advertise_url: c.advertise_url.map(|u| u.trim_end_matches('/').to_owned()),
             heartbeat: Duration::from_millis(c.heartbeat_ms),
             node_ttl: Duration::from_millis(c.node_ttl_ms),
