@@ -174,9 +174,37 @@ fn check_client_agents(
     errors
 }
 
+/// What a valid configuration may still get wrong: in cluster mode, the embedded store
+/// is one file on one host.
+fn warnings(settings: &ServerSettings, specs: &[switchboard::agents::AgentSpec]) -> Vec<String> {
+    use switchboard::tools::ToolConfig;
+    use switchboard::tools::servicenow::StoreKind;
+    if settings.cluster.is_none() {
+        return Vec::new();
+    }
+    specs
+        .iter()
+        .filter(|spec| {
+            spec.tools
+                .iter()
+                .any(|t| matches!(t, ToolConfig::Servicenow(c) if c.store == StoreKind::Embedded))
+        })
+        .map(|spec| {
+            format!(
+                "{}: cluster mode: agent {:?} uses the embedded incident store (SQLite in --data): replicas on one host may share that directory (SQLite locks across processes), replicas on several hosts must use store = \"table_api\" instead",
+                spec.file.display(),
+                spec.name.as_str()
+            )
+        })
+        .collect()
+}
+
 fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
     match validate(args, vars) {
-        Ok((_, specs)) => {
+        Ok((settings, specs)) => {
+            for warning in warnings(&settings, &specs) {
+                eprintln!("warning: {warning}");
+            }
             let names: Vec<_> = specs.iter().map(|s| s.name.to_string()).collect();
             println!(
                 "OK: {} agent{} in {}: {}",
@@ -205,6 +233,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let startup_warnings = warnings(&settings, &specs);
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
@@ -271,6 +300,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         } else {
             let names: Vec<&str> = settings.clients.iter().map(|c| c.name.as_str()).collect();
             tracing::info!(clients = %names.join(", "), "MCP access needs a client token.");
+        }
+        for warning in &startup_warnings {
+            tracing::warn!("{warning}");
         }
         if settings.admin_token.is_none() {
             tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");

@@ -402,12 +402,28 @@ impl Cluster {
     /// With `extra` in every replica's `switchboard.toml`, the agents of `agents` and
     /// `env` in every replica's environment.
     async fn start_full(n: usize, extra: &str, agents: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_on(n, extra, agents, env, false).await
+    }
+
+    /// `shared_store`: every replica on the same data directory (one SQLite file).
+    async fn start_on(
+        n: usize,
+        extra: &str,
+        agents: &Path,
+        env: &[(&str, &str)],
+        shared_store: bool,
+    ) -> Self {
         let redis = RedisServer::start();
         let tmp = tempfile::tempdir().unwrap();
         let config = cluster_config(tmp.path(), &redis.url(), extra);
         let replicas: Vec<Replica> = (0..n)
             .map(|i| {
-                Replica::start_with(&config, &tmp.path().join(format!("data{i}")), agents, env)
+                let data = if shared_store {
+                    tmp.path().join("data")
+                } else {
+                    tmp.path().join(format!("data{i}"))
+                };
+                Replica::start_with(&config, &data, agents, env)
             })
             .collect();
         let proxy = crate::round_robin::RoundRobin::spawn(
@@ -903,4 +919,95 @@ async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_r
     assert!(answer.contains("Still here."), "{answer}");
     assert_eq!(fake.received().len(), 3, "the fake saw 3 model turns");
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_on_one_host_share_the_embedded_store_without_losing_a_write() {
+    use rmcp::model::CallToolRequestParams;
+    // Open access: one IP's limits, shared by the cluster; high enough for this test.
+    let limits = "\n[limits]\nrequests_per_minute = 100000\nburst = 10000\n";
+    let cluster = Cluster::start_on(3, limits, &fixture("agents/valid"), &[], true).await;
+    const EACH: usize = 15;
+    // Every replica creates EACH incidents, all of them at once.
+    let mut clients = Vec::new();
+    for replica in &cluster.replicas {
+        clients.push(crate::helpers::rmcp_client(&replica.url("/agents/servicenow/mcp")).await);
+    }
+    let creates = clients.iter().enumerate().flat_map(|(r, client)| {
+        (0..EACH).map(move |i| async move {
+            let result = client
+                .call_tool(
+                    CallToolRequestParams::new("create_incident").with_arguments(
+                        serde_json::json!({"short_description": format!("shared store r{r} #{i}")})
+                            .as_object()
+                            .unwrap()
+                            .clone(),
+                    ),
+                )
+                .await
+                .unwrap();
+            assert_ne!(result.is_error, Some(true), "{result:?}");
+            result.structured_content.unwrap()["number"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    });
+    let numbers: Vec<String> = futures::future::join_all(creates).await;
+    let unique: std::collections::BTreeSet<&String> = numbers.iter().collect();
+    assert_eq!(unique.len(), 3 * EACH, "duplicate numbers: {numbers:?}");
+    // Each replica reads every one of them back.
+    for client in &clients {
+        for number in &numbers {
+            let got = client
+                .call_tool(
+                    CallToolRequestParams::new("get_incident").with_arguments(
+                        serde_json::json!({"number": number})
+                            .as_object()
+                            .unwrap()
+                            .clone(),
+                    ),
+                )
+                .await
+                .unwrap();
+            assert_ne!(got.is_error, Some(true), "{number}: {got:?}");
+        }
+    }
+    for client in clients {
+        client.cancel().await.unwrap();
+    }
+}
+
+#[test]
+fn check_warns_that_the_embedded_store_belongs_to_one_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `check` validates only: it does not need Redis to be there.
+    let config = cluster_config(tmp.path(), "redis://127.0.0.1:1", "");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "servicenow.toml: cluster mode: agent \"servicenow\" uses the embedded incident store"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("store = \"table_api\""), "{stderr}");
+    // Without [cluster], no such warning.
+    let single = tmp.path().join("single.toml");
+    std::fs::write(&single, "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check", "--config"])
+        .arg(&single)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty());
 }
