@@ -11,12 +11,14 @@
 //!   `/readyz` answers 503 and the replica keeps retrying; it recovers on its own.
 //!
 //! - **Sessions** ([`sessions`]): Streamable HTTP sessions any replica can serve.
+//! - **Resumption** ([`events`]): Streamable HTTP stream events kept in Redis, so that a
+//!   client resumes (`Last-Event-ID`) on any replica.
 //! - **Forwarding** ([`forward`]): legacy POSTs that land away from their stream's replica.
 //! - **Limits** ([`limits`]): request and agent-run rates per client across the replicas.
 //!
 //! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set),
 //! `session:<id>` (string, PX = idle timeout), `limit:<kind>:<client>` (GCRA state),
-//! `hop-secret`; channel `ended` (ids of ended sessions).
+//! `events:<stream id>` (list, PX = 5 min), `hop-secret`; channel `ended` (ids of ended sessions).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::cluster::{ClusterSettings, valid_node_id};
 
+pub mod events;
 pub mod forward;
 pub mod limits;
 pub mod sessions;

@@ -257,6 +257,12 @@ impl SessionManager for TrackedSessions {
         ))
     }
 
+    fn event_store(
+        &self,
+    ) -> Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>> {
+        self.inner.event_store()
+    }
+
     async fn resume(
         &self,
         id: &SessionId,
@@ -351,6 +357,12 @@ pub fn service(
 ) -> (StreamableService, Arc<TrackedSessions>) {
     let sessions = existing.unwrap_or_else(|| {
         let mut inner = LocalSessionManager::default();
+        // Cluster mode: stream events go to Redis, so a client resumes on any replica.
+        if let Some(cluster) = &cluster {
+            inner = inner.with_event_store(Arc::new(crate::cluster::events::RedisEvents::new(
+                cluster.clone(),
+            )));
+        }
         inner.session_config.keep_alive = Some(settings.session_idle_timeout);
         Arc::new(TrackedSessions {
             inner,

@@ -1011,3 +1011,59 @@ fn check_warns_that_the_embedded_store_belongs_to_one_host() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+/// The `id:` of each event of an SSE body, in order.
+fn event_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_streamable_client_resumes_its_stream_on_another_replica() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (&cluster.replicas[0], &cluster.replicas[1]);
+    let h = http();
+    let id = crate::helpers::streamable_initialize(&h, &a.url("/agents/servicenow/mcp")).await;
+    let body = crate::helpers::streamable_post(
+        &h,
+        &a.url("/agents/servicenow/mcp"),
+        Some(&id),
+        serde_json::json!({"jsonrpc":"2.0","id":7,"method":"tools/list"}).to_string(),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let ids = event_ids(&body);
+    assert!(ids.len() >= 2, "a priming event, then the answer: {body}");
+    assert!(body.contains("search_incident"), "{body}");
+
+    // The client lost the answer after the priming event; it resumes on the other replica.
+    let resumed = tokio::time::timeout(
+        Duration::from_secs(10),
+        h.get(b.url("/agents/servicenow/mcp"))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("last-event-id", &ids[0])
+            .send(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let mut stream = resumed.bytes_stream();
+    let mut replayed = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !replayed.contains("search_incident") {
+        use futures::StreamExt;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => replayed.push_str(&String::from_utf8_lossy(&chunk)),
+            other => panic!("no replay of the answer: {other:?}; got {replayed:?}"),
+        }
+    }
+    assert!(replayed.contains("\"id\":7"), "{replayed}");
+    assert_eq!(event_ids(&replayed)[0], ids[1], "{replayed}");
+}
