@@ -1067,3 +1067,41 @@ async fn a_streamable_client_resumes_its_stream_on_another_replica() {
     assert!(replayed.contains("\"id\":7"), "{replayed}");
     assert_eq!(event_ids(&replayed)[0], ids[1], "{replayed}");
 }
+
+#[tokio::test]
+async fn a_session_in_use_on_any_replica_lives_and_an_idle_one_ends_everywhere() {
+    let cluster = Cluster::start_with(2, "\n[server]\nsession_idle_timeout_secs = 1\n").await;
+    let urls = [
+        cluster.replicas[0].url("/agents/servicenow/mcp"),
+        cluster.replicas[1].url("/agents/servicenow/mcp"),
+    ];
+    let id = crate::helpers::streamable_initialize(&http(), &urls[0]).await;
+    // Used by turns on both replicas for twice the idle timeout: it lives.
+    let started = Instant::now();
+    let mut turn = 1;
+    while started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            streamable_status(&urls[turn % 2], &id).await,
+            200,
+            "turn {turn}"
+        );
+        turn += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Left alone, it ends on both: the idle timeout holds for the cluster. (Watched through
+    // the admin API: a request in the session would keep it alive.)
+    eventually("an idle session ends on every replica", || async {
+        http()
+            .get(cluster.replicas[0].url(&format!("/admin/sessions/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 404
+    })
+    .await;
+    // Its shared record is gone too: no replica takes it in again.
+    for url in &urls {
+        assert_eq!(streamable_status(url, &id).await, 404);
+    }
+}
