@@ -337,6 +337,10 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     let config = cluster_config(tmp.path(), &redis.url(), "");
     let replica = Replica::start(&config, &tmp.path().join("data"));
     assert_eq!(replica.ready().await.0, 200);
+    let mcp = replica.url("/agents/servicenow/mcp");
+    let session = crate::helpers::streamable_initialize(&http(), &mcp).await;
+    let mut sse = crate::helpers::SseClient::connect(&replica.url("/agents/servicenow/sse")).await;
+    sse.initialize().await;
 
     redis.stop();
     eventually("readiness fails without Redis", || async {
@@ -361,6 +365,39 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
         body["message"].as_str().unwrap().contains(&redis.url()),
         "{body}"
     );
+    // Sessions already here keep working, on both transports.
+    assert_eq!(streamable_status(&mcp, &session).await, 200);
+    let answer = sse
+        .call_tool(
+            5,
+            "get_incident",
+            serde_json::json!({"number": "INC0012346"}),
+        )
+        .await;
+    assert_eq!(crate::helpers::tool_json(&answer)["number"], "INC0012346");
+    // A new session needs the shared state: a clear 503 to retry.
+    let opening = http()
+        .post(&mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opening.status(), 503);
+    assert_eq!(opening.headers()["retry-after"], "1");
+    let body: Value = opening.json().await.unwrap();
+    assert_eq!(body["code"], "cluster_unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the cluster's Redis"),
+        "{body}"
+    );
     // The process itself is alive, and serves what needs no shared state.
     assert_eq!(
         http()
@@ -377,8 +414,9 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
         replica.ready().await.0 == 200
     })
     .await;
-    // Its registration is back (Redis lost everything: it started empty).
+    // Its registration is back (Redis lost everything: it started empty), and sessions open.
     assert_eq!(replica.node_ids().await.len(), 1);
+    crate::helpers::streamable_initialize(&http(), &mcp).await;
 }
 
 /// Redis, `n` replicas on it and a round-robin proxy in front of them.
