@@ -76,6 +76,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatelessLabels {
     agent: String,
     client: String,
@@ -100,6 +105,8 @@ pub struct Metrics {
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     stateless: Family<StatelessLabels, Counter>,
+    cluster_events: Family<ClusterLabels, Counter>,
+    cluster_redis_up: Gauge,
     /// The last 15 minutes per agent, for the admin API and console.
     traffic: crate::traffic::Traffic,
 }
@@ -145,6 +152,8 @@ impl Metrics {
             llm_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             llm_tokens: Family::default(),
             reloads: Family::default(),
+            cluster_events: Family::default(),
+            cluster_redis_up: Gauge::default(),
             stateless: Family::default(),
             traffic: crate::traffic::Traffic::default(),
             registry: Registry::default(),
@@ -204,7 +213,30 @@ impl Metrics {
             "MCP 2026-07-28 requests served without a session, by agent and client",
             m.stateless.clone(),
         );
+        registry.register(
+            "cluster_events",
+            "Cluster mode: sessions taken over from another replica, legacy POSTs forwarded to the stream's replica, sessions ended because another replica ended them",
+            m.cluster_events.clone(),
+        );
+        registry.register(
+            "cluster_redis_up",
+            "Cluster mode: 1 while the last heartbeat reached Redis, else 0",
+            m.cluster_redis_up.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Cluster mode: `event` happened (`session_taken_over`, `post_forwarded`,
+    /// `session_ended_elsewhere`).
+    pub fn cluster_event(&self, event: &'static str) {
+        self.cluster_events
+            .get_or_create(&ClusterLabels { event })
+            .inc();
+    }
+
+    /// Cluster mode: whether the last heartbeat reached Redis.
+    pub fn cluster_redis_up(&self, up: bool) {
+        self.cluster_redis_up.set(i64::from(up));
     }
 
     /// An HTTP request answered.

@@ -130,10 +130,12 @@ impl AppState {
                 .watch_ended(|id| {
                     let weak = weak.clone();
                     async move {
-                        if let Some(inner) = weak.upgrade()
-                            && AppState(inner).end_local_session(&id).await
-                        {
-                            tracing::info!(session = %id, "Session ended on another replica.");
+                        if let Some(inner) = weak.upgrade() {
+                            let state = AppState(inner);
+                            if state.end_local_session(&id).await {
+                                state.metrics().cluster_event("session_ended_elsewhere");
+                                tracing::info!(session = %id, "Session ended on another replica.");
+                            }
                         }
                     }
                 })
@@ -330,6 +332,7 @@ impl AppState {
             caller.clone(),
             record.initialize,
         );
+        self.metrics().cluster_event("session_taken_over");
         Ok(Some(stats.enter()))
     }
 
@@ -361,8 +364,10 @@ impl AppState {
                     .into_iter()
                     .map(|(key, n)| (crate::cluster::sessions::owner_tag(&key), n))
                     .collect();
+                let metrics = inner.metrics.clone();
                 drop(inner);
                 cluster.heartbeat_once(sessions).await;
+                metrics.cluster_redis_up(cluster.is_healthy());
                 if cluster.is_healthy() {
                     let _ = cluster.publish_session_counts(&counts).await;
                 }

@@ -325,6 +325,7 @@ impl AgentsEndpoint {
                 {
                     let body = read_body(&mut req, state.settings().max_body_bytes).await?;
                     let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+                    state.metrics().cluster_event("post_forwarded");
                     return forward(
                         cluster,
                         node,

@@ -541,6 +541,27 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
     for (i, ids) in held.iter().enumerate() {
         assert_eq!(ids, std::slice::from_ref(&id), "replica {i}: {held:?}");
     }
+    // Two replicas took it over from the one that opened it; every replica reaches Redis.
+    let mut taken_over = 0.0;
+    for replica in &cluster.replicas {
+        let metrics = http()
+            .get(replica.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("switchboard_cluster_redis_up 1"),
+            "{metrics}"
+        );
+        taken_over += metric(
+            &metrics,
+            "switchboard_cluster_events_total{event=\"session_taken_over\"}",
+        );
+    }
+    assert_eq!(taken_over, 2.0);
 
     // The client's DELETE (on whichever replica) ends it everywhere.
     client.cancel().await.unwrap();
@@ -1142,4 +1163,12 @@ async fn a_session_in_use_on_any_replica_lives_and_an_idle_one_ends_everywhere()
     for url in &urls {
         assert_eq!(streamable_status(url, &id).await, 404);
     }
+}
+
+/// The value of the sample `name` (with its labels) in an OpenMetrics text; 0 if absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
