@@ -701,6 +701,14 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
         .call_tool(30, "get_incident", json!({"number": "INC0012346"}))
         .await;
     assert_eq!(tool_json(&answer)["number"], "INC0012346");
+    // The client whose stream ended reconnects (through the balancer, to a live replica).
+    let mut again =
+        SseClient::connect_with(&cluster.proxy.url("/agents/servicenow/sse"), Some(TOKEN)).await;
+    again.initialize().await;
+    let answer = again
+        .call_tool(40, "get_incident", json!({"number": "INC0012346"}))
+        .await;
+    assert_eq!(tool_json(&answer)["number"], "INC0012346");
 }
 
 /// A client whose requests carry `TOKEN`.
