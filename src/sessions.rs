@@ -244,12 +244,17 @@ impl SessionStats {
             self.requests.fetch_add(1, Ordering::Relaxed);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             if let ClientRequest::InitializeRequest(init) = &req.request {
-                let mut guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
-                guard.1.client_name = Some(init.params.client_info.name.clone());
-                guard.1.client_version = Some(init.params.client_info.version.clone());
-                guard.1.protocol_version = Some(init.params.protocol_version.to_string());
+                self.record_handshake(&init.params);
             }
         }
+    }
+
+    /// Records the client's name, version and protocol version from its `initialize`.
+    fn record_handshake(&self, params: &InitializeRequestParams) {
+        let mut guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.client_name = Some(params.client_info.name.clone());
+        guard.1.client_version = Some(params.client_info.version.clone());
+        guard.1.protocol_version = Some(params.protocol_version.to_string());
     }
 
     /// Counts a message to the client: an answer ends a call in flight; errors (JSON-RPC
@@ -552,6 +557,7 @@ impl SessionStore {
             tracing::info!(session = %id, agent = %agent, transport = Transport::StreamableHttp.as_str(), "Session taken over from another replica.");
             let stats = Arc::new(SessionStats::new(Peer::default()));
             stats.set_client(owner.name().cloned());
+            stats.record_handshake(&handshake);
             stats.mark_parked();
             Entry {
                 agent,

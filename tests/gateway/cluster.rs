@@ -860,6 +860,8 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
         assert_eq!(by_id(&sse.session_id)["transport"], "sse");
         let shared = by_id(&streamable);
         assert_eq!(shared["node"], node2.as_str(), "{body}");
+        // The replica that took it over knows the client from its recorded handshake.
+        assert_eq!(shared["mcp_client_name"], "raw", "{body}");
         // initialize + initialized on replica 1, tools/list on replica 2.
         assert_eq!(shared["requests"], 2, "{body}");
     }
