@@ -168,8 +168,17 @@ impl AppState {
         let Some(cluster) = self.cluster() else {
             return Ok(here);
         };
+        // A legacy session has no shared record: ask the replicas whether one holds it.
+        let elsewhere = !here
+            && cluster
+                .get_from_others(&format!(
+                    "/admin/sessions/{}?scope=local",
+                    crate::admin::percent_encode(id)
+                ))
+                .await
+                .is_ok_and(|answers| answers.iter().any(|(_, a)| matches!(a, Ok((200, _)))));
         match cluster.end_session(id).await {
-            Ok(known) => Ok(here || known),
+            Ok(known) => Ok(here || known || elsewhere),
             Err(e) if here => {
                 tracing::warn!(session = %id, error = %e, "Ended a session here but could not tell the other replicas.");
                 Ok(true)

@@ -992,8 +992,8 @@ fn merge_copies(views: Vec<SessionView>) -> Vec<SessionView> {
     all
 }
 
-/// `value` for a URL query (RFC 3986 unreserved characters kept).
-fn percent_encode(value: &str) -> String {
+/// `value` for a URL path segment or query (RFC 3986 unreserved characters kept).
+pub(crate) fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -179,7 +179,12 @@
   }
 
   const agoEl = (iso) => (iso ? timeEl(iso, fmtAgo(secsSince(iso))) : h('span', { class: 'muted' }, 'never'));
-  const shortId = (id) => (id.length > 12 ? id.slice(0, 8) : id);
+  // Cluster mode names a legacy session's replica in its id (`<node>~<uuid>`): the node is
+  // shown beside it, so the short form is the uuid's.
+  const shortId = (id) => {
+    const own = id.includes('~') ? id.slice(id.lastIndexOf('~') + 1) : id;
+    return own.length > 12 ? own.slice(0, 8) : own;
+  };
   const absUrl = (p) => (/^[a-z][a-z0-9+.-]*:/i.test(p) ? p : ORIGIN + p);
   const dash = () => h('span', { class: 'muted' }, '\u2014');
   const orDash = (v) => (v == null || v === '' ? dash() : v);
@@ -863,6 +868,7 @@
       const [cId, cAgent, cTransport, cClient, cIp, cMcp, cProto, cAge, cActive, cReq, cErr, cFlight] = tr._cells;
       patch(cId,
         h('a', { href: '#/sessions/' + encodeURIComponent(s.id), class: 'mono', title: s.id }, shortId(s.id)),
+        s.node ? h('span', { class: 'muted', title: 'Cluster mode: the replica serving it' }, ' @ ' + s.node) : null,
         s.parked ? [' ', badge('parked', null, { title: 'Idle: its engine is parked and restarts on its next request' })] : null);
       patch(cAgent, s.agent);
       patch(cTransport, badge(TRANSPORTS[s.transport] || s.transport, s.transport === 'sse' ? 'sse' : 'http'));
@@ -984,6 +990,7 @@
       const facts = h('dl', { class: 'facts detail-grid' },
         field('Agent', h('a', { href: '#/sessions?agent=' + encodeURIComponent(s.agent) }, s.agent)),
         field('Transport', badge(TRANSPORTS[s.transport] || s.transport, s.transport === 'sse' ? 'sse' : 'http')),
+        s.node ? field('Replica', h('span', { class: 'mono' }, s.node)) : null,
         field('Client', s.client ? h('a', { href: '#/sessions?client=' + encodeURIComponent(s.client) }, s.client) : h('span', { class: 'muted' }, 'none (open access)')),
         field('Client IP', s.client_ip ? h('span', { class: 'mono' }, s.client_ip) : dash()),
         field('User agent', orDash(s.user_agent)),

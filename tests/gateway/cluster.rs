@@ -618,6 +618,23 @@ async fn an_admin_ends_a_session_from_another_replica() {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+
+    // A legacy session lives on its stream's replica; an admin on the other ends it too.
+    let mut sse = crate::helpers::SseClient::connect(&a.url("/agents/servicenow/sse")).await;
+    sse.initialize().await;
+    let response = http()
+        .delete(b.url(&format!("/admin/sessions/{}", sse.session_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    sse.closed().await;
+    let gone = http()
+        .get(b.url(&format!("/admin/sessions/{}", sse.session_id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
 }
 
 const TOKEN: &str = "cluster-test-token";
