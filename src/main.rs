@@ -249,6 +249,23 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             .map(str::to_owned)
             .collect();
     }
+    // For containers behind a balancer: whose X-Forwarded-For to believe.
+    if let Some(list) = vars
+        .get("SWITCHBOARD_TRUSTED_PROXIES")
+        .filter(|v| !v.trim().is_empty())
+    {
+        let mut trusted = Vec::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match config::proxies::Network::parse(entry) {
+                Ok(n) => trusted.push(n),
+                Err(e) => {
+                    eprintln!("error: SWITCHBOARD_TRUSTED_PROXIES: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        settings.trusted_proxies = trusted;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

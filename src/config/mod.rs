@@ -11,6 +11,7 @@ pub mod clients;
 pub mod cluster;
 pub mod error;
 pub mod interpolate;
+pub mod proxies;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -68,6 +69,9 @@ pub struct ServerConfig {
     /// Browser origins accepted on MCP routes (`https://app.example.com`); requests with
     /// any other `Origin` header get 403. Requests without `Origin` are not affected.
     pub allowed_origins: Vec<String>,
+    /// Proxies (addresses or networks, `10.0.0.0/8`) whose `X-Forwarded-For` names the
+    /// client, for per-IP limits and the sessions' client address. Default: none.
+    pub trusted_proxies: Vec<String>,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
     /// Seconds between keep-alive comments on SSE streams. A client that vanished is
@@ -93,6 +97,7 @@ impl Default for ServerConfig {
                 .map(String::from)
                 .to_vec(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             sse_keep_alive_secs: 15,
             session_idle_timeout_secs: 1800,
@@ -111,6 +116,8 @@ pub struct ServerSettings {
     pub allowed_hosts: Vec<String>,
     /// Accepted `Origin` values (empty: none but absent origins).
     pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<proxies::Network>,
     /// Body limit in bytes.
     pub max_body_bytes: usize,
     /// SSE keep-alive interval.
@@ -175,7 +182,20 @@ impl ServerSettings {
                 ));
             }
         }
-        errors.into_result(Self::from_valid(c))
+        let mut trusted = Vec::new();
+        for (i, entry) in c.trusted_proxies.iter().enumerate() {
+            match proxies::Network::parse(entry) {
+                Ok(n) => trusted.push(n),
+                Err(e) => {
+                    errors
+                        .0
+                        .push(Error::key(file, format!("server.trusted_proxies[{i}]"), e))
+                }
+            }
+        }
+        let mut settings = Self::from_valid(c);
+        settings.trusted_proxies = trusted;
+        errors.into_result(settings)
     }
 
     fn from_valid(c: ServerConfig) -> Self {
@@ -183,6 +203,7 @@ impl ServerSettings {
             listen: c.listen,
             allowed_hosts: c.allowed_hosts,
             allowed_origins: c.allowed_origins,
+            trusted_proxies: Vec::new(),
             max_body_bytes: c.max_body_bytes,
             sse_keep_alive: Duration::from_secs(c.sse_keep_alive_secs),
             session_idle_timeout: Duration::from_secs(c.session_idle_timeout_secs),
@@ -378,6 +399,25 @@ mod tests {
         let ok: GatewayConfig =
             parse_file(Path::new("sb.toml"), text, &vars(&[("LISTEN", "[::1]:81")])).unwrap();
         assert_eq!(ok.server.listen.to_string(), "[::1]:81");
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_and_bad_ones_named() {
+        let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n";
+        let config = parse_file::<GatewayConfig>(Path::new("sb.toml"), text, &vars(&[])).unwrap();
+        let err = ServerSettings::from_config(config.server, Path::new("sb.toml")).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(
+            err.0[0]
+                .to_string()
+                .starts_with("sb.toml: server.trusted_proxies[1]: \"nope\" is not an IP address"),
+            "{}",
+            err.0[0]
+        );
+        let text = "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n";
+        let config = parse_file::<GatewayConfig>(Path::new("sb.toml"), text, &vars(&[])).unwrap();
+        let ok = ServerSettings::from_config(config.server, Path::new("sb.toml")).unwrap();
+        assert_eq!(ok.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -179,10 +179,21 @@ impl AgentsEndpoint {
             guard::check(&req, state.settings())?;
         }
         check_sizes(&req)?;
-        let mut ip = req
+        let peer = req
             .remote_addr()
             .as_socket_addr()
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        // Behind a trusted balancer, the client is the one its X-Forwarded-For names.
+        let trusted = &state.settings().trusted_proxies;
+        let mut ip = if trusted.is_empty() {
+            peer
+        } else {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            crate::config::proxies::client_ip(peer, forwarded, trusted)
+        };
         if hop {
             if let Some(client) = req
                 .headers()
@@ -231,6 +242,7 @@ impl AgentsEndpoint {
                 let slot = state.open_session(&caller).await.map_err(refused)?;
                 let mut peer = peer_of_request(&req);
                 peer.client = caller.name().cloned();
+                peer.ip = Some(ip);
                 let id: Arc<str> = match state.cluster() {
                     Some(cluster) => cluster.new_legacy_session_id().into(),
                     None => uuid::Uuid::new_v4().simple().to_string().into(),

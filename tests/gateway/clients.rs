@@ -412,3 +412,71 @@ async fn oversized_urls_and_headers_are_refused() {
     assert_eq!(resp.status(), 431);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limits() {
+    // Open access (no clients): limits per client IP, 2 requests at once.
+    let mut settings = settings_with_clients("[limits]\nrequests_per_minute = 1\nburst = 2\n", &[]);
+    settings.trusted_proxies =
+        vec![switchboard::config::proxies::Network::parse("127.0.0.0/8").unwrap()];
+    let gw = TestGateway::spawn_with(Options {
+        settings,
+        ..Options::default()
+    })
+    .await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"a","version":"1"}}}).to_string();
+    let post = |forwarded_for: &'static str| {
+        h.post(&mcp)
+            .header("x-forwarded-for", forwarded_for)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(list.clone())
+            .send()
+    };
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(post(client).await.unwrap().status(), 200, "{client}");
+        assert_eq!(post(client).await.unwrap().status(), 200, "{client}");
+        assert_eq!(post(client).await.unwrap().status(), 429, "{client}");
+    }
+    // The admin API sees them apart.
+    let (_, clients) = gw.get_json("/admin/clients").await;
+    let peers: Vec<&str> = clients["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(peers, ["198.51.100.1", "198.51.100.2"], "{clients}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let gw = TestGateway::spawn_with(Options {
+        settings: settings_with_clients("[limits]\nrequests_per_minute = 1\nburst = 2\n", &[]),
+        ..Options::default()
+    })
+    .await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"a","version":"1"}}}).to_string();
+    let mut statuses = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let response = h
+            .post(&mcp)
+            .header("x-forwarded-for", client)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(list.clone())
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    gw.stop().await;
+}
