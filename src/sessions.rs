@@ -544,18 +544,19 @@ impl SessionStore {
     }
 
     /// Cluster mode: takes in a Streamable HTTP session another replica opened, as a
-    /// parked session of `owner` (its engine starts from `handshake` on the request that
+    /// parked session of `owner`, seen from `peer` (its engine starts from `handshake` on the request that
     /// brought it here). Returns its counters; an entry already here is kept as it is.
     pub fn adopt(
         &self,
         id: Arc<str>,
         agent: Arc<str>,
         owner: ClientKey,
+        peer: Peer,
         handshake: InitializeRequestParams,
     ) -> Arc<SessionStats> {
         let entry = self.map.entry(id.clone()).or_insert_with(|| {
             tracing::info!(session = %id, agent = %agent, transport = Transport::StreamableHttp.as_str(), "Session taken over from another replica.");
-            let stats = Arc::new(SessionStats::new(Peer::default()));
+            let stats = Arc::new(SessionStats::new(peer));
             stats.set_client(owner.name().cloned());
             stats.record_handshake(&handshake);
             stats.mark_parked();

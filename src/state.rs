@@ -307,7 +307,7 @@ impl AppState {
     }
 
     /// Cluster mode: takes in session `id` of `agent`, opened on another replica, for
-    /// `caller`. `Ok(None)`: single-node mode, or the cluster does not know the session.
+    /// `caller` (the request's `peer`). `Ok(None)`: single-node mode, or the cluster does not know the session.
     ///
     /// # Errors
     /// [`crate::error::Error::SessionNotFound`] when it is another client's or another
@@ -317,6 +317,7 @@ impl AppState {
         id: &str,
         agent: &Arc<str>,
         caller: &crate::clients::ClientKey,
+        peer: crate::sessions::Peer,
     ) -> Result<Option<crate::sessions::Busy>, crate::error::Error> {
         use crate::error::Error;
         let Some(cluster) = self.cluster() else {
@@ -339,6 +340,7 @@ impl AppState {
             Arc::from(id),
             agent.clone(),
             caller.clone(),
+            peer,
             record.initialize,
         );
         self.metrics().cluster_event("session_taken_over");

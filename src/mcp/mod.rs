@@ -276,7 +276,12 @@ impl AgentsEndpoint {
                         }
                         None => {
                             state
-                                .adopt_shared_session(id, &endpoint.name, &caller.key)
+                                .adopt_shared_session(id, &endpoint.name, &caller.key, {
+                                    let mut peer = peer_of_request(&req);
+                                    peer.client = caller.name().cloned();
+                                    peer.ip = Some(ip);
+                                    peer
+                                })
                                 .await?
                         }
                     },

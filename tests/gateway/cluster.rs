@@ -879,6 +879,7 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
         assert_eq!(shared["node"], node2.as_str(), "{body}");
         // The replica that took it over knows the client from its recorded handshake.
         assert_eq!(shared["mcp_client_name"], "raw", "{body}");
+        assert_eq!(shared["client_ip"], "127.0.0.1", "{body}");
         // initialize + initialized on replica 1, tools/list on replica 2.
         assert_eq!(shared["requests"], 2, "{body}");
     }
