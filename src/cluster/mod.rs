@@ -97,6 +97,11 @@ struct Inner {
     me: std::sync::Mutex<NodeRecord>,
     /// Whether the last heartbeat reached Redis.
     healthy: AtomicBool,
+    /// Set by [`Cluster::leave`]: no heartbeat registers the replica again.
+    left: AtomicBool,
+    /// Held by a heartbeat while it writes, and by [`Cluster::leave`]: a heartbeat in
+    /// flight cannot land after the registration was removed.
+    registration: tokio::sync::Mutex<()>,
     /// The secret replicas prove themselves with on a hop to another replica (kept in
     /// Redis: whoever can read Redis is part of the cluster anyway).
     hop_secret: String,
@@ -169,6 +174,8 @@ impl Cluster {
             redis,
             me: std::sync::Mutex::new(me),
             healthy: AtomicBool::new(true),
+            left: AtomicBool::new(false),
+            registration: tokio::sync::Mutex::new(()),
             hop_secret,
             http,
         }));
@@ -204,8 +211,13 @@ impl Cluster {
         }
     }
 
-    /// Renews this replica's registration; records whether Redis answered.
+    /// Renews this replica's registration; records whether Redis answered. Does nothing
+    /// once the replica has left.
     pub async fn heartbeat_once(&self, sessions: u64) {
+        let _writing = self.0.registration.lock().await;
+        if self.0.left.load(Ordering::Acquire) {
+            return;
+        }
         let record = {
             let mut me = self.me();
             me.heartbeat_at_ms = unix_ms(SystemTime::now());
@@ -273,8 +285,11 @@ impl Cluster {
         Ok(nodes)
     }
 
-    /// Removes this replica's registration (on shutdown), if it is still its own.
+    /// Removes this replica's registration (on shutdown), if it is still its own; no
+    /// heartbeat renews it afterwards.
     pub async fn leave(&self) {
+        let _writing = self.0.registration.lock().await;
+        self.0.left.store(true, Ordering::Release);
         let record = self.record();
         let mut redis = self.0.redis.clone();
         let result: Result<i64, _> = redis::Script::new(
