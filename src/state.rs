@@ -118,14 +118,11 @@ impl AppState {
 
     /// In cluster mode, ends this replica's copy of every session ended elsewhere.
     fn spawn_session_end_watcher(&self) {
-        let (Some(cluster), Ok(rt)) = (
-            self.0.cluster.clone(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let Some(cluster) = self.0.cluster.clone() else {
             return;
         };
         let weak = Arc::downgrade(&self.0);
-        let task = rt.spawn(async move {
+        self.spawn_owned(async move {
             cluster
                 .watch_ended(|id| {
                     let weak = weak.clone();
@@ -141,6 +138,18 @@ impl AppState {
                 })
                 .await;
         });
+    }
+
+    /// Runs `task` for as long as the state lives (aborted when it is dropped). Without a
+    /// runtime (e.g. building the state for a spec) there is nothing to run it on.
+    fn spawn_owned(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.own(rt.spawn(task));
+        }
+    }
+
+    /// Aborts `task` when the state is dropped.
+    fn own(&self, task: tokio::task::JoinHandle<()>) {
         self.0
             .tasks
             .lock()
@@ -355,14 +364,11 @@ impl AppState {
     /// In cluster mode, renews this replica's registration every heartbeat (with its live
     /// session count) for as long as the state lives.
     fn spawn_heartbeat(&self) {
-        let (Some(cluster), Ok(rt)) = (
-            self.0.cluster.clone(),
-            tokio::runtime::Handle::try_current(),
-        ) else {
+        let Some(cluster) = self.0.cluster.clone() else {
             return;
         };
         let weak = Arc::downgrade(&self.0);
-        let task = rt.spawn(async move {
+        self.spawn_owned(async move {
             let mut tick = tokio::time::interval(cluster.heartbeat());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -384,11 +390,6 @@ impl AppState {
                 }
             }
         });
-        self.0
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(AbortOnDrop(task.abort_handle()));
     }
 
     /// The MCP endpoint of `agent`, reusing its session manager if it had one.
@@ -426,12 +427,8 @@ impl AppState {
     }
 
     fn spawn_pruner(&self) {
-        // Without a runtime (e.g. building the state for a spec) there is nothing to prune.
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let weak = Arc::downgrade(&self.0);
-        let task = rt.spawn(async move {
+        self.spawn_owned(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
@@ -441,19 +438,11 @@ impl AppState {
                 }
             }
         });
-        self.0
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(AbortOnDrop(task.abort_handle()));
     }
 
     /// Parks idle sessions' engines and ends Streamable HTTP sessions idle past the idle
     /// timeout, a few times a second (see [`crate::sessions`]).
     fn spawn_sweeper(&self) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let period =
             self.0
                 .settings
@@ -465,7 +454,7 @@ impl AppState {
                     )
                 });
         let weak = Arc::downgrade(&self.0);
-        let task = rt.spawn(async move {
+        self.spawn_owned(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -474,11 +463,6 @@ impl AppState {
                 AppState(inner).sweep().await;
             }
         });
-        self.0
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(AbortOnDrop(task.abort_handle()));
     }
 
     /// One pass of the sweeper.
@@ -627,11 +611,7 @@ impl AppState {
                 AppState(inner).reload().await;
             }
         });
-        self.0
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(AbortOnDrop(task.abort_handle()));
+        self.own(task);
         Ok(())
     }
 
