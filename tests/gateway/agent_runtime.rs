@@ -1,18 +1,14 @@
 //! The agent tool: a real LLM tool-calling loop against a scripted OpenAI-compatible fake.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientRequest, ProgressNotificationParam, Request,
-    ServerResult,
-};
-use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientRequest, Request, ServerResult};
+use rmcp::service::{PeerRequestOptions, RunningService};
+use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{Options, SseClient, TestGateway, args, fixture};
+use crate::helpers::{Options, Recorder, SseClient, TestGateway, args, fixture};
 
 async fn gateway(fake: &FakeLlm) -> TestGateway {
     gateway_with(fake, &[]).await
@@ -28,22 +24,6 @@ async fn gateway_with(fake: &FakeLlm, extra: &[(&str, String)]) -> TestGateway {
         ..Options::default()
     })
     .await
-}
-
-/// An rmcp client that keeps every progress notification it receives.
-#[derive(Clone, Default)]
-struct Recorder {
-    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
-}
-
-impl ClientHandler for Recorder {
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.progress.lock().unwrap().push(params);
-    }
 }
 
 async fn client(gw: &TestGateway, agent: &str) -> RunningService<RoleClient, Recorder> {

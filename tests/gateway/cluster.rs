@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -147,10 +146,15 @@ impl Replica {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn cluster(&self) -> (u16, Value) {
-        let response = http().get(self.url("/admin/cluster")).send().await.unwrap();
+    /// GETs `path` from this replica: its status and JSON body.
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = http().get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
+    }
+
+    async fn cluster(&self) -> (u16, Value) {
+        self.get_json("/admin/cluster").await
     }
 
     async fn node_ids(&self) -> Vec<String> {
@@ -165,9 +169,7 @@ impl Replica {
     }
 
     async fn ready(&self) -> (u16, Value) {
-        let response = http().get(self.url("/readyz")).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
+        self.get_json("/readyz").await
     }
 
     fn kill9(&mut self) {
@@ -376,17 +378,7 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
         .await;
     assert_eq!(crate::helpers::tool_json(&answer)["number"], "INC0012346");
     // A new session needs the shared state: a clear 503 to retry.
-    let opening = http()
-        .post(&mcp)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(
-            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let opening = crate::helpers::streamable_open(&http(), &mcp).await;
     assert_eq!(opening.status(), 503);
     assert_eq!(opening.headers()["retry-after"], "1");
     let body: Value = opening.json().await.unwrap();
@@ -480,14 +472,7 @@ impl Cluster {
     async fn sessions_held(&self) -> Vec<Vec<String>> {
         let mut held = Vec::new();
         for replica in &self.replicas {
-            let body: Value = http()
-                .get(replica.url("/admin/sessions"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let (_, body) = replica.get_json("/admin/sessions").await;
             held.push(
                 body["sessions"]
                     .as_array()
@@ -787,18 +772,7 @@ async fn a_clients_max_sessions_holds_across_replicas() {
     let mcp = |i: usize| cluster.replicas[i].url("/agents/servicenow/mcp");
     let initialize = |url: String| {
         let h = h.clone();
-        async move {
-            h.post(url)
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .body(
-                    serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
-                        .to_string(),
-                )
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { crate::helpers::streamable_open(&h, &url).await }
     };
     let first = initialize(mcp(0)).await;
     assert_eq!(first.status(), 200);
@@ -861,14 +835,7 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
     );
 
     for replica in &cluster.replicas {
-        let body: Value = http()
-            .get(replica.url("/admin/sessions"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, body) = replica.get_json("/admin/sessions").await;
         assert_eq!(body["total"], 2, "{body}");
         assert_eq!(body["unreachable_nodes"], serde_json::json!([]), "{body}");
         let sessions = body["sessions"].as_array().unwrap();
@@ -884,41 +851,15 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
         assert_eq!(shared["requests"], 2, "{body}");
     }
     // One session, from any replica; and each replica's own with scope=local.
-    let one: Value = http()
-        .get(cluster.replicas[1].url(&format!("/admin/sessions/{}", sse.session_id)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, one) = cluster.replicas[1]
+        .get_json(&format!("/admin/sessions/{}", sse.session_id))
+        .await;
     assert_eq!(one["node"], node0.as_str(), "{one}");
-    let local: Value = http()
-        .get(cluster.replicas[0].url("/admin/sessions?scope=local"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, local) = cluster.replicas[0]
+        .get_json("/admin/sessions?scope=local")
+        .await;
     assert_eq!(local["total"], 1, "{local}");
     assert_eq!(local["sessions"][0]["id"], sse.session_id.as_str());
-}
-
-/// An rmcp client that keeps the progress notifications it receives.
-#[derive(Clone, Default)]
-struct Recorder {
-    progress: Arc<std::sync::Mutex<Vec<rmcp::model::ProgressNotificationParam>>>,
-}
-
-impl rmcp::ClientHandler for Recorder {
-    async fn on_progress(
-        &self,
-        params: rmcp::model::ProgressNotificationParam,
-        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
-    ) {
-        self.progress.lock().unwrap().push(params);
-    }
 }
 
 #[tokio::test]
@@ -947,7 +888,10 @@ async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_r
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(
         cluster.proxy.url("/agents/servicenow/mcp"),
     );
-    let client = Recorder::default().serve(transport).await.unwrap();
+    let client = crate::helpers::Recorder::default()
+        .serve(transport)
+        .await
+        .unwrap();
     let ask = |task: &'static str| {
         let client = &client;
         async move {

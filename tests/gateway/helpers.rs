@@ -416,17 +416,7 @@ pub fn tool_json(response: &Value) -> Value {
 
 /// Raw Streamable HTTP: initialize, returning the session id.
 pub async fn streamable_initialize(http: &reqwest::Client, url: &str) -> String {
-    let resp = http
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = streamable_open(http, url).await;
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["mcp-session-id"]
         .to_str()
@@ -442,6 +432,20 @@ pub async fn streamable_initialize(http: &reqwest::Client, url: &str) -> String 
     .await;
     assert_eq!(resp.status(), 202);
     id
+}
+
+/// Raw Streamable HTTP: the `initialize` POST alone (client "raw"), whatever it answers.
+pub async fn streamable_open(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Raw Streamable HTTP POST.
@@ -483,4 +487,20 @@ pub async fn response_messages(resp: reqwest::Response) -> Vec<Value> {
             (!data.trim().is_empty()).then(|| serde_json::from_str(&data).unwrap())
         })
         .collect()
+}
+
+/// An rmcp client that keeps every progress notification it receives.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub progress: std::sync::Arc<std::sync::Mutex<Vec<rmcp::model::ProgressNotificationParam>>>,
+}
+
+impl rmcp::ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
 }
