@@ -965,10 +965,9 @@ fn merge_copies(views: Vec<SessionView>) -> Vec<SessionView> {
                 } else {
                     (kept.created_at.clone(), kept.age_secs)
                 };
-                if view.idle_secs < kept.idle_secs
-                    || (view.idle_secs == kept.idle_secs
-                        && view.last_active_at > kept.last_active_at)
-                {
+                // The copy used last. Timestamps compare as instants, not as text: RFC 3339
+                // with a variable number of fraction digits does not sort as a string.
+                if parse_rfc3339(&view.last_active_at) > parse_rfc3339(&kept.last_active_at) {
                     *kept = view;
                 }
                 kept.requests = requests;
@@ -990,6 +989,10 @@ fn merge_copies(views: Vec<SessionView>) -> Vec<SessionView> {
             .then_with(|| a.id.cmp(&b.id))
     });
     all
+}
+
+fn parse_rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 /// `value` for a URL path segment or query (RFC 3986 unreserved characters kept).
