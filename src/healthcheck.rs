@@ -22,23 +22,19 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {}", chain(&e)))?;
+        .map_err(|e| format!("cannot build an HTTP client: {}", innermost(&e)))?;
     match client.get(url).send().await {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("HTTP {} from {url}", response.status())),
         Err(e) if e.is_timeout() => Err(format!("no answer from {url} within {timeout:?}")),
-        Err(e) if e.is_builder() => Err(format!("invalid URL {url:?}: {}", chain(&e))),
-        Err(e) => Err(format!("cannot reach {url}: {}", chain(&e))),
+        Err(e) if e.is_builder() => Err(format!("invalid URL {url:?}: {}", innermost(&e))),
+        Err(e) => Err(format!("cannot reach {url}: {}", innermost(&e))),
     }
 }
 
 /// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
 /// more than reqwest's own "error sending request" wrapper.
 pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    chain(error)
-}
-
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut inner = error;
     while let Some(source) = inner.source() {
         inner = source;

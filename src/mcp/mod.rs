@@ -100,11 +100,11 @@ impl RequestId {
     }
 }
 
-/// Who sent a request, from poem's view of it.
-fn peer_of_request(req: &Request) -> Peer {
+/// Who sent a request: its client, its address (`ip`, as the edge resolved it) and user agent.
+fn peer_of_request(req: &Request, caller: &crate::clients::Caller, ip: std::net::IpAddr) -> Peer {
     Peer {
-        client: None,
-        ip: req.remote_addr().as_socket_addr().map(|a| a.ip()),
+        client: caller.name().cloned(),
+        ip: Some(ip),
         user_agent: req
             .headers()
             .get(poem::http::header::USER_AGENT)
@@ -240,9 +240,7 @@ impl AgentsEndpoint {
         match (kind.as_str(), &method) {
             ("sse", &Method::GET) if session_header.is_none() => {
                 let slot = state.open_session(&caller).await.map_err(refused)?;
-                let mut peer = peer_of_request(&req);
-                peer.client = caller.name().cloned();
-                peer.ip = Some(ip);
+                let peer = peer_of_request(&req, &caller, ip);
                 let id: Arc<str> = match state.cluster() {
                     Some(cluster) => cluster.new_legacy_session_id().into(),
                     None => uuid::Uuid::new_v4().simple().to_string().into(),
@@ -276,12 +274,12 @@ impl AgentsEndpoint {
                         }
                         None => {
                             state
-                                .adopt_shared_session(id, &endpoint.name, &caller.key, {
-                                    let mut peer = peer_of_request(&req);
-                                    peer.client = caller.name().cloned();
-                                    peer.ip = Some(ip);
-                                    peer
-                                })
+                                .adopt_shared_session(
+                                    id,
+                                    &endpoint.name,
+                                    &caller.key,
+                                    peer_of_request(&req, &caller, ip),
+                                )
                                 .await?
                         }
                     },
