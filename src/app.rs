@@ -230,12 +230,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Installs the TLS crypto provider (ring) for outbound HTTPS clients. Call once at startup,
-/// before any HTTP client is built; later calls are harmless.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Every URL the gateway serves for `agent` at `addr`.
 pub fn agent_urls(addr: SocketAddr, agent: &str) -> (String, String) {
     (

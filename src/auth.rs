@@ -32,6 +32,14 @@ pub fn bearer(headers: &poem::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Whether `req` comes from a loopback peer: without an admin token, the admin API, the
+/// console and `/metrics` answer only those.
+pub fn from_loopback(req: &poem::Request) -> bool {
+    req.remote_addr()
+        .as_socket_addr()
+        .is_some_and(|a| a.ip().is_loopback())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -15,31 +15,21 @@ use std::time::Duration;
 pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     // reqwest is built with `rustls-no-provider`: building a client panics without a process
     // crypto provider. The CLI installs it at startup; installing again is harmless.
-    crate::app::install_crypto_provider();
+    crate::net::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {}", innermost(&e)))?;
+        .map_err(|e| format!("cannot build an HTTP client: {}", crate::net::innermost(&e)))?;
     match client.get(url).send().await {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("HTTP {} from {url}", response.status())),
         Err(e) if e.is_timeout() => Err(format!("no answer from {url} within {timeout:?}")),
-        Err(e) if e.is_builder() => Err(format!("invalid URL {url:?}: {}", innermost(&e))),
-        Err(e) => Err(format!("cannot reach {url}: {}", innermost(&e))),
+        Err(e) if e.is_builder() => Err(format!("invalid URL {url:?}: {}", crate::net::innermost(&e))),
+        Err(e) => Err(format!("cannot reach {url}: {}", crate::net::innermost(&e))),
     }
-}
-
-/// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
-/// more than reqwest's own "error sending request" wrapper.
-pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut inner = error;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    inner.to_string()
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ pub mod incidents;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;
+pub mod net;
 pub mod sessions;
 pub mod shutdown;
 pub mod state;

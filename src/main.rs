@@ -83,7 +83,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     // TLS for outbound HTTPS (LLM APIs) uses ring; install it before any client exists.
-    switchboard::app::install_crypto_provider();
+    switchboard::net::install_crypto_provider();
     let vars: Vars = std::env::vars().collect();
     let result = match cli.command {
         Some(Command::Check(args)) => check(&args, &vars),

@@ -182,7 +182,7 @@ impl AppState {
             && cluster
                 .get_from_others(&format!(
                     "/admin/sessions/{}?scope=local",
-                    crate::admin::percent_encode(id)
+                    crate::net::percent_encode(id)
                 ))
                 .await
                 .is_ok_and(|answers| answers.iter().any(|(_, a)| matches!(a, Ok((200, _)))));

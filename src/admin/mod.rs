@@ -102,14 +102,6 @@ fn handle_error<R: AdminErrors>(err: poem::Error) -> R {
     }
 }
 
-/// Whether `req` comes from a loopback peer: without an admin token, the admin API and the
-/// console answer only those.
-pub fn from_loopback(req: &Request) -> bool {
-    req.remote_addr()
-        .as_socket_addr()
-        .is_some_and(|a| a.ip().is_loopback())
-}
-
 impl AdminAuth {
     fn check(req: &Request) -> poem::Result<Self> {
         let Some(state) = req.data::<AppState>() else {
@@ -125,7 +117,7 @@ impl AdminAuth {
                 Some(_) => Err(auth_error(AuthError::Wrong)),
                 None => Err(auth_error(AuthError::Missing)),
             },
-            None if from_loopback(req) => Ok(Self),
+            None if crate::auth::from_loopback(req) => Ok(Self),
             None => Err(auth_error(AuthError::NotLocal)),
         }
     }
@@ -642,7 +634,7 @@ impl AdminApi {
                 ),
             ] {
                 if let Some(value) = value {
-                    query.push_str(&format!("&{key}={}", percent_encode(&value)));
+                    query.push_str(&format!("&{key}={}", crate::net::percent_encode(&value)));
                 }
             }
             let (views, missing) = cluster_sessions(cluster, &query).await;
@@ -686,7 +678,7 @@ impl AdminApi {
         match state.sessions().get(&id) {
             None if state.cluster().is_some() && scope.0 != Some(Scope::Local) => {
                 let cluster = state.cluster().cloned();
-                let path = format!("/admin/sessions/{}?scope=local", percent_encode(&id));
+                let path = format!("/admin/sessions/{}?scope=local", crate::net::percent_encode(&id));
                 let found = match &cluster {
                     Some(c) => c.get_from_others(&path).await.unwrap_or_default(),
                     None => Vec::new(),
@@ -995,18 +987,6 @@ fn parse_rfc3339(text: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
-/// `value` for a URL path segment or query (RFC 3986 unreserved characters kept).
-pub(crate) fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
     let secs_since = |t: SystemTime| now.duration_since(t).map_or(0, |d| d.as_secs());

@@ -101,7 +101,7 @@ impl Cluster {
         }
         let unreachable = |e: reqwest::Error| ForwardError::OwnerUnreachable {
             node: node.to_owned(),
-            reason: crate::healthcheck::innermost(&e),
+            reason: crate::net::innermost(&e).to_string(),
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -141,12 +141,12 @@ impl Cluster {
                     .timeout(std::time::Duration::from_secs(5))
                     .send()
                     .await
-                    .map_err(|e| crate::healthcheck::innermost(&e))?;
+                    .map_err(|e| crate::net::innermost(&e).to_string())?;
                 let status = response.status().as_u16();
                 let body = response
                     .json::<serde_json::Value>()
                     .await
-                    .map_err(|e| crate::healthcheck::innermost(&e))?;
+                    .map_err(|e| crate::net::innermost(&e).to_string())?;
                 Ok((status, body))
             }
             .await;

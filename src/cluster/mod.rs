@@ -147,7 +147,7 @@ impl Cluster {
         let hop_secret = shared_secret(&mut redis, &settings.key_prefix)
             .await
             .map_err(|e| unreachable(&e))?;
-        crate::app::install_crypto_provider();
+        crate::net::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))

@@ -39,7 +39,7 @@ pub fn style(req: &Request, state: Data<&AppState>) -> Response {
 }
 
 fn asset(req: &Request, state: &AppState, content_type: &str, body: &'static str) -> Response {
-    if state.settings().admin_token.is_none() && !crate::admin::from_loopback(req) {
+    if state.settings().admin_token.is_none() && !crate::auth::from_loopback(req) {
         return crate::error::json_response(
             StatusCode::FORBIDDEN,
             &serde_json::json!({

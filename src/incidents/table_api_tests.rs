@@ -402,7 +402,7 @@ fn basic_settings(url: &str) -> TableApiSettings {
 
 #[test]
 fn a_store_on_an_https_instance_builds_without_network_and_hides_secrets() {
-    crate::app::install_crypto_provider();
+    crate::net::install_crypto_provider();
 
     let store = TableApiStore::new(basic_settings("https://dev12345.service-now.com")).unwrap();
 
@@ -444,7 +444,7 @@ async fn an_unconfigured_store_checks_the_rules_first_then_says_what_to_set() {
 
 #[tokio::test]
 async fn an_instance_that_refuses_connections_is_unreachable_not_a_panic() {
-    crate::app::install_crypto_provider();
+    crate::net::install_crypto_provider();
     // A port nothing listens on: bind one, note it, close it.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

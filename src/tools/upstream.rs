@@ -374,7 +374,7 @@ impl UpstreamTools {
     async fn open(&self) -> Result<Connection, Error> {
         let url = &self.config.url;
         // reqwest (rustls, provider chosen by the process) panics when building a client
-        // without a crypto provider; `app::install_crypto_provider` installs one at startup.
+        // without a crypto provider; `net::install_crypto_provider` installs one at startup.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             return Err(Error::Failed(format!(
                 "cannot connect to upstream MCP server {url}: no TLS crypto provider is installed"
@@ -601,24 +601,13 @@ fn transport_detail(e: &ServiceError) -> String {
 /// but keeps its cause (refused, DNS, TLS, ...) out of its message and out of reach of
 /// `source()` behind rmcp's wrapper, so it is read from the `Debug` text.
 fn failure_detail(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut innermost = e;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
+    let innermost = crate::net::innermost(e);
     let text = innermost.to_string();
     let text = text.strip_prefix("Client error: ").unwrap_or(&text);
-    let debug = format!("{innermost:?}");
-    const CAUSES: &[(&str, &str)] = &[
-        ("ConnectionRefused", "connection refused"),
-        ("dns error", "the host name does not resolve"),
-        ("TimedOut", "the connection timed out"),
-        ("ConnectionReset", "the connection was reset"),
-        ("certificate", "its TLS certificate was not accepted"),
-    ];
-    match CAUSES.iter().find(|(needle, _)| debug.contains(needle)) {
+    match crate::net::network_cause(innermost) {
         // "error sending request for url (...)" only repeats the URL the message names.
-        Some((_, cause)) if text.starts_with("error sending request") => (*cause).to_owned(),
-        Some((_, cause)) => format!("{text}: {cause}"),
+        Some(cause) if text.starts_with("error sending request") => cause.to_owned(),
+        Some(cause) => format!("{text}: {cause}"),
         None => text.to_owned(),
     }
 }

@@ -178,7 +178,7 @@ struct Upstream {
 impl Upstream {
     /// Binds first, then spawns: the address is known before the server runs.
     async fn start() -> Self {
-        crate::app::install_crypto_provider();
+        crate::net::install_crypto_provider();
         let seen = Arc::new(Seen::default());
         let stop = CancellationToken::new();
         let server = TestServer { seen: seen.clone() };
@@ -475,7 +475,7 @@ async fn one_session_serves_many_and_concurrent_calls() {
 
 #[tokio::test]
 async fn upstream_down_fails_naming_the_url_and_nothing_is_listed() {
-    crate::app::install_crypto_provider();
+    crate::net::install_crypto_provider();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     drop(listener);

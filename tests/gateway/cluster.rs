@@ -715,7 +715,7 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
 
 /// A client whose requests carry `TOKEN`.
 fn client_with_token() -> reqwest::Client {
-    switchboard::app::install_crypto_provider();
+    switchboard::net::install_crypto_provider();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     reqwest::Client::builder()
@@ -884,7 +884,7 @@ async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_r
         &[("FAKE_LLM_URL", &fake.url)],
     )
     .await;
-    switchboard::app::install_crypto_provider();
+    switchboard::net::install_crypto_provider();
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(
         cluster.proxy.url("/agents/servicenow/mcp"),
     );

@@ -119,7 +119,7 @@ impl FakeServiceNow {
     /// embedded store is seeded with that the shared scenarios rely on.
     pub async fn start(auth: FakeAuth) -> Self {
         // `expected_basic` builds an HTTP client, which needs the TLS provider.
-        switchboard::app::install_crypto_provider();
+        switchboard::net::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = TcpAcceptor::from_tokio(listener).unwrap();

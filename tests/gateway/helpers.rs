@@ -83,7 +83,7 @@ impl TestGateway {
 
     pub async fn spawn_with(opts: Options) -> Self {
         switchboard::telemetry::init_for_tests();
-        switchboard::app::install_crypto_provider();
+        switchboard::net::install_crypto_provider();
         let (tmp, data_dir) = match opts.data_dir {
             Some(d) => (None, d),
             None => {
@@ -173,7 +173,7 @@ impl Drop for TestGateway {
 }
 
 pub fn http() -> reqwest::Client {
-    switchboard::app::install_crypto_provider();
+    switchboard::net::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -192,7 +192,7 @@ pub async fn rmcp_client_with(
 ) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     use rmcp::ServiceExt;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    switchboard::app::install_crypto_provider();
+    switchboard::net::install_crypto_provider();
     let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
     if let Some(t) = token {
         config = config.auth_header(t);

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod house;
 
 mod admin_api;
 mod agent_runtime;

@@ -95,7 +95,7 @@ impl Connection {
     /// is made.
     pub(super) fn new(settings: TableApiSettings) -> Result<Self, Error> {
         // reqwest (rustls, provider chosen by the process) panics when it builds a client
-        // without a crypto provider; `app::install_crypto_provider` installs one at startup.
+        // without a crypto provider; `net::install_crypto_provider` installs one at startup.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             return Err(Error::Client {
                 detail: "no TLS crypto provider is installed".into(),
@@ -417,23 +417,11 @@ async fn receive(response: reqwest::Response) -> Result<Answer, reqwest::Error> 
 /// carries the query) and keeps the cause in its source chain, so the usual network failures
 /// are spelled out and anything else is the innermost cause.
 fn failure_detail(e: &reqwest::Error) -> String {
-    const CAUSES: &[(&str, &str)] = &[
-        ("ConnectionRefused", "connection refused"),
-        ("dns error", "the host name does not resolve"),
-        ("TimedOut", "the connection timed out"),
-        ("ConnectionReset", "the connection was reset"),
-        ("certificate", "its TLS certificate was not accepted"),
-    ];
-    let debug = format!("{e:?}");
-    if let Some((_, cause)) = CAUSES.iter().find(|(needle, _)| debug.contains(needle)) {
-        return (*cause).to_owned();
+    if let Some(cause) = crate::net::network_cause(e) {
+        return cause.to_owned();
     }
-    let mut innermost = std::error::Error::source(e);
-    while let Some(next) = innermost.and_then(std::error::Error::source) {
-        innermost = Some(next);
-    }
-    match innermost {
-        Some(cause) => cause.to_string(),
+    match std::error::Error::source(e) {
+        Some(source) => crate::net::innermost(source).to_string(),
         None => {
             let text = e.to_string();
             match e.url() {
