@@ -1026,8 +1026,8 @@ fn agent_view(state: &AppState, e: &AgentEndpoint) -> AgentView {
         expose_tools: spec.expose_tools,
         model: spec.model.as_ref().map(|m| ModelView {
             provider: match m.endpoint {
-                crate::agents::ModelEndpoint::OpenAi { .. } => "openai".into(),
-                crate::agents::ModelEndpoint::Azure { .. } => "azure".into(),
+                crate::llm::ModelEndpoint::OpenAi { .. } => "openai".into(),
+                crate::llm::ModelEndpoint::Azure { .. } => "azure".into(),
             },
             model: m.model.clone(),
             api_key_set: m.api_key.is_some(),

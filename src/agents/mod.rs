@@ -4,7 +4,6 @@
 //! (pure: no I/O) → [`Agent::build`] (opens stores, makes clients). Validation never repeats
 //! in build.
 
-pub mod name;
 pub mod registry;
 pub mod run;
 
@@ -14,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{JsonObject, Tool};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
-pub use name::AgentName;
+pub use crate::config::AgentName;
 pub use registry::AgentRegistry;
 
 use crate::config::Error;
 use crate::config::agent::{AgentConfig, Expose, ModelConfig, Provider};
-use crate::llm::LlmClient;
+use crate::llm::{LlmClient, ModelEndpoint, ModelSpec};
 use crate::tools::{self, CallContext, Output, Resources, ToolConfig, ToolKind};
 
 /// A validated agent definition.
@@ -45,44 +44,6 @@ pub struct AgentSpec {
     pub model: Option<ModelSpec>,
     /// Its tools, validated.
     pub tools: Vec<ToolConfig>,
-}
-
-/// A validated `[model]`.
-#[derive(Debug, Clone)]
-pub struct ModelSpec {
-    /// Where the model is served.
-    pub endpoint: ModelEndpoint,
-    /// API key, if configured.
-    pub api_key: Option<SecretString>,
-    /// Model name sent with each request.
-    pub model: String,
-    /// Most LLM turns per run.
-    pub max_turns: u32,
-    /// Timeout of one completion request.
-    pub request_timeout: Duration,
-    /// Timeout of a whole run.
-    pub run_timeout: Duration,
-    /// What to set when the key is missing, e.g. "set OPENAI_API_KEY".
-    pub key_hint: String,
-}
-
-/// Where a model is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelEndpoint {
-    /// An OpenAI-compatible API at this base URL.
-    OpenAi {
-        /// Base URL, e.g. `https://api.openai.com/v1`.
-        base_url: String,
-    },
-    /// Azure OpenAI.
-    Azure {
-        /// Resource endpoint.
-        endpoint: String,
-        /// Deployment name.
-        deployment: String,
-        /// API version.
-        api_version: String,
-    },
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";

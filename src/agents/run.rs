@@ -8,13 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use async_openai::types::chat::{
-    ChatCompletionRequestAssistantMessage, ChatCompletionRequestAssistantMessageContent,
-    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage,
-    ChatCompletionRequestSystemMessageContent, ChatCompletionRequestToolMessage,
-    ChatCompletionRequestToolMessageContent, ChatCompletionRequestUserMessage,
-    ChatCompletionRequestUserMessageContent,
-};
 use rmcp::model::JsonObject;
 
 use super::Agent;
@@ -134,23 +127,7 @@ impl Agent {
         usage: &mut Usage,
     ) -> Result<String, Error> {
         let name = self.name();
-        let mut messages = Vec::with_capacity(4);
-        if !self.spec.instructions.trim().is_empty() {
-            messages.push(ChatCompletionRequestMessage::System(
-                ChatCompletionRequestSystemMessage {
-                    content: ChatCompletionRequestSystemMessageContent::Text(
-                        self.spec.instructions.clone(),
-                    ),
-                    name: None,
-                },
-            ));
-        }
-        messages.push(ChatCompletionRequestMessage::User(
-            ChatCompletionRequestUserMessage {
-                content: ChatCompletionRequestUserMessageContent::Text(task),
-                name: None,
-            },
-        ));
+        let mut conversation = llm::Conversation::new(&self.spec.instructions, task);
         let tools = self.all_tool_definitions();
         let inner = CallContext {
             cancel: ctx.cancel.child_token(),
@@ -161,7 +138,7 @@ impl Agent {
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
-            let completion = llm.complete(&messages, &tools).await;
+            let completion = llm.complete(&conversation, &tools).await;
             let (outcome, p, c) = match &completion {
                 Ok(done) => ("ok", done.prompt_tokens, done.completion_tokens),
                 Err(_) => ("error", 0, 0),
@@ -185,17 +162,7 @@ impl Agent {
                 ctx.report(|| format!("{name}: done"));
                 return Ok(completion.content.unwrap_or_default());
             }
-            messages.push(ChatCompletionRequestMessage::Assistant(
-                ChatCompletionRequestAssistantMessage {
-                    content: completion
-                        .content
-                        .clone()
-                        .filter(|c| !c.is_empty())
-                        .map(ChatCompletionRequestAssistantMessageContent::Text),
-                    tool_calls: Some(completion.raw_tool_calls.clone()),
-                    ..Default::default()
-                },
-            ));
+            conversation.push_assistant(&completion);
             for call in &completion.tool_calls {
                 ctx.report(|| format!("{name}: calling {}", call.name));
             }
@@ -207,12 +174,7 @@ impl Agent {
             )
             .await;
             for (call, content) in completion.tool_calls.iter().zip(results) {
-                messages.push(ChatCompletionRequestMessage::Tool(
-                    ChatCompletionRequestToolMessage {
-                        content: ChatCompletionRequestToolMessageContent::Text(content),
-                        tool_call_id: call.id.clone(),
-                    },
-                ));
+                conversation.push_tool_result(call.id.clone(), content);
             }
         }
         Err(Error::MaxTurns(max_turns))

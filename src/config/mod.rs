@@ -11,6 +11,7 @@ pub mod clients;
 pub mod cluster;
 pub mod error;
 pub mod interpolate;
+pub mod name;
 pub mod proxies;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use error::{Error, Errors};
+pub use name::AgentName;
 
 /// The environment as a map; built once in `main.rs` (tests pass their own).
 pub type Vars = HashMap<String, String>;

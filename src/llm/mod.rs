@@ -17,7 +17,11 @@ use rmcp::model::Tool;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
-use crate::agents::{ModelEndpoint, ModelSpec};
+mod conversation;
+mod spec;
+
+pub use conversation::Conversation;
+pub use spec::{ModelEndpoint, ModelSpec};
 
 /// Why a completion failed, phrased for the caller of the agent.
 #[derive(Debug, thiserror::Error)]
@@ -111,8 +115,9 @@ pub struct Completion {
     pub content: Option<String>,
     /// The tool calls it asked for.
     pub tool_calls: Vec<ToolCall>,
-    /// The raw tool calls, to echo back in the assistant message.
-    pub raw_tool_calls: Vec<ChatCompletionMessageToolCalls>,
+    /// The raw tool calls, echoed back in the assistant message
+    /// ([`Conversation::push_assistant`]).
+    raw_tool_calls: Vec<ChatCompletionMessageToolCalls>,
     /// Prompt tokens used.
     pub prompt_tokens: u64,
     /// Completion tokens used.
@@ -200,7 +205,7 @@ impl LlmClient {
     /// See [`Error`]: every variant says what failed and what to fix.
     pub async fn complete(
         &self,
-        messages: &[ChatCompletionRequestMessage],
+        conversation: &Conversation,
         tools: &[Tool],
     ) -> Result<Completion, Error> {
         if let Some(hint) = &self.not_configured {
@@ -210,7 +215,7 @@ impl LlmClient {
         // into the request body each turn, never copied.
         let request = ChatRequest {
             model: &self.model,
-            messages,
+            messages: conversation.messages(),
             tools: tools.iter().map(FunctionTool::of).collect(),
         };
         let started = Instant::now();

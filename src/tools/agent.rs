@@ -32,7 +32,7 @@ impl AgentToolConfig {
     /// Checks the names: `(key, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();
-        if let Err(e) = crate::agents::AgentName::parse(&self.agent) {
+        if let Err(e) = crate::config::AgentName::parse(&self.agent) {
             errors.push(("agent".to_owned(), e));
         }
         if let Some(name) = &self.name
