@@ -8,7 +8,7 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Response, Route, h
 use serde_json::json;
 
 use crate::error::{Error, json_response};
-use crate::mcp::AgentsEndpoint;
+use crate::mcp::edge::AgentRoutes;
 use crate::state::AppState;
 
 /// The whole HTTP surface of the gateway.
@@ -23,7 +23,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     // One endpoint serves /admin/*, /healthz and /readyz (the paths are in the spec).
     let api = std::sync::Arc::new(api.into_endpoint());
     Route::new()
-        .nest_no_strip("/agents", AgentsEndpoint::new(state.clone()))
+        .nest_no_strip("/agents", AgentRoutes::new(state.clone()))
         .nest_no_strip("/admin", api.clone())
         .at("/healthz", api.clone())
         .at("/readyz", api)
@@ -47,7 +47,7 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             let state = Some(outer.clone());
             async move {
                 let route = route_label(req.uri().path());
-                let request_id = crate::mcp::RequestId::of(&req);
+                let request_id = crate::mcp::request::RequestId::of(&req);
                 let mut req = req;
                 req.extensions_mut().insert(request_id.clone());
                 // A method the admin API does not serve: 405 naming the ones it does.
@@ -121,6 +121,7 @@ fn metrics(state: poem::web::Data<&AppState>) -> Response {
 fn index(state: poem::web::Data<&AppState>) -> Response {
     let agents: Vec<_> = state
         .agents()
+        .all()
         .iter()
         .map(|a| {
             json!({
@@ -156,6 +157,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let grace = state.settings().shutdown_grace;
+    let _background = crate::background::start(&state);
     let endpoint = std::sync::Arc::new(routes(state.clone()));
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -217,7 +219,7 @@ pub async fn run(
     // The drain ends every session (so every stream) within `grace` + 1 s; connections
     // finish the response they are writing and close.
     let draining = state.clone();
-    tokio::spawn(async move { draining.drain(grace).await });
+    tokio::spawn(async move { crate::shutdown::drain(&draining, grace).await });
     if tokio::time::timeout(
         grace + std::time::Duration::from_secs(3),
         connections.shutdown(),

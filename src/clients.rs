@@ -1,10 +1,10 @@
-//! Who is calling, and how much they may: client identity from bearer tokens, and
-//! per-client rate limits (governor, GCRA) and session caps.
+//! Who is calling: client identity from bearer tokens, each client's limits as configured,
+//! and its usage (requests, runs, refusals, live sessions). The limits are enforced by
+//! [`crate::ratelimit`].
 //!
 //! With `[[clients]]` configured (or `MCP_SECRET_TOKEN` set), every MCP request needs a
-//! client's token; each client has its own limiters, so one flooding client never slows
-//! another. With none, MCP access is open and the same limits apply per client IP (keyed
-//! limiters, pruned by [`Clients::prune`] so idle peers cost nothing).
+//! client's token. With none, MCP access is open and each client IP is a caller of its own
+//! (its usage is forgotten by [`Clients::prune`] once idle, so idle peers cost nothing).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,8 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::clients::{AgentAccess, ClientSpec, Limits};
 use crate::traffic::{Ring, bucket_index};
@@ -93,7 +91,8 @@ impl Default for Usage {
 }
 
 impl Usage {
-    fn note(&self, refused: bool) {
+    /// Counts a request let through (`refused` false) or refused with 429.
+    pub fn note(&self, refused: bool) {
         let now = SystemTime::now();
         {
             let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -121,6 +120,19 @@ impl Usage {
             })
     }
 
+    /// Takes a session slot if fewer than `max` sessions are live.
+    pub fn take_slot(self: &Arc<Self>, max: u32) -> Option<SessionSlot> {
+        let max = max as usize;
+        self.sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SessionSlot {
+                usage: self.clone(),
+            })
+    }
+
     /// When a request was last refused with 429.
     pub fn last_refused_at(&self) -> Option<SystemTime> {
         match self.last_refused_ms.load(Ordering::Relaxed) {
@@ -139,27 +151,16 @@ pub struct Client {
     pub agents: AgentAccess,
     /// Its limits.
     pub limits: Limits,
-    requests: DefaultDirectRateLimiter,
-    agent_runs: DefaultDirectRateLimiter,
+    /// Its place among the configured clients (its limiters' index).
+    pub index: usize,
     /// Its counters.
     pub usage: Arc<Usage>,
 }
 
-fn request_quota(l: &Limits) -> Quota {
-    Quota::per_minute(l.requests_per_minute).allow_burst(l.burst)
-}
-
-fn run_quota(l: &Limits) -> Quota {
-    // Runs cost money: a burst of at most a minute's worth.
-    Quota::per_minute(l.agent_runs_per_minute).allow_burst(l.agent_runs_per_minute)
-}
-
-/// Every client, or the per-IP limiters of open access.
+/// Every configured client, or (open access) the peers seen recently.
 pub struct Clients {
     named: Vec<Arc<Client>>,
     defaults: Limits,
-    ip_requests: DefaultKeyedRateLimiter<IpAddr>,
-    ip_runs: DefaultKeyedRateLimiter<IpAddr>,
     ip_usage: DashMap<IpAddr, Arc<Usage>>,
 }
 
@@ -180,8 +181,12 @@ impl Drop for SessionSlot {
 pub struct Caller {
     /// Who.
     pub key: ClientKey,
-    client: Option<Arc<Client>>,
-    usage: Arc<Usage>,
+    /// The configured client, unless access is open.
+    pub client: Option<Arc<Client>>,
+    /// Its limits (the client's, or the defaults).
+    pub limits: Limits,
+    /// Its counters.
+    pub usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -190,23 +195,19 @@ impl std::fmt::Debug for Caller {
     }
 }
 
-fn retry_after(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Duration {
-    not_until.wait_time_from(DefaultClock::default().now())
-}
-
 impl Clients {
     /// The clients of `specs`, with `defaults` for open access.
     pub fn new(specs: &[ClientSpec], defaults: Limits) -> Self {
         let named = specs
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(index, s)| {
                 Arc::new(Client {
                     name: s.name.as_str().into(),
                     digest: s.token_digest,
                     agents: s.agents.clone(),
                     limits: s.limits,
-                    requests: RateLimiter::direct(request_quota(&s.limits)),
-                    agent_runs: RateLimiter::direct(run_quota(&s.limits)),
+                    index,
                     usage: Arc::default(),
                 })
             })
@@ -214,8 +215,6 @@ impl Clients {
         Self {
             named,
             defaults,
-            ip_requests: RateLimiter::keyed(request_quota(&defaults)),
-            ip_runs: RateLimiter::keyed(run_quota(&defaults)),
             ip_usage: DashMap::new(),
         }
     }
@@ -280,6 +279,7 @@ impl Clients {
             return Ok(Caller {
                 key: ClientKey::Ip(ip),
                 client: None,
+                limits: self.defaults,
                 usage,
             });
         }
@@ -301,146 +301,14 @@ impl Clients {
         }
         Ok(Caller {
             key: ClientKey::Named(client.name.clone()),
+            limits: client.limits,
             usage: client.usage.clone(),
             client: Some(client),
         })
     }
 
-    /// Counts one MCP request of `caller` against its `requests_per_minute`.
-    ///
-    /// # Errors
-    /// [`Refusal::RateLimited`] when over the limit.
-    pub fn check_request(&self, caller: &Caller) -> Result<(), Refusal> {
-        let outcome = match (&caller.client, &caller.key) {
-            (Some(c), _) => c.requests.check(),
-            (None, ClientKey::Ip(ip)) => self.ip_requests.check_key(ip),
-            (None, ClientKey::Named(_)) => Ok(()),
-        };
-        let counted = self.count(caller, outcome, "requests_per_minute", |u| &u.requests);
-        if counted.is_ok() {
-            caller.usage.note(false);
-        }
-        counted
-    }
-
-    /// The limits that apply to `caller`.
-    pub fn limits_of(&self, caller: &Caller) -> Limits {
-        caller.client.as_ref().map_or(self.defaults, |c| c.limits)
-    }
-
-    /// Counts the outcome of a limit checked elsewhere (cluster mode: in Redis) into
-    /// `caller`'s usage, as [`Self::check_request`] (`run` false) or
-    /// [`Self::check_agent_run`] (`run` true) would.
-    ///
-    /// # Errors
-    /// [`Refusal::RateLimited`] when `outcome` says wait.
-    pub fn record(
-        &self,
-        caller: &Caller,
-        run: bool,
-        outcome: Result<(), Duration>,
-    ) -> Result<(), Refusal> {
-        let usage = &caller.usage;
-        let (limit, counter) = if run {
-            ("agent_runs_per_minute", &usage.agent_runs)
-        } else {
-            ("requests_per_minute", &usage.requests)
-        };
-        match outcome {
-            Ok(()) => {
-                counter.fetch_add(1, Ordering::Relaxed);
-                if !run {
-                    usage.note(false);
-                }
-                Ok(())
-            }
-            Err(wait) => {
-                usage.note(true);
-                Err(Refusal::RateLimited {
-                    limit,
-                    retry_after: wait,
-                })
-            }
-        }
-    }
-
-    /// Counts one agent run of `caller` against its `agent_runs_per_minute`.
-    ///
-    /// # Errors
-    /// [`Refusal::RateLimited`] when over the limit.
-    pub fn check_agent_run(&self, caller: &Caller) -> Result<(), Refusal> {
-        let outcome = match (&caller.client, &caller.key) {
-            (Some(c), _) => c.agent_runs.check(),
-            (None, ClientKey::Ip(ip)) => self.ip_runs.check_key(ip),
-            (None, ClientKey::Named(_)) => Ok(()),
-        };
-        self.count(caller, outcome, "agent_runs_per_minute", |u| &u.agent_runs)
-    }
-
-    fn count(
-        &self,
-        caller: &Caller,
-        outcome: Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
-        limit: &'static str,
-        counter: impl Fn(&Usage) -> &AtomicU64,
-    ) -> Result<(), Refusal> {
-        let usage = &caller.usage;
-        match outcome {
-            Ok(()) => {
-                counter(usage).fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(not_until) => {
-                usage.note(true);
-                Err(Refusal::RateLimited {
-                    limit,
-                    retry_after: retry_after(&not_until),
-                })
-            }
-        }
-    }
-
-    /// Takes a session slot of `caller`, within its `max_sessions`.
-    ///
-    /// # Errors
-    /// [`Refusal::RateLimited`] (`max_sessions`) when all slots are taken.
-    pub fn open_session(&self, caller: &Caller) -> Result<SessionSlot, Refusal> {
-        let max = self.limits_of(caller).max_sessions;
-        self.open_session_within(caller, max)
-    }
-
-    /// Takes a session slot of `caller` if it has fewer than `max` sessions here (cluster
-    /// mode: its `max_sessions` less those it has on the other replicas).
-    ///
-    /// # Errors
-    /// [`Refusal::RateLimited`] (`max_sessions`) when all slots are taken.
-    pub fn open_session_within(&self, caller: &Caller, max: u32) -> Result<SessionSlot, Refusal> {
-        let max = max as usize;
-        let usage = caller.usage.clone();
-        let taken = usage
-            .sessions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Ok(SessionSlot { usage }),
-            Err(_) => {
-                usage.note(true);
-                Err(Refusal::RateLimited {
-                    limit: "max_sessions",
-                    // A session ends when its client leaves; there is no fixed time to wait.
-                    retry_after: Duration::from_secs(1),
-                })
-            }
-        }
-    }
-
-    /// Forgets per-IP limiter state that has fully recovered (idle peers cost nothing).
+    /// Forgets the usage of peers seen no more (idle peers cost nothing).
     pub fn prune(&self) {
-        self.ip_requests.retain_recent();
-        self.ip_runs.retain_recent();
-        self.ip_requests.shrink_to_fit();
-        self.ip_runs.shrink_to_fit();
         let now = SystemTime::now();
         self.ip_usage.retain(|_, u| {
             u.sessions.load(Ordering::Relaxed) > 0

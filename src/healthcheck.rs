@@ -27,7 +27,10 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(), String> {
         Ok(response) if response.status().is_success() => Ok(()),
         Ok(response) => Err(format!("HTTP {} from {url}", response.status())),
         Err(e) if e.is_timeout() => Err(format!("no answer from {url} within {timeout:?}")),
-        Err(e) if e.is_builder() => Err(format!("invalid URL {url:?}: {}", crate::net::innermost(&e))),
+        Err(e) if e.is_builder() => Err(format!(
+            "invalid URL {url:?}: {}",
+            crate::net::innermost(&e)
+        )),
         Err(e) => Err(format!("cannot reach {url}: {}", crate::net::innermost(&e))),
     }
 }

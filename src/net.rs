@@ -29,7 +29,9 @@ pub fn network_cause(error: &dyn std::fmt::Debug) -> Option<&'static str> {
 
 /// The innermost cause of `error` (e.g. `Connection refused (os error 111)`), which says
 /// more than an HTTP client's own "error sending request" wrapper.
-pub fn innermost<'a>(error: &'a (dyn std::error::Error + 'static)) -> &'a (dyn std::error::Error + 'static) {
+pub fn innermost<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
     let mut inner = error;
     while let Some(source) = inner.source() {
         inner = source;

@@ -62,3 +62,35 @@ impl Drop for SighupGuard {
         self.0.abort();
     }
 }
+
+/// Shuts `state` down in order: refuse new MCP requests, let calls in flight finish within
+/// `grace`, answer the rest with an error, then end every session (their streams close).
+pub async fn drain(state: &crate::state::AppState, grace: std::time::Duration) {
+    state.begin_draining();
+    let calls = || state.sessions().in_flight_total();
+    let finished = wait_until(grace, || calls() == 0).await;
+    if !finished {
+        tracing::warn!(
+            calls = calls(),
+            "Grace period over: cancelling calls still running."
+        );
+        state.stop_calls().cancel();
+        // Their error answers go out before the sessions end.
+        wait_until(std::time::Duration::from_secs(1), || calls() == 0).await;
+    }
+    tracing::info!("Ending sessions.");
+    state.cancel().cancel();
+    state.sessions().remove_parked_streamable();
+}
+
+/// Polls `done` every 20 ms until it holds (true) or `limit` passes (false).
+async fn wait_until(limit: std::time::Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}

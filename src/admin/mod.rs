@@ -19,7 +19,7 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, OpenApi, Tags,
 };
 
-use crate::mcp::AgentEndpoint;
+use crate::mcp::served::ServedAgent;
 use crate::sessions::{SessionInfo, Transport};
 use crate::state::AppState;
 use dto::{
@@ -358,6 +358,7 @@ impl AdminApi {
     async fn list_agents(&self, _auth: AdminAuth, state: Data<&AppState>) -> ListAgentsResponse {
         let views = state
             .agents()
+            .all()
             .iter()
             .map(|e| agent_view(&state, e))
             .collect();
@@ -494,10 +495,11 @@ impl AdminApi {
     async fn load_errors(&self, _auth: AdminAuth, state: Data<&AppState>) -> LoadErrorsResponse {
         let agents = state.agents();
         let views = state
+            .agents()
             .all_load_errors()
             .into_iter()
             .map(|(file, errors)| LoadErrorView {
-                serving_previous_version: agents.iter().any(|e| e.agent.spec.file == file),
+                serving_previous_version: agents.all().iter().any(|e| e.agent.spec.file == file),
                 file: file.display().to_string(),
                 errors,
             })
@@ -520,6 +522,7 @@ impl AdminApi {
         let traffic = state.metrics().traffic();
         let series: Vec<_> = state
             .agents()
+            .all()
             .iter()
             .map(|e| traffic.series(&e.name, now))
             .collect();
@@ -678,7 +681,10 @@ impl AdminApi {
         match state.sessions().get(&id) {
             None if state.cluster().is_some() && scope.0 != Some(Scope::Local) => {
                 let cluster = state.cluster().cloned();
-                let path = format!("/admin/sessions/{}?scope=local", crate::net::percent_encode(&id));
+                let path = format!(
+                    "/admin/sessions/{}?scope=local",
+                    crate::net::percent_encode(&id)
+                );
                 let found = match &cluster {
                     Some(c) => c.get_from_others(&path).await.unwrap_or_default(),
                     None => Vec::new(),
@@ -733,7 +739,7 @@ impl AdminApi {
         /// The session id.
         id: Path<String>,
     ) -> EndSessionResponse {
-        match state.end_session_everywhere(&id).await {
+        match state.sessions().end_everywhere(&id).await {
             Ok(true) => {
                 tracing::info!(session = %id.0, "Session ended by an admin.");
                 EndSessionResponse::Ended
@@ -987,7 +993,6 @@ fn parse_rfc3339(text: &str) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
-
 fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
     let secs_since = |t: SystemTime| now.duration_since(t).map_or(0, |d| d.as_secs());
     SessionView {
@@ -1015,7 +1020,7 @@ fn session_view(s: &SessionInfo, now: SystemTime) -> SessionView {
     }
 }
 
-fn agent_view(state: &AppState, e: &AgentEndpoint) -> AgentView {
+fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
     let spec = &e.agent.spec;
     let (sse, streamable) = state.sessions().count_by_transport(&e.name);
     AgentView {
@@ -1050,6 +1055,6 @@ fn agent_view(state: &AppState, e: &AgentEndpoint) -> AgentView {
             streamable_http: streamable as u64,
             total: (sse + streamable) as u64,
         },
-        load_errors: state.load_errors(&spec.file),
+        load_errors: state.agents().load_errors(&spec.file),
     }
 }

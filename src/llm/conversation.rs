@@ -70,5 +70,4 @@ impl Conversation {
     pub(super) fn messages(&self) -> &[ChatCompletionRequestMessage] {
         &self.messages
     }
-
 }

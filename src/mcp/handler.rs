@@ -182,12 +182,12 @@ impl ServerHandler for AgentServer {
         // Legacy POSTs carry the id in the message; Streamable ones in the HTTP parts.
         let request_id = context
             .extensions
-            .get::<super::RequestId>()
+            .get::<super::request::RequestId>()
             .or_else(|| {
                 context
                     .extensions
                     .get::<poem::http::request::Parts>()
-                    .and_then(|p| p.extensions.get::<super::RequestId>())
+                    .and_then(|p| p.extensions.get::<super::request::RequestId>())
             })
             .map(|r| r.0.to_string())
             .unwrap_or_default();

@@ -21,20 +21,17 @@ use futures::Stream;
 use poem::http::StatusCode;
 use poem::{Body, IntoResponse, Request, Response};
 use rmcp::RoleServer;
-use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, InitializeRequestParams, ServerJsonRpcMessage,
-};
+use rmcp::model::{ClientJsonRpcMessage, InitializeRequestParams, ServerJsonRpcMessage};
 use rmcp::service::{serve_directly_with_ct, serve_server_with_ct};
 use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::AgentEndpoint;
 use super::handler::AgentServer;
-use crate::clients::{Caller, ClientKey, SessionSlot};
+use super::request::RequestId;
+use crate::clients::{ClientKey, SessionSlot};
 use crate::error::Error;
 use crate::sessions::{Peer, SessionStats, SessionStore};
-use crate::state::AppState;
 
 /// Messages buffered per direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 32;
@@ -181,7 +178,7 @@ impl LegacySession {
 
     /// Parks the engine if the session is initialized and quiet: the service ends once it
     /// has read what was sent to it. Returns whether it did.
-    pub fn park(&self) -> bool {
+    fn park_now(&self) -> bool {
         let mut engine = self.engine();
         if engine.tx.is_none() || engine.handshake.is_none() || !self.stats.is_quiet() {
             return false;
@@ -189,6 +186,17 @@ impl LegacySession {
         engine.tx = None;
         self.stats.mark_parked();
         true
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::sessions::Engine for LegacySession {
+    async fn park(&self, _id: &Arc<str>, _stats: &SessionStats) -> bool {
+        self.park_now()
+    }
+
+    async fn end(&self, _id: &Arc<str>) {
+        LegacySession::end(self);
     }
 }
 
@@ -222,14 +230,15 @@ pub fn open(
 ) -> Response {
     let (out, rx) = mpsc::channel(CHANNEL_CAPACITY);
     let cancel = parent.child_token();
+    let stats = SessionStore::legacy_stats(peer);
     let session = Arc::new(LegacySession {
         server,
-        stats: SessionStore::legacy_stats(peer),
+        stats: stats.clone(),
         out,
         cancel: cancel.clone(),
         engine: Mutex::new(Engine::default()),
     });
-    store.insert_legacy(id.clone(), agent.clone(), owner, slot, session);
+    store.insert_legacy(id.clone(), agent.clone(), owner, slot, stats, session);
     let guard = SessionGuard {
         id: id.clone(),
         store: store.clone(),
@@ -299,50 +308,40 @@ fn message_event(message: &ServerJsonRpcMessage) -> Bytes {
     Bytes::from(out)
 }
 
-/// `POST /agents/<name>/messages?session_id=<id>`: hands one client message to the
-/// session's service; the answer goes out on the session's stream.
+/// The legacy session a `POST /agents/<name>/messages?session_id=<id>` is for.
 ///
 /// # Errors
-/// 400 without a session id, 404 for an unknown (or another client's) session, a JSON-RPC
-/// error for a body that is not a message, 429 over the agent-run limit.
-pub async fn post(
+/// 400 without a session id, 404 for an unknown session, another agent's or another
+/// client's.
+pub fn session_of(
     req: &Request,
-    body: Bytes,
-    endpoint: &AgentEndpoint,
-    caller: &Caller,
-    state: &AppState,
-    request_id: super::RequestId,
-) -> Result<Response, Error> {
-    let store = state.sessions();
+    agent: &str,
+    caller: &ClientKey,
+    store: &SessionStore,
+) -> Result<Arc<LegacySession>, Error> {
     let id = session_id(req).ok_or(Error::MissingSessionId)?;
-    let session = store
-        .legacy(&id, &endpoint.name)
-        .filter(|_| store.may_use(&id, &caller.key))
-        .ok_or_else(|| Error::SessionNotFound(id.clone()))?;
+    store
+        .engine::<LegacySession>(&id, agent)
+        .filter(|_| store.may_use(&id, caller))
+        .ok_or(Error::SessionNotFound(id))
+}
+
+/// Hands one client message (the body of a legacy POST) to `session`'s engine: 202, and
+/// the answer goes out on the session's stream.
+///
+/// # Errors
+/// A JSON-RPC error for a body that is not a client message; 404 when the session's stream
+/// is gone.
+pub async fn post(
+    session: &Arc<LegacySession>,
+    id: &str,
+    body: &[u8],
+    store: &SessionStore,
+    request_id: RequestId,
+) -> Result<Response, Error> {
     let mut message: ClientJsonRpcMessage =
-        serde_json::from_slice(&body).map_err(|e| Error::from_json_error(&e))?;
-    let method = match &message {
-        ClientJsonRpcMessage::Request(r) => Some(r.request.method()),
-        ClientJsonRpcMessage::Notification(n) => Some(match &n.notification {
-            rmcp::model::ClientNotification::InitializedNotification(_) => {
-                "notifications/initialized"
-            }
-            rmcp::model::ClientNotification::CancelledNotification(_) => "notifications/cancelled",
-            rmcp::model::ClientNotification::ProgressNotification(_) => "notifications/progress",
-            _ => "notifications/other",
-        }),
-        _ => None,
-    };
-    state.metrics().mcp_request(&endpoint.name, method);
+        serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))?;
     if let ClientJsonRpcMessage::Request(req) = &mut message {
-        if let ClientRequest::CallToolRequest(call) = &req.request
-            && endpoint.starts_run(Some("tools/call"), Some(call.params.name.as_ref()))
-        {
-            state
-                .check_agent_run(caller)
-                .await
-                .map_err(|r| state.refused(r, Some(caller), &endpoint.name))?;
-        }
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
@@ -350,14 +349,13 @@ pub async fn post(
     match session.deliver(message).await {
         Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),
         Err(_) => {
-            store.remove(&id);
-            Err(Error::SessionNotFound(id))
+            store.remove(id);
+            Err(Error::SessionNotFound(id.to_owned()))
         }
     }
 }
 
 /// The session id of a legacy POST: `session_id` (what we hand out) or `sessionId`.
-/// The `session_id` (or `sessionId`) of a legacy POST's query.
 pub(crate) fn session_id(req: &Request) -> Option<String> {
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {

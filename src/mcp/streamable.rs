@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
 use crate::config::ServerSettings;
-use crate::sessions::{OpenStream, SessionStats, SessionStore};
+use crate::sessions::{Engine, OpenStream, SessionStats, SessionStore};
 use std::pin::Pin;
 
 /// How long parking waits for a closed worker to exit before giving up on it.
@@ -50,9 +50,38 @@ pub struct TrackedSessions {
     /// Sessions whose worker is being parked, each with a token cancelled once the worker
     /// has exited (rmcp then calls `close_session`, which must not end the session).
     parking: Mutex<HashMap<SessionId, CancellationToken>>,
+    /// This manager as the store sees it (parks and ends its sessions).
+    engine: Arc<dyn Engine>,
+}
+
+/// A session manager as the session store sees it: weak, so that the store's entries do not
+/// keep the manager of a removed agent alive.
+struct ManagerEngine(std::sync::Weak<TrackedSessions>);
+
+#[async_trait::async_trait]
+impl Engine for ManagerEngine {
+    async fn park(&self, id: &Arc<str>, stats: &SessionStats) -> bool {
+        match self.0.upgrade() {
+            Some(manager) => manager.park(id, stats).await,
+            None => false,
+        }
+    }
+
+    async fn end(&self, id: &Arc<str>) {
+        if let Some(manager) = self.0.upgrade()
+            && let Err(e) = manager.close_session(id).await
+        {
+            tracing::warn!(session = %id, error = %e, "Could not close a session.");
+        }
+    }
 }
 
 impl TrackedSessions {
+    /// This manager as the session store sees it.
+    pub fn engine(&self) -> Arc<dyn Engine> {
+        self.engine.clone()
+    }
+
     fn parking(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, CancellationToken>> {
         self.parking.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -111,8 +140,6 @@ impl TrackedSessions {
 /// `initialize` parameters, so that a parked session can be restored.
 pub struct Handshakes {
     store: SessionStore,
-    /// Cluster mode: a client's DELETE ends the session on every replica.
-    cluster: Option<crate::cluster::Cluster>,
 }
 
 #[async_trait::async_trait]
@@ -130,14 +157,10 @@ impl rmcp::transport::streamable_http_server::session::SessionStore for Handshak
         Ok(())
     }
 
-    /// rmcp calls this after a client's DELETE has closed the session.
+    /// rmcp calls this after a client's DELETE has closed the session (in cluster mode,
+    /// it ends on every replica).
     async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
-        self.store.remove(session_id);
-        if let Some(cluster) = &self.cluster
-            && let Err(e) = cluster.end_session(session_id).await
-        {
-            tracing::warn!(session = %session_id, error = %e, "Ended a session here but could not tell the other replicas.");
-        }
+        self.store.ended_by_client(session_id).await;
         Ok(())
     }
 }
@@ -148,7 +171,8 @@ impl SessionManager for TrackedSessions {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let (id, transport) = self.inner.create_session().await?;
-        self.store.insert_streamable(id.clone(), self.agent.clone());
+        self.store
+            .insert_streamable(id.clone(), self.agent.clone(), self.engine.clone());
         Ok((id, transport))
     }
 
@@ -164,7 +188,7 @@ impl SessionManager for TrackedSessions {
         if let Some(stats) = &stats {
             if let ClientJsonRpcMessage::Request(req) = &message {
                 use rmcp::model::GetExtensions;
-                stats.set_peer(super::peer_of(req.request.extensions()));
+                stats.set_peer(super::request::peer_of(req.request.extensions()));
             }
             stats.on_client_message(&message);
         }
@@ -353,22 +377,21 @@ pub fn service(
     settings: &ServerSettings,
     cancel: CancellationToken,
     existing: Option<Arc<TrackedSessions>>,
-    cluster: Option<crate::cluster::Cluster>,
+    events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
 ) -> (StreamableService, Arc<TrackedSessions>) {
     let sessions = existing.unwrap_or_else(|| {
         let mut inner = LocalSessionManager::default();
         // Cluster mode: stream events go to Redis, so a client resumes on any replica.
-        if let Some(cluster) = &cluster {
-            inner = inner.with_event_store(Arc::new(crate::cluster::events::RedisEvents::new(
-                cluster.clone(),
-            )));
+        if let Some(events) = events {
+            inner = inner.with_event_store(events);
         }
         inner.session_config.keep_alive = Some(settings.session_idle_timeout);
-        Arc::new(TrackedSessions {
+        Arc::new_cyclic(|me| TrackedSessions {
             inner,
             store: store.clone(),
             agent,
             parking: Mutex::new(HashMap::new()),
+            engine: Arc::new(ManagerEngine(me.clone())),
         })
     });
     // Host and Origin are checked once for every MCP route by our own guard (see
@@ -381,7 +404,6 @@ pub fn service(
         .with_cancellation_token(cancel);
     config.session_store = Some(Arc::new(Handshakes {
         store: sessions.store.clone(),
-        cluster,
     }));
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
     (service, sessions)

@@ -105,9 +105,16 @@ fn paths(code: &str) -> Vec<Vec<String>> {
             if j + 2 < bytes.len() && bytes[j] == ':' && bytes[j + 1] == ':' && ident(bytes[j + 2])
             {
                 j += 2;
-            } else if j + 2 < bytes.len() && bytes[j] == ':' && bytes[j + 1] == ':' && bytes[j + 2] == '{' {
+            } else if j + 2 < bytes.len()
+                && bytes[j] == ':'
+                && bytes[j + 1] == ':'
+                && bytes[j + 2] == '{'
+            {
                 // `use a::{b, c::d}`: one path per item of the group (one level deep).
-                let close = bytes[j + 2..].iter().position(|&c| c == '}').map(|p| j + 2 + p);
+                let close = bytes[j + 2..]
+                    .iter()
+                    .position(|&c| c == '}')
+                    .map(|p| j + 2 + p);
                 if let Some(close) = close {
                     let group: String = bytes[j + 3..close].iter().collect();
                     for item in group.split(',') {
@@ -330,7 +337,12 @@ fn the_checker_sees_a_circle() {
     assert_eq!(found.len(), 1, "{found:?}");
     let names: Vec<String> = found[0]
         .iter()
-        .map(|f| f.strip_prefix(dir.path()).unwrap_or(f).display().to_string())
+        .map(|f| {
+            f.strip_prefix(dir.path())
+                .unwrap_or(f)
+                .display()
+                .to_string()
+        })
         .collect();
     assert_eq!(names, ["a/x.rs", "b.rs"]);
 }

@@ -1,0 +1,455 @@
+//! The HTTP edge of every agent's MCP URLs (`/agents/<name>/...`): one request goes
+//! through named stages, each once, in this order:
+//!
+//! 1. [`screen`]: shutting down? Host and Origin ([`super::guard`]), URL and header sizes; a
+//!    hop from another replica (cluster mode) is recognised.
+//! 2. [`client_address`]: who is at the other end (trusted proxies, a replica's hop).
+//! 3. [`route`]: which agent, which URL kind.
+//! 4. admit: who is calling ([`crate::clients`]), then its limits ([`crate::ratelimit`]),
+//!    before any session is looked up (in cluster mode a lookup may cost a Redis round trip).
+//! 5. the transport: legacy SSE ([`super::sse`]) or Streamable HTTP ([`super::streamable`]),
+//!    which hands each message to the agent's handler.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, Method};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::request::{ClientIp, RequestId, peer_of_request};
+use super::served::ServedAgent;
+use super::{sse, streamable};
+use crate::clients::{Caller, Refusal};
+use crate::error::Error;
+use crate::sessions::Busy;
+use crate::sessions::shared::AdoptError;
+use crate::state::AppState;
+
+/// The poem endpoint for everything under `/agents`.
+pub struct AgentRoutes {
+    state: AppState,
+}
+
+impl AgentRoutes {
+    /// Serves the agents of `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// The longest URL accepted on MCP routes.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes accepted on MCP routes.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+impl Endpoint for AgentRoutes {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        Ok(self
+            .serve(req)
+            .await
+            .unwrap_or_else(IntoResponse::into_response))
+    }
+}
+
+/// The URL kinds under `/agents/<name>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/sse`: legacy SSE on GET, Streamable HTTP otherwise.
+    Sse,
+    /// `/mcp`: Streamable HTTP.
+    Mcp,
+    /// `/messages`: legacy POSTs.
+    Messages,
+}
+
+impl AgentRoutes {
+    /// Screen → client address → route → admit → transport.
+    async fn serve(&self, mut req: Request) -> Result<Response, Error> {
+        let state = &self.state;
+        let hop = screen(&mut req, state)?;
+        let ip = client_address(&mut req, state, hop);
+        let request_id = request_id(&mut req);
+        let (name, kind) = route(req.uri().path())?;
+        let caller = state
+            .clients()
+            .identify(crate::auth::bearer(req.headers()), ip, &name)
+            .map_err(|r| refused(state, r, None, &name))?;
+        let agent = state
+            .agent(&name)
+            .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
+        // The token has done its job; it goes no further (not to rmcp, not into any log),
+        // except to the replica holding a legacy session (cluster mode).
+        let authorization = req.headers_mut().remove(poem::http::header::AUTHORIZATION);
+        let has_session = req.headers().contains_key("mcp-session-id");
+        let call = Call {
+            state,
+            agent: &agent,
+            caller: &caller,
+            ip,
+        };
+        match (kind, req.method()) {
+            (Kind::Sse, &Method::GET) if !has_session => call.open_legacy(&req).await,
+            (Kind::Mcp | Kind::Sse, _) => call.streamable(req).await,
+            (Kind::Messages, &Method::POST) => {
+                call.legacy_post(req, hop, authorization.as_ref(), request_id)
+                    .await
+            }
+            (Kind::Messages, method) => Err(Error::MethodNotAllowed {
+                method: method.to_string(),
+                allowed: "POST",
+            }),
+        }
+    }
+}
+
+/// One admitted request: the agent it is for, who sent it and from where.
+struct Call<'a> {
+    state: &'a AppState,
+    agent: &'a Arc<ServedAgent>,
+    caller: &'a Caller,
+    ip: IpAddr,
+}
+
+impl Call<'_> {
+    fn refused(&self, refusal: Refusal) -> Error {
+        refused(self.state, refusal, Some(self.caller), &self.agent.name)
+    }
+
+    /// `GET /sse`: a new legacy session, within the caller's `max_sessions`.
+    async fn open_legacy(&self, req: &Request) -> Result<Response, Error> {
+        let state = self.state;
+        let slot = state
+            .limits()
+            .open_session(self.caller)
+            .await
+            .map_err(|r| self.refused(r))?;
+        let id: Arc<str> = match state.cluster() {
+            Some(cluster) => cluster.new_legacy_session_id().into(),
+            None => uuid::Uuid::new_v4().simple().to_string().into(),
+        };
+        Ok(sse::open(
+            id,
+            self.agent.server.clone(),
+            &self.agent.name,
+            peer_of_request(req, self.caller, self.ip),
+            self.caller.key.clone(),
+            slot,
+            state.sessions(),
+            state.settings().sse_keep_alive,
+            state.cancel(),
+        ))
+    }
+
+    /// Streamable HTTP (`/mcp`, and `/sse` with anything but a plain GET).
+    async fn streamable(&self, mut req: Request) -> Result<Response, Error> {
+        let state = self.state;
+        let session = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_post = req.method() == Method::POST;
+        if is_post {
+            state
+                .limits()
+                .check_request(self.caller)
+                .await
+                .map_err(|r| self.refused(r))?;
+        }
+        let _busy = match &session {
+            Some(id) => self.enter_session(id, &req).await?,
+            None => None,
+        };
+        if !is_post {
+            return Ok(streamable::call(&self.agent.streamable, req).await);
+        }
+        let body = read_body(&mut req, state.settings().max_body_bytes).await?;
+        let peek = streamable::peek(&body)?;
+        if session.is_none()
+            && peek
+                .method
+                .as_deref()
+                .is_some_and(|m| m != "initialize" && !m.starts_with("notifications/"))
+        {
+            // No session and no handshake: a 2026-07-28 request, served statelessly.
+            let client = self.caller.name().map_or("anonymous", |n| n.as_ref());
+            state.metrics().stateless_request(&self.agent.name, client);
+        }
+        self.admit_message(&peek).await?;
+        let opens_session = session.is_none() && peek.method.as_deref() == Some("initialize");
+        if opens_session && state.cluster().is_some_and(|c| !c.is_healthy()) {
+            return Err(Error::ClusterUnavailable(
+                "a new session must be recorded for every replica".into(),
+            ));
+        }
+        let slot = if opens_session {
+            Some(
+                state
+                    .limits()
+                    .open_session(self.caller)
+                    .await
+                    .map_err(|r| self.refused(r))?,
+            )
+        } else {
+            None
+        };
+        req.set_body(body);
+        let response = streamable::call(&self.agent.streamable, req).await;
+        if let Some(slot) = slot
+            && let Some(id) = response
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+        {
+            let sessions = state.sessions();
+            sessions.bind(id, self.caller.key.clone(), slot);
+            sessions.share(id, &self.agent.name, &self.caller.key).await;
+        }
+        Ok(response)
+    }
+
+    /// A request of Streamable HTTP session `id`: another client's session does not exist as
+    /// far as this caller knows; our own is not parked while the request is inside the
+    /// transport. Cluster mode: a session opened on another replica is taken in here, and a
+    /// session of ours keeps its shared record alive.
+    async fn enter_session(&self, id: &str, req: &Request) -> Result<Option<Busy>, Error> {
+        let sessions = self.state.sessions();
+        match sessions
+            .enter(id, &self.caller.key)
+            .map_err(|_| Error::SessionNotFound(id.to_owned()))?
+        {
+            Some(busy) => {
+                sessions.renew(id, busy.stats()).await;
+                Ok(Some(busy))
+            }
+            None => sessions
+                .adopt(
+                    id,
+                    &self.agent.name,
+                    &self.caller.key,
+                    peer_of_request(req, self.caller, self.ip),
+                    self.agent.streamable_engine.clone(),
+                )
+                .await
+                .map_err(|e| match e {
+                    AdoptError::NotYours(id) => Error::SessionNotFound(id),
+                    e @ AdoptError::Unavailable { .. } => Error::ClusterUnavailable(e.to_string()),
+                }),
+        }
+    }
+
+    /// A legacy POST: forwarded to the replica holding its stream (cluster mode), or
+    /// handed to the session's engine here.
+    async fn legacy_post(
+        &self,
+        mut req: Request,
+        hop: bool,
+        authorization: Option<&HeaderValue>,
+        request_id: RequestId,
+    ) -> Result<Response, Error> {
+        let state = self.state;
+        let max_body = state.settings().max_body_bytes;
+        // Cluster mode: the stream is on another replica; it answers for it (and counts the
+        // request against the caller's limits).
+        if let Some(cluster) = state.cluster()
+            && !hop
+            && let Some(id) = sse::session_id(&req)
+            && let Some(node) = crate::cluster::forward::legacy_owner(&id)
+            && node != cluster.node_id()
+        {
+            let body = read_body(&mut req, max_body).await?;
+            let path = req.uri().path_and_query().map_or("", |p| p.as_str());
+            state.metrics().cluster_event("post_forwarded");
+            return forward(
+                cluster,
+                node,
+                path,
+                authorization,
+                &request_id,
+                self.ip,
+                body,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::cluster::forward::ForwardError::OwnerGone => {
+                    Error::SessionNotFound(id.clone())
+                }
+                e => Error::ClusterUnavailable(e.to_string()),
+            });
+        }
+        state
+            .limits()
+            .check_request(self.caller)
+            .await
+            .map_err(|r| self.refused(r))?;
+        let body = read_body(&mut req, max_body).await?;
+        let sessions = state.sessions();
+        let session = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
+        let peek = streamable::peek(&body)?;
+        self.admit_message(&peek).await?;
+        let id = sse::session_id(&req).unwrap_or_default();
+        sse::post(&session, &id, &body, sessions, request_id).await
+    }
+
+    /// Counts a JSON-RPC message and, when it starts an agent run, checks the caller's
+    /// `agent_runs_per_minute`.
+    async fn admit_message(&self, peek: &streamable::Peek) -> Result<(), Error> {
+        let state = self.state;
+        state
+            .metrics()
+            .mcp_request(&self.agent.name, peek.method.as_deref());
+        if self
+            .agent
+            .starts_run(peek.method.as_deref(), peek.tool.as_deref())
+        {
+            state
+                .limits()
+                .check_agent_run(self.caller)
+                .await
+                .map_err(|r| self.refused(r))?;
+        }
+        Ok(())
+    }
+}
+
+/// The error for a refusal of the client layer, counting 429s in the metrics.
+fn refused(state: &AppState, refusal: Refusal, caller: Option<&Caller>, agent: &str) -> Error {
+    let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
+    if let Refusal::RateLimited { limit, .. } = &refusal {
+        state
+            .metrics()
+            .rate_limited(who.unwrap_or("anonymous"), limit);
+    }
+    Error::from_refusal(refusal, who, agent)
+}
+
+/// Stage 1: what is refused before anything else. Returns whether the request is a hop from
+/// another replica (cluster mode: it carries the cluster's secret; it names the client's
+/// address, and the Host it was sent to is ours by definition).
+fn screen(req: &mut Request, state: &AppState) -> Result<bool, Error> {
+    if state.is_draining() {
+        return Err(Error::ShuttingDown);
+    }
+    let hop = state.cluster().is_some_and(|c| c.is_hop(req.headers()));
+    if !hop {
+        super::guard::check(req, state.settings())?;
+    }
+    check_sizes(req)?;
+    Ok(hop)
+}
+
+/// Stage 2: the client's address, put into the request for the transports. Behind a
+/// trusted balancer it is the one X-Forwarded-For names; on a hop, the one the replica
+/// that forwarded it says.
+fn client_address(req: &mut Request, state: &AppState, hop: bool) -> IpAddr {
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let trusted = &state.settings().trusted_proxies;
+    let mut ip = if trusted.is_empty() {
+        peer
+    } else {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        crate::config::proxies::client_ip(peer, forwarded, trusted)
+    };
+    if hop {
+        if let Some(client) = req
+            .headers()
+            .get(crate::cluster::forward::CLIENT_IP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            ip = client;
+        }
+        req.headers_mut()
+            .remove(crate::cluster::forward::HOP_HEADER);
+        req.headers_mut()
+            .remove(crate::cluster::forward::CLIENT_IP_HEADER);
+    }
+    req.extensions_mut().insert(ClientIp(ip));
+    ip
+}
+
+/// The request's id: the outermost middleware (`app::routes`) names every request; this
+/// names one when the endpoint is mounted on its own.
+fn request_id(req: &mut Request) -> RequestId {
+    match req.extensions().get::<RequestId>() {
+        Some(id) => id.clone(),
+        None => {
+            let id = RequestId::of(req);
+            req.extensions_mut().insert(id.clone());
+            id
+        }
+    }
+}
+
+/// Stage 3: `/agents/<name>/<kind>` → `(name, kind)`.
+fn route(path: &str) -> Result<(String, Kind), Error> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let (Some("agents"), Some(name), Some(kind), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(Error::NoRoute(path.to_owned()));
+    };
+    let kind = match kind {
+        "sse" => Kind::Sse,
+        "mcp" => Kind::Mcp,
+        "messages" => Kind::Messages,
+        _ => return Err(Error::NoRoute(path.to_owned())),
+    };
+    Ok((name.to_owned(), kind))
+}
+
+fn check_sizes(req: &Request) -> Result<(), Error> {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(Error::UriTooLong(MAX_URI_BYTES));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Error::HeadersTooLarge(MAX_HEADER_BYTES));
+    }
+    Ok(())
+}
+
+/// The whole body, or 413 past `limit`.
+async fn read_body(req: &mut Request, limit: usize) -> Result<bytes::Bytes, Error> {
+    match req.take_body().into_bytes_limit(limit).await {
+        Ok(b) => Ok(b),
+        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Error::BodyTooLarge(limit)),
+        Err(e) => Err(Error::BodyRead(e.to_string())),
+    }
+}
+
+/// Forwards a legacy POST to replica `node` and relays its answer.
+async fn forward(
+    cluster: &crate::cluster::Cluster,
+    node: &str,
+    path: &str,
+    authorization: Option<&HeaderValue>,
+    request_id: &RequestId,
+    ip: IpAddr,
+    body: bytes::Bytes,
+) -> Result<Response, crate::cluster::forward::ForwardError> {
+    let relayed = cluster
+        .forward(node, path, authorization, &request_id.0, ip, body)
+        .await?;
+    let mut response = Response::builder().status(relayed.status);
+    if let Some(content_type) = relayed.content_type {
+        response = response.header(poem::http::header::CONTENT_TYPE, content_type);
+    }
+    Ok(response.body(relayed.body))
+}

@@ -1,0 +1,63 @@
+//! What the edge learns of an HTTP request and hands down to the transports and the handler
+//! through request extensions: the client's address, the request's id, who sent it.
+
+use std::sync::Arc;
+
+use poem::Request;
+
+use crate::clients::Caller;
+use crate::sessions::Peer;
+
+/// The peer address of a request, carried into rmcp's request extensions (poem's
+/// conversion to an `http::Request` drops the remote address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The id of an HTTP request (its `X-Request-Id`, or one made up), carried into rmcp's
+/// request extensions so the tool-call log line names it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    /// The request's `X-Request-Id` if it is sane, else a new one.
+    pub fn of(req: &Request) -> Self {
+        let given = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+        Self(match given {
+            Some(id) => id.into(),
+            None => uuid::Uuid::new_v4().simple().to_string().into(),
+        })
+    }
+}
+
+/// Who sent a request: its client, its address (`ip`, as the edge resolved it) and user agent.
+pub fn peer_of_request(req: &Request, caller: &Caller, ip: std::net::IpAddr) -> Peer {
+    Peer {
+        client: caller.name().cloned(),
+        ip: Some(ip),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// Who sent a message, from the HTTP parts rmcp put into its extensions.
+pub fn peer_of(extensions: &rmcp::model::Extensions) -> Peer {
+    let Some(parts) = extensions.get::<poem::http::request::Parts>() else {
+        return Peer::default();
+    };
+    Peer {
+        client: None,
+        ip: parts.extensions.get::<ClientIp>().map(|c| c.0),
+        user_agent: parts
+            .headers
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
