@@ -10,6 +10,7 @@ mod browser;
 mod clients;
 mod cluster;
 mod config_errors;
+mod conformance;
 mod console;
 mod fake_llm;
 mod fake_servicenow;
