@@ -9,14 +9,24 @@ use serde_json::json;
 
 use crate::helpers::{SseClient, fixture, tool_json};
 
-/// Starts `switchboard serve` on a free port; returns the child, its address and its log
-/// lines up to "listening".
+/// Starts `switchboard serve` with the fixture agents on a free port; returns the child, its
+/// address and its log lines up to "listening".
 fn start(data: &std::path::Path) -> (Child, String, Vec<String>) {
+    let agents = fixture("agents/valid");
+    start_serve(&[
+        "--agents".as_ref(),
+        agents.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ])
+}
+
+/// Starts `switchboard serve --listen 127.0.0.1:0 <args>`; returns the child, its address and
+/// its log lines up to "listening".
+pub(crate) fn start_serve(args: &[&std::ffi::OsStr]) -> (Child, String, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--agents"])
-        .arg(fixture("agents/valid"))
-        .arg("--data")
-        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

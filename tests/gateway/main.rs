@@ -11,6 +11,7 @@ mod browser;
 mod clients;
 mod cluster;
 mod config_errors;
+mod conformance;
 mod console;
 mod fake_llm;
 mod fake_servicenow;
