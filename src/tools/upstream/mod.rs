@@ -23,13 +23,11 @@
 //! Header values are secrets (API keys, bearer tokens): they are never logged, and the
 //! configuration's `Debug` output redacts them.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use poem::http::{HeaderName, HeaderValue, Uri};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
     ErrorCode, Implementation, JsonObject, ResourceContents, Tool,
@@ -38,173 +36,13 @@ use rmcp::service::{ClientInitializeError, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientCacheConfig, RoleClient, ServiceError, ServiceExt as _};
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{CallContext, Error, Output};
 
-/// Headers that the MCP client sets itself; a configured value would clash with them.
-const RESERVED_HEADERS: &[&str] = &[
-    "accept",
-    "content-type",
-    "content-length",
-    "host",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-];
+mod config;
 
-/// `[[tools]] type = "mcp"`.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamToolConfig {
-    /// The upstream server's Streamable HTTP URL, e.g. `http://localhost:9000/mcp`.
-    pub url: String,
-    /// Headers sent with every request (e.g. `Authorization = "Bearer ${TOKEN}"`).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Prepended to every upstream tool name (e.g. `"github_"`), to avoid clashes.
-    #[serde(default)]
-    pub prefix: String,
-    /// Only these upstream tools (names before the prefix); default: all.
-    pub allow: Option<Vec<String>>,
-    /// Timeout of one upstream call, in seconds. Default 60.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-fn default_timeout() -> u64 {
-    60
-}
-
-/// Redacts the header values: they usually carry credentials.
-impl fmt::Debug for UpstreamToolConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|name| (name.as_str(), "[redacted]"))
-            .collect();
-        f.debug_struct("UpstreamToolConfig")
-            .field("url", &self.url)
-            .field("headers", &headers)
-            .field("prefix", &self.prefix)
-            .field("allow", &self.allow)
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
-    }
-}
-
-impl UpstreamToolConfig {
-    /// Checks what serde cannot: `(key, message)` pairs.
-    ///
-    /// `url` must be an absolute `http`/`https` URL; header names and values must be legal
-    /// HTTP and not headers the MCP client sets itself; `prefix` may only use `A-Z`, `a-z`,
-    /// `0-9`, `_` and `-`; `allow` entries must not be empty; `timeout_secs` must be at
-    /// least 1. Messages never include a header's value.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        let mut errors = Vec::new();
-        if let Err(message) = check_url(&self.url) {
-            errors.push(("url".to_owned(), message));
-        }
-        let mut seen_names = std::collections::HashSet::new();
-        for (name, value) in &self.headers {
-            let key = format!("headers.{name}");
-            if !seen_names.insert(name.to_ascii_lowercase()) {
-                errors.push((
-                    key,
-                    format!("{name:?} is given twice (header names ignore case)"),
-                ));
-                continue;
-            }
-            match HeaderName::from_bytes(name.as_bytes()) {
-                Err(_) => errors.push((key, format!("{name:?} is not a valid HTTP header name"))),
-                Ok(header) if RESERVED_HEADERS.contains(&header.as_str()) => errors.push((
-                    key,
-                    format!("{name:?} is set by the MCP client itself and cannot be configured"),
-                )),
-                Ok(_) => {
-                    if HeaderValue::from_str(value).is_err() {
-                        errors.push((
-                            key,
-                            "the value is not a valid HTTP header value (control characters or non-ASCII text)"
-                                .to_owned(),
-                        ));
-                    }
-                }
-            }
-        }
-        if !self
-            .prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            errors.push((
-                "prefix".to_owned(),
-                format!(
-                    "{:?} is not a valid tool name prefix: use only A-Z, a-z, 0-9, '_' and '-'",
-                    self.prefix
-                ),
-            ));
-        }
-        if let Some(allow) = &self.allow {
-            for (i, name) in allow.iter().enumerate() {
-                if name.trim().is_empty() {
-                    errors.push((
-                        format!("allow[{i}]"),
-                        "an allowed tool name must not be empty".to_owned(),
-                    ));
-                }
-            }
-        }
-        if self.timeout_secs == 0 {
-            errors.push((
-                "timeout_secs".to_owned(),
-                "must be at least 1 (seconds)".to_owned(),
-            ));
-        }
-        errors
-    }
-
-    /// The configured headers in the client's form, values marked sensitive.
-    fn header_map(&self) -> Result<HashMap<HeaderName, HeaderValue>, String> {
-        self.headers
-            .iter()
-            .map(|(name, value)| {
-                let header = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| format!("header {name:?} is not a valid HTTP header name"))?;
-                let mut value = HeaderValue::from_str(value).map_err(|_| {
-                    format!("the value of header {name:?} is not a valid HTTP header value")
-                })?;
-                value.set_sensitive(true);
-                Ok((header, value))
-            })
-            .collect()
-    }
-}
-
-fn check_url(url: &str) -> Result<(), String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => {
-            return Err(format!(
-                "{url:?} uses the {other:?} scheme: an upstream MCP server must be reached over http or https"
-            ));
-        }
-        None => {
-            return Err(format!(
-                "{url:?} is not an absolute URL: write it as http://host:port/path"
-            ));
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok(())
-}
+pub use config::UpstreamToolConfig;
 
 /// One open client session with the upstream.
 struct Connection {
@@ -665,5 +503,4 @@ fn content_text(content: &[ContentBlock]) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-#[path = "upstream_tests.rs"]
 mod tests;

@@ -2,6 +2,7 @@
 //! real HTTP listener: config validation, listing and prefixing, calls and their results,
 //! headers, timeouts, cancellation and the session lifecycle.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use poem::listener::TcpAcceptor;
@@ -15,6 +16,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, Json, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
