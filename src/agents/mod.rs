@@ -156,13 +156,15 @@ impl AgentSpec {
                     );
                     tools.push(tool);
                 }
-                Err((key, msg)) => {
-                    let key = if key.is_empty() {
-                        format!("tools[{i}]")
-                    } else {
-                        format!("tools[{i}].{key}")
-                    };
-                    err(&key, msg);
+                Err(problems) => {
+                    for (key, msg) in problems {
+                        let key = if key.is_empty() {
+                            format!("tools[{i}]")
+                        } else {
+                            format!("tools[{i}].{key}")
+                        };
+                        err(&key, msg);
+                    }
                 }
             }
         }

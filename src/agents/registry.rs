@@ -428,23 +428,55 @@ fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Erro
         .and_then(|s| s.to_str())
         .unwrap_or_default();
     let name = AgentName::parse(stem).map_err(|m| Errors(vec![Error::file(file, m)]));
-    let parsed = config::parse_file::<AgentConfig>(file, text, vars);
+    let parsed = config::parse_file_recovering::<AgentConfig>(file, text, vars);
+    let variables = config::referenced_variables(text);
     match (name, parsed) {
         (Ok(name), Ok(config)) => {
-            let mut spec = AgentSpec::validate_with_variables(
-                name,
-                file,
-                config,
-                &config::referenced_variables(text),
-            )
-            .map_err(Errors)?;
+            let mut spec = AgentSpec::validate_with_variables(name, file, config, &variables)
+                .map_err(Errors)?;
             spec.source = text.to_owned();
             Ok(spec)
         }
         (name, parsed) => {
             let mut errors = Errors::default();
-            errors.extend(name.err().into_iter().flat_map(|e| e.0));
-            errors.extend(parsed.err().into_iter().flat_map(|e| e.0));
+            let name = match name {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            };
+            // Whatever can still be checked is, so that one problem does not hide another:
+            // with a bad name, the whole file (a name derived from the file's stands in);
+            // with keys that were wrong, the [[tools]] entries, which do not depend on them.
+            let stand_in = || {
+                let stem: String = stem
+                    .chars()
+                    .map(|c| match c.to_ascii_lowercase() {
+                        c @ ('a'..='z' | '0'..='9' | '-') => c,
+                        _ => '-',
+                    })
+                    .collect();
+                AgentName::parse(&stem)
+                    .or_else(|_| AgentName::parse("agent"))
+                    .ok()
+            };
+            let (config, only_tools) = match parsed {
+                Ok(config) => (Some(config), false),
+                Err((recovered, parse_errors)) => {
+                    errors.extend(parse_errors.0);
+                    (recovered, true)
+                }
+            };
+            if let Some(config) = config
+                && let Some(name) = name.or_else(stand_in)
+                && let Err(more) =
+                    AgentSpec::validate_with_variables(name, file, config, &variables)
+            {
+                errors.extend(more.into_iter().filter(|e| {
+                    !only_tools || e.key.as_deref().is_some_and(|k| k.starts_with("tools["))
+                }));
+            }
             Err(errors)
         }
     }

@@ -117,6 +117,26 @@ impl ServiceNowToolConfig {
         self.spec().err().unwrap_or_default()
     }
 
+    /// The problems of each value on its own, whatever the store: a zero `timeout_secs`, a
+    /// malformed `instance_url`. Used when `store` itself is wrong, so that it does not hide
+    /// them.
+    pub fn value_errors(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if let Some(url) = self.instance_url.as_deref().map(str::trim)
+            && !url.is_empty()
+            && let Err(message) = instance_url(url)
+        {
+            errors.push(("instance_url".to_owned(), message));
+        }
+        if self.timeout_secs == Some(0) {
+            errors.push((
+                "timeout_secs".to_owned(),
+                "must be at least 1 (seconds)".to_owned(),
+            ));
+        }
+        errors
+    }
+
     /// The validated store choice.
     ///
     /// # Errors
