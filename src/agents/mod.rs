@@ -140,6 +140,14 @@ impl AgentSpec {
                 None
             }
         };
+        if expose_tools && !expose_agent && c.tools.is_empty() {
+            err(
+                "expose",
+                "[\"tools\"] exposes the agent's inner tools, but it has no [[tools]]: \
+                 add one, or expose \"agent\""
+                    .into(),
+            );
+        }
         let mut tools = Vec::with_capacity(c.tools.len());
         for (i, table) in c.tools.into_iter().enumerate() {
             match ToolConfig::parse(table) {
@@ -180,7 +188,10 @@ impl AgentSpec {
                         format!("duplicate tool {tool_name:?}: tools[{first}] already provides it"),
                     );
                 }
-                if expose_agent && expose_tools && tool_name == name.as_str() {
+                // An agent tool that runs this very agent is a cycle, reported as one with
+                // the other references between agents (`registry`), not as a name clash.
+                let calls_itself = tool.target_agent() == Some(name.as_str());
+                if expose_agent && expose_tools && tool_name == name.as_str() && !calls_itself {
                     err(
                         &format!("tools[{i}]"),
                         format!(
