@@ -423,6 +423,17 @@ impl Agent {
         all
     }
 
+    /// How many tools MCP clients see: the agent tool when exposed, and the inner tools
+    /// (as listed now) when exposed.
+    pub fn exposed_tool_count(&self) -> usize {
+        let inner = if self.spec.expose_tools {
+            self.all_tool_definitions().len()
+        } else {
+            0
+        };
+        usize::from(self.spec.expose_agent) + inner
+    }
+
     /// Connects the agent's upstream MCP servers and lists their tools; failures are
     /// logged, and retried on the next call or listing that needs them.
     pub async fn connect_upstreams(&self) {
