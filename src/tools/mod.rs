@@ -191,8 +191,8 @@ impl ToolConfig {
     /// # Errors
     /// Every `(key within the entry, message)` problem: a missing or unknown `type`, or every
     /// mismatch of the kind's own keys; when the entry could still be read without the wrong
-    /// keys, also the problems of the values that were read, each on its own
-    /// ([`Self::value_errors`]), so that one wrong key does not hide another.
+    /// keys, also what [`Self::validate`] finds in the rest (only [`Self::value_errors`] when
+    /// `store` is the wrong key), so that one wrong key does not hide another.
     pub fn parse(mut table: toml::Table) -> Result<Self, Vec<(String, String)>> {
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
@@ -227,7 +227,16 @@ impl ToolConfig {
             } if errors.is_empty() => Ok(tool),
             crate::config::Recovered { value, mut errors } => {
                 if let Some(tool) = value {
-                    errors.extend(tool.value_errors());
+                    // With `store` wrong, which keys apply is unknown: each value is checked
+                    // on its own. Otherwise the whole entry is, except the keys already
+                    // reported (taken out, they would look missing).
+                    let more = if errors.iter().any(|(key, _)| key == "store") {
+                        tool.value_errors()
+                    } else {
+                        tool.validate()
+                    };
+                    let reported: Vec<String> = errors.iter().map(|(k, _)| k.clone()).collect();
+                    errors.extend(more.into_iter().filter(|(k, _)| !reported.contains(k)));
                 }
                 Err(errors)
             }

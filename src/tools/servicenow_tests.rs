@@ -664,3 +664,28 @@ fn schemas_tell_clients_servicenow_field_lengths() {
     assert_eq!(update["close_notes"]["maxLength"], 4000);
     assert!(update["number"].get("maxLength").is_none());
 }
+
+#[test]
+fn a_wrong_key_does_not_hide_the_entrys_other_problems() {
+    let parse = |text: &str| {
+        let mut errors = crate::tools::ToolConfig::parse(toml::from_str(text).unwrap())
+            .err()
+            .unwrap_or_default();
+        errors.sort();
+        errors
+    };
+    // An unknown store: each value is still checked on its own.
+    let errors = parse("type = \"servicenow\"\nstore = \"sqlite3\"\ntimeout_secs = 0\n");
+    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["store", "timeout_secs"], "{errors:?}");
+    // A mistyped key: the rest of the entry is still validated, the key itself only once.
+    let errors = parse(
+        "type = \"servicenow\"\nstore = \"table_api\"\ninstance_url = \"ftp://x\"\nusername = \"u\"\npassword = 5\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["instance_url", "password"], "{errors:?}");
+    assert!(
+        errors[1].1.starts_with("invalid type: integer `5`"),
+        "{errors:?}"
+    );
+}
