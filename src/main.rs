@@ -310,7 +310,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         }
         for agent in registry.iter() {
             let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
-            tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.all_tool_definitions().len(), "Agent ready.");
+            tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.exposed_tool_count(), "Agent ready.");
         }
         if settings.clients.is_empty() {
             tracing::warn!("No clients configured ([[clients]] in switchboard.toml or MCP_SECRET_TOKEN): MCP access is open to anyone who can reach this address; limits apply per client IP.");

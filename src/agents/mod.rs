@@ -101,6 +101,14 @@ impl AgentSpec {
                 None
             }
         };
+        if expose_tools && !expose_agent && c.tools.is_empty() {
+            err(
+                "expose",
+                "[\"tools\"] exposes the agent's inner tools, but it has no [[tools]]: \
+                 add one, or expose \"agent\""
+                    .into(),
+            );
+        }
         let mut tools = Vec::with_capacity(c.tools.len());
         for (i, table) in c.tools.into_iter().enumerate() {
             match ToolConfig::parse(table) {
@@ -117,13 +125,15 @@ impl AgentSpec {
                     );
                     tools.push(tool);
                 }
-                Err((key, msg)) => {
-                    let key = if key.is_empty() {
-                        format!("tools[{i}]")
-                    } else {
-                        format!("tools[{i}].{key}")
-                    };
-                    err(&key, msg);
+                Err(problems) => {
+                    for (key, msg) in problems {
+                        let key = if key.is_empty() {
+                            format!("tools[{i}]")
+                        } else {
+                            format!("tools[{i}].{key}")
+                        };
+                        err(&key, msg);
+                    }
                 }
             }
         }
@@ -139,7 +149,10 @@ impl AgentSpec {
                         format!("duplicate tool {tool_name:?}: tools[{first}] already provides it"),
                     );
                 }
-                if expose_agent && expose_tools && tool_name == name.as_str() {
+                // An agent tool that runs this very agent is a cycle, reported as one with
+                // the other references between agents (`registry`), not as a name clash.
+                let calls_itself = tool.target_agent() == Some(name.as_str());
+                if expose_agent && expose_tools && tool_name == name.as_str() && !calls_itself {
                     err(
                         &format!("tools[{i}]"),
                         format!(
@@ -369,6 +382,17 @@ impl Agent {
             );
         }
         all
+    }
+
+    /// How many tools MCP clients see: the agent tool when exposed, and the inner tools
+    /// (as listed now) when exposed.
+    pub fn exposed_tool_count(&self) -> usize {
+        let inner = if self.spec.expose_tools {
+            self.all_tool_definitions().len()
+        } else {
+            0
+        };
+        usize::from(self.spec.expose_agent) + inner
     }
 
     /// Connects the agent's upstream MCP servers and lists their tools; failures are

@@ -99,7 +99,17 @@ impl AgentRegistry {
     }
 
     /// Re-reads the agents directory: new files are added, changed files rebuilt, removed
-    /// files dropped; a file with any problem keeps its previous version (if it had one).
+    /// files dropped, under exactly the rules of startup. What would break a rule is not
+    /// applied and is reported (`file: key: message`), and the previous version of each file
+    /// involved keeps serving:
+    /// - a file with any problem of its own keeps its previous version (if it had one);
+    /// - references between agents are checked over the whole new set: a new version that
+    ///   names an unknown agent keeps the previous one; every new version in a cycle keeps
+    ///   the previous one (so no side of the cycle is served); an agent still used by
+    ///   another keeps serving after its file is removed, until nothing uses it;
+    /// - an agent that cannot be built keeps its previous version, and what used it is
+    ///   checked again.
+    ///
     /// Unchanged agents are kept as they are (the same `Arc`).
     pub fn reload(&mut self) -> ReloadReport {
         let mut report = ReloadReport::default();
@@ -110,86 +120,82 @@ impl AgentRegistry {
                 return report;
             }
         };
-        let mut errors: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
-        let mut next: BTreeMap<AgentName, Arc<Agent>> = BTreeMap::new();
-        let mut candidates: Vec<AgentSpec> = Vec::new();
+        let mut errors = FileErrors::default();
+        // Agents served as they are: unchanged files, and files that keep their previous version.
+        let mut kept: BTreeMap<AgentName, Arc<Agent>> = BTreeMap::new();
+        // New versions, valid on their own.
+        let mut candidates: BTreeMap<AgentName, AgentSpec> = BTreeMap::new();
         for file in &files {
+            let current = self.agents.values().find(|a| a.spec.file == *file);
             let text = match std::fs::read_to_string(file) {
                 Ok(t) => t,
                 Err(e) => {
-                    errors
-                        .entry(file.clone())
-                        .or_default()
-                        .push(format!("{}: cannot read: {e}", file.display()));
+                    errors.add(file, format!("{}: cannot read: {e}", file.display()));
+                    if let Some(old) = current {
+                        kept.insert(old.name().clone(), old.clone());
+                    }
                     continue;
                 }
             };
-            let current = self.agents.values().find(|a| a.spec.file == *file);
             if let Some(agent) = current
                 && agent.spec.source == text
             {
-                next.insert(agent.name().clone(), agent.clone());
+                kept.insert(agent.name().clone(), agent.clone());
                 continue;
             }
             match validate_text(file, &text, &self.vars) {
-                Ok(spec) => candidates.push(spec),
+                Ok(spec) => {
+                    candidates.insert(spec.name.clone(), spec);
+                }
                 Err(e) => {
-                    errors
-                        .entry(file.clone())
-                        .or_default()
-                        .extend(e.0.iter().map(ToString::to_string));
+                    for error in &e.0 {
+                        errors.add(file, error.to_string());
+                    }
                     if let Some(old) = current {
-                        next.insert(old.name().clone(), old.clone());
+                        kept.insert(old.name().clone(), old.clone());
                     }
                 }
             }
         }
-        // References between agents are checked over the whole new set.
-        let all_specs: Vec<AgentSpec> = next
-            .values()
-            .map(|a| a.spec.clone())
-            .chain(candidates.iter().cloned())
-            .collect();
-        let bad: Vec<Error> = check_agent_references(&all_specs);
-        candidates.retain(|spec| {
-            let mine: Vec<String> = bad
-                .iter()
-                .filter(|e| e.file == spec.file)
-                .map(ToString::to_string)
-                .collect();
-            if mine.is_empty() {
-                return true;
-            }
-            errors.entry(spec.file.clone()).or_default().extend(mine);
-            if let Some(old) = self.agents.get(&spec.name) {
-                next.insert(old.name().clone(), old.clone());
-            }
-            false
-        });
-        set_descriptions(
-            &self.resources,
-            next.values().map(|a| &a.spec).chain(candidates.iter()),
-        );
-        for spec in candidates {
-            let name = spec.name.clone();
-            let file = spec.file.clone();
-            match Agent::build(spec, &self.resources) {
-                Ok(agent) => {
-                    if self.agents.contains_key(&name) {
-                        report.changed.push(name.to_string());
-                    } else {
-                        report.added.push(name.to_string());
+        let built = loop {
+            self.settle_references(&mut kept, &mut candidates, &mut errors);
+            set_descriptions(
+                &self.resources,
+                kept.values().map(|a| &a.spec).chain(candidates.values()),
+            );
+            let mut built = BTreeMap::new();
+            let mut failed = Vec::new();
+            for (name, spec) in &candidates {
+                match Agent::build(spec.clone(), &self.resources) {
+                    Ok(agent) => {
+                        built.insert(name.clone(), Arc::new(agent));
                     }
-                    next.insert(name, Arc::new(agent));
-                }
-                Err(e) => {
-                    errors.entry(file).or_default().push(e.to_string());
-                    if let Some(old) = self.agents.get(&name) {
-                        next.insert(name, old.clone());
+                    Err(e) => {
+                        errors.add(&spec.file, e.to_string());
+                        failed.push(name.clone());
                     }
                 }
+            }
+            if failed.is_empty() {
+                break built;
+            }
+            // What used a version that could not be built is checked again without it.
+            for name in failed {
+                candidates.remove(&name);
+                if let Some(old) = self.agents.get(&name) {
+                    kept.insert(name, old.clone());
+                }
+            }
+        };
+        for name in built.keys() {
+            if self.agents.contains_key(name) {
+                report.changed.push(name.to_string());
+            } else {
+                report.added.push(name.to_string());
             }
         }
+        let mut next = kept;
+        next.extend(built);
         report.removed = self
             .agents
             .keys()
@@ -201,12 +207,85 @@ impl AgentRegistry {
             .filter(|(n, a)| self.agents.get(*n).is_some_and(|old| Arc::ptr_eq(old, a)))
             .map(|(n, _)| n.to_string())
             .collect();
-        report.errors = errors.values().flatten().cloned().collect();
+        report.errors = errors.0.values().flatten().cloned().collect();
+        if !report.errors.is_empty() {
+            // The caller logs each error; what was applied besides is said here, so that a
+            // reload with errors still logs what it added, changed and removed.
+            tracing::info!(
+                added = ?report.added,
+                changed = ?report.changed,
+                removed = ?report.removed,
+                errors = report.errors.len(),
+                "Agents reloaded with errors; the files named keep their previous version."
+            );
+        }
         let agents: Vec<Arc<Agent>> = next.values().cloned().collect();
         self.directory.set(&agents);
         self.agents = next;
-        self.errors = errors;
+        self.errors = errors.0;
         report
+    }
+
+    /// Takes back changes until the references between agents follow the rules of startup:
+    /// each problem's new versions go back to their previous ones (or away, for new files),
+    /// and an agent removed while another still uses it comes back. Every problem met on the
+    /// way is recorded on its file.
+    fn settle_references(
+        &self,
+        kept: &mut BTreeMap<AgentName, Arc<Agent>>,
+        candidates: &mut BTreeMap<AgentName, AgentSpec>,
+        errors: &mut FileErrors,
+    ) {
+        // Each round takes back at least one change, so this ends; the bound is a guard.
+        for _ in 0..=self.agents.len() + candidates.len() {
+            let specs: Vec<AgentSpec> = kept
+                .values()
+                .map(|a| a.spec.clone())
+                .chain(candidates.values().cloned())
+                .collect();
+            let problems = reference_problems(&specs);
+            if problems.is_empty() {
+                return;
+            }
+            let mut progressed = false;
+            for problem in problems {
+                errors.add(&problem.error.file, problem.error.to_string());
+                let culprits: Vec<&str> = match &problem.kind {
+                    ProblemKind::Cycle(cycle) => cycle.iter().map(String::as_str).collect(),
+                    ProblemKind::Unknown(_) if candidates.contains_key(&problem.agent) => {
+                        vec![problem.agent.as_str()]
+                    }
+                    ProblemKind::Unknown(target) => vec![target.as_str()],
+                };
+                for name in culprits {
+                    if candidates.remove(name).is_some() {
+                        if let Some(old) = self.agents.get(name) {
+                            kept.insert(old.name().clone(), old.clone());
+                        }
+                        progressed = true;
+                    } else if let Some(old) = self.agents.get(name)
+                        && !kept.contains_key(name)
+                    {
+                        // Removed, but still used: it keeps serving until nothing uses it.
+                        errors.add(
+                            &old.spec.file,
+                            format!(
+                                "{}: removed, but {} still uses it ({}): it keeps serving until \
+                                 no agent does",
+                                old.spec.file.display(),
+                                problem.agent,
+                                problem.error.key.as_deref().unwrap_or("tools"),
+                            ),
+                        );
+                        kept.insert(old.name().clone(), old.clone());
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
     }
 
     /// Problems of the last reload, by file.
@@ -305,54 +384,95 @@ impl AgentRunner for Directory {
     }
 }
 
-/// `type = "agent"` tools must name existing agents and must not form a cycle.
+/// A reference between agents that breaks the rules: what startup refuses and a reload
+/// must not serve.
+#[derive(Debug)]
+struct ReferenceProblem {
+    /// The agent whose file has the problem.
+    agent: AgentName,
+    /// What is wrong.
+    kind: ProblemKind,
+    /// The problem, naming the file and the `tools[i].agent` key.
+    error: Error,
+}
+
+#[derive(Debug)]
+enum ProblemKind {
+    /// A tool runs an agent that does not exist: its name.
+    Unknown(String),
+    /// The agent reaches itself: the agents of the cycle, from it.
+    Cycle(Vec<String>),
+}
+
+/// Problems by file, each message once, in the order found.
+#[derive(Default)]
+struct FileErrors(BTreeMap<PathBuf, Vec<String>>);
+
+impl FileErrors {
+    fn add(&mut self, file: &Path, message: String) {
+        let messages = self.0.entry(file.to_path_buf()).or_default();
+        if !messages.contains(&message) {
+            messages.push(message);
+        }
+    }
+}
+
+/// `type = "agent"` tools must name existing agents and must not form a cycle (an agent
+/// calling itself is one). A cycle is reported on every agent of it, from that agent.
 fn check_agent_references(specs: &[AgentSpec]) -> Vec<Error> {
+    reference_problems(specs)
+        .into_iter()
+        .map(|p| p.error)
+        .collect()
+}
+
+fn reference_problems(specs: &[AgentSpec]) -> Vec<ReferenceProblem> {
     let by_name: HashMap<&str, &AgentSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut errors = Vec::new();
-    for spec in specs {
+    let mut known: Vec<&str> = by_name.keys().copied().collect();
+    known.sort_unstable();
+    let mut problems = Vec::new();
+    let mut ordered: Vec<&AgentSpec> = specs.iter().collect();
+    ordered.sort_by(|a, b| a.name.cmp(&b.name));
+    for spec in ordered {
         for (i, tool) in spec.tools.iter().enumerate() {
             if let Some(target) = tool.target_agent()
                 && !by_name.contains_key(target)
             {
-                let known: Vec<&str> = by_name.keys().copied().collect();
-                errors.push(Error::key(
-                    &spec.file,
-                    format!("tools[{i}].agent"),
-                    format!(
-                        "unknown agent {target:?}; agents here: {}",
-                        known.join(", ")
+                problems.push(ReferenceProblem {
+                    agent: spec.name.clone(),
+                    kind: ProblemKind::Unknown(target.to_owned()),
+                    error: Error::key(
+                        &spec.file,
+                        format!("tools[{i}].agent"),
+                        format!(
+                            "unknown agent {target:?}; agents here: {}",
+                            known.join(", ")
+                        ),
                     ),
-                ));
+                });
             }
         }
-    }
-    // A cycle through each agent is reported once, on the first agent of it (by name).
-    let mut reported = std::collections::HashSet::new();
-    let mut names: Vec<&str> = by_name.keys().copied().collect();
-    names.sort_unstable();
-    for start in names {
-        if let Some(cycle) = find_cycle(start, &by_name)
-            && cycle.iter().all(|n| !reported.contains(n))
-        {
-            reported.extend(cycle.iter().copied());
-            if let Some(spec) = by_name.get(start) {
-                let index = spec
-                    .tools
-                    .iter()
-                    .position(|t| t.target_agent() == cycle.get(1).copied())
-                    .unwrap_or(0);
-                errors.push(Error::key(
+        if let Some(cycle) = find_cycle(spec.name.as_str(), &by_name) {
+            let index = spec
+                .tools
+                .iter()
+                .position(|t| t.target_agent() == cycle.get(1).copied())
+                .unwrap_or(0);
+            problems.push(ReferenceProblem {
+                agent: spec.name.clone(),
+                kind: ProblemKind::Cycle(cycle.iter().map(|n| (*n).to_owned()).collect()),
+                error: Error::key(
                     &spec.file,
                     format!("tools[{index}].agent"),
                     format!(
                         "agents call each other in a cycle: {}; an agent may not reach itself",
                         cycle.join(" -> ")
                     ),
-                ));
-            }
+                ),
+            });
         }
     }
-    errors
+    problems
 }
 
 /// A path `start -> ... -> start` through `type = "agent"` tools, if there is one.
@@ -428,23 +548,55 @@ fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Erro
         .and_then(|s| s.to_str())
         .unwrap_or_default();
     let name = AgentName::parse(stem).map_err(|m| Errors(vec![Error::file(file, m)]));
-    let parsed = config::parse_file::<AgentConfig>(file, text, vars);
+    let parsed = config::parse_file_recovering::<AgentConfig>(file, text, vars);
+    let variables = config::referenced_variables(text);
     match (name, parsed) {
         (Ok(name), Ok(config)) => {
-            let mut spec = AgentSpec::validate_with_variables(
-                name,
-                file,
-                config,
-                &config::referenced_variables(text),
-            )
-            .map_err(Errors)?;
+            let mut spec = AgentSpec::validate_with_variables(name, file, config, &variables)
+                .map_err(Errors)?;
             spec.source = text.to_owned();
             Ok(spec)
         }
         (name, parsed) => {
             let mut errors = Errors::default();
-            errors.extend(name.err().into_iter().flat_map(|e| e.0));
-            errors.extend(parsed.err().into_iter().flat_map(|e| e.0));
+            let name = match name {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    errors.extend(e.0);
+                    None
+                }
+            };
+            // Whatever can still be checked is, so that one problem does not hide another:
+            // with a bad name, the whole file (a name derived from the file's stands in);
+            // with keys that were wrong, the [[tools]] entries, which do not depend on them.
+            let stand_in = || {
+                let stem: String = stem
+                    .chars()
+                    .map(|c| match c.to_ascii_lowercase() {
+                        c @ ('a'..='z' | '0'..='9' | '-') => c,
+                        _ => '-',
+                    })
+                    .collect();
+                AgentName::parse(&stem)
+                    .or_else(|_| AgentName::parse("agent"))
+                    .ok()
+            };
+            let (config, only_tools) = match parsed {
+                Ok(config) => (Some(config), false),
+                Err((recovered, parse_errors)) => {
+                    errors.extend(parse_errors.0);
+                    (recovered, true)
+                }
+            };
+            if let Some(config) = config
+                && let Some(name) = name.or_else(stand_in)
+                && let Err(more) =
+                    AgentSpec::validate_with_variables(name, file, config, &variables)
+            {
+                errors.extend(more.into_iter().filter(|e| {
+                    !only_tools || e.key.as_deref().is_some_and(|k| k.starts_with("tools["))
+                }));
+            }
             Err(errors)
         }
     }

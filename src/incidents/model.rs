@@ -45,6 +45,84 @@ pub enum Violation {
     /// An update that changes nothing.
     #[error("nothing to update: give at least one field to change besides the number")]
     NothingToUpdate,
+    /// A text longer than ServiceNow's field holds ([`FIELD_LIMITS`]).
+    #[error(
+        "{field} is too long: {given} characters given, and ServiceNow's incident field holds \
+         at most {limit}"
+    )]
+    TooLong {
+        /// The field, as the tools name it.
+        field: &'static str,
+        /// The most characters it holds.
+        limit: usize,
+        /// How many characters were given (surrounding spaces aside).
+        given: usize,
+    },
+}
+
+// === Field lengths ===
+
+/// The most characters each text field of an incident holds on ServiceNow, by the tools'
+/// field names. Both stores refuse longer texts with [`Violation::TooLong`], so that a call
+/// that works on the embedded store works on an instance too.
+///
+/// Source: the `max_length` of the fields in ServiceNow's base system dictionary
+/// (`sys_dictionary`, tables `task` and `incident`): `short_description` 160, `description`
+/// 4000, `work_notes` and `close_notes` 4000 (one entry of the journal; the journal itself
+/// grows), `category` and `close_code` 40 (choice fields). `caller` (`caller_id`),
+/// `assignment_group` and `assigned_to` are references: ServiceNow stores a 32-character
+/// `sys_id`, and the tools send a name that the instance resolves
+/// (`sysparm_input_display_value=true`), so they are held to the longest name those
+/// resolve against, a group's `name` (80; a user ID, `sys_user.user_name`, holds 40:
+/// ServiceNow KB2029092). An instance may have been configured with other lengths.
+pub const FIELD_LIMITS: &[(&str, usize)] = &[
+    ("short_description", 160),
+    ("description", 4000),
+    ("caller", 80),
+    ("category", 40),
+    ("assignment_group", 80),
+    ("assigned_to", 80),
+    ("work_notes", 4000),
+    ("close_code", 40),
+    ("close_notes", 4000),
+];
+
+/// The most characters `field` holds, if it is a text field with a limit.
+pub fn max_length(field: &str) -> Option<usize> {
+    FIELD_LIMITS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, limit)| *limit)
+}
+
+/// Checks `value` of `field` against [`FIELD_LIMITS`], counting characters (not bytes) of
+/// the value as the stores keep it (trimmed).
+///
+/// # Errors
+/// [`Violation::TooLong`] naming the field, its limit and the length given.
+pub fn check_length(field: &'static str, value: &str) -> Result<(), Violation> {
+    let Some(limit) = max_length(field) else {
+        return Ok(());
+    };
+    let given = value.trim().chars().count();
+    if given > limit {
+        Err(Violation::TooLong {
+            field,
+            limit,
+            given,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_lengths<'a>(
+    fields: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) -> Result<(), Violation> {
+    fields
+        .into_iter()
+        .filter_map(|(field, value)| value.map(|v| (field, v)))
+        .try_for_each(|(field, value)| check_length(field, value))
 }
 
 // === Identifiers and timestamps ===
@@ -296,12 +374,31 @@ pub struct IncidentPatch {
 }
 
 impl NewIncident {
-    /// The same fields trimmed, blank ones dropped, after checking the rule every new
-    /// incident follows (a non-blank summary). Both stores create from this form.
+    /// Checks every text against ServiceNow's field lengths ([`FIELD_LIMITS`]).
     ///
     /// # Errors
-    /// [`Violation::EmptyShortDescription`] when the summary is blank.
+    /// [`Violation::TooLong`] for the first text that is too long, in field order.
+    pub fn check_lengths(&self) -> Result<(), Violation> {
+        check_lengths([
+            ("short_description", Some(self.short_description.as_str())),
+            ("description", self.description.as_deref()),
+            ("caller", self.caller.as_deref()),
+            ("category", self.category.as_deref()),
+            ("assignment_group", self.assignment_group.as_deref()),
+            ("assigned_to", self.assigned_to.as_deref()),
+            ("work_notes", self.work_notes.as_deref()),
+        ])
+    }
+
+    /// The same fields trimmed, blank ones dropped, after checking the rules every new
+    /// incident follows (a non-blank summary, ServiceNow's field lengths). Both stores
+    /// create from this form.
+    ///
+    /// # Errors
+    /// [`Violation::EmptyShortDescription`] when the summary is blank,
+    /// [`Violation::TooLong`] when a text is longer than its field holds.
     pub fn cleaned(self) -> Result<Self, Violation> {
+        self.check_lengths()?;
         Ok(Self {
             short_description: clean(self.short_description)
                 .ok_or(Violation::EmptyShortDescription)?,
@@ -318,6 +415,24 @@ impl NewIncident {
 }
 
 impl IncidentPatch {
+    /// Checks every text against ServiceNow's field lengths ([`FIELD_LIMITS`]).
+    ///
+    /// # Errors
+    /// [`Violation::TooLong`] for the first text that is too long, in field order.
+    pub fn check_lengths(&self) -> Result<(), Violation> {
+        check_lengths([
+            ("short_description", self.short_description.as_deref()),
+            ("description", self.description.as_deref()),
+            ("caller", self.caller.as_deref()),
+            ("category", self.category.as_deref()),
+            ("assignment_group", self.assignment_group.as_deref()),
+            ("assigned_to", self.assigned_to.as_deref()),
+            ("work_notes", self.work_notes.as_deref()),
+            ("close_code", self.close_code.as_deref()),
+            ("close_notes", self.close_notes.as_deref()),
+        ])
+    }
+
     /// True when the patch would change nothing.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
@@ -395,12 +510,13 @@ impl Incident {
     /// `updated_at` becomes `now`. `self` is left unchanged.
     ///
     /// # Errors
-    /// A [`Violation`] when the patch is empty, blanks the summary, or resolves without close
-    /// notes.
+    /// A [`Violation`] when the patch is empty, has a text longer than its field holds,
+    /// blanks the summary, or resolves without close notes.
     pub fn patched(&self, patch: IncidentPatch, now: OffsetDateTime) -> Result<Self, Violation> {
         if patch.is_empty() {
             return Err(Violation::NothingToUpdate);
         }
+        patch.check_lengths()?;
         let touches_resolution = patch.state.is_some() || patch.close_notes.is_some();
         let mut next = self.clone();
         if let Some(summary) = patch.short_description {

@@ -282,3 +282,65 @@ fn incident_serializes_to_display_values() {
     assert_eq!(value["description"], "");
     assert_eq!(value.as_object().unwrap().len(), 18);
 }
+
+#[test]
+fn texts_longer_than_servicenow_holds_are_refused_by_the_rules() {
+    // Arrange: one character over each limit, and exactly at it (in characters, not bytes).
+    for &(field, limit) in FIELD_LIMITS {
+        assert_eq!(
+            check_length(field, &"é".repeat(limit)),
+            Ok(()),
+            "{field} at its limit"
+        );
+        // Surrounding spaces are not kept, so they do not count.
+        assert_eq!(
+            check_length(field, &format!("  {}  ", "a".repeat(limit))),
+            Ok(())
+        );
+        assert_eq!(
+            check_length(field, &"a".repeat(limit + 1)),
+            Err(Violation::TooLong {
+                field,
+                limit,
+                given: limit + 1
+            }),
+            "{field}"
+        );
+    }
+    assert_eq!(max_length("short_description"), Some(160));
+
+    // Act / Assert: opening and patching follow them, whichever store calls.
+    let too_long = "s".repeat(161);
+    let err = Incident::open(
+        IncidentNumber::parse("INC0000101").unwrap(),
+        new_sys_id(),
+        NewIncident {
+            short_description: too_long.clone(),
+            ..NewIncident::default()
+        },
+        T0,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "short_description is too long: 161 characters given, and ServiceNow's incident field \
+         holds at most 160"
+    );
+    let err = incident()
+        .patched(
+            IncidentPatch {
+                close_notes: Some("n".repeat(4001)),
+                ..IncidentPatch::default()
+            },
+            T1,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Violation::TooLong {
+            field: "close_notes",
+            limit: 4000,
+            given: 4001
+        }
+    );
+}

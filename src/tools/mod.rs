@@ -189,32 +189,68 @@ impl ToolConfig {
     /// Parses one `[[tools]]` table.
     ///
     /// # Errors
-    /// `(key within the entry, message)`: a missing or unknown `type`, or the first
-    /// mismatch of the kind's own keys.
-    pub fn parse(mut table: toml::Table) -> Result<Self, (String, String)> {
+    /// Every `(key within the entry, message)` problem: a missing or unknown `type`, or every
+    /// mismatch of the kind's own keys; when the entry could still be read without the wrong
+    /// keys, also what [`Self::validate`] finds in the rest (only [`Self::value_errors`] when
+    /// `store` is the wrong key), so that one wrong key does not hide another.
+    pub fn parse(mut table: toml::Table) -> Result<Self, Vec<(String, String)>> {
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
             Some(other) => {
-                return Err((
+                return Err(vec![(
                     "type".into(),
                     format!("expected a string, found {}", other.type_str()),
-                ));
+                )]);
             }
             None => {
-                return Err((
+                return Err(vec![(
                     "type".into(),
                     format!("missing: every [[tools]] entry needs a type ({TOOL_TYPES})"),
-                ));
+                )]);
             }
         };
-        match kind.as_str() {
-            "servicenow" => parse_kind(table).map(ToolConfig::Servicenow),
-            "agent" => parse_kind(table).map(ToolConfig::Agent),
-            "mcp" => parse_kind(table).map(ToolConfig::Mcp),
-            other => Err((
-                "type".into(),
-                format!("unknown tool type {other:?}, expected one of: {TOOL_TYPES}"),
-            )),
+        let recovered = match kind.as_str() {
+            "servicenow" => parse_kind(table, ToolConfig::Servicenow),
+            "agent" => parse_kind(table, ToolConfig::Agent),
+            "mcp" => parse_kind(table, ToolConfig::Mcp),
+            other => {
+                return Err(vec![(
+                    "type".into(),
+                    format!("unknown tool type {other:?}, expected one of: {TOOL_TYPES}"),
+                )]);
+            }
+        };
+        match recovered {
+            crate::config::Recovered {
+                value: Some(tool),
+                errors,
+            } if errors.is_empty() => Ok(tool),
+            crate::config::Recovered { value, mut errors } => {
+                if let Some(tool) = value {
+                    // With `store` wrong, which keys apply is unknown: each value is checked
+                    // on its own. Otherwise the whole entry is, except the keys already
+                    // reported (taken out, they would look missing).
+                    let more = if errors.iter().any(|(key, _)| key == "store") {
+                        tool.value_errors()
+                    } else {
+                        tool.validate()
+                    };
+                    let reported: Vec<String> = errors.iter().map(|(k, _)| k.clone()).collect();
+                    errors.extend(more.into_iter().filter(|(k, _)| !reported.contains(k)));
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// The problems of each value on its own, whatever the entry's other keys say (a zero
+    /// timeout, a malformed URL): what can still be reported about an entry some of whose
+    /// keys are wrong.
+    pub fn value_errors(&self) -> Vec<(String, String)> {
+        match self {
+            ToolConfig::Servicenow(c) => c.value_errors(),
+            ToolConfig::Agent(c) => c.validate(),
+            ToolConfig::Mcp(c) => c.validate(),
         }
     }
 
@@ -291,12 +327,15 @@ impl ToolConfig {
     }
 }
 
-fn parse_kind<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        (path, e.inner().message().trim().to_owned())
-    })
+fn parse_kind<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    wrap: fn(T) -> ToolConfig,
+) -> crate::config::Recovered<ToolConfig> {
+    let recovered = crate::config::deserialize_recovering::<T>(table, Vec::new());
+    crate::config::Recovered {
+        value: recovered.value.map(wrap),
+        errors: recovered.errors,
+    }
 }
 
 /// Resources shared by all tools of all agents. The embedded store is opened on first use

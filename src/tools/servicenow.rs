@@ -117,6 +117,26 @@ impl ServiceNowToolConfig {
         self.spec().err().unwrap_or_default()
     }
 
+    /// The problems of each value on its own, whatever the store: a zero `timeout_secs`, a
+    /// malformed `instance_url`. Used when `store` itself is wrong, so that it does not hide
+    /// them.
+    pub fn value_errors(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if let Some(url) = self.instance_url.as_deref().map(str::trim)
+            && !url.is_empty()
+            && let Err(message) = instance_url(url)
+        {
+            errors.push(("instance_url".to_owned(), message));
+        }
+        if self.timeout_secs == Some(0) {
+            errors.push((
+                "timeout_secs".to_owned(),
+                "must be at least 1 (seconds)".to_owned(),
+            ));
+        }
+        errors
+    }
+
     /// The validated store choice.
     ///
     /// # Errors
@@ -458,6 +478,8 @@ impl ServiceNowTools {
             assigned_to: args.assigned_to,
             work_notes: args.work_notes,
         };
+        // Checked here, before either store is reached, so that both answer the same.
+        new.check_lengths().map_err(invalid)?;
         let incident = self.store.create(new).await.map_err(store_error)?;
         to_json(&incident)
     }
@@ -482,6 +504,8 @@ impl ServiceNowTools {
             close_code: args.close_code,
             close_notes: args.close_notes,
         };
+        // Before either store is reached (the Table API store looks the number up first).
+        patch.check_lengths().map_err(invalid)?;
         let incident = self
             .store
             .update(number.as_str(), patch)
@@ -696,6 +720,15 @@ fn text(description: &str) -> Value {
     json!({ "type": "string", "description": description })
 }
 
+/// A text property of an incident field, with ServiceNow's length for it.
+fn field(name: &str, description: &str) -> Value {
+    let mut property = text(description);
+    if let (Some(limit), Value::Object(map)) = (incidents::model::max_length(name), &mut property) {
+        map.insert("maxLength".into(), json!(limit));
+    }
+    property
+}
+
 fn definitions() -> Vec<Tool> {
     let number = text("Incident number: INC followed by 7 digits, e.g. INC0012346.");
     let impact = |default: &str| {
@@ -710,9 +743,15 @@ fn definitions() -> Vec<Tool> {
              impact and urgency."
         ))
     };
-    let category = text("Category: inquiry, software, hardware, network or database.");
-    let assignment_group = text("Team to assign the incident to, e.g. Network, Service Desk.");
-    let assigned_to = text("Person to assign the incident to.");
+    let category = field(
+        "category",
+        "Category: inquiry, software, hardware, network or database.",
+    );
+    let assignment_group = field(
+        "assignment_group",
+        "Team to assign the incident to, e.g. Network, Service Desk.",
+    );
+    let assigned_to = field("assigned_to", "Person to assign the incident to.");
 
     let create = Tool::new(
         CREATE_INCIDENT,
@@ -721,15 +760,15 @@ fn definitions() -> Vec<Tool> {
          Low, and priority is derived from them.",
         object_schema(
             json!({
-                "short_description": text("One-line summary of the problem (required, not empty)."),
-                "description": text("Full description: symptoms, who is affected, since when."),
-                "caller": text("Name of the person reporting the incident."),
+                "short_description": field("short_description", "One-line summary of the problem (required, not empty)."),
+                "description": field("description", "Full description: symptoms, who is affected, since when."),
+                "caller": field("caller", "Name of the person reporting the incident."),
                 "category": category,
                 "impact": impact(" Default Low."),
                 "urgency": urgency(" Default Low."),
                 "assignment_group": assignment_group,
                 "assigned_to": assigned_to,
-                "work_notes": text("A first internal work note."),
+                "work_notes": field("work_notes", "A first internal work note."),
             }),
             &["short_description"],
         ),
@@ -750,8 +789,8 @@ fn definitions() -> Vec<Tool> {
         object_schema(
             json!({
                 "number": number,
-                "short_description": text("New one-line summary (not empty)."),
-                "description": text("New full description."),
+                "short_description": field("short_description", "New one-line summary (not empty)."),
+                "description": field("description", "New full description."),
                 "state": text(&format!(
                     "New state: {STATE_HELP}. Resolved and Closed require close_notes."
                 )),
@@ -760,9 +799,9 @@ fn definitions() -> Vec<Tool> {
                 "category": category,
                 "assignment_group": assignment_group,
                 "assigned_to": assigned_to,
-                "work_notes": text("Internal note appended to the work notes journal (earlier notes are kept)."),
-                "close_code": text("How it was closed, e.g. Solved (Permanently), Solved (Work Around), Not Solved (Not Reproducible). Defaults to Solved (Permanently) when resolving."),
-                "close_notes": text("What was done to resolve the incident; required to set state Resolved or Closed."),
+                "work_notes": field("work_notes", "Internal note appended to the work notes journal (earlier notes are kept)."),
+                "close_code": field("close_code", "How it was closed, e.g. Solved (Permanently), Solved (Work Around), Not Solved (Not Reproducible). Defaults to Solved (Permanently) when resolving."),
+                "close_notes": field("close_notes", "What was done to resolve the incident; required to set state Resolved or Closed."),
             }),
             &["number"],
         ),

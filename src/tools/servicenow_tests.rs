@@ -602,3 +602,90 @@ async fn tools_on_an_unconfigured_instance_say_what_to_set_after_checking_argume
     );
     assert!(matches!(bad, Err(Error::InvalidArguments(_))), "{bad:?}");
 }
+
+#[tokio::test]
+async fn texts_longer_than_servicenow_holds_are_invalid_arguments_naming_field_limit_and_length() {
+    let (_dir, tools) = tools();
+
+    let message = invalid_message(
+        call(
+            &tools,
+            CREATE_INCIDENT,
+            json!({"short_description": "x".repeat(100 * 1024)}),
+        )
+        .await,
+    );
+    assert_eq!(
+        message,
+        "short_description is too long: 102400 characters given, and ServiceNow's incident \
+         field holds at most 160"
+    );
+    let message = invalid_message(
+        call(
+            &tools,
+            UPDATE_INCIDENT,
+            json!({"number": "INC0012346", "assigned_to": "a".repeat(81)}),
+        )
+        .await,
+    );
+    assert_eq!(
+        message,
+        "assigned_to is too long: 81 characters given, and ServiceNow's incident field holds \
+         at most 80"
+    );
+    // Checked before the store: an unknown incident is not looked up first.
+    let message = invalid_message(
+        call(
+            &tools,
+            UPDATE_INCIDENT,
+            json!({"number": "INC9999990", "description": "d".repeat(4001)}),
+        )
+        .await,
+    );
+    assert!(
+        message.starts_with("description is too long: 4001"),
+        "{message}"
+    );
+    // Nothing was written.
+    let found = call(&tools, SEARCH_INCIDENT, json!({"query": "xxxxxxxxxx"})).await;
+    assert_eq!(found.unwrap()["count"], 0);
+}
+
+#[test]
+fn schemas_tell_clients_servicenow_field_lengths() {
+    let (_dir, tools) = tools();
+    let definitions = tools.definitions();
+    let create = &definitions[0].input_schema["properties"];
+    assert_eq!(create["short_description"]["maxLength"], 160);
+    assert_eq!(create["description"]["maxLength"], 4000);
+    assert_eq!(create["caller"]["maxLength"], 80);
+    let update = &definitions[1].input_schema["properties"];
+    assert_eq!(update["close_code"]["maxLength"], 40);
+    assert_eq!(update["close_notes"]["maxLength"], 4000);
+    assert!(update["number"].get("maxLength").is_none());
+}
+
+#[test]
+fn a_wrong_key_does_not_hide_the_entrys_other_problems() {
+    let parse = |text: &str| {
+        let mut errors = crate::tools::ToolConfig::parse(toml::from_str(text).unwrap())
+            .err()
+            .unwrap_or_default();
+        errors.sort();
+        errors
+    };
+    // An unknown store: each value is still checked on its own.
+    let errors = parse("type = \"servicenow\"\nstore = \"sqlite3\"\ntimeout_secs = 0\n");
+    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["store", "timeout_secs"], "{errors:?}");
+    // A mistyped key: the rest of the entry is still validated, the key itself only once.
+    let errors = parse(
+        "type = \"servicenow\"\nstore = \"table_api\"\ninstance_url = \"ftp://x\"\nusername = \"u\"\npassword = 5\n",
+    );
+    let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["instance_url", "password"], "{errors:?}");
+    assert!(
+        errors[1].1.starts_with("invalid type: integer `5`"),
+        "{errors:?}"
+    );
+}

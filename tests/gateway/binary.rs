@@ -86,6 +86,14 @@ async fn binary_logs_each_agents_urls_and_an_acknowledged_write_survives_sigkill
         !url_line.contains('\u{1b}'),
         "no colour codes when not on a terminal"
     );
+    // tools=N counts what clients see: the agent tool and the four incident tools here, the
+    // four incident tools alone for helpdesk (expose = ["tools"]).
+    assert!(url_line.contains("tools=5"), "{url_line}");
+    let helpdesk_line = lines
+        .iter()
+        .find(|l| l.contains("agent=helpdesk"))
+        .expect("one line per agent");
+    assert!(helpdesk_line.contains("tools=4"), "{helpdesk_line}");
 
     let mut c = SseClient::connect(&format!("http://{addr}/agents/servicenow/sse")).await;
     c.initialize().await;

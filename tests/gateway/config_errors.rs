@@ -36,6 +36,11 @@ fn each_broken_file_names_its_file_and_key() {
             "agents/bad-name/Service_Now.toml: invalid agent name \"Service_Now\"",
         ),
         (
+            // A bad name does not hide the rest of the file.
+            "agents/bad-name",
+            "agents/bad-name/Service_Now.toml: expose: [\"tools\"] exposes the agent's inner tools, but it has no [[tools]]",
+        ),
+        (
             "agents/duplicate",
             "agents/duplicate/servicenow.toml: tools[1]: duplicate tool \"create_incident\": tools[0] already provides it",
         ),
@@ -154,18 +159,86 @@ fn broken_gateway_config_is_reported_with_its_key() {
 
 #[test]
 fn agent_tools_must_name_existing_agents_without_cycles() {
+    // A cycle is reported on every file of it, each from its own agent.
     let errors = errors_of("agents/cycle");
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert!(
-        errors[0].starts_with(
-            "agents/cycle/a.toml: tools[0].agent: agents call each other in a cycle: a -> b -> a"
-        ),
-        "{errors:#?}"
+    assert_eq!(
+        errors,
+        [
+            "agents/cycle/a.toml: tools[0].agent: agents call each other in a cycle: a -> b -> a; an agent may not reach itself",
+            "agents/cycle/b.toml: tools[0].agent: agents call each other in a cycle: b -> a -> b; an agent may not reach itself",
+        ]
     );
     let errors = errors_of("agents/unknown-target");
     assert!(
         errors[0]
             .starts_with("agents/unknown-target/a.toml: tools[0].agent: unknown agent \"nobody\""),
+        "{errors:#?}"
+    );
+}
+
+/// Every error of `agents/many-errors`, each naming its key.
+const MANY_ERRORS: [&str; 4] = [
+    "agents/many-errors/servicenow.toml: colour: unknown field `colour`",
+    "agents/many-errors/servicenow.toml: tools[0].store: unknown variant `sqlite3`, expected `embedded` or `table_api`",
+    "agents/many-errors/servicenow.toml: tools[0].timeout_secs: must be at least 1 (seconds)",
+    "agents/many-errors/servicenow.toml: tools[1].timeout_secs: invalid type: string \"soon\", expected u64",
+];
+
+#[test]
+fn every_error_of_one_file_is_reported() {
+    // Arrange: one file with an unknown key, an unknown store, a zero timeout and a
+    // mistyped timeout in another entry.
+    // Act
+    let errors = errors_of("agents/many-errors");
+    // Assert
+    for expected in MANY_ERRORS {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "expected an error starting with\n  {expected}\ngot\n  {errors:#?}"
+        );
+    }
+    // The unknown store does not make the timeout look like a key of the wrong store.
+    assert!(
+        !errors.iter().any(|e| e.contains("only applies to store")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+}
+
+#[test]
+fn check_command_prints_every_error_of_one_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["check", "--agents"])
+        .arg(fixture("agents/many-errors"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("4 configuration errors"), "{stderr}");
+    for expected in MANY_ERRORS {
+        let tail = &expected[expected.find("servicenow.toml").unwrap()..];
+        assert!(stderr.contains(tail), "missing {tail:?} in\n{stderr}");
+    }
+}
+
+#[test]
+fn an_agent_that_calls_itself_is_a_cycle_not_a_name_clash() {
+    let errors = errors_of("agents/self-cycle");
+    assert_eq!(
+        errors,
+        [
+            "agents/self-cycle/loop.toml: tools[0].agent: agents call each other in a cycle: loop -> loop; an agent may not reach itself"
+        ]
+    );
+}
+
+#[test]
+fn exposing_tools_without_any_is_an_error_naming_file_and_key() {
+    let errors = errors_of("agents/no-tools");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("agents/no-tools/bare.toml: expose: [\"tools\"] exposes the agent's inner tools, but it has no [[tools]]"),
         "{errors:#?}"
     );
 }

@@ -136,7 +136,7 @@ async fn admin_reload_reports_what_changed() {
     .await;
     std::fs::write(
         dir.join("new-one.toml"),
-        "description = \"New.\"\nexpose = [\"tools\"]\n",
+        "description = \"New.\"\nexpose = [\"tools\"]\n[[tools]]\ntype = \"servicenow\"\n",
     )
     .unwrap();
     std::fs::write(dir.join("broken.toml"), "description = \n").unwrap();
@@ -219,5 +219,184 @@ async fn reloads_are_atomic_under_concurrent_calls() {
     for c in callers {
         c.await.unwrap();
     }
+    gw.stop().await;
+}
+
+const INCIDENT_TOOLS: &str =
+    "description = \"{name} tools.\"\nexpose = [\"tools\"]\n[[tools]]\ntype = \"servicenow\"\n";
+
+/// An agent file exposing the incident tools, and `calls` as agent tools.
+fn agent_file(name: &str, calls: &[&str]) -> String {
+    let mut text = INCIDENT_TOOLS.replace("{name}", name);
+    for target in calls {
+        text.push_str(&format!(
+            "[[tools]]\ntype = \"agent\"\nagent = \"{target}\"\n"
+        ));
+    }
+    text
+}
+
+async fn tool_names(gw: &TestGateway, agent: &str) -> Vec<String> {
+    let (status, view) = gw.get_json(&format!("/admin/agents/{agent}")).await;
+    assert_eq!(status, 200, "{view}");
+    let mut names: Vec<String> = view["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn load_errors_of(gw: &TestGateway, file: &str) -> Vec<String> {
+    let (status, all) = gw.get_json("/admin/load-errors").await;
+    assert_eq!(status, 200, "{all}");
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["file"].as_str().unwrap().ends_with(file))
+        .flat_map(|e| e["errors"].as_array().unwrap().clone())
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reload_that_introduces_a_cycle_keeps_the_previous_version_of_both_sides() {
+    // Arrange: alpha and beta, each with the incident tools only.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alpha.toml"), agent_file("alpha", &[])).unwrap();
+    std::fs::write(dir.join("beta.toml"), agent_file("beta", &[])).unwrap();
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.clone(),
+        ..Options::default()
+    })
+    .await;
+    let before = tool_names(&gw, "alpha").await;
+    assert_eq!(before.len(), 4, "{before:?}");
+
+    // Act: in one reload, alpha starts calling beta and beta starts calling alpha.
+    std::fs::write(dir.join("alpha.toml"), agent_file("alpha", &["beta"])).unwrap();
+    std::fs::write(dir.join("beta.toml"), agent_file("beta", &["alpha"])).unwrap();
+    let (status, report) = gw.post_json("/admin/reload").await;
+
+    // Assert: neither new version is served, both errors are listed, nothing was applied.
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["changed"], json!([]), "{report}");
+    assert_eq!(report["unchanged"], json!(["alpha", "beta"]), "{report}");
+    assert_eq!(tool_names(&gw, "alpha").await, before);
+    assert_eq!(tool_names(&gw, "beta").await.len(), 4);
+    let alpha_errors = load_errors_of(&gw, "alpha.toml").await;
+    assert!(
+        alpha_errors.iter().any(|e| e.ends_with(
+            "alpha.toml: tools[1].agent: agents call each other in a cycle: alpha -> beta -> alpha; an agent may not reach itself"
+        )),
+        "{alpha_errors:#?}"
+    );
+    let beta_errors = load_errors_of(&gw, "beta.toml").await;
+    assert!(
+        beta_errors.iter().any(|e| e.contains(
+            "beta.toml: tools[1].agent: agents call each other in a cycle: beta -> alpha -> beta"
+        )),
+        "{beta_errors:#?}"
+    );
+    let (_, view) = gw.get_json("/admin/agents/beta").await;
+    assert!(
+        !view["load_errors"].as_array().unwrap().is_empty(),
+        "{view}"
+    );
+    // The kept versions answer.
+    for agent in ["alpha", "beta"] {
+        let mut c = SseClient::connect(&gw.url(&format!("/agents/{agent}/sse"))).await;
+        c.initialize().await;
+        let got = c
+            .call_tool(1, "get_incident", json!({"number": "INC0012346"}))
+            .await;
+        assert_eq!(tool_json(&got)["number"], "INC0012346");
+    }
+
+    // Fixing one side applies both: the errors are gone.
+    std::fs::write(dir.join("beta.toml"), agent_file("beta", &[])).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+    assert_eq!(report["changed"], json!(["alpha"]), "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
+    assert!(tool_names(&gw, "alpha").await.contains(&"beta".to_owned()));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_refuses_an_agent_calling_itself_as_a_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alpha.toml"), agent_file("alpha", &[])).unwrap();
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.clone(),
+        ..Options::default()
+    })
+    .await;
+    // Exposed as an agent too, its tool calling itself has the agent tool's name: still a
+    // cycle, not a name clash.
+    let calls_itself = agent_file("alpha", &["alpha"]).replace(
+        "expose = [\"tools\"]\n",
+        "expose = [\"agent\", \"tools\"]\n[model]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\n",
+    );
+    std::fs::write(dir.join("alpha.toml"), calls_itself).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+    assert_eq!(report["changed"], json!([]), "{report}");
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        report["errors"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("alpha.toml: tools[1].agent: agents call each other in a cycle: alpha -> alpha; an agent may not reach itself"),
+        "{report}"
+    );
+    assert_eq!(tool_names(&gw, "alpha").await.len(), 4);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_still_used_by_another_keeps_serving_after_its_file_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alpha.toml"), agent_file("alpha", &[])).unwrap();
+    std::fs::write(dir.join("beta.toml"), agent_file("beta", &["alpha"])).unwrap();
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.clone(),
+        ..Options::default()
+    })
+    .await;
+    std::fs::remove_file(dir.join("alpha.toml")).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+    assert_eq!(report["removed"], json!([]), "{report}");
+    let errors: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("beta.toml: tools[1].agent: unknown agent \"alpha\"")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("alpha.toml: removed, but beta still uses it (tools[1].agent)")),
+        "{errors:#?}"
+    );
+    assert_eq!(agent(&gw, "alpha").await.0, 200);
+    // Once beta no longer uses it, alpha goes.
+    std::fs::write(dir.join("beta.toml"), agent_file("beta", &[])).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+    assert_eq!(report["removed"], json!(["alpha"]), "{report}");
+    assert_eq!(report["changed"], json!(["beta"]), "{report}");
+    assert_eq!(report["errors"], json!([]), "{report}");
     gw.stop().await;
 }

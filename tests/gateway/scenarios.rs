@@ -303,3 +303,60 @@ pub async fn concurrent_creates_get_distinct_numbers(url: &str) {
     }
     assert_eq!(all.len(), 40);
 }
+
+/// What `texts_longer_than_servicenow_holds_are_refused` sends, and the one message every
+/// store must answer with (JSON-RPC -32602, before the store is reached).
+const TOO_LONG: [(&str, &str, usize, &str); 3] = [
+    (
+        "create_incident",
+        "short_description",
+        161,
+        "short_description is too long: 161 characters given, and ServiceNow's incident field holds at most 160",
+    ),
+    (
+        "update_incident",
+        "work_notes",
+        4001,
+        "work_notes is too long: 4001 characters given, and ServiceNow's incident field holds at most 4000",
+    ),
+    (
+        "update_incident",
+        "category",
+        41,
+        "category is too long: 41 characters given, and ServiceNow's incident field holds at most 40",
+    ),
+];
+
+/// Over legacy SSE at `url`: texts longer than ServiceNow's fields hold are refused with a
+/// message naming the field, its limit and the length given; a text of exactly the limit,
+/// counted in characters rather than bytes, is accepted (one incident is created).
+pub async fn texts_longer_than_servicenow_holds_are_refused(url: &str) {
+    let mut c = SseClient::connect(url).await;
+    c.initialize().await;
+    for (id, (tool, field, length, expected)) in (1..).zip(TOO_LONG) {
+        let mut arguments = json!({ field: "x".repeat(length) });
+        if tool == "update_incident" {
+            arguments["number"] = json!("INC0012346");
+        }
+        let response = c.call_tool(id, tool, arguments).await;
+        assert_eq!(
+            response["error"]["code"], -32602,
+            "{tool}.{field}: {response}"
+        );
+        let message = response["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with(expected),
+            "{tool}.{field}: expected {expected:?}, got {message:?}"
+        );
+    }
+    let at_limit = "é".repeat(160);
+    let created = tool_json(
+        &c.call_tool(
+            10,
+            "create_incident",
+            json!({ "short_description": at_limit }),
+        )
+        .await,
+    );
+    assert_eq!(created["short_description"], at_limit);
+}

@@ -71,3 +71,11 @@ async fn concurrent_creates_get_distinct_numbers() {
     scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn texts_longer_than_servicenow_holds_are_refused_on_the_embedded_store() {
+    let gw = TestGateway::spawn().await;
+    scenarios::texts_longer_than_servicenow_holds_are_refused(&gw.url("/agents/servicenow/sse"))
+        .await;
+    gw.stop().await;
+}

@@ -179,6 +179,25 @@ async fn the_shared_scenarios_pass_on_the_table_api_with_oauth() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn texts_longer_than_servicenow_holds_are_refused_as_on_the_embedded_store() {
+    let fake = FakeServiceNow::start(basic()).await;
+    let gw = gateway(&fake, &basic()).await;
+
+    scenarios::texts_longer_than_servicenow_holds_are_refused(&gw.url("/agents/servicenow/sse"))
+        .await;
+
+    // Refused before anything was sent: the instance saw the one valid create only.
+    let table: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.path.starts_with(TABLE))
+        .collect();
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(table[0].method, Method::POST);
+    gw.stop().await;
+}
+
 // === Requests ===
 
 #[tokio::test]
