@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use switchboard::agents::AgentRegistry;
-use switchboard::config::{self, Errors, ServerSettings, Vars};
+use switchboard::config::{self, Errors, ServerSpec, Vars};
 use switchboard::state::AppState;
 use switchboard::telemetry::{self, LogFormat};
 use switchboard::tools::Resources;
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
 fn validate(
     args: &CheckArgs,
     vars: &Vars,
-) -> Result<(ServerSettings, Vec<switchboard::agents::AgentSpec>), Errors> {
+) -> Result<(ServerSpec, Vec<switchboard::agents::AgentSpec>), Errors> {
     let (path, required) = match &args.config {
         Some(p) => (p.as_path(), true),
         None => (Path::new("switchboard.toml"), false),
@@ -152,7 +152,7 @@ fn healthcheck(a: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
 
 /// Every agent a client names must exist.
 fn check_client_agents(
-    settings: &ServerSettings,
+    settings: &ServerSpec,
     specs: &[switchboard::agents::AgentSpec],
     file: &Path,
 ) -> Errors {
@@ -176,7 +176,7 @@ fn check_client_agents(
 
 /// What a valid configuration may still get wrong: in cluster mode, the embedded store
 /// is one file on one host.
-fn warnings(settings: &ServerSettings, specs: &[switchboard::agents::AgentSpec]) -> Vec<String> {
+fn warnings(settings: &ServerSpec, specs: &[switchboard::agents::AgentSpec]) -> Vec<String> {
     use switchboard::tools::ToolConfig;
     use switchboard::tools::servicenow::StoreKind;
     if settings.cluster.is_none() {

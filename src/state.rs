@@ -15,7 +15,7 @@ use crate::agents::AgentRegistry;
 use crate::agents::registry::ReloadReport;
 use crate::clients::Clients;
 use crate::cluster::Cluster;
-use crate::config::ServerSettings;
+use crate::config::ServerSpec;
 use crate::mcp::served::{ServedAgent, ServedAgents};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
@@ -28,7 +28,7 @@ pub struct AppState(Arc<Parts>);
 /// The parts.
 struct Parts {
     /// Validated `[server]` settings; immutable.
-    settings: Arc<ServerSettings>,
+    settings: Arc<ServerSpec>,
     /// The agents being served.
     agents: Arc<ServedAgents>,
     /// Live sessions of both transports.
@@ -63,13 +63,13 @@ impl Drop for AbortOnDrop {
 
 impl AppState {
     /// State serving the agents of `registry`, alone.
-    pub fn new(settings: ServerSettings, registry: AgentRegistry) -> Self {
+    pub fn new(settings: ServerSpec, registry: AgentRegistry) -> Self {
         Self::with_cluster(settings, registry, None)
     }
 
     /// State serving the agents of `registry`, as a member of `cluster` if given.
     pub fn with_cluster(
-        settings: ServerSettings,
+        settings: ServerSpec,
         registry: AgentRegistry,
         cluster: Option<Cluster>,
     ) -> Self {
@@ -113,7 +113,7 @@ impl AppState {
     }
 
     /// The `[server]` settings.
-    pub fn settings(&self) -> &ServerSettings {
+    pub fn settings(&self) -> &ServerSpec {
         &self.0.settings
     }
 

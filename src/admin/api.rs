@@ -8,8 +8,8 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 
 use super::dto::{
-    AgentTraffic, CallView, ClientView, ClientsView, ClusterView, ErrorBody, LoadErrorView, NodeView,
-    PeerView, ReloadView, Scope, SessionPage, SessionView, TrafficView, TransportName,
+    AgentTraffic, CallView, ClientView, ClientsView, ClusterView, ErrorBody, LoadErrorView,
+    NodeView, PeerView, ReloadView, Scope, SessionPage, SessionView, TrafficView, TransportName,
 };
 use super::responses::*;
 use super::views::*;
@@ -442,4 +442,3 @@ impl AdminApi {
 fn default_limit() -> u32 {
     100
 }
-

@@ -191,7 +191,6 @@ macro_rules! admin_response {
     };
 }
 
-
 mod api;
 mod health;
 mod responses;
@@ -217,4 +216,3 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         _ => None,
     }
 }
-

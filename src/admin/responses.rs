@@ -4,8 +4,8 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 
 use super::dto::{
-    AgentView, ClientsView, ClusterView, ErrorBody, Health, LoadErrorView, ReloadView,
-    SessionPage, SessionView, TrafficView,
+    AgentView, ClientsView, ClusterView, ErrorBody, Health, LoadErrorView, ReloadView, SessionPage,
+    SessionView, TrafficView,
 };
 use super::{AdminErrors, handle_error};
 
@@ -139,4 +139,3 @@ pub enum HealthResponse {
     #[oai(status = 503)]
     Unavailable(Json<Health>),
 }
-

@@ -236,4 +236,3 @@ pub(super) fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
         load_errors: state.agents().load_errors(&spec.file),
     }
 }
-

@@ -208,17 +208,6 @@ impl AgentRegistry {
             .map(|(n, _)| n.to_string())
             .collect();
         report.errors = errors.0.values().flatten().cloned().collect();
-        if !report.errors.is_empty() {
-            // The caller logs each error; what was applied besides is said here, so that a
-            // reload with errors still logs what it added, changed and removed.
-            tracing::info!(
-                added = ?report.added,
-                changed = ?report.changed,
-                removed = ?report.removed,
-                errors = report.errors.len(),
-                "Agents reloaded with errors; the files named keep their previous version."
-            );
-        }
         let agents: Vec<Arc<Agent>> = next.values().cloned().collect();
         self.directory.set(&agents);
         self.agents = next;

@@ -28,7 +28,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-use crate::config::cluster::{ClusterSettings, valid_node_id};
+use crate::config::cluster::{ClusterSpec, valid_node_id};
 
 pub mod events;
 pub mod forward;
@@ -88,7 +88,7 @@ pub struct NodeRecord {
 pub struct Cluster(Arc<Inner>);
 
 struct Inner {
-    settings: ClusterSettings,
+    settings: ClusterSpec,
     /// For connections of their own (pub/sub).
     client: redis::Client,
     /// Commands, multiplexed; reconnects on its own.
@@ -119,7 +119,7 @@ impl Cluster {
     /// [`Error::Unreachable`] when Redis does not answer, [`Error::NodeIdTaken`] when another
     /// replica keeps the id alive.
     pub async fn join(
-        settings: ClusterSettings,
+        settings: ClusterSpec,
         advertise_url: String,
         host_name: &str,
     ) -> Result<Self, Error> {

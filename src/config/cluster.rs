@@ -51,7 +51,7 @@ fn default_key_prefix() -> String {
 
 /// `[cluster]`, validated.
 #[derive(Debug, Clone)]
-pub struct ClusterSettings {
+pub struct ClusterSpec {
     /// The Redis URL, as configured (it may hold a password: see [`Self::redis_url_redacted`]).
     pub redis_url: secrecy::SecretString,
     /// This replica's id; `None`: host name and pid, decided at start.
@@ -66,7 +66,7 @@ pub struct ClusterSettings {
     pub key_prefix: String,
 }
 
-impl ClusterSettings {
+impl ClusterSpec {
     /// Validates `[cluster]`.
     ///
     /// # Errors
@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let s = ClusterSettings::from_config(config("redis://127.0.0.1:6379/0"), Path::new("f"))
+        let s = ClusterSpec::from_config(config("redis://127.0.0.1:6379/0"), Path::new("f"))
             .unwrap();
         assert_eq!(s.heartbeat, Duration::from_secs(1));
         assert_eq!(s.node_ttl, Duration::from_secs(5));
@@ -215,7 +215,7 @@ mod tests {
         c.heartbeat_ms = 10;
         c.node_ttl_ms = 15;
         c.key_prefix = "a b".into();
-        let errors = ClusterSettings::from_config(c, Path::new("switchboard.toml")).unwrap_err();
+        let errors = ClusterSpec::from_config(c, Path::new("switchboard.toml")).unwrap_err();
         let keys: Vec<_> = errors.0.iter().filter_map(|e| e.key.as_deref()).collect();
         assert_eq!(
             keys,
@@ -232,14 +232,14 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        let s = ClusterSettings::from_config(
+        let s = ClusterSpec::from_config(
             config("redis://user:s3cret@redis.internal:6379"),
             Path::new("f"),
         )
         .unwrap();
         assert!(!s.redis_url_redacted().contains("s3cret"));
         let errors =
-            ClusterSettings::from_config(config("redis://:s3cret@"), Path::new("f")).unwrap_err();
+            ClusterSpec::from_config(config("redis://:s3cret@"), Path::new("f")).unwrap_err();
         assert!(!errors.to_string().contains("s3cret"), "{errors}");
     }
 }

@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::incidents::model::DEFAULT_CLOSE_CODE;
+use crate::incidents::seed::SEEDS;
 
 fn open() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();

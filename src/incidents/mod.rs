@@ -12,6 +12,7 @@
 
 pub mod embedded;
 pub mod model;
+mod seed;
 pub mod table_api;
 pub mod vocab;
 

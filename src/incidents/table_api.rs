@@ -148,7 +148,7 @@ impl fmt::Display for CredentialKind {
 
 /// A validated Table API store configuration.
 #[derive(Debug, Clone)]
-pub struct TableApiSettings {
+pub struct TableApiSpec {
     /// The instance's base URL without a trailing slash, e.g.
     /// `https://dev12345.service-now.com`.
     pub instance_url: String,
@@ -318,7 +318,7 @@ impl TableApiStore {
     /// # Errors
     /// [`Error::Client`] when the HTTP client cannot be built (no TLS crypto provider is
     /// installed, say).
-    pub fn new(settings: TableApiSettings) -> Result<Self, Error> {
+    pub fn new(settings: TableApiSpec) -> Result<Self, Error> {
         Ok(Self {
             inner: Ok(Connection::new(settings)?),
         })

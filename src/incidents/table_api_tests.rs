@@ -389,8 +389,8 @@ fn messages_say_what_to_do() {
     }
 }
 
-fn basic_settings(url: &str) -> TableApiSettings {
-    TableApiSettings {
+fn basic_settings(url: &str) -> TableApiSpec {
+    TableApiSpec {
         instance_url: url.to_owned(),
         credentials: Credentials::Basic {
             username: "admin".into(),

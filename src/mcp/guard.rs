@@ -3,14 +3,14 @@
 
 use poem::Request;
 
-use crate::config::ServerSettings;
+use crate::config::ServerSpec;
 use crate::error::Error;
 
 /// Checks `Host` and `Origin` of `req` against `settings`.
 ///
 /// # Errors
 /// [`Error::HostNotAllowed`] or [`Error::OriginNotAllowed`].
-pub fn check(req: &Request, settings: &ServerSettings) -> Result<(), Error> {
+pub fn check(req: &Request, settings: &ServerSpec) -> Result<(), Error> {
     let host = req
         .headers()
         .get(poem::http::header::HOST)

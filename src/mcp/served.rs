@@ -13,7 +13,7 @@ use super::handler::AgentServer;
 use super::streamable::{self, StreamableService, TrackedSessions};
 use crate::agents::registry::ReloadReport;
 use crate::agents::{Agent, AgentRegistry};
-use crate::config::ServerSettings;
+use crate::config::ServerSpec;
 use crate::metrics::Metrics;
 use crate::sessions::{Engine, SessionStore};
 
@@ -58,7 +58,7 @@ pub struct ServedAgents {
     /// opened before a change keep working. A `std` mutex: never held across `.await`.
     managers: Mutex<HashMap<Arc<str>, Arc<TrackedSessions>>>,
     sessions: SessionStore,
-    settings: Arc<ServerSettings>,
+    settings: Arc<ServerSpec>,
     /// Cancelled on shutdown: ends every Streamable HTTP session.
     cancel: CancellationToken,
     /// Cancelled when shutdown's grace period is over (see [`AgentServer`]).
@@ -73,7 +73,7 @@ impl ServedAgents {
     pub fn new(
         registry: AgentRegistry,
         sessions: SessionStore,
-        settings: Arc<ServerSettings>,
+        settings: Arc<ServerSpec>,
         cancel: CancellationToken,
         stop_calls: CancellationToken,
         events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
@@ -217,13 +217,10 @@ impl ServedAgents {
             "error"
         };
         self.metrics.reload(outcome);
-        if report.errors.is_empty() {
-            tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, "Agents reloaded.");
-        } else {
-            for e in &report.errors {
-                tracing::error!(error = %e, "Agent file not loaded; the previous version (if any) keeps serving.");
-            }
+        for e in &report.errors {
+            tracing::error!(error = %e, "Agent file not loaded; the previous version (if any) keeps serving.");
         }
+        tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, errors = report.errors.len(), "Agents reloaded.");
         report
     }
 

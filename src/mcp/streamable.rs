@@ -35,7 +35,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
-use crate::config::ServerSettings;
+use crate::config::ServerSpec;
 use crate::sessions::{Engine, OpenStream, SessionStats, SessionStore};
 use std::pin::Pin;
 
@@ -374,7 +374,7 @@ pub fn service(
     server: AgentServer,
     agent: Arc<str>,
     store: SessionStore,
-    settings: &ServerSettings,
+    settings: &ServerSpec,
     cancel: CancellationToken,
     existing: Option<Arc<TrackedSessions>>,
     events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
-use switchboard::config::ServerSettings;
+use switchboard::config::ServerSpec;
 
 use crate::fake_llm::{FakeLlm, Step};
 use crate::helpers::{
@@ -207,7 +207,7 @@ async fn an_admin_sees_a_call_in_flight_and_ending_the_session_cancels_it() {
 #[tokio::test]
 async fn with_a_token_every_admin_operation_needs_it_and_probes_stay_open() {
     let gw = TestGateway::spawn_with(Options {
-        settings: ServerSettings {
+        settings: ServerSpec {
             admin_token: Some("adm1n-s3cret".to_owned().into()),
             ..Options::default().settings
         },

@@ -605,7 +605,7 @@ async fn calls_still_running_after_the_grace_period_get_a_clear_error() {
     let gw = TestGateway::spawn_with(Options {
         agents_dir: fixture("agents/runtime"),
         vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
-        settings: switchboard::config::ServerSettings {
+        settings: switchboard::config::ServerSpec {
             shutdown_grace: Duration::from_millis(500),
             ..Options::default().settings
         },

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use switchboard::agents::AgentRegistry;
-use switchboard::config::{ServerSettings, Vars};
+use switchboard::config::{ServerSpec, Vars};
 use switchboard::state::AppState;
 use switchboard::tools::Resources;
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +26,7 @@ pub struct TestGateway {
 pub struct Options {
     pub agents_dir: PathBuf,
     pub data_dir: Option<PathBuf>,
-    pub settings: ServerSettings,
+    pub settings: ServerSpec,
     /// The "environment" the agent files are interpolated from.
     pub vars: Vars,
     /// Where to listen (port 0: any free port).
@@ -43,7 +43,7 @@ impl Default for Options {
             vars: Vars::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch: false,
-            settings: ServerSettings {
+            settings: ServerSpec {
                 // Tests that are not about limits must never meet them (they all come
                 // from one IP).
                 limits: switchboard::config::clients::Limits {
@@ -55,7 +55,7 @@ impl Default for Options {
                 sse_keep_alive: Duration::from_millis(200),
                 max_body_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(2),
-                ..ServerSettings::default()
+                ..ServerSpec::default()
             },
         }
     }
@@ -202,7 +202,7 @@ pub async fn rmcp_client_with(
 }
 
 /// Test settings (short keep-alive) with the `[limits]`/`[[clients]]` of `toml` and `vars`.
-pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSettings {
+pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSpec {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchboard.toml");
     std::fs::write(&file, toml).unwrap();
@@ -212,7 +212,7 @@ pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSetting
         .collect();
     let loaded = switchboard::config::load_gateway(&file, true, &vars)
         .unwrap_or_else(|e| panic!("test config must load: {e}"));
-    ServerSettings {
+    ServerSpec {
         limits: loaded.limits,
         clients: loaded.clients,
         ..Options::default().settings

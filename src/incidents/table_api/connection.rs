@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::records::{escape, incident_from_record, read_params, result_list};
 use super::{
     CredentialKind, Credentials, Error, TABLE_PATH, TOKEN_PATH, TOKEN_REFRESH_MARGIN,
-    TableApiSettings,
+    TableApiSpec,
 };
 use crate::incidents::model::{Incident, IncidentNumber};
 
@@ -93,7 +93,7 @@ pub(super) struct Answer {
 impl Connection {
     /// A connection to the instance of `settings`: the pooled client, built now; no request
     /// is made.
-    pub(super) fn new(settings: TableApiSettings) -> Result<Self, Error> {
+    pub(super) fn new(settings: TableApiSpec) -> Result<Self, Error> {
         // reqwest (rustls, provider chosen by the process) panics when it builds a client
         // without a crypto provider; `net::install_crypto_provider` installs one at startup.
         if rustls::crypto::CryptoProvider::get_default().is_none() {

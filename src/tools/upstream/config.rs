@@ -169,4 +169,3 @@ fn check_url(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -2,6 +2,11 @@
 //! schemas, and the call path over a temporary embedded store (argument errors, display
 //! values, resolution rules, storage failures).
 
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
 use super::*;
 
 fn tools() -> (tempfile::TempDir, ServiceNowTools) {
