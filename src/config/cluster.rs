@@ -200,8 +200,8 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let s = ClusterSpec::from_config(config("redis://127.0.0.1:6379/0"), Path::new("f"))
-            .unwrap();
+        let s =
+            ClusterSpec::from_config(config("redis://127.0.0.1:6379/0"), Path::new("f")).unwrap();
         assert_eq!(s.heartbeat, Duration::from_secs(1));
         assert_eq!(s.node_ttl, Duration::from_secs(5));
         assert_eq!(s.redis_url_redacted(), "redis://127.0.0.1:6379/0");

@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde_json::{Value, json};
 use switchboard::config::ServerSpec;
 
-use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{
     Options, SseClient, TestGateway, fixture, http, rmcp_client, streamable_initialize,
     streamable_post,
 };
@@ -373,21 +373,20 @@ async fn recent_traffic_and_a_sessions_recent_calls_are_in_the_admin_api() {
     assert_eq!(quiet["last_minute"]["calls"], 0);
     assert!(quiet["last_minute"].get("p50_ms").is_none(), "{quiet}");
 
-    let client = crate::helpers::rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
+    let client = crate::support::helpers::rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
     for q in ["vpn", "email"] {
         client
             .call_tool(
                 CallToolRequestParams::new("search_incident")
-                    .with_arguments(crate::helpers::args(json!({"query": q}))),
+                    .with_arguments(crate::support::helpers::args(json!({"query": q}))),
             )
             .await
             .unwrap();
     }
     let failed = client
-        .call_tool(
-            CallToolRequestParams::new("get_incident")
-                .with_arguments(crate::helpers::args(json!({"number": "INC9999999"}))),
-        )
+        .call_tool(CallToolRequestParams::new("get_incident").with_arguments(
+            crate::support::helpers::args(json!({"number": "INC9999999"})),
+        ))
         .await
         .unwrap();
     assert_eq!(failed.is_error, Some(true));
@@ -433,7 +432,7 @@ async fn recent_traffic_and_a_sessions_recent_calls_are_in_the_admin_api() {
 #[tokio::test]
 async fn load_errors_list_broken_new_files_and_broken_changes() {
     let dir = tempfile::tempdir().unwrap();
-    crate::helpers::copy_valid_agents(dir.path());
+    crate::support::helpers::copy_valid_agents(dir.path());
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.path().to_owned(),
         ..Options::default()

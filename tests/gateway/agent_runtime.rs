@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientRequest, Request, ServerResult};
-use rmcp::service::{PeerRequestOptions, RunningService};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{Options, Recorder, SseClient, TestGateway, args, fixture};
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{
+    Options, Recorder, SseClient, TestGateway, args, call_result, fixture, start_call, tool_text,
+};
 
 async fn gateway(fake: &FakeLlm) -> TestGateway {
     gateway_with(fake, &[]).await
@@ -27,7 +29,7 @@ async fn gateway_with(fake: &FakeLlm, extra: &[(&str, String)]) -> TestGateway {
 }
 
 async fn client(gw: &TestGateway, agent: &str) -> RunningService<RoleClient, Recorder> {
-    crate::helpers::http();
+    crate::support::helpers::http();
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(
         gw.url(&format!("/agents/{agent}/mcp")),
     );
@@ -40,15 +42,6 @@ async fn ask(c: &RunningService<RoleClient, Recorder>, agent: &str, task: &str) 
     )
     .await
     .unwrap()
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]
@@ -111,13 +104,13 @@ async fn the_seeds_three_questions_work_end_to_end() {
     )
     .await;
     assert_eq!(a1.is_error, Some(false), "{a1:?}");
-    let a1 = text(&a1);
+    let a1 = tool_text(&a1);
     assert!(
         a1.starts_with("Created: ") && a1.contains("\"priority\":\"1 - Critical\""),
         "{a1}"
     );
 
-    let a2 = text(&ask(&c, "servicenow", "Search for any VPN related incidents.").await);
+    let a2 = tool_text(&ask(&c, "servicenow", "Search for any VPN related incidents.").await);
     assert!(
         a2.contains("INC0012346") && a2.contains("VPN not working"),
         "{a2}"
@@ -130,7 +123,7 @@ async fn the_seeds_three_questions_work_end_to_end() {
     )
     .await;
     assert_eq!(
-        text(&a3),
+        tool_text(&a3),
         "Incident INC0012346 updated to Resolved. Notes: VPN config fixed."
     );
 
@@ -202,7 +195,7 @@ async fn parallel_tool_calls_all_run_and_a_failing_tool_goes_back_to_the_model()
     let gw = gateway(&fake).await;
     let c = client(&gw, "servicenow").await;
     let answer = ask(&c, "servicenow", "Compare two incidents").await;
-    assert_eq!(text(&answer), "Checked.");
+    assert_eq!(tool_text(&answer), "Checked.");
     let messages = fake.received()[1].body["messages"]
         .as_array()
         .unwrap()
@@ -234,7 +227,10 @@ async fn azure_requests_use_the_deployment_url_and_api_key_header() {
     let fake = FakeLlm::start(vec![Step::Text("Hello from Azure.")]).await;
     let gw = gateway(&fake).await;
     let c = client(&gw, "azure").await;
-    assert_eq!(text(&ask(&c, "azure", "hi").await), "Hello from Azure.");
+    assert_eq!(
+        tool_text(&ask(&c, "azure", "hi").await),
+        "Hello from Azure."
+    );
     let r = &fake.received()[0];
     assert_eq!(r.path, "/openai/deployments/gpt-4o-deploy/chat/completions");
     assert_eq!(r.query, "api-version=2024-10-21");
@@ -253,21 +249,10 @@ async fn progress_notifications_reach_an_rmcp_client() {
     .await;
     let gw = gateway(&fake).await;
     let c = client(&gw, "servicenow").await;
-    let handle = c
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("servicenow")
-                    .with_arguments(args(json!({"task": "find VPN"}))),
-            )),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap();
+    let handle = start_call(&c, "servicenow", json!({"task": "find VPN"})).await;
     let token = handle.progress_token.clone();
-    let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
-        panic!("not a tool result")
-    };
-    assert_eq!(text(&result), "Done.");
+    let result = call_result(handle).await;
+    assert_eq!(tool_text(&result), "Done.");
     // Notifications may trail the response by a hair: poll with a deadline.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let messages = loop {
@@ -305,16 +290,7 @@ async fn cancelling_the_call_abandons_the_llm_request_and_the_session_lives_on()
     let fake = FakeLlm::start(vec![Step::Hang, Step::Text("Still here.")]).await;
     let gw = gateway(&fake).await;
     let c = client(&gw, "servicenow").await;
-    let handle = c
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("servicenow")
-                    .with_arguments(args(json!({"task": "slow"}))),
-            )),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap();
+    let handle = start_call(&c, "servicenow", json!({"task": "slow"})).await;
     fake.wait_requests(1).await;
     c.peer()
         .notify_cancelled(rmcp::model::CancelledNotificationParam::new(
@@ -325,7 +301,10 @@ async fn cancelling_the_call_abandons_the_llm_request_and_the_session_lives_on()
         .unwrap();
     fake.wait_abandoned().await;
     // The session still answers.
-    assert_eq!(text(&ask(&c, "servicenow", "again").await), "Still here.");
+    assert_eq!(
+        tool_text(&ask(&c, "servicenow", "again").await),
+        "Still here."
+    );
     c.cancel().await.unwrap();
     gw.stop().await;
 }
@@ -356,7 +335,7 @@ async fn helpdesk_delegates_to_servicenow() {
     .await;
     let gw = gateway(&fake).await;
     let c = client(&gw, "helpdesk").await;
-    let answer = text(&ask(&c, "helpdesk", "Is the VPN broken?").await);
+    let answer = tool_text(&ask(&c, "helpdesk", "Is the VPN broken?").await);
     assert!(
         answer.starts_with("helpdesk relays: servicenow says: "),
         "{answer}"
@@ -418,7 +397,7 @@ async fn an_upstream_mcp_server_serves_as_tools() {
     let body = got
         .structured_content
         .clone()
-        .unwrap_or_else(|| serde_json::from_str(&text(&got)).unwrap());
+        .unwrap_or_else(|| serde_json::from_str(&tool_text(&got)).unwrap());
     assert_eq!(body["short_description"], "VPN not working");
     // The upstream goes away: a clear tool error, and the session still answers.
     upstream.stop().await;
@@ -517,7 +496,7 @@ async fn a_missing_key_for_the_hosted_api_says_what_to_set() {
     let c = client(&gw, "nokey").await;
     let r = ask(&c, "nokey", "hello").await;
     assert_eq!(r.is_error, Some(true));
-    assert_eq!(text(&r), "model not configured: set OPENAI_API_KEY");
+    assert_eq!(tool_text(&r), "model not configured: set OPENAI_API_KEY");
     assert!(fake.received().is_empty());
     c.cancel().await.unwrap();
     gw.stop().await;
@@ -528,16 +507,7 @@ async fn deleting_the_streamable_session_cancels_its_run() {
     let fake = FakeLlm::start(vec![Step::Hang]).await;
     let gw = gateway(&fake).await;
     let c = client(&gw, "servicenow").await;
-    let _pending = c
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("servicenow")
-                    .with_arguments(args(json!({"task": "slow"}))),
-            )),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap();
+    let _pending = start_call(&c, "servicenow", json!({"task": "slow"})).await;
     fake.wait_requests(1).await;
     c.cancel().await.unwrap(); // rmcp's client DELETEs its session
     fake.wait_abandoned().await;
@@ -578,7 +548,7 @@ async fn shutdown_lets_calls_in_flight_finish_within_the_grace_period() {
     // Readiness fails at once; the call still finishes and its answer arrives.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match crate::helpers::http().get(&url).send().await {
+        match crate::support::helpers::http().get(&url).send().await {
             Ok(r) if r.status() == 503 => break,
             Err(_) => break, // already closed for new connections
             _ => {}
@@ -635,7 +605,7 @@ async fn calls_still_running_after_the_grace_period_get_a_clear_error() {
 
 #[tokio::test]
 async fn ending_a_streamable_session_with_its_call_stream_open_cancels_the_run() {
-    use crate::helpers::{http, streamable_initialize, streamable_post};
+    use crate::support::helpers::{http, streamable_initialize, streamable_post};
     let fake = FakeLlm::start(vec![Step::Hang, Step::Hang]).await;
     let gw = gateway(&fake).await;
     let http = http();

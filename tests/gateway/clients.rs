@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{
     Options, SseClient, TestGateway, args, fixture, http, rmcp_client_with, settings_with_clients,
     tool_json,
 };

@@ -1,14 +1,15 @@
 //! Cluster mode with real processes: Debian's `redis-server` on a free loopback port and
 //! several gateway replicas (the built binary) sharing it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{fixture, http};
+use crate::support::binary::{Spawned, serve_command, spawn_binary};
+use crate::support::helpers::{call_result, fixture, http, start_call};
 
 /// How long a test waits for something that should happen (a replica's entry expiring,
 /// readiness changing) before it fails.
@@ -99,7 +100,7 @@ fn free_port() -> u16 {
 
 /// One gateway process, a member of the cluster.
 struct Replica {
-    child: Child,
+    gateway: Spawned,
     addr: String,
 }
 
@@ -113,33 +114,9 @@ impl Replica {
     fn start_with(config: &Path, data: &Path, agents: &Path, env: &[(&str, &str)]) -> Self {
         let mut command = serve_agents(config, data, agents);
         command.envs(env.iter().copied());
-        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keep draining, so the replica never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines() {
-                let _ = tx.send(line.unwrap_or_default());
-            }
-        });
-        let mut seen = Vec::new();
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| {
-                    panic!("the replica did not log 'listening' within 30 s:\n{seen:#?}")
-                });
-            if line.contains("Switchboard listening.") {
-                break line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .unwrap()
-                    .to_owned();
-            }
-            seen.push(line);
-        };
-        Self { child, addr }
+        let gateway = spawn_binary(&mut command);
+        let addr = gateway.addr.clone();
+        Self { gateway, addr }
     }
 
     fn url(&self, path: &str) -> String {
@@ -173,12 +150,12 @@ impl Replica {
     }
 
     fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.gateway.child.kill();
+        let _ = self.gateway.child.wait();
     }
 
     fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
+        let pid = self.gateway.child.id().to_string();
         assert!(
             Command::new("kill")
                 .args(["-TERM", &pid])
@@ -186,14 +163,7 @@ impl Replica {
                 .unwrap()
                 .success()
         );
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.gateway.child.wait();
     }
 }
 
@@ -202,15 +172,14 @@ fn serve(config: &Path, data: &Path) -> Command {
 }
 
 fn serve_agents(config: &Path, data: &Path, agents: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut command = serve_command();
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg("--config")
         .arg(config)
         .arg("--agents")
         .arg(agents)
         .arg("--data")
-        .arg(data)
-        .env("RUST_LOG", "info");
+        .arg(data);
     command
 }
 
@@ -340,8 +309,9 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     let replica = Replica::start(&config, &tmp.path().join("data"));
     assert_eq!(replica.ready().await.0, 200);
     let mcp = replica.url("/agents/servicenow/mcp");
-    let session = crate::helpers::streamable_initialize(&http(), &mcp).await;
-    let mut sse = crate::helpers::SseClient::connect(&replica.url("/agents/servicenow/sse")).await;
+    let session = crate::support::helpers::streamable_initialize(&http(), &mcp).await;
+    let mut sse =
+        crate::support::helpers::SseClient::connect(&replica.url("/agents/servicenow/sse")).await;
     sse.initialize().await;
 
     redis.stop();
@@ -376,9 +346,12 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
             serde_json::json!({"number": "INC0012346"}),
         )
         .await;
-    assert_eq!(crate::helpers::tool_json(&answer)["number"], "INC0012346");
+    assert_eq!(
+        crate::support::helpers::tool_json(&answer)["number"],
+        "INC0012346"
+    );
     // A new session needs the shared state: a clear 503 to retry.
-    let opening = crate::helpers::streamable_open(&http(), &mcp).await;
+    let opening = crate::support::helpers::streamable_open(&http(), &mcp).await;
     assert_eq!(opening.status(), 503);
     assert_eq!(opening.headers()["retry-after"], "1");
     let body: Value = opening.json().await.unwrap();
@@ -408,7 +381,7 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     .await;
     // Its registration is back (Redis lost everything: it started empty), and sessions open.
     assert_eq!(replica.node_ids().await.len(), 1);
-    crate::helpers::streamable_initialize(&http(), &mcp).await;
+    crate::support::helpers::streamable_initialize(&http(), &mcp).await;
 }
 
 /// Redis, `n` replicas on it and a round-robin proxy in front of them.
@@ -416,7 +389,7 @@ struct Cluster {
     _redis: RedisServer,
     _tmp: tempfile::TempDir,
     replicas: Vec<Replica>,
-    proxy: crate::round_robin::RoundRobin,
+    proxy: crate::support::round_robin::RoundRobin,
 }
 
 impl Cluster {
@@ -456,7 +429,7 @@ impl Cluster {
                 Replica::start_with(&config, &data, agents, env)
             })
             .collect();
-        let proxy = crate::round_robin::RoundRobin::spawn(
+        let proxy = crate::support::round_robin::RoundRobin::spawn(
             replicas.iter().map(|r| r.addr.clone()).collect(),
         )
         .await;
@@ -490,7 +463,8 @@ impl Cluster {
 async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake() {
     use rmcp::model::CallToolRequestParams;
     let cluster = Cluster::start(3).await;
-    let client = crate::helpers::rmcp_client(&cluster.proxy.url("/agents/servicenow/mcp")).await;
+    let client =
+        crate::support::helpers::rmcp_client(&cluster.proxy.url("/agents/servicenow/mcp")).await;
     for _ in 0..2 {
         let tools = client.list_all_tools().await.unwrap();
         assert!(
@@ -561,7 +535,7 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
 
 /// The status a `tools/list` in session `id` gets at `url`.
 async fn streamable_status(url: &str, id: &str) -> u16 {
-    crate::helpers::streamable_post(
+    crate::support::helpers::streamable_post(
         &http(),
         url,
         Some(id),
@@ -579,7 +553,7 @@ async fn an_admin_ends_a_session_from_another_replica() {
         unreachable!()
     };
     let mcp_a = a.url("/agents/servicenow/mcp");
-    let id = crate::helpers::streamable_initialize(&http(), &mcp_a).await;
+    let id = crate::support::helpers::streamable_initialize(&http(), &mcp_a).await;
     // B serves it too (takes it over from the shared record).
     assert_eq!(
         streamable_status(&b.url("/agents/servicenow/mcp"), &id).await,
@@ -605,7 +579,8 @@ async fn an_admin_ends_a_session_from_another_replica() {
     assert_eq!(again.status(), 404);
 
     // A legacy session lives on its stream's replica; an admin on the other ends it too.
-    let mut sse = crate::helpers::SseClient::connect(&a.url("/agents/servicenow/sse")).await;
+    let mut sse =
+        crate::support::helpers::SseClient::connect(&a.url("/agents/servicenow/sse")).await;
     sse.initialize().await;
     let response = http()
         .delete(b.url(&format!("/admin/sessions/{}", sse.session_id)))
@@ -628,7 +603,7 @@ const ONE_CLIENT: &str =
 
 #[tokio::test]
 async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
-    use crate::helpers::{SseClient, tool_json};
+    use crate::support::helpers::{SseClient, tool_json};
     use serde_json::json;
     let mut cluster = Cluster::start_with(3, ONE_CLIENT).await;
     let mut c =
@@ -733,10 +708,10 @@ async fn a_clients_request_quota_holds_across_replicas() {
     let h = client_with_token();
     let url = cluster.proxy.url("/agents/servicenow/mcp");
     // initialize + notifications/initialized: 2 of the 6.
-    let id = crate::helpers::streamable_initialize(&h, &url).await;
+    let id = crate::support::helpers::streamable_initialize(&h, &url).await;
     let mut statuses = Vec::new();
     for i in 0..9 {
-        let response = crate::helpers::streamable_post(
+        let response = crate::support::helpers::streamable_post(
             &h,
             &url,
             Some(&id),
@@ -772,7 +747,7 @@ async fn a_clients_max_sessions_holds_across_replicas() {
     let mcp = |i: usize| cluster.replicas[i].url("/agents/servicenow/mcp");
     let initialize = |url: String| {
         let h = h.clone();
-        async move { crate::helpers::streamable_open(&h, &url).await }
+        async move { crate::support::helpers::streamable_open(&h, &url).await }
     };
     let first = initialize(mcp(0)).await;
     assert_eq!(first.status(), 200);
@@ -805,7 +780,7 @@ async fn a_clients_max_sessions_holds_across_replicas() {
 
 #[tokio::test]
 async fn any_replica_lists_every_replicas_sessions_with_its_node() {
-    use crate::helpers::SseClient;
+    use crate::support::helpers::SseClient;
     let cluster = Cluster::start(3).await;
     let node = |i: usize| {
         let replica = &cluster.replicas[i];
@@ -819,7 +794,7 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
     let (node0, node2) = (node(0).await, node(2).await);
     let mut sse = SseClient::connect(&cluster.replicas[0].url("/agents/servicenow/sse")).await;
     sse.initialize().await;
-    let streamable = crate::helpers::streamable_initialize(
+    let streamable = crate::support::helpers::streamable_initialize(
         &http(),
         &cluster.replicas[1].url("/agents/servicenow/mcp"),
     )
@@ -864,10 +839,9 @@ async fn any_replica_lists_every_replicas_sessions_with_its_node() {
 
 #[tokio::test]
 async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_replica() {
-    use crate::fake_llm::{FakeLlm, Step};
+    use crate::support::fake_llm::{FakeLlm, Step};
     use rmcp::ServiceExt;
-    use rmcp::model::{CallToolRequestParams, ClientRequest, Request, ServerResult};
-    use rmcp::service::PeerRequestOptions;
+
     let fake = FakeLlm::start(vec![
         Step::ToolCalls(vec![(
             "search_incident",
@@ -888,31 +862,15 @@ async fn an_agent_run_reports_progress_through_the_cluster_and_survives_a_dead_r
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(
         cluster.proxy.url("/agents/servicenow/mcp"),
     );
-    let client = crate::helpers::Recorder::default()
+    let client = crate::support::helpers::Recorder::default()
         .serve(transport)
         .await
         .unwrap();
     let ask = |task: &'static str| {
         let client = &client;
         async move {
-            let handle = client
-                .send_cancellable_request(
-                    ClientRequest::CallToolRequest(Request::new(
-                        CallToolRequestParams::new("servicenow").with_arguments(
-                            serde_json::json!({"task": task})
-                                .as_object()
-                                .unwrap()
-                                .clone(),
-                        ),
-                    )),
-                    PeerRequestOptions::no_options(),
-                )
-                .await
-                .unwrap();
-            let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap()
-            else {
-                panic!("not a tool result")
-            };
+            let handle = start_call(client, "servicenow", serde_json::json!({"task": task})).await;
+            let result = call_result(handle).await;
             format!("{:?}", result.content)
         }
     };
@@ -962,7 +920,9 @@ async fn replicas_on_one_host_share_the_embedded_store_without_losing_a_write() 
     // Every replica creates EACH incidents, all of them at once.
     let mut clients = Vec::new();
     for replica in &cluster.replicas {
-        clients.push(crate::helpers::rmcp_client(&replica.url("/agents/servicenow/mcp")).await);
+        clients.push(
+            crate::support::helpers::rmcp_client(&replica.url("/agents/servicenow/mcp")).await,
+        );
     }
     let creates = clients.iter().enumerate().flat_map(|(r, client)| {
         (0..EACH).map(move |i| async move {
@@ -1014,7 +974,7 @@ fn check_warns_that_the_embedded_store_belongs_to_one_host() {
     let tmp = tempfile::tempdir().unwrap();
     // `check` validates only: it does not need Redis to be there.
     let config = cluster_config(tmp.path(), "redis://127.0.0.1:1", "");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["check", "--config"])
         .arg(&config)
         .arg("--agents")
@@ -1033,7 +993,7 @@ fn check_warns_that_the_embedded_store_belongs_to_one_host() {
     // Without [cluster], no such warning.
     let single = tmp.path().join("single.toml");
     std::fs::write(&single, "").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["check", "--config"])
         .arg(&single)
         .arg("--agents")
@@ -1056,8 +1016,9 @@ async fn a_streamable_client_resumes_its_stream_on_another_replica() {
     let cluster = Cluster::start(2).await;
     let (a, b) = (&cluster.replicas[0], &cluster.replicas[1]);
     let h = http();
-    let id = crate::helpers::streamable_initialize(&h, &a.url("/agents/servicenow/mcp")).await;
-    let body = crate::helpers::streamable_post(
+    let id =
+        crate::support::helpers::streamable_initialize(&h, &a.url("/agents/servicenow/mcp")).await;
+    let body = crate::support::helpers::streamable_post(
         &h,
         &a.url("/agents/servicenow/mcp"),
         Some(&id),
@@ -1106,7 +1067,7 @@ async fn a_session_in_use_on_any_replica_lives_and_an_idle_one_ends_everywhere()
         cluster.replicas[0].url("/agents/servicenow/mcp"),
         cluster.replicas[1].url("/agents/servicenow/mcp"),
     ];
-    let id = crate::helpers::streamable_initialize(&http(), &urls[0]).await;
+    let id = crate::support::helpers::streamable_initialize(&http(), &urls[0]).await;
     // Used by turns on both replicas for twice the idle timeout: it lives.
     let started = Instant::now();
     let mut turn = 1;

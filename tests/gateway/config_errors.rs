@@ -1,11 +1,9 @@
 //! Config errors name the file and the key, all at once, through the library and the CLI.
 
-use std::process::Command;
-
 use switchboard::agents::AgentRegistry;
 use switchboard::config::Vars;
 
-use crate::helpers::fixture;
+use crate::support::helpers::fixture;
 
 fn errors_of(dir: &str) -> Vec<String> {
     AgentRegistry::validate_dir(&fixture(dir), &Vars::new())
@@ -100,7 +98,7 @@ fn every_file_of_a_directory_is_reported_at_once() {
 
 #[test]
 fn check_command_exits_nonzero_and_prints_every_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["check", "--agents"])
         .arg(fixture("agents/several-broken"))
         .env_remove("RUST_LOG")
@@ -119,7 +117,7 @@ fn check_command_exits_nonzero_and_prints_every_error() {
 #[test]
 fn serve_refuses_to_start_on_a_broken_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(tmp.path())
         .arg("--agents")
@@ -142,7 +140,7 @@ fn broken_gateway_config_is_reported_with_its_key() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("switchboard.toml");
     std::fs::write(&cfg, "[server]\nlisten = \"nowhere\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["check", "--config"])
         .arg(&cfg)
         .arg("--agents")
@@ -207,7 +205,7 @@ fn every_error_of_one_file_is_reported() {
 
 #[test]
 fn check_command_prints_every_error_of_one_file() {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .args(["check", "--agents"])
         .arg(fixture("agents/many-errors"))
         .env_remove("RUST_LOG")

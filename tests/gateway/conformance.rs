@@ -10,13 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::binary::start_serve;
+use crate::support::binary::{serve_command, spawn_binary};
 
 /// How long one run of the whole suite may take (it takes about a second).
 const SUITE_DEADLINE: Duration = Duration::from_secs(60);
@@ -71,16 +71,6 @@ fn pinned_and_installed(dir: &Path, package: &str) -> (String, Option<String>) {
         .and_then(|s| serde_json::from_str::<Value>(&s).ok())
         .and_then(|v| v["version"].as_str().map(str::to_owned));
     (pinned, installed)
-}
-
-/// Kills the gateway when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs `conformance server --suite all` against `url`; returns each scenario's checks and the
@@ -262,15 +252,16 @@ fn official_mcp_conformance_suite_gives_the_published_results_at_both_urls() {
     .unwrap();
     let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
     let data = tmp.path().join("data");
-    let (child, addr, _) = start_serve(&[
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--agents".as_ref(),
-        agents.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-    ]);
-    let _gateway = Killed(child);
+    let gateway = spawn_binary(
+        serve_command()
+            .arg("--config")
+            .arg(&config)
+            .arg("--agents")
+            .arg(&agents)
+            .arg("--data")
+            .arg(&data),
+    );
+    let addr = gateway.addr.clone();
 
     // Act and assert, at each URL.
     let mut problems = Vec::new();

@@ -8,8 +8,10 @@ use std::time::Duration;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::browser::Browser;
-use crate::helpers::{Options, SseClient, TestGateway, args, copy_valid_agents, http, rmcp_client};
+use crate::support::browser::Browser;
+use crate::support::helpers::{
+    Options, SseClient, TestGateway, args, copy_valid_agents, http, rmcp_client,
+};
 
 fn session_row(id: &str) -> String {
     format!("tr[data-testid=\"session\"][data-session-id=\"{id}\"]")

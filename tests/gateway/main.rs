@@ -1,28 +1,23 @@
 //! Integration tests: the real gateway on 127.0.0.1:0, real HTTP, real MCP clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod helpers;
 mod house;
+mod support;
 
 mod admin_api;
 mod agent_runtime;
 mod binary;
-mod browser;
 mod clients;
 mod cluster;
 mod config_errors;
 mod conformance;
 mod console;
-mod fake_llm;
-mod fake_servicenow;
 mod mcp_sse;
 mod mcp_streamable;
 mod metrics;
 mod openapi_spec;
 mod parking;
 mod reload;
-mod round_robin;
-mod scenarios;
 mod sessions;
 mod shipped_agents;
 mod store;

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{SseClient, TestGateway, tool_json};
-use crate::scenarios;
+use crate::support::helpers::{SseClient, TestGateway, tool_json};
+use crate::support::scenarios;
 
 #[tokio::test]
 async fn legacy_client_lists_and_calls_every_tool() {
@@ -39,7 +39,7 @@ async fn many_requests_in_flight_on_one_session_are_each_answered_once() {
     for id in 100..100 + n {
         let endpoint = c.endpoint.clone();
         // Fire all POSTs without waiting for answers.
-        let resp = crate::helpers::http()
+        let resp = crate::support::helpers::http()
             .post(endpoint)
             .header("content-type", "application/json")
             .body(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"search_incident","arguments":{"query":"vpn","limit":1}}}).to_string())

@@ -3,8 +3,8 @@
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::helpers::{TestGateway, args, rmcp_client};
-use crate::scenarios::{self, structured};
+use crate::support::helpers::{TestGateway, args, rmcp_client};
+use crate::support::scenarios::{self, structured};
 
 #[tokio::test]
 async fn rmcp_client_lists_and_calls_every_tool_at_mcp() {

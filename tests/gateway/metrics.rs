@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{Options, SseClient, TestGateway, fixture, http, rmcp_client};
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{Options, SseClient, TestGateway, fixture, http, rmcp_client};
 
 /// Parses OpenMetrics text into `(series, value)` pairs, failing on any malformed line.
 fn parse(text: &str) -> Vec<(String, f64)> {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestGateway, http};
+use crate::support::helpers::{TestGateway, http};
 
 #[test]
 fn checked_in_spec_is_current() {

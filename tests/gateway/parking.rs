@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ClientRequest, Request, ServerResult};
-use rmcp::service::PeerRequestOptions;
+use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::fake_llm::{FakeLlm, Step};
-use crate::helpers::{
-    Options, SseClient, TestGateway, args, fixture, http, response_messages, rmcp_client,
-    streamable_initialize, streamable_post, tool_json,
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{
+    Options, SseClient, TestGateway, args, call_result, fixture, http, response_messages,
+    rmcp_client, start_call, streamable_initialize, streamable_post, tool_json, tool_text,
 };
 
 fn parking_options(after_ms: u64) -> Options {
@@ -112,7 +111,7 @@ async fn an_idle_streamable_session_parks_and_carries_on() {
             .await
             .unwrap();
         assert_eq!(result.is_error, Some(false));
-        let text = result.content[0].as_text().unwrap().text.clone();
+        let text = tool_text(&result);
         assert!(text.contains("VPN not working"), "{text}");
         // Same session: rmcp restored it in place, the client never re-initialized.
         assert_eq!(only_session_id(&gw), id);
@@ -212,16 +211,7 @@ async fn a_running_call_keeps_the_engine_and_a_get_stream_outlives_it() {
     let client = rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
     let id = only_session_id(&gw);
     wait_parked(&gw, &id, true).await;
-    let handle = client
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(Request::new(
-                CallToolRequestParams::new("servicenow")
-                    .with_arguments(args(json!({"task": "find VPN"}))),
-            )),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap();
+    let handle = start_call(&client, "servicenow", json!({"task": "find VPN"})).await;
     fake.wait_requests(1).await;
     for _ in 0..10 {
         assert!(
@@ -230,10 +220,7 @@ async fn a_running_call_keeps_the_engine_and_a_get_stream_outlives_it() {
         );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
-        panic!("not a tool result")
-    };
-    let text = result.content[0].as_text().unwrap().text.clone();
+    let text = tool_text(&call_result(handle).await);
     assert_eq!(text, "Done.");
     client.cancel().await.unwrap();
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::helpers::{
     Options, SseClient, TestGateway, copy_valid_agents, http, rmcp_client, tool_json,
 };
 
@@ -181,7 +181,7 @@ async fn reloads_are_atomic_under_concurrent_calls() {
                     let r = c
                         .call_tool(
                             rmcp::model::CallToolRequestParams::new("get_incident").with_arguments(
-                                crate::helpers::args(json!({"number": "INC0012346"})),
+                                crate::support::helpers::args(json!({"number": "INC0012346"})),
                             ),
                         )
                         .await

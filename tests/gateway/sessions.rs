@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Options, SseClient, TestGateway, http, rmcp_client, streamable_initialize};
+use crate::support::helpers::{
+    Options, SseClient, TestGateway, http, rmcp_client, streamable_initialize,
+};
 
 #[tokio::test]
 async fn legacy_session_is_gone_after_the_client_disconnects() {

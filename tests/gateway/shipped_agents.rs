@@ -1,7 +1,5 @@
 //! The agents we ship validate, with no environment at all, through `check`'s own logic.
 
-use std::process::Command;
-
 use switchboard::agents::AgentRegistry;
 use switchboard::config::Vars;
 use switchboard::tools::ToolConfig;
@@ -36,7 +34,7 @@ fn shipped_agents_are_valid_without_any_environment() {
 
 #[test]
 fn check_command_accepts_the_shipped_agents() {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+    let out = crate::support::binary::switchboard()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("check")
         .env_remove("OPENAI_MODEL")

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::helpers::{Options, SseClient, TestGateway, tool_json};
-use crate::scenarios;
+use crate::support::helpers::{Options, SseClient, TestGateway, tool_json};
+use crate::support::scenarios;
 
 #[tokio::test]
 async fn seeded_store_and_new_incidents_survive_a_restart() {

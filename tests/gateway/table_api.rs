@@ -2,9 +2,7 @@
 //! MCP clients, and the test's own instance (`fake_servicenow`) on 127.0.0.1:0, which checks
 //! paths, query strings, credentials and bodies and can fail on demand.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use poem::http::Method;
@@ -14,9 +12,10 @@ use rmcp::service::RunningService;
 use serde_json::{Value, json};
 use switchboard::config::Vars;
 
-use crate::fake_servicenow::{FakeAuth, FakeServiceNow, Fault};
-use crate::helpers::{Options, TestGateway, args, fixture, rmcp_client};
-use crate::scenarios::{self, structured};
+use crate::support::binary::{serve_command, spawn_binary};
+use crate::support::fake_servicenow::{FakeAuth, FakeServiceNow, Fault};
+use crate::support::helpers::{Options, TestGateway, args, fixture, rmcp_client, tool_text};
+use crate::support::scenarios::{self, structured};
 
 const TABLE: &str = "/api/now/table/incident";
 const TOKEN: &str = "/oauth_token.do";
@@ -119,12 +118,7 @@ fn failure(result: &CallToolResult) -> String {
         Some(true),
         "expected a tool error: {result:?}"
     );
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    tool_text(result)
 }
 
 // === The same scenarios as on the embedded store, on both kinds of credentials ===
@@ -821,51 +815,23 @@ async fn a_refused_password_never_reaches_the_logs_even_at_trace_level() {
     const WRONG: &str = "Wr0ng-pa55word-in-the-env";
     let fake = FakeServiceNow::start(basic()).await;
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--agents"])
-        .arg(fixture("agents/table-api"))
-        .arg("--data")
-        .arg(tmp.path().join("data"))
-        .env("RUST_LOG", "trace")
-        .env("SN_URL", &fake.url)
-        .env("SN_USERNAME", USERNAME)
-        .env("SN_PASSWORD", WRONG)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains("Switchboard listening.") {
-                let _ = tx.send(line.clone());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let line = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .expect("the gateway starts");
-    let addr = line
-        .split("addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let gateway = spawn_binary(
+        serve_command()
+            .arg("--agents")
+            .arg(fixture("agents/table-api"))
+            .arg("--data")
+            .arg(tmp.path().join("data"))
+            .env("RUST_LOG", "trace")
+            .env("SN_URL", &fake.url)
+            .env("SN_USERNAME", USERNAME)
+            .env("SN_PASSWORD", WRONG),
+    );
+    let addr = gateway.addr.clone();
 
     let c = rmcp_client(&format!("http://{addr}/agents/servicenow/mcp")).await;
     let text = failure(&call(&c, "get_incident", json!({"number": "INC0012346"})).await);
     let _ = c.cancel().await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let logs = reader.join().unwrap();
+    let logs = gateway.kill_and_logs();
 
     assert!(text.contains("refused the credentials"), "{text}");
     assert!(

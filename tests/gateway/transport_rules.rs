@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::helpers::{
     SseClient, TestGateway, http, response_messages, streamable_initialize, streamable_post,
     tool_json,
 };

@@ -12,8 +12,7 @@ use tokio::time::Instant;
 
 use super::records::{escape, incident_from_record, read_params, result_list};
 use super::{
-    CredentialKind, Credentials, Error, TABLE_PATH, TOKEN_PATH, TOKEN_REFRESH_MARGIN,
-    TableApiSpec,
+    CredentialKind, Credentials, Error, TABLE_PATH, TOKEN_PATH, TOKEN_REFRESH_MARGIN, TableApiSpec,
 };
 use crate::incidents::model::{Incident, IncidentNumber};
 

@@ -375,3 +375,8 @@ fn instance_url(url: &str) -> Result<String, String> {
     }
     Ok(parsed.as_str().trim_end_matches('/').to_owned())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "config_tests.rs"]
+mod tests;

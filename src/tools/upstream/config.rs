@@ -169,3 +169,8 @@ fn check_url(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "config_tests.rs"]
+mod tests;

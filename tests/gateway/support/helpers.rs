@@ -504,3 +504,42 @@ impl rmcp::ClientHandler for Recorder {
         self.progress.lock().unwrap().push(params);
     }
 }
+
+/// Starts a `tools/call` of `tool` with `arguments` without waiting for its answer: the
+/// handle cancels it (`notifications/cancelled` with `handle.id`), carries its progress
+/// token, and [`call_result`] awaits it.
+pub async fn start_call(
+    peer: &rmcp::service::Peer<rmcp::RoleClient>,
+    tool: &str,
+    arguments: Value,
+) -> rmcp::service::RequestHandle<rmcp::RoleClient> {
+    use rmcp::model::{CallToolRequestParams, ClientRequest, Request};
+    peer.send_cancellable_request(
+        ClientRequest::CallToolRequest(Request::new(
+            CallToolRequestParams::new(tool.to_owned()).with_arguments(args(arguments)),
+        )),
+        rmcp::service::PeerRequestOptions::no_options(),
+    )
+    .await
+    .expect("the call is sent")
+}
+
+/// The answer of a call started by [`start_call`].
+pub async fn call_result(
+    handle: rmcp::service::RequestHandle<rmcp::RoleClient>,
+) -> rmcp::model::CallToolResult {
+    match handle.await_response().await.expect("the call is answered") {
+        rmcp::model::ServerResult::CallToolResult(result) => result,
+        other => panic!("not a tool result: {other:?}"),
+    }
+}
+
+/// The text blocks of a tool result, joined by newlines.
+pub fn tool_text(result: &rmcp::model::CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -8,7 +8,7 @@
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use crate::helpers::{SseClient, args, rmcp_client, tool_json};
+use crate::support::helpers::{SseClient, args, rmcp_client, tool_json};
 
 /// The agent tool (named after the agent) and the four inner tools, sorted.
 pub fn tool_names(agent: &str) -> Vec<String> {
