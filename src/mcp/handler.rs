@@ -103,6 +103,33 @@ impl ServerHandler for AgentServer {
             tokens: Default::default(),
         };
         let started = std::time::Instant::now();
+        let outcome = self
+            .run_call(name, args, &ctx, &context)
+            .await
+            .ok_or_else(|| unknown_tool(name))?;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let tokens = ctx.tokens.get();
+        // Progress goes out before the answer: the answer ends the request's stream, and a
+        // notification after it would have nowhere to go.
+        drop(ctx);
+        if let Some(forwarder) = forwarder {
+            let _ = tokio::time::timeout(PROGRESS_FLUSH, forwarder).await;
+        }
+        self.record(name, &outcome, elapsed_us, tokens, &context);
+        into_response(name, outcome)
+    }
+}
+
+impl AgentServer {
+    /// Runs tool `name` (`None`: no such tool), until it ends, the session ends (client
+    /// DELETE, admin kill, idle timeout, stream gone) or shutdown's grace period is over.
+    async fn run_call(
+        &self,
+        name: &str,
+        args: rmcp::model::JsonObject,
+        ctx: &CallContext,
+        context: &RequestContext<RoleServer>,
+    ) -> Option<Result<Output, tools::Error>> {
         // Boxed: rmcp spawns a task per request holding this future, and tokio moves a
         // task's future by value (into the task cell, and again when it completes). An
         // agent run's state machine inline here made every call copy kilobytes.
@@ -111,7 +138,7 @@ impl ServerHandler for AgentServer {
                 match tools::agent::parse_task(args) {
                     Ok(task) => Some(
                         self.agent
-                            .run(task, &ctx)
+                            .run(task, ctx)
                             .await
                             .map(Output::Text)
                             .map_err(tools::Error::from),
@@ -119,13 +146,12 @@ impl ServerHandler for AgentServer {
                     Err(e) => Some(Err(e)),
                 }
             } else if self.agent.spec.expose_tools {
-                self.agent.call_tool(name, args, &ctx).await
+                self.agent.call_tool(name, args, ctx).await
             } else {
                 None
             }
         });
-        // The session's end (client DELETE, admin kill, idle timeout, stream gone) ends its
-        // calls: rmcp would otherwise let them run to completion while it drains.
+        // rmcp would otherwise let a call run to completion while it drains the session.
         let session_ended = context
             .extensions
             .get::<Arc<SessionStats>>()
@@ -136,27 +162,27 @@ impl ServerHandler for AgentServer {
                 None => std::future::pending().await,
             }
         };
-        let outcome = tokio::select! {
-            outcome = call => match outcome {
-                Some(outcome) => outcome,
-                None => return Err(unknown_tool(name)),
-            },
+        tokio::select! {
+            outcome = call => outcome,
             // Dropping the call cancels it (and its model request, if any).
-            () = self.stop_calls.cancelled() => Err(tools::Error::Failed(
+            () = self.stop_calls.cancelled() => Some(Err(tools::Error::Failed(
                 "the gateway is shutting down and this call did not finish within its grace period; retry it".into(),
-            )),
-            () = session_ended => Err(tools::Error::Cancelled),
-        };
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        let tokens = ctx.tokens.get();
-        // Progress goes out before the answer: the answer ends the request's stream, and a
-        // notification after it would have nowhere to go.
-        drop(ctx);
-        if let Some(forwarder) = forwarder {
-            let _ = tokio::time::timeout(PROGRESS_FLUSH, forwarder).await;
+            ))),
+            () = session_ended => Some(Err(tools::Error::Cancelled)),
         }
+    }
+
+    /// Counts a finished call: the session's recent calls and tokens, the log line, metrics.
+    fn record(
+        &self,
+        name: &str,
+        outcome: &Result<Output, tools::Error>,
+        elapsed_us: u64,
+        tokens: (u64, u64),
+        context: &RequestContext<RoleServer>,
+    ) {
         let agent = self.agent.name();
-        let label = match &outcome {
+        let label = match outcome {
             Ok(_) => "ok",
             Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
             Err(tools::Error::Failed(_)) => "error",
@@ -195,23 +221,31 @@ impl ServerHandler for AgentServer {
         self.agent
             .metrics()
             .tool_call(agent.as_str(), name, label, elapsed_us as f64 / 1e6);
-        match outcome {
-            Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
-            Ok(Output::Text(text)) => {
-                Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
-            }
-            Err(tools::Error::InvalidArguments(msg)) => Err(McpError::invalid_params(
-                format!("{name}: invalid arguments: {msg}"),
-                None,
-            )),
-            Err(tools::Error::Failed(msg)) => {
-                Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into())
-            }
-            Err(tools::Error::Cancelled) => Ok(CallToolResult::error(vec![ContentBlock::text(
-                format!("{name}: cancelled"),
-            )])
-            .into()),
+    }
+}
+
+/// The MCP answer of a call's outcome: invalid arguments are a JSON-RPC error (-32602), a
+/// failure a tool result with `isError`.
+fn into_response(
+    name: &str,
+    outcome: Result<Output, tools::Error>,
+) -> Result<rmcp::model::CallToolResponse, McpError> {
+    match outcome {
+        Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
+        Ok(Output::Text(text)) => {
+            Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
         }
+        Err(tools::Error::InvalidArguments(msg)) => Err(McpError::invalid_params(
+            format!("{name}: invalid arguments: {msg}"),
+            None,
+        )),
+        Err(tools::Error::Failed(msg)) => {
+            Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into())
+        }
+        Err(tools::Error::Cancelled) => Ok(CallToolResult::error(vec![ContentBlock::text(
+            format!("{name}: cancelled"),
+        )])
+        .into()),
     }
 }
 
