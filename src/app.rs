@@ -7,8 +7,8 @@ use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Response, Route, handler};
 use serde_json::json;
 
+use crate::edge::AgentRoutes;
 use crate::error::{Error, json_response};
-use crate::mcp::edge::AgentRoutes;
 use crate::state::AppState;
 
 /// The whole HTTP surface of the gateway.

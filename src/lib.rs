@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`admin`]: the admin REST API (poem-openapi): agents, sessions, health.
 //! - [`app`]: composition root: state → poem routes; [`app::run`] until shutdown.
-//! - [`state`]: `AppState`, the shared state every request sees.
+//! - [`state`]: `AppState`, a plain container of the parts every request sees.
+//! - [`background`]: the work a serving gateway does besides requests (sweeper, heartbeat).
 //! - [`console`]: the admin console at `/ui`, a page over the admin API.
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
 //! - [`agents`]: validated agent specs, built agents and the registry of them.
@@ -15,16 +16,22 @@
 //! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`).
 //! - [`incidents`]: the incident model and its stores: embedded SQLite, or a ServiceNow
 //!   instance through the Table API.
-//! - [`mcp`]: the MCP server side: handler, guard, Streamable HTTP and legacy SSE.
+//! - [`edge`]: the HTTP edge of the agents' MCP URLs: screen (Host/Origin guard, sizes),
+//!   client address, route, admit (who, limits), then the transport.
+//! - [`mcp`]: the MCP server side: the served agents, their handler, Streamable HTTP and
+//!   legacy SSE.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`traffic`]: the last 15 minutes of calls per agent, for the admin API and console.
-//! - [`sessions`]: the registry of live MCP sessions of both transports.
+//! - [`sessions`]: the registry of live MCP sessions of both transports: ending, parking,
+//!   expiring, and sharing them with other replicas in cluster mode.
 //! - [`auth`]: constant-time token checks.
-//! - [`clients`]: who is calling (bearer tokens) and how much they may (rate limits).
+//! - [`clients`]: who is calling (bearer tokens), their limits as configured and their usage.
+//! - [`ratelimit`]: every limit check (governor; Redis GCRA in cluster mode).
+//! - [`net`]: outbound HTTP helpers (TLS provider, network-failure wording, URL escaping).
 //! - [`cluster`]: cluster mode (`[cluster]`): replicas sharing state through Redis.
 //! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
-//! - [`shutdown`]: the SIGINT/SIGTERM signal.
+//! - [`shutdown`]: the SIGINT/SIGTERM/SIGHUP signals and the drain.
 //! - [`telemetry`]: logging setup.
 
 pub mod admin;
@@ -36,6 +43,7 @@ pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod edge;
 pub mod error;
 pub mod healthcheck;
 pub mod incidents;

@@ -9,12 +9,11 @@
 //! - `POST|DELETE /agents/<name>/sse`, and `GET` with an `Mcp-Session-Id` header: Streamable
 //!   HTTP too, so a Streamable HTTP client pointed at the seed's `/sse` URL works.
 //!
-//! Before any of them, [`guard`] checks `Host` and `Origin` (403). Errors outside JSON-RPC
+//! Before any of them, the edge ([`crate::edge`]) screens the request (`Host` and `Origin`:
+//! 403), identifies the caller and checks its limits. Errors outside JSON-RPC
 //! are JSON `{code, message}` ([`crate::error`]); a body that is not JSON-RPC gets a
 //! JSON-RPC parse error with status 400 on both transports, and the session lives on.
 
-pub mod edge;
-pub mod guard;
 pub mod handler;
 pub mod request;
 pub mod served;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use poem::Request;
 
-use crate::clients::Caller;
 use crate::sessions::Peer;
 
 /// The peer address of a request, carried into rmcp's request extensions (poem's
@@ -30,19 +29,6 @@ impl RequestId {
             Some(id) => id.into(),
             None => uuid::Uuid::new_v4().simple().to_string().into(),
         })
-    }
-}
-
-/// Who sent a request: its client, its address (`ip`, as the edge resolved it) and user agent.
-pub fn peer_of_request(req: &Request, caller: &Caller, ip: std::net::IpAddr) -> Peer {
-    Peer {
-        client: caller.name().cloned(),
-        ip: Some(ip),
-        user_agent: req
-            .headers()
-            .get(poem::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
     }
 }
 

@@ -1,13 +1,14 @@
 //! The HTTP edge of every agent's MCP URLs (`/agents/<name>/...`): one request goes
 //! through named stages, each once, in this order:
 //!
-//! 1. [`screen`]: shutting down? Host and Origin ([`super::guard`]), URL and header sizes; a
+//! 1. [`screen`]: shutting down? Host and Origin ([`guard`]), URL and header sizes; a
 //!    hop from another replica (cluster mode) is recognised.
 //! 2. [`client_address`]: who is at the other end (trusted proxies, a replica's hop).
 //! 3. [`route`]: which agent, which URL kind.
 //! 4. admit: who is calling ([`crate::clients`]), then its limits ([`crate::ratelimit`]),
 //!    before any session is looked up (in cluster mode a lookup may cost a Redis round trip).
-//! 5. the transport: legacy SSE ([`super::sse`]) or Streamable HTTP ([`super::streamable`]),
+//! 5. the transport: legacy SSE ([`crate::mcp::sse`]) or Streamable HTTP
+//!    ([`crate::mcp::streamable`]),
 //!    which hands each message to the agent's handler.
 
 use std::net::IpAddr;
@@ -16,12 +17,16 @@ use std::sync::Arc;
 use poem::http::{HeaderValue, Method};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
-use super::request::{ClientIp, RequestId, peer_of_request};
-use super::served::ServedAgent;
-use super::{sse, streamable};
+pub mod guard;
+mod peek;
+
 use crate::clients::{Caller, Refusal};
 use crate::error::Error;
+use crate::mcp::request::{ClientIp, RequestId};
+use crate::mcp::served::ServedAgent;
+use crate::mcp::{sse, streamable};
 use crate::sessions::Busy;
+use crate::sessions::Peer;
 use crate::sessions::shared::AdoptError;
 use crate::state::AppState;
 
@@ -166,7 +171,7 @@ impl Call<'_> {
             return Ok(streamable::call(&self.agent.streamable, req).await);
         }
         let body = read_body(&mut req, state.settings().max_body_bytes).await?;
-        let peek = streamable::peek(&body)?;
+        let peek = peek::peek(&body)?;
         if session.is_none()
             && peek
                 .method
@@ -287,7 +292,7 @@ impl Call<'_> {
         let body = read_body(&mut req, max_body).await?;
         let sessions = state.sessions();
         let session = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
-        let peek = streamable::peek(&body)?;
+        let peek = peek::peek(&body)?;
         self.admit_message(&peek).await?;
         let id = sse::session_id(&req).unwrap_or_default();
         sse::post(&session, &id, &body, sessions, request_id).await
@@ -295,7 +300,7 @@ impl Call<'_> {
 
     /// Counts a JSON-RPC message and, when it starts an agent run, checks the caller's
     /// `agent_runs_per_minute`.
-    async fn admit_message(&self, peek: &streamable::Peek) -> Result<(), Error> {
+    async fn admit_message(&self, peek: &peek::Peek) -> Result<(), Error> {
         let state = self.state;
         state
             .metrics()
@@ -311,6 +316,19 @@ impl Call<'_> {
                 .map_err(|r| self.refused(r))?;
         }
         Ok(())
+    }
+}
+
+/// Who sent a request: its client, its address (`ip`, as the edge resolved it) and user agent.
+fn peer_of_request(req: &Request, caller: &Caller, ip: IpAddr) -> Peer {
+    Peer {
+        client: caller.name().cloned(),
+        ip: Some(ip),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -334,7 +352,7 @@ fn screen(req: &mut Request, state: &AppState) -> Result<bool, Error> {
     }
     let hop = state.cluster().is_some_and(|c| c.is_hop(req.headers()));
     if !hop {
-        super::guard::check(req, state.settings())?;
+        guard::check(req, state.settings())?;
     }
     check_sizes(req)?;
     Ok(hop)

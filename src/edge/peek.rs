@@ -1,0 +1,49 @@
+//! What admission needs to know of a JSON-RPC message before a transport sees it: its
+//! method and, for `tools/call`, the tool (an agent run costs more than a tool call).
+
+use crate::error::Error;
+
+/// What the gateway needs to know of a JSON-RPC message before rmcp sees it.
+#[derive(Debug, Default)]
+pub struct Peek {
+    /// Its method, for requests and notifications.
+    pub method: Option<String>,
+    /// `params.name`, the tool of a `tools/call`.
+    pub tool: Option<String>,
+}
+
+/// Reads the method and tool name of a JSON-RPC message body, checking that it is one.
+///
+/// # Errors
+/// [`Error::InvalidJsonRpc`]: -32700 for a body that is not JSON, -32600 for JSON that is
+/// not a JSON-RPC message.
+pub fn peek(body: &[u8]) -> Result<Peek, Error> {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        jsonrpc: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        method: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, default)]
+        name: Option<std::borrow::Cow<'a, str>>,
+    }
+    let m: Message<'_> = serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))?;
+    if m.jsonrpc != "2.0" {
+        return Err(Error::InvalidJsonRpc {
+            code: -32600,
+            message: format!(
+                "Invalid Request: jsonrpc must be \"2.0\", not {:?}",
+                m.jsonrpc
+            ),
+        });
+    }
+    Ok(Peek {
+        method: m.method.map(|m| m.into_owned()),
+        tool: m.params.and_then(|p| p.name).map(|n| n.into_owned()),
+    })
+}
