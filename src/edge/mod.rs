@@ -182,7 +182,8 @@ impl Call<'_> {
             let client = self.caller.name().map_or("anonymous", |n| n.as_ref());
             state.metrics().stateless_request(&self.agent.name, client);
         }
-        self.admit_message(&peek).await?;
+        self.admit_message(peek.method.as_deref(), peek.tool.as_deref())
+            .await?;
         let opens_session = session.is_none() && peek.method.as_deref() == Some("initialize");
         if opens_session && state.cluster().is_some_and(|c| !c.is_healthy()) {
             return Err(Error::ClusterUnavailable(
@@ -291,24 +292,19 @@ impl Call<'_> {
             .map_err(|r| self.refused(r))?;
         let body = read_body(&mut req, max_body).await?;
         let sessions = state.sessions();
-        let session = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
-        let peek = peek::peek(&body)?;
-        self.admit_message(&peek).await?;
-        let id = sse::session_id(&req).unwrap_or_default();
-        sse::post(&session, &id, &body, sessions, request_id).await
+        let (id, session) = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
+        let message = sse::parse(&body)?;
+        let (method, tool) = sse::method_and_tool(&message);
+        self.admit_message(method, tool).await?;
+        sse::post(&session, &id, message, sessions, request_id).await
     }
 
     /// Counts a JSON-RPC message and, when it starts an agent run, checks the caller's
     /// `agent_runs_per_minute`.
-    async fn admit_message(&self, peek: &peek::Peek) -> Result<(), Error> {
+    async fn admit_message(&self, method: Option<&str>, tool: Option<&str>) -> Result<(), Error> {
         let state = self.state;
-        state
-            .metrics()
-            .mcp_request(&self.agent.name, peek.method.as_deref());
-        if self
-            .agent
-            .starts_run(peek.method.as_deref(), peek.tool.as_deref())
-        {
+        state.metrics().mcp_request(&self.agent.name, method);
+        if self.agent.starts_run(method, tool) {
             state
                 .limits()
                 .check_agent_run(self.caller)

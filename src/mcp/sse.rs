@@ -308,7 +308,7 @@ fn message_event(message: &ServerJsonRpcMessage) -> Bytes {
     Bytes::from(out)
 }
 
-/// The legacy session a `POST /agents/<name>/messages?session_id=<id>` is for.
+/// The legacy session a `POST /agents/<name>/messages?session_id=<id>` is for, and its id.
 ///
 /// # Errors
 /// 400 without a session id, 404 for an unknown session, another agent's or another
@@ -318,29 +318,68 @@ pub fn session_of(
     agent: &str,
     caller: &ClientKey,
     store: &SessionStore,
-) -> Result<Arc<LegacySession>, Error> {
+) -> Result<(String, Arc<LegacySession>), Error> {
     let id = session_id(req).ok_or(Error::MissingSessionId)?;
-    store
+    match store
         .engine::<LegacySession>(&id, agent)
         .filter(|_| store.may_use(&id, caller))
-        .ok_or(Error::SessionNotFound(id))
+    {
+        Some(session) => Ok((id, session)),
+        None => Err(Error::SessionNotFound(id)),
+    }
 }
 
-/// Hands one client message (the body of a legacy POST) to `session`'s engine: 202, and
-/// the answer goes out on the session's stream.
+/// The client message in the body of a legacy POST.
 ///
 /// # Errors
-/// A JSON-RPC error for a body that is not a client message; 404 when the session's stream
-/// is gone.
+/// A JSON-RPC parse error (-32700) or invalid request (-32600).
+pub fn parse(body: &[u8]) -> Result<ClientJsonRpcMessage, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))
+}
+
+/// The method of a client message and, for `tools/call`, the tool.
+pub fn method_and_tool(message: &ClientJsonRpcMessage) -> (Option<&str>, Option<&str>) {
+    match message {
+        ClientJsonRpcMessage::Request(r) => {
+            let tool = match &r.request {
+                rmcp::model::ClientRequest::CallToolRequest(call) => {
+                    Some(call.params.name.as_ref())
+                }
+                _ => None,
+            };
+            (Some(r.request.method()), tool)
+        }
+        ClientJsonRpcMessage::Notification(n) => (
+            Some(match &n.notification {
+                rmcp::model::ClientNotification::InitializedNotification(_) => {
+                    "notifications/initialized"
+                }
+                rmcp::model::ClientNotification::CancelledNotification(_) => {
+                    "notifications/cancelled"
+                }
+                rmcp::model::ClientNotification::ProgressNotification(_) => {
+                    "notifications/progress"
+                }
+                _ => "notifications/other",
+            }),
+            None,
+        ),
+        _ => (None, None),
+    }
+}
+
+/// Hands one client message to `session`'s engine: 202, and the answer goes out on the
+/// session's stream.
+///
+/// # Errors
+/// 404 when the session's stream is gone.
 pub async fn post(
     session: &Arc<LegacySession>,
     id: &str,
-    body: &[u8],
+    mut message: ClientJsonRpcMessage,
     store: &SessionStore,
     request_id: RequestId,
 ) -> Result<Response, Error> {
-    let mut message: ClientJsonRpcMessage =
-        serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))?;
     if let ClientJsonRpcMessage::Request(req) = &mut message {
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(session.stats().clone());
