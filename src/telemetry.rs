@@ -11,12 +11,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter when `RUST_LOG` is not set: our own lines from `info`, and of rmcp only what
+/// is an error of ours. rmcp's service logs every JSON-RPC error answer (a client's bad
+/// arguments) as a warning and every answer it could not write (a client that left) as an
+/// error, and its session manager says "create new session" beside our "Session started.":
+/// the client's business, or said by us already. `RUST_LOG=info,rmcp=debug` shows them.
+pub const DEFAULT_FILTER: &str = "info,rmcp=warn,rmcp::service=off";
+
 /// Installs the global subscriber; `RUST_LOG` overrides the default filter.
 pub fn init(format: LogFormat) {
-    // rmcp logs every JSON-RPC error answer (a client's bad arguments, say) as a warning;
-    // those are the client's business, so by default only its errors are shown.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rmcp::service=error"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -34,5 +39,50 @@ pub fn init(format: LogFormat) {
 pub fn init_for_tests() {
     if std::env::var_os("TEST_LOG").is_some() {
         init(LogFormat::Pretty);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_default_filter_keeps_our_lines_and_drops_rmcps_disconnect_noise() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(DEFAULT_FILTER))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "rmcp::service", "failed to send pending response during drain");
+            tracing::info!(
+                target: "rmcp::transport::streamable_http_server::session::local",
+                "create new session"
+            );
+            tracing::info!(target: "switchboard::sessions", "Session started.");
+            tracing::warn!(target: "rmcp::transport::worker", "a transport warning");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("Session started."), "{text}");
+        assert!(text.contains("a transport warning"), "{text}");
+        assert!(!text.contains("during drain"), "{text}");
+        assert!(!text.contains("create new session"), "{text}");
     }
 }

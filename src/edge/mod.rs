@@ -22,7 +22,7 @@ mod peek;
 
 use crate::clients::{Caller, Refusal};
 use crate::error::Error;
-use crate::mcp::request::{ClientIp, RequestId};
+use crate::mcp::request::{CallerName, ClientIp, RequestId};
 use crate::mcp::served::ServedAgent;
 use crate::mcp::{sse, streamable};
 use crate::sessions::Busy;
@@ -202,6 +202,8 @@ impl Call<'_> {
             None
         };
         req.set_body(body);
+        req.extensions_mut()
+            .insert(CallerName(self.caller.name().cloned()));
         let response = streamable::call(&self.agent.streamable, req).await;
         if let Some(slot) = slot
             && let Some(id) = response

@@ -201,10 +201,16 @@ impl AgentServer {
                 outcome: label,
             });
         }
-        let client = stats
-            .and_then(|s| s.client())
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+        // The session knows its client; a stateless request carries it from the edge. Open
+        // access has none: "anonymous", as in the metrics.
+        let client = stats.and_then(|s| s.client()).or_else(|| {
+            context
+                .extensions
+                .get::<poem::http::request::Parts>()
+                .and_then(|p| p.extensions.get::<super::request::CallerName>())
+                .and_then(|c| c.0.clone())
+        });
+        let client = client.as_deref().unwrap_or("anonymous");
         // Legacy POSTs carry the id in the message; Streamable ones in the HTTP parts.
         let request_id = context
             .extensions

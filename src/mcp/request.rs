@@ -12,6 +12,12 @@ use crate::sessions::Peer;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
+/// The configured client a request is from (`None`: open access), carried into rmcp's
+/// request extensions so that a call without a session (MCP 2026-07-28) is logged under the
+/// same name the metrics use.
+#[derive(Debug, Clone)]
+pub struct CallerName(pub Option<Arc<str>>);
+
 /// The id of an HTTP request (its `X-Request-Id`, or one made up), carried into rmcp's
 /// request extensions so the tool-call log line names it.
 #[derive(Debug, Clone)]

@@ -170,3 +170,62 @@ async fn tokens_never_reach_the_logs_even_at_trace_level() {
         "the client's name is what the logs show"
     );
 }
+
+#[tokio::test]
+async fn a_call_without_a_session_is_logged_and_counted_under_its_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = spawn_binary(
+        serve_command()
+            .arg("--agents")
+            .arg(fixture("agents/valid"))
+            .arg("--data")
+            .arg(tmp.path().join("data"))
+            .env("MCP_SECRET_TOKEN", "seed-token"),
+    );
+    let addr = gateway.addr.clone();
+    // MCP 2026-07-28: no handshake, no session; version and capabilities in `_meta`.
+    let answer = crate::support::helpers::http()
+        .post(format!("http://{addr}/agents/servicenow/mcp"))
+        .bearer_auth("seed-token")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_incident")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {
+                "name": "get_incident",
+                "arguments": {"number": "INC0012346"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {}
+                }
+            }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("VPN not working"), "{body}");
+    let metrics = crate::support::helpers::http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "switchboard_stateless_requests_total{agent=\"servicenow\",client=\"default\"} 1"
+        ),
+        "{metrics}"
+    );
+    let logs = gateway.kill_and_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("Tool call.") && l.contains("get_incident"))
+        .expect("the call is logged");
+    assert!(line.contains("client=\"default\""), "{line}");
+}
