@@ -77,10 +77,13 @@ async fn heartbeat(state: AppState) {
             .into_iter()
             .map(|(key, n)| (crate::cluster::sessions::owner_tag(&key), n))
             .collect();
-        cluster.heartbeat_once(state.sessions().len() as u64).await;
+        let beat = cluster.heartbeat_once(state.sessions().len() as u64).await;
         state.metrics().cluster_redis_up(cluster.is_healthy());
-        if cluster.is_healthy() {
+        if beat.healthy {
             let _ = cluster.publish_session_counts(&counts).await;
+        }
+        if beat.must_reannounce() {
+            state.sessions().reconcile().await;
         }
     }
 }

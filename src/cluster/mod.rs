@@ -40,6 +40,24 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What one heartbeat found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Redis answered.
+    pub healthy: bool,
+    /// Redis answered after failing before.
+    pub came_back: bool,
+    /// Redis answered without the cluster's data (it restarted empty).
+    pub emptied: bool,
+}
+
+impl Heartbeat {
+    /// Whether this replica must announce what it holds again.
+    pub fn must_reannounce(self) -> bool {
+        self.came_back || self.emptied
+    }
+}
+
 /// Why cluster mode could not start, or a Redis operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,6 +142,8 @@ impl Cluster {
         host_name: &str,
     ) -> Result<Self, Error> {
         use secrecy::ExposeSecret;
+        // Before any client: `rediss://` needs the TLS provider too.
+        crate::net::install_crypto_provider();
         let url = settings.redis_url_redacted();
         let unreachable = |e: &dyn std::fmt::Display| Error::Unreachable {
             url: url.clone(),
@@ -147,7 +167,6 @@ impl Cluster {
         let hop_secret = shared_secret(&mut redis, &settings.key_prefix)
             .await
             .map_err(|e| unreachable(&e))?;
-        crate::net::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
@@ -212,11 +231,13 @@ impl Cluster {
     }
 
     /// Renews this replica's registration; records whether Redis answered. Does nothing
-    /// once the replica has left.
-    pub async fn heartbeat_once(&self, sessions: u64) {
+    /// once the replica has left. Says whether Redis is back after failing, or answered with
+    /// its data gone (a restart without persistence): then what this replica holds must be
+    /// announced again.
+    pub async fn heartbeat_once(&self, sessions: u64) -> Heartbeat {
         let _writing = self.0.registration.lock().await;
         if self.0.left.load(Ordering::Acquire) {
-            return;
+            return Heartbeat::default();
         }
         let record = {
             let mut me = self.me();
@@ -225,7 +246,7 @@ impl Cluster {
             me.clone()
         };
         let mut redis = self.0.redis.clone();
-        let result: Result<(), redis::RedisError> = async {
+        let result: Result<bool, redis::RedisError> = async {
             let _: () = redis
                 .pset_ex(
                     self.node_key(&record.id),
@@ -234,26 +255,39 @@ impl Cluster {
                 )
                 .await?;
             let _: () = redis.sadd(self.key("nodes"), &record.id).await?;
-            // A Redis that restarted empty gets the secret back from the replicas.
-            let _: Option<String> = redis
+            // A Redis that restarted empty gets the secret back from the replicas; that it
+            // had to is how a replica learns the data is gone.
+            let restored: Option<String> = redis
                 .set_options(
                     self.key("hop-secret"),
                     self.hop_secret(),
                     redis::SetOptions::default().conditional_set(redis::ExistenceCheck::NX),
                 )
                 .await?;
-            Ok(())
+            Ok(restored.is_some())
         }
         .await;
         let was_healthy = self.0.healthy.swap(result.is_ok(), Ordering::Relaxed);
         match result {
-            Err(e) if was_healthy => {
-                tracing::error!(error = %e, redis = %self.0.settings.redis_url_redacted(), "Lost Redis: this replica is not ready until it is back.");
+            Err(e) => {
+                if was_healthy {
+                    tracing::error!(error = %e, redis = %self.0.settings.redis_url_redacted(), "Lost Redis: this replica is not ready until it is back.");
+                }
+                Heartbeat::default()
             }
-            Ok(()) if !was_healthy => {
-                tracing::info!(redis = %self.0.settings.redis_url_redacted(), "Redis is back: this replica is ready again.");
+            Ok(emptied) => {
+                if !was_healthy {
+                    tracing::info!(redis = %self.0.settings.redis_url_redacted(), "Redis is back: this replica is ready again.");
+                }
+                if emptied {
+                    tracing::warn!(redis = %self.0.settings.redis_url_redacted(), "Redis lost its data (restarted without persistence?): announcing this replica's sessions again.");
+                }
+                Heartbeat {
+                    healthy: true,
+                    came_back: !was_healthy,
+                    emptied,
+                }
             }
-            _ => {}
         }
     }
 

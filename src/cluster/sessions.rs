@@ -7,9 +7,10 @@
 //! enters it in its registry as a parked session, so that rmcp's restore path starts an
 //! engine from the handshake, with no new `initialize` from the client.
 //!
-//! Ending a session (client `DELETE`, admin kill) deletes the record and publishes the id on
-//! `<prefix>:ended`; every replica holding a copy ends it, so the next request anywhere gets
-//! 404. Idle timeouts and parking stay local: a replica drops its idle copy, the record lives
+//! Ending a session (client `DELETE`, admin kill) deletes the record, leaves a tombstone
+//! (`<prefix>:ended:<id>`, for the idle timeout) and publishes the id on `<prefix>:ended`;
+//! every replica holding a copy ends it, so the next request anywhere gets 404. A replica
+//! that was cut off from Redis meanwhile finds the tombstones when it is back. Idle timeouts and parking stay local: a replica drops its idle copy, the record lives
 //! on while another replica serves the session, and expires when nobody does.
 
 use std::time::Duration;
@@ -98,23 +99,44 @@ impl Cluster {
         Ok(())
     }
 
-    /// Ends session `id` everywhere: deletes its record and tells every replica. Returns
-    /// whether the cluster knew it.
+    /// Ends session `id` everywhere: deletes its record, leaves a tombstone for `ttl` (a
+    /// replica cut off from Redis right now learns of the end when it is back: see
+    /// [`Cluster::ended_sessions`]) and tells every replica. Returns whether the cluster
+    /// knew it.
     ///
     /// # Errors
     /// Redis did not answer.
-    pub async fn end_session(&self, id: &str) -> Result<bool, Error> {
+    pub async fn end_session(&self, id: &str, ttl: Duration) -> Result<bool, Error> {
         let mut redis = self.0.redis.clone();
-        let deleted: usize = redis.del(self.session_key(id)).await?;
-        let _: usize = redis.publish(self.key("ended"), id).await?;
+        let (deleted, (), _): (usize, (), usize) = redis::pipe()
+            .atomic()
+            .del(self.session_key(id))
+            .pset_ex(self.ended_key(id), "1", millis(ttl))
+            .publish(self.key("ended"), id)
+            .query_async(&mut redis)
+            .await?;
         Ok(deleted > 0)
+    }
+
+    /// Which of `ids` were ended somewhere in the cluster within the last idle timeout
+    /// (their tombstones), in the order given.
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn ended_sessions(&self, ids: &[&str]) -> Result<Vec<bool>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.ended_key(id)).collect();
+        let mut redis = self.0.redis.clone();
+        let values: Vec<Option<String>> = redis.mget(&keys).await?;
+        Ok(values.into_iter().map(|v| v.is_some()).collect())
     }
 
     /// Runs until dropped: calls `on_ended` with the id of every session ended anywhere in
     /// the cluster (this replica's own included). Reconnects after losing Redis; sessions
-    /// ended while it was away are not announced again (their records are gone, so no
-    /// replica adopts them again, but a copy a replica already held lives until its idle
-    /// timeout).
+    /// ended while it was away are not announced again here: the tombstones say it (see
+    /// [`Cluster::ended_sessions`]).
     pub async fn watch_ended<F, Fut>(&self, on_ended: F)
     where
         F: Fn(String) -> Fut + Send + Sync,
@@ -147,6 +169,10 @@ impl Cluster {
 
     fn session_key(&self, id: &str) -> String {
         self.key(&format!("session:{id}"))
+    }
+
+    fn ended_key(&self, id: &str) -> String {
+        self.key(&format!("ended:{id}"))
     }
 }
 

@@ -13,7 +13,8 @@ use super::{Error, Errors};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host[:port][/db]` (or `unix:///path/to/redis.sock`), usually
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, the server checked
+    /// against the system's roots or `SSL_CERT_FILE`) or `unix:///path/to/redis.sock`, usually
     /// `"${REDIS_URL}"`.
     pub redis_url: String,
     /// This replica's name in the cluster; unique among the live replicas. Default (also
@@ -85,7 +86,7 @@ impl ClusterSpec {
                 file,
                 "cluster.redis_url",
                 format!(
-                    "{:?} is not a Redis URL ({e}): expected redis://[user:password@]host[:port][/db]",
+                    "{:?} is not a Redis URL ({e}): expected redis://[user:password@]host[:port][/db], or rediss:// for TLS",
                     redact(url)
                 ),
             ));

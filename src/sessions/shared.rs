@@ -15,6 +15,23 @@ use super::{Busy, Engine, Entry, Peer, SessionStats, SessionStore, Transport};
 use crate::clients::ClientKey;
 use crate::cluster::Cluster;
 
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.pending_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Tells the cluster session `id` ended (record deleted, tombstone, every replica told);
+    /// while Redis does not answer, keeps it for [`SessionStore::reconcile`].
+    async fn end_in_cluster(&self, id: &str) {
+        if let Err(e) = self.cluster.end_session(id, self.ttl).await {
+            tracing::warn!(session = %id, error = %e, "Ended a session here; the other replicas are told when Redis is back.");
+            self.pending().push(id.to_owned());
+        }
+    }
+}
+
 /// The replicas a store shares its sessions with.
 #[derive(Clone)]
 pub(super) struct Shared {
@@ -23,6 +40,8 @@ pub(super) struct Shared {
     ttl: Duration,
     /// Takeovers and remote ends are counted here.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Sessions ended here while Redis did not answer: the cluster is told when it is back.
+    pending_ends: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Why a session opened elsewhere could not be taken in.
@@ -56,6 +75,7 @@ impl SessionStore {
                 cluster,
                 ttl: idle_timeout,
                 metrics,
+                pending_ends: Arc::default(),
             }),
         }
     }
@@ -146,10 +166,8 @@ impl SessionStore {
     /// copy ends too.
     pub async fn ended_by_client(&self, id: &str) {
         self.remove(id);
-        if let Some(shared) = &self.shared
-            && let Err(e) = shared.cluster.end_session(id).await
-        {
-            tracing::warn!(session = %id, error = %e, "Ended a session here but could not tell the other replicas.");
+        if let Some(shared) = &self.shared {
+            shared.end_in_cluster(id).await;
         }
     }
 
@@ -174,14 +192,75 @@ impl SessionStore {
                 ))
                 .await
                 .is_ok_and(|answers| answers.iter().any(|(_, a)| matches!(a, Ok((200, _)))));
-        match cluster.end_session(id).await {
+        match cluster.end_session(id, shared.ttl).await {
             Ok(known) => Ok(here || known || elsewhere),
             Err(e) if here => {
-                tracing::warn!(session = %id, error = %e, "Ended a session here but could not tell the other replicas.");
+                tracing::warn!(session = %id, error = %e, "Ended a session here; the other replicas are told when Redis is back.");
+                shared.pending().push(id.to_owned());
                 Ok(true)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Cluster mode, when Redis is back after failing or lost its data: tells the cluster of
+    /// the sessions ended here meanwhile, ends the copies of sessions ended elsewhere
+    /// meanwhile (their tombstones), and records every other Streamable HTTP session held
+    /// here again, so that any replica can serve it.
+    pub async fn reconcile(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let pending = std::mem::take(&mut *shared.pending());
+        for id in pending {
+            shared.end_in_cluster(&id).await;
+        }
+        let held: Vec<(
+            Arc<str>,
+            Arc<str>,
+            ClientKey,
+            Arc<rmcp::model::InitializeRequestParams>,
+        )> = self
+            .map
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.key().clone(),
+                    e.agent.clone(),
+                    e.owner.clone()?,
+                    e.handshake.clone()?,
+                ))
+            })
+            .collect();
+        let ids: Vec<&str> = held.iter().map(|(id, ..)| &**id).collect();
+        let ended = match shared.cluster.ended_sessions(&ids).await {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot reconcile sessions with the cluster; trying again at the next heartbeat that finds Redis back.");
+                return;
+            }
+        };
+        let (mut ended_here, mut announced) = (0, 0);
+        for ((id, agent, owner, handshake), ended) in held.iter().zip(ended) {
+            if ended {
+                if self.end(id).await {
+                    ended_here += 1;
+                    tracing::info!(session = %id, "Session ended on another replica while this one was cut off from Redis.");
+                }
+            } else if shared
+                .cluster
+                .save_session(id, agent, owner, (**handshake).clone(), shared.ttl)
+                .await
+                .is_ok()
+            {
+                announced += 1;
+            }
+        }
+        tracing::info!(
+            announced,
+            ended = ended_here,
+            "Reconciled sessions with the cluster."
+        );
     }
 
     /// Cluster mode: ends this replica's copy of every session ended elsewhere, for as long

@@ -1105,3 +1105,282 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+// === Redis lost and back: what replicas hold is announced again ===
+
+/// Two replicas: `a` straight on Redis, `b` through a proxy the test can cut (the proxy runs
+/// on the test's runtime while a replica's start blocks: the tests run multi-threaded).
+struct CutCluster {
+    redis: RedisServer,
+    _tmp: tempfile::TempDir,
+    a: Replica,
+    b: Replica,
+    b_link: crate::support::cut_proxy::CutProxy,
+}
+
+impl CutCluster {
+    async fn start() -> Self {
+        let redis = RedisServer::start();
+        let b_link = crate::support::cut_proxy::CutProxy::spawn(redis.port).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&dir_a).unwrap();
+        std::fs::create_dir_all(&dir_b).unwrap();
+        let a = Replica::start(
+            &cluster_config(&dir_a, &redis.url(), ""),
+            &dir_a.join("data"),
+        );
+        let b = Replica::start(
+            &cluster_config(&dir_b, &format!("redis://127.0.0.1:{}", b_link.port), ""),
+            &dir_b.join("data"),
+        );
+        Self {
+            redis,
+            _tmp: tmp,
+            a,
+            b,
+            b_link,
+        }
+    }
+}
+
+/// Whether `replica` holds session `id` itself.
+async fn holds(replica: &Replica, id: &str) -> bool {
+    replica
+        .get_json(&format!("/admin/sessions/{id}?scope=local"))
+        .await
+        .0
+        == 200
+}
+
+async fn readiness(replica: &Replica, status: u16) {
+    eventually(&format!("readiness {status}"), || async {
+        replica.ready().await.0 == status
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_while_a_replica_was_cut_off_ends_there_when_it_is_back() {
+    let cluster = CutCluster::start().await;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let id =
+        crate::support::helpers::streamable_initialize(&http(), &a.url("/agents/servicenow/mcp"))
+            .await;
+    assert_eq!(
+        streamable_status(&b.url("/agents/servicenow/mcp"), &id).await,
+        200
+    );
+    assert!(holds(b, &id).await, "b took the session over");
+
+    cluster.b_link.cut();
+    readiness(b, 503).await;
+    let deleted = http()
+        .delete(a.url("/agents/servicenow/mcp"))
+        .header("mcp-session-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    cluster.b_link.restore();
+    readiness(b, 200).await;
+
+    // b missed the announcement; the tombstone tells it.
+    eventually(
+        "b ends its copy of the session ended while it was away",
+        || async { !holds(b, &id).await },
+    )
+    .await;
+    assert_eq!(
+        streamable_status(&b.url("/agents/servicenow/mcp"), &id).await,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_on_a_cut_off_replica_is_announced_when_it_is_back() {
+    let cluster = CutCluster::start().await;
+    let (a, b) = (&cluster.a, &cluster.b);
+    // Opened on b (the replica that will be cut off), taken over by a.
+    let id =
+        crate::support::helpers::streamable_initialize(&http(), &b.url("/agents/servicenow/mcp"))
+            .await;
+    assert_eq!(
+        streamable_status(&a.url("/agents/servicenow/mcp"), &id).await,
+        200
+    );
+    assert!(holds(a, &id).await);
+
+    cluster.b_link.cut();
+    readiness(b, 503).await;
+    // The client ends it on b, which cannot tell anyone yet.
+    let deleted = http()
+        .delete(b.url("/agents/servicenow/mcp"))
+        .header("mcp-session-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert!(holds(a, &id).await, "a cannot know yet");
+    cluster.b_link.restore();
+
+    eventually("a ends its copy once b is back", || async {
+        !holds(a, &id).await
+    })
+    .await;
+    assert_eq!(
+        streamable_status(&a.url("/agents/servicenow/mcp"), &id).await,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_redis_that_restarts_empty() {
+    let mut cluster = CutCluster::start().await;
+    let id = crate::support::helpers::streamable_initialize(
+        &http(),
+        &cluster.a.url("/agents/servicenow/mcp"),
+    )
+    .await;
+    cluster.redis.stop();
+    readiness(&cluster.a, 503).await;
+    cluster.redis.start_again();
+    readiness(&cluster.a, 200).await;
+    readiness(&cluster.b, 200).await;
+
+    // a announced its session again: b (which never held it) takes it over.
+    eventually(
+        "b serves the session opened on a before Redis restarted",
+        || async { streamable_status(&cluster.b.url("/agents/servicenow/mcp"), &id).await == 200 },
+    )
+    .await;
+    assert!(holds(&cluster.b, &id).await);
+}
+
+// === Redis over TLS, with a password-protected ACL user ===
+
+/// A CA and a certificate for `localhost` it signed, made with the `openssl` command.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("cannot run openssl ({e}): the TLS test needs it (`apt-get install openssl`; .ci/run installs it)")
+            });
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[tokio::test]
+async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(tmp.path());
+    let port = free_port();
+    // TLS only, and no default user: the replica must present its ACL user's password.
+    let conf = tmp.path().join("redis.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\ntls-cert-file {}\ntls-key-file {}\n\
+             tls-ca-cert-file {}\ntls-auth-clients no\nsave \"\"\nappendonly no\ndir {}\n\
+             user default off\n\
+             user gateway on >gw-s3cret ~switchboard:* &switchboard:* +@all -@dangerous\n",
+            cert.display(),
+            key.display(),
+            ca.display(),
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new("redis-server")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (.ci/run installs it)");
+    let deadline = Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let config = cluster_config(
+        tmp.path(),
+        &format!("rediss://gateway:gw-s3cret@localhost:{port}"),
+        "",
+    );
+    let replica = Replica::start_with(
+        &config,
+        &tmp.path().join("data"),
+        &fixture("agents/valid"),
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    let (status, body) = replica.cluster().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nodes"].as_array().map(Vec::len), Some(1), "{body}");
+    // Sessions are recorded in Redis through that connection: a new one opens (503 if not).
+    crate::support::helpers::streamable_initialize(&http(), &replica.url("/agents/servicenow/mcp"))
+        .await;
+    let _ = server.kill();
+    let _ = server.wait();
+}

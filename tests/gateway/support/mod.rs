@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod browser;
+pub mod cut_proxy;
 pub mod fake_llm;
 pub mod fake_servicenow;
 pub mod helpers;
