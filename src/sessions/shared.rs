@@ -44,6 +44,15 @@ pub(super) struct Shared {
     pending_ends: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// A Streamable HTTP session held here, as the cluster records it: id, agent, owner and the
+/// client's `initialize` parameters.
+type Held = (
+    Arc<str>,
+    Arc<str>,
+    ClientKey,
+    Arc<rmcp::model::InitializeRequestParams>,
+);
+
 /// Why a session opened elsewhere could not be taken in.
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
@@ -215,12 +224,7 @@ impl SessionStore {
         for id in pending {
             shared.end_in_cluster(&id).await;
         }
-        let held: Vec<(
-            Arc<str>,
-            Arc<str>,
-            ClientKey,
-            Arc<rmcp::model::InitializeRequestParams>,
-        )> = self
+        let held: Vec<Held> = self
             .map
             .iter()
             .filter_map(|e| {
