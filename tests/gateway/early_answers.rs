@@ -48,11 +48,12 @@ fn big_body() -> Vec<u8> {
     body
 }
 
-/// Writes a whole `POST path` request with `body`, then reads one response.
+/// Writes a whole `POST path` request with `body` (and `headers`), then reads one response.
 fn post(
     stream: &mut TcpStream,
     addr: SocketAddr,
     path: &str,
+    headers: &[(String, String)],
     body: &[u8],
     framing: Framing,
 ) -> Result<RawResponse, String> {
@@ -60,9 +61,13 @@ fn post(
         Framing::Length => format!("content-length: {}", body.len()),
         Framing::Chunked => "transfer-encoding: chunked".to_owned(),
     };
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         accept: application/json, text/event-stream\r\n{framing_header}\r\n\r\n"
+         accept: application/json, text/event-stream\r\n{extra}{framing_header}\r\n\r\n"
     );
     let mut request = head.into_bytes();
     match framing {
@@ -133,7 +138,13 @@ fn read_response(stream: &mut TcpStream) -> Result<RawResponse, String> {
 /// `TRIES` connections, each writing an 8 MiB `POST path` before reading: every one must get
 /// `status` with a JSON body of error `code`, and then answer a second request (keep-alive).
 /// Returns the failures, one line each.
-fn tries(addr: SocketAddr, path: &str, status: u16, code: &str) -> Vec<String> {
+fn tries(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    status: u16,
+    code: &str,
+) -> Vec<String> {
     let body = big_body();
     let mut failures = Vec::new();
     for i in 0..TRIES {
@@ -148,7 +159,7 @@ fn tries(addr: SocketAddr, path: &str, status: u16, code: &str) -> Vec<String> {
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
                 .map_err(|e| e.to_string())?;
-            let resp = post(&mut stream, addr, path, &body, framing)?;
+            let resp = post(&mut stream, addr, path, headers, &body, framing)?;
             let json: Value = serde_json::from_slice(&resp.body).map_err(|e| {
                 format!(
                     "status {}, body not JSON ({e}): {:?}",
@@ -177,31 +188,38 @@ fn tries(addr: SocketAddr, path: &str, status: u16, code: &str) -> Vec<String> {
     failures
 }
 
-async fn run_tries(addr: SocketAddr, path: String, status: u16, code: &'static str) -> Vec<String> {
-    tokio::task::spawn_blocking(move || tries(addr, &path, status, code))
+/// [`tries`] off the async runtime; asserts that none failed.
+pub async fn assert_every_try_answered(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    code: &'static str,
+) {
+    let path = path.to_owned();
+    let headers: Vec<_> = headers
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    let failures = tokio::task::spawn_blocking(move || tries(addr, &path, &headers, status, code))
         .await
-        .unwrap()
-}
-
-#[tokio::test]
-async fn an_oversized_streamable_post_gets_its_413_not_a_reset() {
-    // The default limit: the gateway reads 4 MiB before it finds the body too large.
-    let mut opts = Options::default();
-    opts.settings.max_body_bytes = switchboard::config::ServerSpec::default().max_body_bytes;
-    let gw = TestGateway::spawn_with(opts).await;
-    let failures = run_tries(
-        gw.addr,
-        "/agents/servicenow/mcp".into(),
-        413,
-        "body_too_large",
-    )
-    .await;
+        .unwrap();
     assert!(
         failures.is_empty(),
         "{} of {TRIES} tries failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[tokio::test]
+async fn an_oversized_streamable_post_gets_its_413_not_a_reset() {
+    // The default limit: the gateway reads 4 MiB before it finds a chunked body too large.
+    let mut opts = Options::default();
+    opts.settings.max_body_bytes = switchboard::config::ServerSpec::default().max_body_bytes;
+    let gw = TestGateway::spawn_with(opts).await;
+    let path = "/agents/servicenow/mcp";
+    assert_every_try_answered(gw.addr, path, &[], 413, "body_too_large").await;
     gw.stop().await;
 }
 
@@ -211,15 +229,8 @@ async fn an_oversized_legacy_post_gets_its_413_not_a_reset() {
     let c = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
     let path = c
         .endpoint
-        .trim_start_matches(&format!("http://{}", gw.addr))
-        .to_owned();
-    let failures = run_tries(gw.addr, path, 413, "body_too_large").await;
-    assert!(
-        failures.is_empty(),
-        "{} of {TRIES} tries failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+        .trim_start_matches(&format!("http://{}", gw.addr));
+    assert_every_try_answered(gw.addr, path, &[], 413, "body_too_large").await;
     gw.stop().await;
 }
 
@@ -227,12 +238,38 @@ async fn an_oversized_legacy_post_gets_its_413_not_a_reset() {
 async fn an_error_answered_before_the_body_is_read_is_not_a_reset() {
     // Unknown agent: 404 before the body is looked at.
     let gw = TestGateway::spawn().await;
-    let failures = run_tries(gw.addr, "/agents/nope/mcp".into(), 404, "unknown_agent").await;
-    assert!(
-        failures.is_empty(),
-        "{} of {TRIES} tries failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_every_try_answered(gw.addr, "/agents/nope/mcp", &[], 404, "unknown_agent").await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_waiting_for_100_continue_gets_the_413_without_sending_its_body() {
+    let gw = TestGateway::spawn().await;
+    let addr = gw.addr;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST /agents/servicenow/mcp HTTP/1.1\r\nhost: {addr}\r\n\
+             content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+             expect: 100-continue\r\ncontent-length: {BODY_BYTES}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        // The final answer comes first (no `100 Continue`), and the body is never sent.
+        let resp = read_response(&mut stream)?;
+        let mut rest = Vec::new();
+        let closed = stream.read_to_end(&mut rest).map(|_| rest.is_empty());
+        Ok::<_, String>((resp, closed))
+    })
+    .await
+    .unwrap();
+    let (resp, closed) = outcome.unwrap();
+    assert_eq!(resp.status, 413);
+    let json: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(json["code"], "body_too_large");
+    // The body was never read, so the connection cannot serve another request: it closes.
+    assert!(matches!(closed, Ok(true)), "{closed:?}");
     gw.stop().await;
 }
