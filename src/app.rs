@@ -187,12 +187,21 @@ pub async fn run(
         let service = hyper::service::service_fn(move |req| {
             let endpoint = endpoint.clone();
             Box::pin(async move {
-                let req = poem::Request::from((
+                let awaits_continue = req
+                    .headers()
+                    .get(poem::http::header::EXPECT)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                let mut req = poem::Request::from((
                     req,
                     LocalAddr(poem::Addr::SocketAddr(local)),
                     RemoteAddr(poem::Addr::SocketAddr(peer)),
                     poem::http::uri::Scheme::HTTP,
                 ));
+                // A body answered before its end is still read (bounded), so that the
+                // answer reaches a client that is still writing (`edge::linger`).
+                let body =
+                    crate::edge::linger::Lingering::new(req.take_body().into(), awaits_continue);
+                req.set_body(http_body_util::combinators::BoxBody::new(body));
                 let response: hyper::Response<http_body_util::combinators::BoxBody<_, _>> =
                     endpoint.get_response(req).await.into();
                 Ok::<_, std::convert::Infallible>(response)

@@ -18,6 +18,7 @@ use poem::http::{HeaderValue, Method};
 use poem::{Endpoint, IntoResponse, Request, Response};
 
 pub mod guard;
+pub mod linger;
 mod peek;
 
 use crate::clients::{Caller, Refusal};
@@ -441,8 +442,17 @@ fn check_sizes(req: &Request) -> Result<(), Error> {
     Ok(())
 }
 
-/// The whole body, or 413 past `limit`.
+/// The whole body, or 413 past `limit`: at once when its `Content-Length` says so. The
+/// unread rest is read and thrown away after the answer ([`linger`]).
 async fn read_body(req: &mut Request, limit: usize) -> Result<bytes::Bytes, Error> {
+    let announced = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(Error::BodyTooLarge(limit));
+    }
     match req.take_body().into_bytes_limit(limit).await {
         Ok(b) => Ok(b),
         Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Error::BodyTooLarge(limit)),

@@ -688,6 +688,43 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
     assert_eq!(tool_json(&answer)["number"], "INC0012346");
 }
 
+#[tokio::test]
+async fn an_oversized_legacy_post_gets_its_413_on_the_replica_that_would_forward_it() {
+    use crate::support::helpers::SseClient;
+    // Every try counts against the client's requests on the replica holding the stream.
+    let cluster = Cluster::start_with(2, &format!("{ONE_CLIENT}[limits]\nburst = 10000\n")).await;
+    let mut c = SseClient::connect_with(
+        &cluster.replicas[0].url("/agents/servicenow/sse"),
+        Some(TOKEN),
+    )
+    .await;
+    c.initialize().await;
+    // Replica 1 does not hold the stream: it answers 413 itself instead of forwarding.
+    let path = format!("/agents/servicenow/messages?session_id={}", c.session_id);
+    let bearer = format!("Bearer {TOKEN}");
+    for replica in &cluster.replicas {
+        crate::early_answers::assert_every_try_answered(
+            replica.addr.parse().unwrap(),
+            &path,
+            &[("authorization", &bearer)],
+            413,
+            "body_too_large",
+        )
+        .await;
+    }
+    // And it forwards an ordinary POST of the same session to its stream.
+    let forwarded = http()
+        .post(cluster.replicas[1].url(&path))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":20,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 202);
+    assert_eq!(c.next_message().await["id"], 20);
+}
+
 /// A client whose requests carry `TOKEN`.
 fn client_with_token() -> reqwest::Client {
     switchboard::net::install_crypto_provider();
