@@ -72,9 +72,9 @@ pub enum Error {
     /// The session id is unknown, ended, or belongs to another agent.
     #[error("session {0:?} not found: it ended or never existed; open a new session")]
     SessionNotFound(String),
-    /// A request that needs a session id came without one.
-    #[error("missing session id: add ?session_id=<id> from the endpoint event")]
-    MissingSessionId,
+    /// A request that needs a session id came without one; says where the id goes.
+    #[error("missing session id: {0}")]
+    MissingSessionId(&'static str),
     /// The `Host` header is not in `allowed_hosts`.
     #[error("host {0:?} is not allowed; add it to [server] allowed_hosts")]
     HostNotAllowed(String),
@@ -136,6 +136,12 @@ pub enum Error {
     /// answer this replica.
     #[error("{0}; this replica cannot reach the cluster's Redis right now, retry shortly")]
     ClusterUnavailable(String),
+    /// The `Accept` header does not admit the answer's media types.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The body's `Content-Type` is not one the endpoint reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The request is malformed (path, parameters).
     #[error("{0}")]
     BadRequest(String),
@@ -154,7 +160,11 @@ impl Error {
             Error::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
             Error::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::SessionNotFound(_) => (StatusCode::NOT_FOUND, "session_not_found"),
-            Error::MissingSessionId => (StatusCode::BAD_REQUEST, "missing_session_id"),
+            Error::MissingSessionId(_) => (StatusCode::BAD_REQUEST, "missing_session_id"),
+            Error::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            Error::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Error::HostNotAllowed(_) => (StatusCode::FORBIDDEN, "host_not_allowed"),
             Error::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             Error::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),

@@ -164,12 +164,18 @@ impl Call<'_> {
                 .await
                 .map_err(|r| self.refused(r))?;
         }
+        // A session unknown here and (cluster mode) to the cluster is 404 for every method:
+        // rmcp would answer a DELETE of it 202.
         let _busy = match &session {
-            Some(id) => self.enter_session(id, &req).await?,
+            Some(id) => Some(
+                self.enter_session(id, &req)
+                    .await?
+                    .ok_or_else(|| Error::SessionNotFound(id.clone()))?,
+            ),
             None => None,
         };
         if !is_post {
-            return Ok(streamable::call(&self.agent.streamable, req).await);
+            return Ok(streamable::call(&self.agent.streamable, state.sessions(), req).await);
         }
         let body = read_body(&mut req, state.settings().max_body_bytes).await?;
         let peek = peek::peek(&body)?;
@@ -205,7 +211,7 @@ impl Call<'_> {
         req.set_body(body);
         req.extensions_mut()
             .insert(CallerName(self.caller.name().cloned()));
-        let response = streamable::call(&self.agent.streamable, req).await;
+        let response = streamable::call(&self.agent.streamable, state.sessions(), req).await;
         if let Some(slot) = slot
             && let Some(id) = response
                 .headers()

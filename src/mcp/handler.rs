@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResult, ContentBlock, CustomRequest, CustomResult, ErrorCode,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -82,6 +83,17 @@ impl ServerHandler for AgentServer {
             Box::pin(self.agent.connect_missing_upstreams()).await;
         }
         Ok(ListToolsResult::with_all_items(self.visible_tools()))
+    }
+
+    /// Requests rmcp could not type: an MCP method whose params do not fit its schema
+    /// (rmcp's untagged request enum then falls back to a custom request), or a method
+    /// nobody serves.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        Err(untyped_request(&request.method, request.params))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -253,6 +265,56 @@ fn into_response(
         )])
         .into()),
     }
+}
+
+/// The error for a request rmcp could not type: -32602 saying what does not fit for a
+/// method of MCP, -32601 naming the method for any other.
+fn untyped_request(method: &str, params: Option<serde_json::Value>) -> McpError {
+    use rmcp::model as m;
+    let params = params.unwrap_or(serde_json::Value::Null);
+    let misfit = match method {
+        "tools/call" => misfit::<CallToolRequestParams>(params),
+        "initialize" => misfit::<m::InitializeRequestParams>(params),
+        "tools/list"
+        | "prompts/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "skills/list" => misfit::<Option<PaginatedRequestParams>>(params),
+        "prompts/get" => misfit::<m::GetPromptRequestParams>(params),
+        "resources/read" => misfit::<m::ReadResourceRequestParams>(params),
+        "resources/subscribe" => misfit::<m::SubscribeRequestParams>(params),
+        "resources/unsubscribe" => misfit::<m::UnsubscribeRequestParams>(params),
+        "completion/complete" => misfit::<m::CompleteRequestParams>(params),
+        "tasks/get" => misfit::<m::GetTaskParams>(params),
+        "tasks/update" => misfit::<m::UpdateTaskParams>(params),
+        "tasks/cancel" => misfit::<m::CancelTaskParams>(params),
+        "skills/get" => misfit::<m::GetSkillRequestParams>(params),
+        "ping"
+        | "logging/setLevel"
+        | "server/discover"
+        | "subscriptions/listen"
+        | "resources/directory/read" => None,
+        _ => {
+            return McpError::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("{method}: method not found"),
+                None,
+            );
+        }
+    };
+    let what = misfit.unwrap_or_else(|| "they do not match the method's schema".to_owned());
+    McpError::invalid_params(format!("{method}: invalid params: {what}"), None)
+}
+
+/// Where and how `params` do not fit `P`; `None` if they do.
+fn misfit<P: serde::de::DeserializeOwned>(params: serde_json::Value) -> Option<String> {
+    let e = serde_path_to_error::deserialize::<_, P>(params).err()?;
+    // serde calls a JSON object a map.
+    let inner = e.inner().to_string().replace("a map", "an object");
+    Some(match e.path().to_string().as_str() {
+        "." => inner,
+        path => format!("`{path}`: {inner}"),
+    })
 }
 
 fn unknown_tool(name: &str) -> McpError {

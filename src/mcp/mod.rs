@@ -11,11 +11,16 @@
 //!
 //! Before any of them, the edge ([`crate::edge`]) screens the request (`Host` and `Origin`:
 //! 403), identifies the caller and checks its limits. Errors outside JSON-RPC
-//! are JSON `{code, message}` ([`crate::error`]); a body that is not JSON-RPC gets a
-//! JSON-RPC parse error with status 400 on both transports, and the session lives on.
+//! are JSON `{code, message}` ([`crate::error`]), rmcp's own plain-text HTTP errors
+//! included ([`rmcp_answers`]); a body that is not JSON-RPC gets a JSON-RPC parse error
+//! with status 400 on both transports, and the session lives on. Requests rmcp cannot type
+//! (params that do not fit the method, unknown methods) get -32602 or -32601 from the
+//! handler ([`handler`]). Streamable HTTP sessions older than MCP 2025-11-25 get no SSE
+//! priming events ([`rmcp_answers::WithoutPriming`]).
 
 pub mod handler;
 pub mod request;
+pub mod rmcp_answers;
 pub mod served;
 pub mod sse;
 pub mod streamable;

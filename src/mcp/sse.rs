@@ -319,7 +319,9 @@ pub fn session_of(
     caller: &ClientKey,
     store: &SessionStore,
 ) -> Result<(String, Arc<LegacySession>), Error> {
-    let id = session_id(req).ok_or(Error::MissingSessionId)?;
+    let id = session_id(req).ok_or(Error::MissingSessionId(
+        "add ?session_id=<id> from the endpoint event",
+    ))?;
     match store
         .engine::<LegacySession>(&id, agent)
         .filter(|_| store.may_use(&id, caller))

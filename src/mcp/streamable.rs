@@ -35,6 +35,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
+use super::rmcp_answers::{self, Asked, WithoutPriming};
 use crate::config::ServerSpec;
 use crate::sessions::{Engine, OpenStream, SessionStats, SessionStore};
 use std::pin::Pin;
@@ -409,24 +410,51 @@ pub fn service(
     (service, sessions)
 }
 
-/// Serves one Streamable HTTP request.
+/// Serves one Streamable HTTP request; `store` knows its session's protocol version.
 ///
-/// One answer differs from rmcp's: a DELETE that ended a session answers 204 (rmcp says 202,
-/// which the Python SDK reports as a failed termination).
-pub async fn call(service: &StreamableService, req: Request) -> Response {
-    let is_delete = req.method() == Method::DELETE;
+/// Some answers differ from rmcp's (see [`super::rmcp_answers`]): a DELETE that ended a
+/// session answers 204 (rmcp says 202, which the Python SDK reports as a failed
+/// termination); rmcp's plain-text HTTP errors become the gateway's JSON errors; `*/*`
+/// accepts both media types; sessions older than MCP 2025-11-25 get no priming events.
+pub async fn call(service: &StreamableService, store: &SessionStore, mut req: Request) -> Response {
+    let asked = Asked::of(req.method(), req.headers());
+    rmcp_answers::widen_accept(req.headers_mut());
     let response = service
         .handle(poem::http::Request::<
             http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
         >::from(req))
         .await;
     let (parts, body) = response.into_parts();
-    if is_delete && parts.status == StatusCode::ACCEPTED {
+    if asked.method() == Method::DELETE && parts.status == StatusCode::ACCEPTED {
         return StatusCode::NO_CONTENT.into_response();
     }
+    if rmcp_answers::is_rejection(parts.status, &parts.headers) {
+        // rmcp's error bodies are whole (`Full`) and short.
+        let text = match body.collect().await {
+            Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+            Err(never) => match never {},
+        };
+        let max_body = service.config.max_request_body_bytes;
+        return rmcp_answers::rejection(&asked, parts.status, &parts.headers, &text, max_body)
+            .into_response();
+    }
     let body = body.map_err(|never: Infallible| -> std::io::Error { match never {} });
-    Response::from(poem::http::Response::from_parts(
-        parts,
-        body.map_frame(|f| f.map_data(Bytes::from)),
-    ))
+    // The session is the request's, or the one its initialize just opened.
+    let session = asked.session().or_else(|| {
+        parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    });
+    let primed = session
+        .and_then(|id| store.stats(id))
+        .and_then(|stats| stats.speaks_at_least(rmcp_answers::PRIMING_SINCE))
+        // No session (MCP 2026-07-28, stateless): a client new enough for priming.
+        .unwrap_or(true);
+    if primed {
+        Response::from(poem::http::Response::from_parts(parts, body))
+    } else {
+        let body = WithoutPriming::new(body);
+        Response::from(poem::http::Response::from_parts(parts, body))
+    }
 }

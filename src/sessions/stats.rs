@@ -286,6 +286,14 @@ impl SessionStats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Whether the session speaks MCP `version` or a later one: the version its
+    /// `initialize` negotiated (or asked for, when a replica replayed the handshake).
+    /// `None` before the handshake. MCP versions are dates, so they order as strings.
+    pub fn speaks_at_least(&self, version: &str) -> Option<bool> {
+        let guard = self.peer.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.1.protocol_version.as_deref().map(|v| v >= version)
+    }
+
     /// The client (token owner) of the session, if known.
     pub fn client(&self) -> Option<Arc<str>> {
         self.peer

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::support::helpers::{
-    SseClient, TestGateway, http, response_messages, streamable_initialize, streamable_post,
-    tool_json,
+    SseClient, TestGateway, http, response_messages, streamable_initialize, streamable_open_at,
+    streamable_post, tool_json,
 };
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
@@ -329,5 +329,410 @@ async fn index_and_health_answer() {
     );
     let resp = h.get(gw.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    gw.stop().await;
+}
+
+/// The events of an SSE body whose data is empty (SEP-1699 priming events), and whether the
+/// first event of the body is one.
+fn priming_events(body: &str) -> (usize, bool) {
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| e.lines().any(|l| !l.starts_with(':') && !l.is_empty()))
+        .collect();
+    let is_priming = |event: &str| {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .collect();
+        !data.is_empty() && data.iter().all(|d| d.trim().is_empty())
+    };
+    let count = events.iter().filter(|e| is_priming(e)).count();
+    (count, events.first().is_some_and(|e| is_priming(e)))
+}
+
+/// A Streamable HTTP POST of session `sid` with `MCP-Protocol-Version: version`.
+async fn post_at(
+    h: &reqwest::Client,
+    mcp: &str,
+    sid: &str,
+    version: &str,
+    body: Value,
+) -> reqwest::Response {
+    h.post(mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", version)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn priming_events_go_only_to_sessions_that_negotiated_2025_11_25() {
+    let gw = TestGateway::spawn().await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    for (version, primed) in [
+        ("2025-03-26", false),
+        ("2025-06-18", false),
+        ("2025-11-25", true),
+    ] {
+        // The initialize answer.
+        let resp = streamable_open_at(&h, &mcp, version).await;
+        assert_eq!(resp.status(), 200, "{version}");
+        let sid = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = resp.text().await.unwrap();
+        assert_eq!(
+            priming_events(&body),
+            (usize::from(primed), primed),
+            "{version} initialize: {body:?}"
+        );
+        assert!(body.contains("\"protocolVersion\""), "{body}");
+        let resp = post_at(
+            &h,
+            &mcp,
+            &sid,
+            version,
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+        )
+        .await;
+        assert_eq!(resp.status(), 202);
+
+        // A tools/call answer: priming first for a 2025-11-25 session, none otherwise; the
+        // answer keeps its event id either way (resumption after it still works).
+        let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_incident","arguments":{"number":"INC0012346"}}});
+        let body = post_at(&h, &mcp, &sid, version, call)
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            priming_events(&body),
+            (usize::from(primed), primed),
+            "{version} tools/call: {body:?}"
+        );
+        assert!(body.contains("INC0012346"), "{body}");
+        let answer = body
+            .split("\n\n")
+            .find(|e| e.contains("INC0012346"))
+            .unwrap();
+        assert!(answer.lines().any(|l| l.starts_with("id:")), "{answer:?}");
+
+        // The session's own GET stream: read whole once the session ends.
+        let get = h
+            .get(&mcp)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", version)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), 200);
+        let resp = h
+            .delete(&mcp)
+            .header("mcp-session-id", &sid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        let body = tokio::time::timeout(std::time::Duration::from_secs(10), get.text())
+            .await
+            .expect("the GET stream ends with its session")
+            .unwrap();
+        assert_eq!(
+            priming_events(&body),
+            (usize::from(primed), primed),
+            "{version} GET: {body:?}"
+        );
+    }
+    gw.stop().await;
+}
+
+/// A JSON-RPC error's code and message.
+fn error_of(message: &Value) -> (i64, String) {
+    let error = &message["error"];
+    (
+        error["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not an error: {message}")),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn malformed_tool_arguments_are_invalid_params_and_unknown_methods_are_named() {
+    let gw = TestGateway::spawn().await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    let sid = streamable_initialize(&h, &mcp).await;
+    let mut legacy = SseClient::connect(&gw.url("/agents/servicenow/sse")).await;
+    legacy.initialize().await;
+    let mut id = 10;
+    for arguments in [json!("INC0012346"), json!([1, 2]), json!(7)] {
+        id += 1;
+        let params = json!({"name": "get_incident", "arguments": arguments});
+        let streamable = response_messages(
+            streamable_post(
+                &h,
+                &mcp,
+                Some(&sid),
+                json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params}).to_string(),
+            )
+            .await,
+        )
+        .await;
+        let over_legacy = legacy.request(id, "tools/call", params).await;
+        for (transport, message) in [
+            ("streamable", streamable.last().unwrap()),
+            ("legacy", &over_legacy),
+        ] {
+            let (code, text) = error_of(message);
+            assert_eq!(code, -32602, "{transport} {arguments}: {message}");
+            assert!(
+                text.contains("tools/call")
+                    && text.contains("arguments")
+                    && text.contains("object"),
+                "{transport} {arguments}: the message says what is wrong: {text}"
+            );
+        }
+    }
+    // A method nobody serves: -32601, naming it and saying so.
+    id += 1;
+    let streamable = response_messages(
+        streamable_post(
+            &h,
+            &mcp,
+            Some(&sid),
+            json!({"jsonrpc":"2.0","id":id,"method":"no/such/method","params":{}}).to_string(),
+        )
+        .await,
+    )
+    .await;
+    let over_legacy = legacy.request(id, "no/such/method", json!({})).await;
+    for message in [streamable.last().unwrap(), &over_legacy] {
+        let (code, text) = error_of(message);
+        assert_eq!(code, -32601, "{message}");
+        assert_eq!(text, "no/such/method: method not found", "{message}");
+    }
+    // Both sessions still work.
+    let ok = legacy
+        .call_tool(40, "get_incident", json!({"number":"INC0012346"}))
+        .await;
+    assert_eq!(tool_json(&ok)["number"], "INC0012346");
+    let resp = streamable_post(&h, &mcp, Some(&sid), LIST.into()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(response_messages(resp).await[0]["result"]["tools"].is_array());
+    gw.stop().await;
+}
+
+/// Asserts that `resp` is `status` with a JSON `{code, message}` body whose message
+/// contains every one of `says`.
+async fn assert_json_error(resp: reqwest::Response, status: u16, code: &str, says: &[&str]) {
+    assert_eq!(resp.status(), status, "{code}");
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(content_type.as_deref(), Some("application/json"), "{code}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    let message = body["message"].as_str().unwrap();
+    for s in says {
+        assert!(message.contains(s), "{code}: {message:?} should say {s:?}");
+    }
+}
+
+#[tokio::test]
+async fn streamable_http_errors_are_json_and_say_what_was_wrong() {
+    let gw = TestGateway::spawn().await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    let sid = streamable_initialize(&h, &mcp).await;
+    let post = |accept: &'static str, content_type: &'static str| {
+        h.post(&mcp)
+            .header("accept", accept)
+            .header("content-type", content_type)
+            .header("mcp-session-id", &sid)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(LIST)
+    };
+    let still_works = || async {
+        let resp = streamable_post(&h, &mcp, Some(&sid), LIST.into()).await;
+        assert_eq!(resp.status(), 200);
+        assert!(response_messages(resp).await[0]["result"]["tools"].is_array());
+    };
+
+    // 406: an Accept without text/event-stream (POST and GET).
+    let resp = post("application/json", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(
+        resp,
+        406,
+        "not_acceptable",
+        &["Accept", "text/event-stream", "application/json"],
+    )
+    .await;
+    still_works().await;
+    let resp = h
+        .get(&mcp)
+        .header("accept", "text/html")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(
+        resp,
+        406,
+        "not_acceptable",
+        &["Accept", "text/event-stream"],
+    )
+    .await;
+    still_works().await;
+    // 415: a body that is not declared JSON.
+    let resp = post("application/json, text/event-stream", "text/plain")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(
+        resp,
+        415,
+        "unsupported_media_type",
+        &["Content-Type", "application/json", "text/plain"],
+    )
+    .await;
+    still_works().await;
+    // 400: JSON that is no JSON-RPC message (a JSON-RPC error, as for broken JSON).
+    let resp = streamable_post(&h, &mcp, Some(&sid), r#"{"jsonrpc":"2.0","id":5}"#.into()).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], -32600, "{err}");
+    still_works().await;
+    // 400: an unsupported protocol version; a request without a session.
+    let resp = h
+        .post(&mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "1999-01-01")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(
+        resp,
+        400,
+        "bad_request",
+        &["MCP-Protocol-Version", "1999-01-01"],
+    )
+    .await;
+    still_works().await;
+    let resp = streamable_post(&h, &mcp, None, LIST.into()).await;
+    assert_json_error(
+        resp,
+        400,
+        "missing_session_id",
+        &["Mcp-Session-Id", "initialize"],
+    )
+    .await;
+    let resp = h
+        .get(&mcp)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(resp, 400, "missing_session_id", &["Mcp-Session-Id"]).await;
+    // 404: a session that does not exist (POST, GET, DELETE).
+    let resp = streamable_post(&h, &mcp, Some("no-such-session"), LIST.into()).await;
+    assert_json_error(resp, 404, "session_not_found", &["no-such-session"]).await;
+    let resp = h
+        .get(&mcp)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", "no-such-session")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(resp, 404, "session_not_found", &["no-such-session"]).await;
+    let resp = h
+        .delete(&mcp)
+        .header("mcp-session-id", "no-such-session")
+        .send()
+        .await
+        .unwrap();
+    assert_json_error(resp, 404, "session_not_found", &["no-such-session"]).await;
+    // 405: a method Streamable HTTP does not serve.
+    let resp = h
+        .put(&mcp)
+        .header("mcp-session-id", &sid)
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().contains_key("allow"));
+    assert_json_error(resp, 405, "method_not_allowed", &["PUT"]).await;
+    still_works().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn accept_any_is_accepted_as_both_types() {
+    let gw = TestGateway::spawn().await;
+    let h = http();
+    let mcp = gw.url("/agents/servicenow/mcp");
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"httpx","version":"1"}}});
+    let resp = h
+        .post(&mcp)
+        .header("accept", "*/*")
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let sid = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(response_messages(resp).await[0]["result"]["serverInfo"].is_object());
+    for accept in [
+        "*/*",
+        "application/*, text/*",
+        "text/event-stream, */*;q=0.1",
+    ] {
+        let resp = h
+            .post(&mcp)
+            .header("accept", accept)
+            .header("content-type", "application/json")
+            .header("mcp-session-id", &sid)
+            .body(LIST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{accept}");
+        assert!(
+            response_messages(resp).await[0]["result"]["tools"].is_array(),
+            "{accept}"
+        );
+    }
+    let resp = h
+        .get(&mcp)
+        .header("accept", "*/*")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     gw.stop().await;
 }

@@ -414,9 +414,14 @@ pub fn tool_json(response: &Value) -> Value {
     serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap()
 }
 
-/// Raw Streamable HTTP: initialize, returning the session id.
+/// Raw Streamable HTTP: initialize (protocol 2025-06-18), returning the session id.
 pub async fn streamable_initialize(http: &reqwest::Client, url: &str) -> String {
-    let resp = streamable_open(http, url).await;
+    streamable_initialize_at(http, url, "2025-06-18").await
+}
+
+/// Raw Streamable HTTP: initialize asking for protocol `version`, returning the session id.
+pub async fn streamable_initialize_at(http: &reqwest::Client, url: &str, version: &str) -> String {
+    let resp = streamable_open_at(http, url, version).await;
     assert_eq!(resp.status(), 200);
     let id = resp.headers()["mcp-session-id"]
         .to_str()
@@ -434,13 +439,23 @@ pub async fn streamable_initialize(http: &reqwest::Client, url: &str) -> String 
     id
 }
 
-/// Raw Streamable HTTP: the `initialize` POST alone (client "raw"), whatever it answers.
+/// Raw Streamable HTTP: the `initialize` POST alone (client "raw", protocol 2025-06-18),
+/// whatever it answers.
 pub async fn streamable_open(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    streamable_open_at(http, url, "2025-06-18").await
+}
+
+/// [`streamable_open`] asking for protocol `version`.
+pub async fn streamable_open_at(
+    http: &reqwest::Client,
+    url: &str,
+    version: &str,
+) -> reqwest::Response {
     http.post(url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
         .body(
-            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
+            json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"raw","version":"1"}}})
                 .to_string(),
         )
         .send()
