@@ -104,10 +104,20 @@ pub async fn every_tool_over_streamable_http(url: &str, agent: &str) {
         )
         .await
         .unwrap_err();
-    let text = format!("{err:?}");
-    assert!(
-        text.contains("-32602") || text.contains("InvalidParams") || text.contains("close"),
-        "{text}"
+    // The gateway's own JSON-RPC error, nothing else: a transport error or any other code
+    // whose text happens to mention "close" must fail here.
+    let rmcp::ServiceError::McpError(data) = err else {
+        panic!("expected a JSON-RPC error answer, got {err:?}");
+    };
+    assert_eq!(
+        data.code,
+        rmcp::model::ErrorCode::INVALID_PARAMS,
+        "{data:?}"
+    );
+    assert_eq!(
+        data.message,
+        "update_incident: invalid arguments: close_notes are required to set state Resolved: \
+         say how the incident was resolved (close_notes), in the same update"
     );
 
     let updated = structured(
