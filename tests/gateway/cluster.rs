@@ -15,31 +15,38 @@ use crate::support::helpers::{call_result, fixture, http, start_call};
 /// readiness changing) before it fails.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A `redis-server` of its own: loopback, a free port, no persistence, a temp dir.
+/// A `redis-server` of its own on a Unix socket in a temp dir (`--port 0`: no TCP at all), no
+/// persistence. A socket path is never picked, released and raced for as a free port is.
 struct RedisServer {
     child: Option<Child>,
-    port: u16,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     fn start() -> Self {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
+        let mut server = Self { child: None, dir };
         server.start_again();
         server
     }
 
-    /// Starts (again) on the same port, and waits until it answers PING.
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// Starts (again) on the same socket, and waits until it answers PING.
     fn start_again(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -56,15 +63,15 @@ impl RedisServer {
         while !self.answers_ping() {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} did not answer PING",
-                self.port
+                "redis-server on {} did not answer PING",
+                self.socket().display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn answers_ping(&self) -> bool {
-        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut conn) = std::os::unix::net::UnixStream::connect(self.socket()) else {
             return false;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
@@ -83,7 +90,7 @@ impl RedisServer {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("unix://{}", self.socket().display())
     }
 }
 
@@ -91,11 +98,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// One gateway process, a member of the cluster.
@@ -266,19 +268,19 @@ async fn replicas_see_each_other_and_a_dead_one_leaves_within_its_ttl() {
 #[tokio::test]
 async fn redis_unreachable_at_start_is_a_clear_error_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
-    // A port nobody listens on.
-    let config = cluster_config(
-        tmp.path(),
-        &format!("redis://127.0.0.1:{}", free_port()),
-        "",
-    );
+    // A socket nobody listens on: bound, then its listener closed (connect: refused). Ours
+    // alone, unlike a "free" TCP port that another process may take meanwhile.
+    let socket = tmp.path().join("gone.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let url = format!("unix://{}", socket.display());
+    let config = cluster_config(tmp.path(), &url, "");
     let out = serve(&config, &tmp.path().join("data")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(
-            "switchboard.toml: cluster.redis_url: cannot reach Redis at redis://127.0.0.1:"
-        ),
+        stderr.contains(&format!(
+            "switchboard.toml: cluster.redis_url: cannot reach Redis at {url}"
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("refused"), "{stderr}");
@@ -1062,23 +1064,41 @@ async fn a_streamable_client_resumes_its_stream_on_another_replica() {
 
 #[tokio::test]
 async fn a_session_in_use_on_any_replica_lives_and_an_idle_one_ends_everywhere() {
-    let cluster = Cluster::start_with(2, "\n[server]\nsession_idle_timeout_secs = 1\n").await;
+    // Every margin below is a fraction of this setting, not a guess at the machine's speed.
+    const IDLE: Duration = Duration::from_secs(2);
+    let cluster = Cluster::start_with(
+        2,
+        &format!(
+            "\n[server]\nsession_idle_timeout_secs = {}\n",
+            IDLE.as_secs()
+        ),
+    )
+    .await;
     let urls = [
         cluster.replicas[0].url("/agents/servicenow/mcp"),
         cluster.replicas[1].url("/agents/servicenow/mcp"),
     ];
     let id = crate::support::helpers::streamable_initialize(&http(), &urls[0]).await;
-    // Used by turns on both replicas for twice the idle timeout: it lives.
+    // Used by turns on both replicas for twice the idle timeout: it lives. A turn starts
+    // IDLE/10 after the previous one answered; were the machine so slow that a gap reached
+    // IDLE, the session could rightly end, so the test says so rather than blame the gateway.
     let started = Instant::now();
+    let mut last_use = Instant::now();
     let mut turn = 1;
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < 2 * IDLE {
+        let gap = last_use.elapsed();
+        assert!(
+            gap < IDLE / 2,
+            "turn {turn} came {gap:?} after the last: too slow to test an idle timeout of {IDLE:?}"
+        );
         assert_eq!(
             streamable_status(&urls[turn % 2], &id).await,
             200,
             "turn {turn}"
         );
+        last_use = Instant::now();
         turn += 1;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(IDLE / 10).await;
     }
     // Left alone, it ends on both: the idle timeout holds for the cluster. (Watched through
     // the admin API: a request in the session would keep it alive.)
