@@ -1,5 +1,6 @@
-//! Cluster mode with real processes: Debian's `redis-server` on a free loopback port and
-//! several gateway replicas (the built binary) sharing it.
+//! Cluster mode with real processes: Debian's `redis-server` on a Unix socket, several gateway
+//! replicas (the built binary) sharing it, and Debian's nginx in front of them with the compose
+//! file's own balancer config.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -386,12 +387,13 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     crate::support::helpers::streamable_initialize(&http(), &mcp).await;
 }
 
-/// Redis, `n` replicas on it and a round-robin proxy in front of them.
+/// Redis, `n` replicas on it and nginx in front of them (the compose balancer config).
 struct Cluster {
     _redis: RedisServer,
     _tmp: tempfile::TempDir,
     replicas: Vec<Replica>,
-    proxy: crate::support::round_robin::RoundRobin,
+    /// Debian's nginx with the compose file's balancer config, in front of the replicas.
+    proxy: crate::support::nginx::Nginx,
 }
 
 impl Cluster {
@@ -431,10 +433,8 @@ impl Cluster {
                 Replica::start_with(&config, &data, agents, env)
             })
             .collect();
-        let proxy = crate::support::round_robin::RoundRobin::spawn(
-            replicas.iter().map(|r| r.addr.clone()).collect(),
-        )
-        .await;
+        let backends: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let proxy = crate::support::nginx::Nginx::start(&backends);
         Self {
             _redis: redis,
             _tmp: tmp,
@@ -490,10 +490,7 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
         assert!(format!("{result:?}").contains("VPN"), "{result:?}");
     }
     // Requests went to every replica in turn, and every replica now holds the session.
-    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
-    for i in 0..3 {
-        assert!(served.contains(&i), "{served:?}");
-    }
+    every_replica_served(&cluster.proxy, 3).await;
     let held = cluster.sessions_held().await;
     let id = held[0]
         .first()
@@ -533,6 +530,15 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
         .await;
     }
     assert_eq!(cluster.sessions_held().await, vec![Vec::<String>::new(); 3]);
+}
+
+/// Waits until nginx's log shows requests served by each of the `n` replicas.
+async fn every_replica_served(proxy: &crate::support::nginx::Nginx, n: usize) {
+    eventually("requests reach every replica in turn", || async {
+        let served = proxy.served_by();
+        (0..n).all(|i| served.contains(&i))
+    })
+    .await;
 }
 
 /// The status a `tools/list` in session `id` gets at `url`.
@@ -617,10 +623,7 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
             .await;
         assert_eq!(tool_json(&answer)["number"], "INC0012346", "{answer}");
     }
-    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
-    for i in 0..3 {
-        assert!(served.contains(&i), "{served:?}");
-    }
+    every_replica_served(&cluster.proxy, 3).await;
     // The token is checked wherever the POST lands, forwarded or not.
     for _ in 0..3 {
         let refused = c
@@ -737,7 +740,7 @@ async fn a_clients_request_quota_holds_across_replicas() {
         statuses,
         [200, 200, 200, 200, 429, 429, 429, 429, 429],
         "served by {:?}",
-        cluster.proxy.served_by.lock().unwrap()
+        cluster.proxy.served_by()
     );
 }
 
