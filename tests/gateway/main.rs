@@ -17,6 +17,7 @@ mod mcp_streamable;
 mod metrics;
 mod openapi_spec;
 mod parking;
+mod promises;
 mod reload;
 mod sessions;
 mod shipped_agents;
