@@ -157,6 +157,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     let grace = state.settings().shutdown_grace;
+    let head_timeout = state.settings().request_head_timeout;
     let _background = crate::background::start(&state);
     let endpoint = std::sync::Arc::new(routes(state.clone()));
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
@@ -207,10 +208,11 @@ pub async fn run(
                 Ok::<_, std::convert::Infallible>(response)
             })
         });
-        // The timer lets hyper close a connection whose request head has not arrived
-        // within 30 s (its default header read timeout; slow-loris clients).
+        // Close a connection whose request head has not arrived within
+        // `request_head_timeout_secs` (slow-loris clients); the timer drives it.
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(head_timeout)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = connections.watch(connection);
         tokio::spawn(async move {

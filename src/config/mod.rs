@@ -89,6 +89,9 @@ pub struct ServerConfig {
     pub session_park_after_ms: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Seconds a connection may take to send a request's head (line and headers); slower
+    /// ones (slow-loris clients) are closed.
+    pub request_head_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             session_idle_timeout_secs: 1800,
             session_park_after_ms: 1000,
             shutdown_grace_secs: 10,
+            request_head_timeout_secs: 30,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct ServerSpec {
     pub session_park_after: Option<Duration>,
     /// Grace period on shutdown.
     pub shutdown_grace: Duration,
+    /// How long a request's head may take to arrive.
+    pub request_head_timeout: Duration,
     /// The admin API's bearer token; `None`: loopback peers only.
     pub admin_token: Option<secrecy::SecretString>,
     /// Default limits (per client, or per IP when MCP access is open).
@@ -156,6 +162,7 @@ impl ServerSpec {
         for (key, v) in [
             ("sse_keep_alive_secs", c.sse_keep_alive_secs),
             ("session_idle_timeout_secs", c.session_idle_timeout_secs),
+            ("request_head_timeout_secs", c.request_head_timeout_secs),
         ] {
             if v == 0 {
                 errors.0.push(Error::key(
@@ -212,6 +219,7 @@ impl ServerSpec {
             session_park_after: (c.session_park_after_ms > 0)
                 .then(|| Duration::from_millis(c.session_park_after_ms)),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+            request_head_timeout: Duration::from_secs(c.request_head_timeout_secs),
             admin_token: None,
             limits: clients::Limits::default(),
             clients: Vec::new(),

@@ -213,11 +213,7 @@ impl LlmClient {
         }
         // Borrowed: a run's conversation and its tools' schemas are serialised straight
         // into the request body each turn, never copied.
-        let request = ChatRequest {
-            model: &self.model,
-            messages: conversation.messages(),
-            tools: tools.iter().map(FunctionTool::of).collect(),
-        };
+        let request = ChatRequest::new(&self.model, conversation.messages(), tools);
         let started = Instant::now();
         let response: CreateChatCompletionResponse = self
             .client
@@ -309,6 +305,21 @@ struct ChatRequest<'a> {
     tools: Vec<FunctionTool<'a>>,
 }
 
+impl<'a> ChatRequest<'a> {
+    /// The request [`LlmClient::complete`] sends for this model, conversation and tools.
+    fn new(
+        model: &'a str,
+        messages: &'a [ChatCompletionRequestMessage],
+        tools: &'a [Tool],
+    ) -> Self {
+        Self {
+            model,
+            messages,
+            tools: tools.iter().map(FunctionTool::of).collect(),
+        }
+    }
+}
+
 /// An MCP tool definition as an OpenAI function tool (`{"type": "function", "function":
 /// {...}}`), borrowing its name, description and schema.
 #[derive(Serialize)]
@@ -348,14 +359,20 @@ mod request_tests {
     };
     use std::sync::Arc;
 
+    /// The body bytes as `create_byot` sends them (`serde_json::to_vec`, as reqwest's
+    /// `json()` does), read back: a serialisation failure fails the test instead of turning
+    /// into a `Null` that has no `tools` key either.
+    fn sent(request: &ChatRequest<'_>) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&serde_json::to_vec(request)?)
+    }
+
     #[test]
-    fn the_borrowed_request_is_what_async_openai_would_send() {
+    fn the_borrowed_request_is_what_async_openai_would_send() -> Result<(), serde_json::Error> {
         let schema: rmcp::model::JsonObject = serde_json::from_value(serde_json::json!({
             "type": "object",
             "properties": {"query": {"type": "string"}},
             "required": ["query"],
-        }))
-        .unwrap_or_default();
+        }))?;
         let tool = Tool::new(
             "search_incident",
             "Search incidents.",
@@ -367,12 +384,11 @@ mod request_tests {
                 name: None,
             },
         )];
-        let ours = serde_json::to_value(ChatRequest {
-            model: "gpt-x",
-            messages: &messages,
-            tools: vec![FunctionTool::of(&tool)],
-        })
-        .unwrap_or_default();
+        let ours = sent(&ChatRequest::new(
+            "gpt-x",
+            &messages,
+            std::slice::from_ref(&tool),
+        ))?;
         let theirs = serde_json::to_value(CreateChatCompletionRequest {
             model: "gpt-x".into(),
             messages: messages.clone(),
@@ -385,15 +401,17 @@ mod request_tests {
                 },
             })]),
             ..Default::default()
-        })
-        .unwrap_or_default();
+        })?;
         assert_eq!(ours, theirs);
-        let no_tools = serde_json::to_value(ChatRequest {
-            model: "gpt-x",
-            messages: &messages,
-            tools: Vec::new(),
-        })
-        .unwrap_or_default();
-        assert!(no_tools.get("tools").is_none(), "{no_tools}");
+        // Without tools the key is absent, and everything else is there: the whole body.
+        let no_tools = sent(&ChatRequest::new("gpt-x", &messages, &[]))?;
+        assert_eq!(
+            no_tools,
+            serde_json::json!({
+                "model": "gpt-x",
+                "messages": [{"role": "user", "content": "find VPN"}],
+            })
+        );
+        Ok(())
     }
 }

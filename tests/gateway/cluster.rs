@@ -1,5 +1,6 @@
-//! Cluster mode with real processes: Debian's `redis-server` on a free loopback port and
-//! several gateway replicas (the built binary) sharing it.
+//! Cluster mode with real processes: Debian's `redis-server` on a Unix socket, several gateway
+//! replicas (the built binary) sharing it, and Debian's nginx in front of them with the compose
+//! file's own balancer config.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,31 +16,38 @@ use crate::support::helpers::{call_result, fixture, http, start_call};
 /// readiness changing) before it fails.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A `redis-server` of its own: loopback, a free port, no persistence, a temp dir.
+/// A `redis-server` of its own on a Unix socket in a temp dir (`--port 0`: no TCP at all), no
+/// persistence. A socket path is never picked, released and raced for as a free port is.
 struct RedisServer {
     child: Option<Child>,
-    port: u16,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     fn start() -> Self {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Self {
-            child: None,
-            port,
-            dir,
-        };
+        let mut server = Self { child: None, dir };
         server.start_again();
         server
     }
 
-    /// Starts (again) on the same port, and waits until it answers PING.
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// Starts (again) on the same socket, and waits until it answers PING.
     fn start_again(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -56,15 +64,15 @@ impl RedisServer {
         while !self.answers_ping() {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} did not answer PING",
-                self.port
+                "redis-server on {} did not answer PING",
+                self.socket().display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn answers_ping(&self) -> bool {
-        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut conn) = std::os::unix::net::UnixStream::connect(self.socket()) else {
             return false;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
@@ -83,7 +91,7 @@ impl RedisServer {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("unix://{}", self.socket().display())
     }
 }
 
@@ -91,11 +99,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// One gateway process, a member of the cluster.
@@ -266,19 +269,19 @@ async fn replicas_see_each_other_and_a_dead_one_leaves_within_its_ttl() {
 #[tokio::test]
 async fn redis_unreachable_at_start_is_a_clear_error_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
-    // A port nobody listens on.
-    let config = cluster_config(
-        tmp.path(),
-        &format!("redis://127.0.0.1:{}", free_port()),
-        "",
-    );
+    // A socket nobody listens on: bound, then its listener closed (connect: refused). Ours
+    // alone, unlike a "free" TCP port that another process may take meanwhile.
+    let socket = tmp.path().join("gone.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let url = format!("unix://{}", socket.display());
+    let config = cluster_config(tmp.path(), &url, "");
     let out = serve(&config, &tmp.path().join("data")).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(
-            "switchboard.toml: cluster.redis_url: cannot reach Redis at redis://127.0.0.1:"
-        ),
+        stderr.contains(&format!(
+            "switchboard.toml: cluster.redis_url: cannot reach Redis at {url}"
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("refused"), "{stderr}");
@@ -384,12 +387,13 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
     crate::support::helpers::streamable_initialize(&http(), &mcp).await;
 }
 
-/// Redis, `n` replicas on it and a round-robin proxy in front of them.
+/// Redis, `n` replicas on it and nginx in front of them (the compose balancer config).
 struct Cluster {
     _redis: RedisServer,
     _tmp: tempfile::TempDir,
     replicas: Vec<Replica>,
-    proxy: crate::support::round_robin::RoundRobin,
+    /// Debian's nginx with the compose file's balancer config, in front of the replicas.
+    proxy: crate::support::nginx::Nginx,
 }
 
 impl Cluster {
@@ -429,10 +433,8 @@ impl Cluster {
                 Replica::start_with(&config, &data, agents, env)
             })
             .collect();
-        let proxy = crate::support::round_robin::RoundRobin::spawn(
-            replicas.iter().map(|r| r.addr.clone()).collect(),
-        )
-        .await;
+        let backends: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
+        let proxy = crate::support::nginx::Nginx::start(&backends);
         Self {
             _redis: redis,
             _tmp: tmp,
@@ -488,10 +490,7 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
         assert!(format!("{result:?}").contains("VPN"), "{result:?}");
     }
     // Requests went to every replica in turn, and every replica now holds the session.
-    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
-    for i in 0..3 {
-        assert!(served.contains(&i), "{served:?}");
-    }
+    every_replica_served(&cluster.proxy, 3).await;
     let held = cluster.sessions_held().await;
     let id = held[0]
         .first()
@@ -531,6 +530,15 @@ async fn a_streamable_session_is_served_by_every_replica_without_a_new_handshake
         .await;
     }
     assert_eq!(cluster.sessions_held().await, vec![Vec::<String>::new(); 3]);
+}
+
+/// Waits until nginx's log shows requests served by each of the `n` replicas.
+async fn every_replica_served(proxy: &crate::support::nginx::Nginx, n: usize) {
+    eventually("requests reach every replica in turn", || async {
+        let served = proxy.served_by();
+        (0..n).all(|i| served.contains(&i))
+    })
+    .await;
 }
 
 /// The status a `tools/list` in session `id` gets at `url`.
@@ -615,10 +623,7 @@ async fn legacy_sse_posts_reach_their_stream_from_any_replica() {
             .await;
         assert_eq!(tool_json(&answer)["number"], "INC0012346", "{answer}");
     }
-    let served: Vec<usize> = cluster.proxy.served_by.lock().unwrap().clone();
-    for i in 0..3 {
-        assert!(served.contains(&i), "{served:?}");
-    }
+    every_replica_served(&cluster.proxy, 3).await;
     // The token is checked wherever the POST lands, forwarded or not.
     for _ in 0..3 {
         let refused = c
@@ -772,7 +777,7 @@ async fn a_clients_request_quota_holds_across_replicas() {
         statuses,
         [200, 200, 200, 200, 429, 429, 429, 429, 429],
         "served by {:?}",
-        cluster.proxy.served_by.lock().unwrap()
+        cluster.proxy.served_by()
     );
 }
 
@@ -1104,23 +1109,41 @@ async fn a_streamable_client_resumes_its_stream_on_another_replica() {
 
 #[tokio::test]
 async fn a_session_in_use_on_any_replica_lives_and_an_idle_one_ends_everywhere() {
-    let cluster = Cluster::start_with(2, "\n[server]\nsession_idle_timeout_secs = 1\n").await;
+    // Every margin below is a fraction of this setting, not a guess at the machine's speed.
+    const IDLE: Duration = Duration::from_secs(2);
+    let cluster = Cluster::start_with(
+        2,
+        &format!(
+            "\n[server]\nsession_idle_timeout_secs = {}\n",
+            IDLE.as_secs()
+        ),
+    )
+    .await;
     let urls = [
         cluster.replicas[0].url("/agents/servicenow/mcp"),
         cluster.replicas[1].url("/agents/servicenow/mcp"),
     ];
     let id = crate::support::helpers::streamable_initialize(&http(), &urls[0]).await;
-    // Used by turns on both replicas for twice the idle timeout: it lives.
+    // Used by turns on both replicas for twice the idle timeout: it lives. A turn starts
+    // IDLE/10 after the previous one answered; were the machine so slow that a gap reached
+    // IDLE, the session could rightly end, so the test says so rather than blame the gateway.
     let started = Instant::now();
+    let mut last_use = Instant::now();
     let mut turn = 1;
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < 2 * IDLE {
+        let gap = last_use.elapsed();
+        assert!(
+            gap < IDLE / 2,
+            "turn {turn} came {gap:?} after the last: too slow to test an idle timeout of {IDLE:?}"
+        );
         assert_eq!(
             streamable_status(&urls[turn % 2], &id).await,
             200,
             "turn {turn}"
         );
+        last_use = Instant::now();
         turn += 1;
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(IDLE / 10).await;
     }
     // Left alone, it ends on both: the idle timeout holds for the cluster. (Watched through
     // the admin API: a request in the session would keep it alive.)
@@ -1163,7 +1186,7 @@ struct CutCluster {
 impl CutCluster {
     async fn start() -> Self {
         let redis = RedisServer::start();
-        let b_link = crate::support::cut_proxy::CutProxy::spawn(redis.port).await;
+        let b_link = crate::support::cut_proxy::CutProxy::spawn(redis.socket()).await;
         let tmp = tempfile::tempdir().unwrap();
         let (dir_a, dir_b) = (tmp.path().join("a"), tmp.path().join("b"));
         std::fs::create_dir_all(&dir_a).unwrap();
@@ -1371,13 +1394,14 @@ fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-#[tokio::test]
-async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = tls_files(tmp.path());
-    let port = free_port();
-    // TLS only, and no default user: the replica must present its ACL user's password.
-    let conf = tmp.path().join("redis.conf");
+/// A TLS-only `redis-server` with one ACL user, on a port free a moment ago; `None` if it
+/// could not bind that port (taken meanwhile) or exited.
+fn start_tls_redis(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> Option<(Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let conf = dir.join("redis.conf");
     std::fs::write(
         &conf,
         format!(
@@ -1388,7 +1412,7 @@ async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
             cert.display(),
             key.display(),
             ca.display(),
-            tmp.path().display()
+            dir.display()
         ),
     )
     .unwrap();
@@ -1397,15 +1421,31 @@ async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("redis-server starts (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): .ci/run installs it"));
     let deadline = Instant::now() + DEADLINE;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not listen on {port}"
-        );
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((server, port));
+        }
+        if server.try_wait().ok().flatten().is_some() || Instant::now() >= deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test]
+async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(tmp.path());
+    // TLS only (no plain TCP port), and no default user: the replica must present its ACL
+    // user's password. Redis cannot take a port from the OS for TLS: a port free a moment
+    // ago may be taken when it binds, so a start that fails is retried on another one.
+    let (mut server, port) = (0..5)
+        .find_map(|_| start_tls_redis(tmp.path(), &ca, &cert, &key))
+        .expect("redis-server starts with TLS within 5 tries (.ci/run installs it)");
     let config = cluster_config(
         tmp.path(),
         &format!("rediss://gateway:gw-s3cret@localhost:{port}"),

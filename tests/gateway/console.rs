@@ -8,7 +8,7 @@ use std::time::Duration;
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::support::browser::Browser;
+use crate::support::browser::{Browser, PAGE_DEADLINE};
 use crate::support::helpers::{
     Options, SseClient, TestGateway, args, copy_valid_agents, http, rmcp_client,
 };
@@ -93,12 +93,15 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
         .map(|s| s.id.to_string())
         .expect("the rmcp session is registered");
 
-    // Both appear within 3 s, without touching the page (it refreshes by itself).
+    // Both appear without touching the page (it refreshes by itself): within one refresh
+    // period of the sessions view, read from the page's own settings, plus the time the
+    // page may take to show anything on a loaded machine.
+    let refresh = sessions_refresh();
     for id in [&streamable_id, &sse.session_id] {
         browser
             .wait_js(
                 &format!("document.querySelector({})", json!(session_row(id))),
-                Duration::from_secs(3),
+                refresh + PAGE_DEADLINE,
                 "a new session appears in the table",
             )
             .await;
@@ -319,4 +322,18 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_to_get_only() {
     assert_eq!(delete.status(), 405);
     assert_eq!(delete.headers()["allow"], "GET");
     gw.stop().await;
+}
+
+/// The sessions view's refresh period, as `src/console/app.js` sets it
+/// (`REFRESH_MS = { ..., sessions: 2000, ... }`).
+fn sessions_refresh() -> Duration {
+    let js = include_str!("../../src/console/app.js");
+    let ms = js
+        .lines()
+        .find(|l| l.contains("const REFRESH_MS"))
+        .and_then(|l| l.split("sessions:").nth(1))
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .expect("app.js sets REFRESH_MS.sessions");
+    Duration::from_millis(ms)
 }

@@ -18,6 +18,7 @@ mod mcp_streamable;
 mod metrics;
 mod openapi_spec;
 mod parking;
+mod promises;
 mod readme_config;
 mod reload;
 mod sessions;

@@ -161,64 +161,145 @@ async fn admin_reload_reports_what_changed() {
     gw.stop().await;
 }
 
+/// Reloads are atomic under concurrent calls: while `servicenow`'s file is changed back and
+/// forth and reloaded, callers keep opening sessions and calling a tool; every session sees a
+/// whole version of the agent, no call fails, and calls really overlap reloads (some started
+/// before a reload began and finished after it ended; counted, not assumed). One agent run is
+/// also held inside the gateway (its LLM request kept waiting by the fake) across every reload,
+/// then answered.
 #[tokio::test]
 async fn reloads_are_atomic_under_concurrent_calls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use crate::support::fake_llm::{FakeLlm, Step};
+    use crate::support::helpers::{args, call_result, start_call, tool_text};
+
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let fake = FakeLlm::start(vec![Step::Held(
+        gate.clone(),
+        Box::new(Step::Text("held through the reloads")),
+    )])
+    .await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("agents");
     copy_valid_agents(&dir);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.clone(),
+        vars: [("OPENAI_BASE_URL".to_owned(), format!("{}/v1", fake.url))].into(),
         ..Options::default()
     })
     .await;
     let url = gw.url("/agents/servicenow/mcp");
+    let original = std::fs::read_to_string(dir.join("servicenow.toml")).unwrap();
+    const OLD: &str = "Manages ServiceNow incidents: create, update, search.";
+    const NEW: &str = "Handles ServiceNow incidents: create, update, search.";
+    assert!(original.contains(OLD));
+
+    // An agent run that is inside the gateway (the fake holds its LLM request) before the
+    // first reload and stays there until the last one is done.
+    let held_client = rmcp_client(&url).await;
+    let held = start_call(
+        held_client.peer(),
+        "servicenow",
+        json!({"task": "Say something"}),
+    )
+    .await;
+    fake.wait_requests(1).await;
+
+    // Reloads started and finished, counted by the reloader; callers read them around each
+    // call to tell whether a whole reload happened while their call was in flight.
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let overlaps = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..4)
         .map(|_| {
-            let url = url.clone();
+            let (url, started, finished, stop, overlaps) = (
+                url.clone(),
+                started.clone(),
+                finished.clone(),
+                stop.clone(),
+                overlaps.clone(),
+            );
             tokio::spawn(async move {
-                let c = rmcp_client(&url).await;
-                for _ in 0..40 {
-                    let r = c
-                        .call_tool(
-                            rmcp::model::CallToolRequestParams::new("get_incident").with_arguments(
-                                crate::support::helpers::args(json!({"number": "INC0012346"})),
-                            ),
-                        )
-                        .await
-                        .unwrap();
-                    assert_eq!(r.is_error, Some(false));
+                let mut calls = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    // A new session takes the agent as it is now: one whole version.
+                    let c = rmcp_client(&url).await;
+                    let seen = c.peer_info().unwrap().instructions.clone().unwrap();
+                    assert!(seen == OLD || seen == NEW, "a torn agent: {seen}");
+                    for _ in 0..5 {
+                        let before = started.load(Ordering::SeqCst);
+                        let r = c
+                            .call_tool(
+                                rmcp::model::CallToolRequestParams::new("get_incident")
+                                    .with_arguments(args(json!({"number": "INC0012346"}))),
+                            )
+                            .await
+                            .expect("a call during reloads is answered");
+                        assert_eq!(r.is_error, Some(false), "{r:?}");
+                        calls += 1;
+                        // A reload that started after this call did has finished before it.
+                        if finished.load(Ordering::SeqCst) > before {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    c.cancel().await.unwrap();
                 }
-                c.cancel().await.unwrap();
+                calls
             })
         })
         .collect();
-    // Meanwhile servicenow itself is changed back and forth, and reloaded each time.
-    let original = std::fs::read_to_string(dir.join("servicenow.toml")).unwrap();
-    for i in 0..20 {
-        let text = if i % 2 == 0 {
-            original.replace(
-                "Manages ServiceNow incidents",
-                "Handles ServiceNow incidents",
-            )
+
+    // Meanwhile servicenow itself is changed back and forth and reloaded, at least 20 times
+    // and until some call was seen to span a whole reload (10 s deadline).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut reloads = 0;
+    loop {
+        let text = if reloads % 2 == 0 {
+            original.replace(OLD, NEW)
         } else {
             original.clone()
         };
         std::fs::write(dir.join("servicenow.toml"), text).unwrap();
-        let r: Value = gw.post_json("/admin/reload").await.1;
-        assert_eq!(r["changed"], json!(["servicenow"]), "{r}");
+        started.fetch_add(1, Ordering::SeqCst);
+        let r = gw.state.reload().await;
+        finished.fetch_add(1, Ordering::SeqCst);
+        reloads += 1;
+        assert_eq!(r.changed, ["servicenow"], "{r:?}");
+        assert!(r.errors.is_empty(), "{r:?}");
         // Every request in between sees a whole agent: it is either version.
         let (status, view) = agent(&gw, "servicenow").await;
         assert_eq!(status, 200);
+        let description = view["description"].as_str().unwrap();
+        assert!(description == OLD || description == NEW, "{description}");
+        if reloads >= 20 && overlaps.load(Ordering::SeqCst) > 0 {
+            break;
+        }
         assert!(
-            view["description"]
-                .as_str()
-                .unwrap()
-                .ends_with("ServiceNow incidents: create, update, search.")
+            tokio::time::Instant::now() < deadline,
+            "no call overlapped any of {reloads} reloads within 10 s: the test proves nothing"
         );
     }
+    stop.store(true, Ordering::SeqCst);
+    let mut calls = 0;
     for c in callers {
-        c.await.unwrap();
+        calls += c.await.expect("no call failed during the reloads");
     }
+    let overlapped = overlaps.load(Ordering::SeqCst);
+    assert!(
+        overlapped > 0 && calls >= overlapped,
+        "{overlapped} of {calls}"
+    );
+    eprintln!("{calls} calls during {reloads} reloads, {overlapped} spanning a whole reload");
+
+    // The held run, which began under the first version, is answered after all of them.
+    gate.notify_one();
+    let result = call_result(held).await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(tool_text(&result), "held through the reloads");
+    held_client.cancel().await.unwrap();
     gw.stop().await;
 }
 

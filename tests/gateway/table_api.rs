@@ -121,6 +121,35 @@ fn failure(result: &CallToolResult) -> String {
     tool_text(result)
 }
 
+/// What the gateway owes concurrent creates on the Table API. ServiceNow, not the gateway,
+/// assigns incident numbers (the fake under its own lock, as an instance does), so distinct
+/// numbers alone would prove the fake, not the gateway. The gateway's part: each create is
+/// sent exactly once (no retry that duplicates it, none dropped or merged), and each call is
+/// answered with the record the instance created for it (no answer crossed with a
+/// neighbour's under concurrency).
+fn each_create_reached_the_instance_once(fake: &FakeServiceNow, created: &[(String, String)]) {
+    let mut posted: Vec<String> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.method == Method::POST && r.path.starts_with(TABLE))
+        .filter_map(|r| r.json()["short_description"].as_str().map(str::to_owned))
+        .filter(|s| s.starts_with("load "))
+        .collect();
+    posted.sort();
+    let mut summaries: Vec<String> = created.iter().map(|(s, _)| s.clone()).collect();
+    summaries.sort();
+    assert_eq!(posted, summaries, "one POST per create, no more, no fewer");
+    let records = fake.records();
+    for (summary, number) in created {
+        let held: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["short_description"] == summary.as_str())
+            .collect();
+        assert_eq!(held.len(), 1, "{summary}: {held:?}");
+        assert_eq!(held[0]["number"], number.as_str(), "{summary}");
+    }
+}
+
 // === The same scenarios as on the embedded store, on both kinds of credentials ===
 
 #[tokio::test]
@@ -131,7 +160,9 @@ async fn the_shared_scenarios_pass_on_the_table_api_with_basic_auth() {
     scenarios::every_tool_over_streamable_http(&gw.url("/agents/servicenow/mcp"), "servicenow")
         .await;
     scenarios::every_tool_over_legacy_sse(&gw.url("/agents/servicenow/sse"), "servicenow").await;
-    scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
+    let created =
+        scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
+    each_create_reached_the_instance_once(&fake, &created);
 
     // The fake answers 401 to anything but these credentials; every call went to the table.
     let received = fake.received();
@@ -153,7 +184,9 @@ async fn the_shared_scenarios_pass_on_the_table_api_with_oauth() {
     scenarios::every_tool_over_streamable_http(&gw.url("/agents/servicenow/mcp"), "servicenow")
         .await;
     scenarios::every_tool_over_legacy_sse(&gw.url("/agents/servicenow/sse"), "servicenow").await;
-    scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
+    let created =
+        scenarios::concurrent_creates_get_distinct_numbers(&gw.url("/agents/servicenow/sse")).await;
+    each_create_reached_the_instance_once(&fake, &created);
 
     // One token for every call, concurrent ones included, and every table request bears it.
     assert_eq!(fake.token_requests(), 1);

@@ -37,11 +37,26 @@ fn program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The port chromedriver (started with `--port=0`, so the OS picks one and nothing is picked,
+/// released and raced for) says it listens on: "... started successfully on port N.".
+fn announced_port(stdout: std::process::ChildStdout) -> u16 {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                let _ = tx.send(rest.trim_end_matches('.').parse::<u16>().ok());
+                break;
+            }
+        }
+        // Keep reading, so that chromedriver never blocks on a full pipe.
+        for _ in lines {}
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .ok()
+        .flatten()
+        .expect("chromedriver did not announce its port within 20 s")
 }
 
 /// Where screenshots go: `target/console-screenshots/`.
@@ -68,15 +83,15 @@ impl Browser {
             "chromium not found: install Debian's chromium package (`apt-get install chromium`; \
                  .ci/run does this) or set CHROMIUM",
         );
-        let port = free_port();
-        let driver = Driver(
+        let mut driver = Driver(
             std::process::Command::new(&driver_bin)
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
+                .arg("--port=0")
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver_bin.display())),
         );
+        let port = announced_port(driver.0.stdout.take().expect("stdout is piped"));
         let webdriver = format!("http://127.0.0.1:{port}");
         // Poll chromedriver's status until it answers.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

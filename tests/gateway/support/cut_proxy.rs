@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
-/// Forwards `127.0.0.1:<port>` to a target; [`CutProxy::cut`] drops every connection and
-/// refuses new ones (they are closed at once) until [`CutProxy::restore`].
+/// Forwards `127.0.0.1:<port>` to a Unix socket (the tests' Redis); [`CutProxy::cut`] drops
+/// every connection and refuses new ones (they are closed at once) until
+/// [`CutProxy::restore`].
 pub struct CutProxy {
     /// Where it listens.
     pub port: u16,
@@ -17,8 +18,8 @@ pub struct CutProxy {
 }
 
 impl CutProxy {
-    /// Listens on a port the OS picks, in front of `127.0.0.1:<target>`.
-    pub async fn spawn(target: u16) -> Self {
+    /// Listens on a port the OS picks, in front of the Unix socket `target`.
+    pub async fn spawn(target: std::path::PathBuf) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -31,10 +32,9 @@ impl CutProxy {
                     continue;
                 }
                 let mut cut_now = tx.subscribe();
+                let target = target.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
+                    let Ok(mut outbound) = tokio::net::UnixStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {

@@ -2,8 +2,8 @@
 //!
 //! Each request takes the next step of the script (in order). It records what it received
 //! (path, query, headers, body) and can answer with tool calls, text, an echo of the last
-//! tool result, errors with `Retry-After`, slow or malformed answers, or an answer that never
-//! comes (whose abandonment it reports).
+//! tool result, errors with `Retry-After`, slow, held or malformed answers, or an answer that
+//! never comes (whose abandonment it reports).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,9 @@ pub enum Step {
     Status(u16, Option<&'static str>),
     /// Wait, then take the inner step.
     Slow(Duration, Box<Step>),
+    /// Wait until the test releases the gate (`Notify::notify_one`), then take the inner step:
+    /// the request is held inside the gateway for as long as the test needs, with no timing.
+    Held(Arc<Notify>, Box<Step>),
     /// 200 with a body that is not a chat completion.
     Malformed,
     /// Headers, then a body that never ends: the client has to give up.
@@ -206,6 +209,10 @@ impl FakeEndpoint {
             }
             Step::Slow(delay, inner) => {
                 tokio::time::sleep(delay).await;
+                Box::pin(self.answer(*inner, body)).await
+            }
+            Step::Held(gate, inner) => {
+                gate.notified().await;
                 Box::pin(self.answer(*inner, body)).await
             }
             Step::Malformed => Response::builder()

@@ -176,6 +176,14 @@ impl FakeServiceNow {
         self.count(Method::POST, TOKEN)
     }
 
+    /// Every incident record the instance holds, as a `GET` with no parameters answers it.
+    pub fn records(&self) -> Vec<Value> {
+        self.state()
+            .table
+            .list(&BTreeMap::new())
+            .unwrap_or_else(|Refusal(status, message, _)| panic!("{status} {message}"))
+    }
+
     /// Forgets the requests received so far.
     pub fn clear_received(&self) {
         self.state().received.clear();

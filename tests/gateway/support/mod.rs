@@ -1,6 +1,7 @@
 //! What the tests share: the stand-ins for what cannot run here (a scripted LLM, a ServiceNow
-//! instance), the real programs the tests drive (the gateway binary, Chromium), a round-robin
-//! proxy, the MCP scenarios run on both incident stores, and small helpers.
+//! instance), the real programs the tests drive (the gateway binary, Chromium, nginx with the
+//! compose file's balancer config), the MCP scenarios run on both incident stores, and small
+//! helpers.
 
 pub mod binary;
 pub mod browser;
@@ -8,5 +9,5 @@ pub mod cut_proxy;
 pub mod fake_llm;
 pub mod fake_servicenow;
 pub mod helpers;
-pub mod round_robin;
+pub mod nginx;
 pub mod scenarios;

@@ -21,7 +21,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 #[derive(Parser, Debug, Clone)]
-#[command(version, about = "Closed-loop load on an OpenAI-compatible chat-completions endpoint")]
+#[command(
+    version,
+    about = "Closed-loop load on an OpenAI-compatible chat-completions endpoint"
+)]
 struct Args {
     /// http://HOST:PORT/v1/chat/completions
     #[arg(long)]
@@ -62,9 +65,13 @@ struct Errs {
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(addr: &str) -> Result<Sender, String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -81,7 +88,12 @@ async fn call(sender: &mut Sender, addr: &str, path: &str, body: Bytes) -> Resul
         .unwrap();
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let ok = resp.status().is_success();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok(ok && !body.is_empty())
 }
 
@@ -134,7 +146,11 @@ async fn run(a: Args, bodies: Vec<Bytes>) -> serde_json::Value {
                 };
                 let mut r: Result<Result<bool, String>, _> = Ok(Ok(true));
                 for body in seq {
-                    r = tokio::time::timeout(timeout, call(sender.as_mut().unwrap(), &addr, &path, body)).await;
+                    r = tokio::time::timeout(
+                        timeout,
+                        call(sender.as_mut().unwrap(), &addr, &path, body),
+                    )
+                    .await;
                     if !matches!(r, Ok(Ok(true))) {
                         break;
                     }
@@ -142,7 +158,9 @@ async fn run(a: Args, bodies: Vec<Bytes>) -> serde_json::Value {
                 let done = Instant::now();
                 let counted = t0 >= measure_from && done <= end;
                 match r {
-                    Ok(Ok(true)) if counted => lat.push(done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32),
+                    Ok(Ok(true)) if counted => {
+                        lat.push(done.duration_since(t0).as_micros().min(u32::MAX as u128) as u32)
+                    }
                     Ok(Ok(true)) => {}
                     Ok(Ok(false)) => errs.http += counted as u64,
                     Ok(Err(_)) => {
@@ -169,14 +187,36 @@ async fn run(a: Args, bodies: Vec<Bytes>) -> serde_json::Value {
     }
     lat.sort_unstable();
     let n = lat.len() as u64;
-    let mean = if n > 0 { lat.iter().map(|&x| x as u64).sum::<u64>() as f64 / n as f64 } else { 0.0 };
+    let mean = if n > 0 {
+        lat.iter().map(|&x| x as u64).sum::<u64>() as f64 / n as f64
+    } else {
+        0.0
+    };
     let rate = n as f64 / a.duration;
-    let (p50, p90, p99, max) = (percentile(&lat, 0.5), percentile(&lat, 0.9), percentile(&lat, 0.99), lat.last().copied().unwrap_or(0));
+    let (p50, p90, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0),
+    );
     let total = errs.http + errs.transport + errs.timeout;
     println!(
         "{} llm-probe c={} threads={} {}s (+{}s warm-up), {} body(ies){}: {} samples, {:.0}/s, latency us p50={} p90={} p99={} max={} mean={:.0}, errors={}",
-        a.label, a.concurrency, a.threads, a.duration, a.warmup, bodies.len(), if a.chain { " chained" } else { "" },
-        n, rate, p50, p90, p99, max, mean, total
+        a.label,
+        a.concurrency,
+        a.threads,
+        a.duration,
+        a.warmup,
+        bodies.len(),
+        if a.chain { " chained" } else { "" },
+        n,
+        rate,
+        p50,
+        p90,
+        p99,
+        max,
+        mean,
+        total
     );
     json!({
         "mode": "llm-probe", "label": a.label, "url": a.url, "concurrency": a.concurrency, "threads": a.threads,
