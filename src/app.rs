@@ -97,9 +97,16 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics) text.
+/// `GET /metrics`: Prometheus (OpenMetrics) text, under the admin API's access rule
+/// (loopback peers, or the admin token) unless `[metrics] public` opens it to anyone:
+/// its labels name the clients and agents.
 #[handler]
-fn metrics(state: poem::web::Data<&AppState>) -> Response {
+fn metrics(req: &poem::Request, state: poem::web::Data<&AppState>) -> Response {
+    if !state.settings().metrics_public
+        && let Err(denied) = crate::admin::access(&state, req)
+    {
+        return metrics_denied(denied);
+    }
     let mut counts: std::collections::BTreeMap<(std::sync::Arc<str>, &'static str), usize> =
         std::collections::BTreeMap::new();
     for s in state.sessions().list() {
@@ -107,14 +114,73 @@ fn metrics(state: poem::web::Data<&AppState>) -> Response {
             .entry((s.agent.clone(), s.transport.as_str()))
             .or_default() += 1;
     }
+    let agents = state.agents().all();
+    let clients = state.clients();
+    let served = crate::metrics::Served {
+        agents: agents
+            .iter()
+            .map(|a| crate::metrics::ServedSeries {
+                name: &a.name,
+                tools: a
+                    .agent
+                    .all_tool_definitions()
+                    .into_iter()
+                    .map(|t| t.name.to_string())
+                    .collect(),
+                model: a.agent.spec.model.as_ref().map(|m| m.model.as_str()),
+            })
+            .collect(),
+        clients: if clients.is_open() {
+            vec!["anonymous"]
+        } else {
+            clients.named().iter().map(|c| &*c.name).collect()
+        },
+        cluster: state.cluster().is_some(),
+    };
     let text = state.metrics().render(
         counts
             .iter()
             .map(|((agent, transport), n)| (&**agent, *transport, *n)),
+        &served,
     );
     Response::builder()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text)
+}
+
+/// The answer to a scrape the access rule refused: 401 (with `WWW-Authenticate`) or 403.
+fn metrics_denied(denied: crate::admin::Denied) -> Response {
+    use crate::admin::Denied;
+    const OPEN: &str = "set [metrics] public = true in switchboard.toml to let any scraper in";
+    let (status, code, message) = match denied {
+        Denied::MissingToken => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "/metrics needs the admin token: send Authorization: Bearer <token>, or {OPEN}"
+            ),
+        ),
+        Denied::WrongToken => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("the admin token is wrong; /metrics needs the admin token, or {OPEN}"),
+        ),
+        Denied::NotLocal => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "/metrics answers local requests only while no admin token is configured: set [admin] token (or SWITCHBOARD_ADMIN_TOKEN) and scrape with it, or {OPEN}"
+            ),
+        ),
+    };
+    let mut response = json_response(status, &json!({"code": code, "message": message}));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 #[handler]

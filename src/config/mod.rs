@@ -47,6 +47,20 @@ pub struct GatewayConfig {
     /// `[cluster]`: replicas sharing sessions and limits through Redis. None: one process.
     #[serde(default)]
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[metrics]`: who may scrape `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]` of `switchboard.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `true`: `/metrics` answers anyone, from any address, without a token (a Prometheus
+    /// on another host). Default `false`: it follows the admin API's rule, loopback peers
+    /// or the admin token, since its labels name the clients and agents.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `[admin]` of `switchboard.toml`.
@@ -138,6 +152,8 @@ pub struct ServerSpec {
     pub clients: Vec<clients::ClientSpec>,
     /// Cluster mode; `None`: this process alone.
     pub cluster: Option<cluster::ClusterSpec>,
+    /// Whether `/metrics` answers anyone (`[metrics] public`); else the admin API's rule.
+    pub metrics_public: bool,
 }
 
 impl Default for ServerSpec {
@@ -216,6 +232,7 @@ impl ServerSpec {
             limits: clients::Limits::default(),
             clients: Vec::new(),
             cluster: None,
+            metrics_public: false,
         }
     }
 }
@@ -250,6 +267,7 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
     settings.limits = limits;
     settings.clients = clients;
     settings.cluster = cluster;
+    settings.metrics_public = config.metrics.public;
     use secrecy::ExposeSecret;
     settings.admin_token = config
         .admin

@@ -252,7 +252,7 @@ async fn with_a_token_every_admin_operation_needs_it_and_probes_stay_open() {
 }
 
 /// A non-loopback address of this machine (the admin API's loopback-only rule needs one).
-fn non_loopback_ip() -> IpAddr {
+pub(crate) fn non_loopback_ip() -> IpAddr {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     // Connecting a UDP socket sends nothing: it only asks the routing table for a source.
     socket
