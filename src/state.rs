@@ -77,7 +77,8 @@ impl AppState {
     ) -> Self {
         let settings = Arc::new(settings);
         let metrics = registry.resources().metrics.clone();
-        let clients = Clients::new(&settings.clients, settings.limits);
+        let clients = Clients::new(&settings.clients, settings.limits)
+            .with_meter_loopback(settings.meter_loopback);
         let limits = RateLimits::new(&clients, cluster.clone());
         let sessions = match &cluster {
             Some(c) => {

@@ -154,6 +154,12 @@ pub struct ServerSpec {
     pub cluster: Option<cluster::ClusterSpec>,
     /// Whether `/metrics` answers anyone (`[metrics] public`); else the admin API's rule.
     pub metrics_public: bool,
+    /// Open access: whether loopback peers' MCP requests count against
+    /// `requests_per_minute`/`burst`. [`load_gateway`] sets it from `[limits]`
+    /// ([`clients::LimitsConfig::meters_loopback`]): a file that leaves both to their
+    /// defaults (or no file) lets one developer on the gateway's machine call freely.
+    /// Settings made in code meter every peer (`true`).
+    pub meter_loopback: bool,
 }
 
 impl Default for ServerSpec {
@@ -233,6 +239,7 @@ impl ServerSpec {
             clients: Vec::new(),
             cluster: None,
             metrics_public: false,
+            meter_loopback: true,
         }
     }
 }
@@ -268,6 +275,7 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
     settings.clients = clients;
     settings.cluster = cluster;
     settings.metrics_public = config.metrics.public;
+    settings.meter_loopback = config.limits.meters_loopback();
     use secrecy::ExposeSecret;
     settings.admin_token = config
         .admin

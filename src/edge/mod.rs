@@ -285,17 +285,23 @@ impl Call<'_> {
                 e => Error::ClusterUnavailable(e.to_string()),
             });
         }
-        state
-            .limits()
-            .check_request(self.caller)
-            .await
-            .map_err(|r| self.refused(r))?;
         let body = read_body(&mut req, max_body).await?;
         let sessions = state.sessions();
         let (id, session) = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
         let message = sse::parse(&body)?;
         let (method, tool) = sse::method_and_tool(&message);
-        self.admit_message(method, tool).await?;
+        let admitted = match state.limits().check_request(self.caller).await {
+            Ok(()) => self.admit_message(method, tool).await,
+            Err(r) => Err(self.refused(r)),
+        };
+        if let Err(e) = admitted {
+            // Over a limit: the POST answers 429, and the request's answer, which a legacy
+            // client waits for on the stream, is the same JSON-RPC error.
+            if let Some(error) = e.rate_limit_error() {
+                session.answer_refused(&message, &error);
+            }
+            return Err(e);
+        }
         sse::post(&session, &id, message, sessions, request_id).await
     }
 
@@ -330,13 +336,13 @@ fn peer_of_request(req: &Request, caller: &Caller, ip: IpAddr) -> Peer {
 
 /// The error for a refusal of the client layer, counting 429s in the metrics.
 fn refused(state: &AppState, refusal: Refusal, caller: Option<&Caller>, agent: &str) -> Error {
-    let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
     if let Refusal::RateLimited { limit, .. } = &refusal {
+        let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
         state
             .metrics()
             .rate_limited(who.unwrap_or("anonymous"), limit);
     }
-    Error::from_refusal(refusal, who, agent)
+    Error::from_refusal(refusal, caller, agent)
 }
 
 /// Stage 1: what is refused before anything else. Returns whether the request is a hop from

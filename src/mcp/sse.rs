@@ -105,6 +105,23 @@ impl LegacySession {
         self.cancel.cancel();
     }
 
+    /// Answers a request refused before it reached the engine (over a limit) on the
+    /// stream as well, with `error` (a JSON-RPC error object): a legacy client reads its
+    /// answers there, not from the POST's response. Best effort: with the stream's buffer
+    /// full the POST's own answer has to do.
+    pub fn answer_refused(&self, message: &ClientJsonRpcMessage, error: &serde_json::Value) {
+        let ClientJsonRpcMessage::Request(request) = message else {
+            return;
+        };
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": request.id, "error": error});
+        let mut event = b"event: message\ndata: ".to_vec();
+        if serde_json::to_writer(&mut event, &answer).is_err() {
+            return;
+        }
+        event.extend_from_slice(b"\n\n");
+        let _ = self.out.try_send(Bytes::from(event));
+    }
+
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
     }

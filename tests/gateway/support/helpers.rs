@@ -215,6 +215,7 @@ pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSpec {
     ServerSpec {
         limits: loaded.limits,
         clients: loaded.clients,
+        meter_loopback: loaded.meter_loopback,
         ..Options::default().settings
     }
 }
