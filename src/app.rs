@@ -22,8 +22,13 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     );
     // One endpoint serves /admin/*, /healthz and /readyz (the paths are in the spec).
     let api = std::sync::Arc::new(api.into_endpoint());
+    let agents = std::sync::Arc::new(AgentRoutes::new(state.clone()));
     Route::new()
-        .nest_no_strip("/agents", AgentRoutes::new(state.clone()))
+        .nest_no_strip("/agents", agents.clone())
+        // The default agent's, at the seed's URLs (`[server] default_agent`).
+        .at("/sse", agents.clone())
+        .at("/messages", agents.clone())
+        .at("/mcp", agents)
         .nest_no_strip("/admin", api.clone())
         .at("/healthz", api.clone())
         .at("/readyz", api)
@@ -37,9 +42,6 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .data(state)
-        .catch_error(|_: poem::error::NotFoundError| async move {
-            Error::NoRoute("this path".to_owned()).into_response()
-        })
         .catch_error(|e: poem::error::ParsePathError| async move {
             Error::BadRequest(format!("malformed path: {e}")).into_response()
         })
@@ -53,7 +55,13 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                 // A method the admin API does not serve: 405 naming the ones it does.
                 let allowed = crate::admin::allowed_methods(req.uri().path());
                 let method = req.method().to_string();
+                let path = req.uri().path().to_owned();
                 let response = match ep.call(req).await {
+                    // A path that names nothing: 404 listing the agents' URLs.
+                    Err(e) if e.is::<poem::error::NotFoundError>() => match &state {
+                        Some(state) => crate::edge::no_route(state, &path).into_response(),
+                        None => Error::NoRoute(path).into_response(),
+                    },
                     Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
                         Error::MethodNotAllowed {
                             method: method.clone(),
@@ -86,6 +94,9 @@ fn route_label(path: &str) -> &'static str {
         (Some("agents"), Some(_), Some("mcp")) => "mcp",
         (Some("agents"), Some(_), Some("sse")) => "sse",
         (Some("agents"), Some(_), Some("messages")) => "messages",
+        (Some("mcp"), None, _) => "mcp",
+        (Some("sse"), None, _) => "sse",
+        (Some("messages"), None, _) => "messages",
         (Some("admin"), _, _) => "admin",
         (Some("healthz"), None, _) => "healthz",
         (Some("readyz"), None, _) => "readyz",
@@ -198,9 +209,14 @@ fn index(state: poem::web::Data<&AppState>) -> Response {
             })
         })
         .collect();
+    // The agent also served at the seed's URLs, if any.
+    let default_agent = state
+        .agents()
+        .default_agent()
+        .map(|a| json!({"name": &*a.name, "sse": "/sse", "mcp": "/mcp"}));
     json_response(
         StatusCode::OK,
-        &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents}),
+        &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents, "default_agent": default_agent}),
     )
 }
 

@@ -103,6 +103,10 @@ pub struct ServerConfig {
     pub session_park_after_ms: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// The agent also served at `/sse`, `/messages` and `/mcp` (the seed's URLs), besides
+    /// its own `/agents/<name>/...`. Unset: `servicenow` while that agent is loaded. `""`:
+    /// none.
+    pub default_agent: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -119,6 +123,34 @@ impl Default for ServerConfig {
             session_idle_timeout_secs: 1800,
             session_park_after_ms: 1000,
             shutdown_grace_secs: 10,
+            default_agent: None,
+        }
+    }
+}
+
+/// `[server] default_agent`, validated: which agent the root URLs (`/sse`, `/messages`,
+/// `/mcp`) serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultAgent {
+    /// Unset: [`DEFAULT_AGENT`] while it is loaded, else none.
+    Auto,
+    /// This agent (`switchboard check` makes sure it exists at startup; a reload may
+    /// remove it, and then the root URLs answer 404 until it is back).
+    Named(AgentName),
+    /// `""`: the root URLs are not served.
+    Off,
+}
+
+/// The agent the root URLs serve when `[server] default_agent` is unset (the seed's).
+pub const DEFAULT_AGENT: &str = "servicenow";
+
+impl DefaultAgent {
+    /// The name of the agent to serve, if any (`Auto`: [`DEFAULT_AGENT`], loaded or not).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            DefaultAgent::Auto => Some(DEFAULT_AGENT),
+            DefaultAgent::Named(n) => Some(n.as_str()),
+            DefaultAgent::Off => None,
         }
     }
 }
@@ -152,6 +184,8 @@ pub struct ServerSpec {
     pub clients: Vec<clients::ClientSpec>,
     /// Cluster mode; `None`: this process alone.
     pub cluster: Option<cluster::ClusterSpec>,
+    /// Which agent `/sse`, `/messages` and `/mcp` serve.
+    pub default_agent: DefaultAgent,
     /// Whether `/metrics` answers anyone (`[metrics] public`); else the admin API's rule.
     pub metrics_public: bool,
     /// Open access: whether loopback peers' MCP requests count against
@@ -206,6 +240,17 @@ impl ServerSpec {
                 ));
             }
         }
+        let default_agent = match c.default_agent.as_deref().map(str::trim) {
+            None => DefaultAgent::Auto,
+            Some("") => DefaultAgent::Off,
+            Some(name) => match AgentName::parse(name) {
+                Ok(name) => DefaultAgent::Named(name),
+                Err(e) => {
+                    errors.0.push(Error::key(file, "server.default_agent", e));
+                    DefaultAgent::Off
+                }
+            },
+        };
         let mut trusted = Vec::new();
         for (i, entry) in c.trusted_proxies.iter().enumerate() {
             match proxies::Network::parse(entry) {
@@ -219,6 +264,7 @@ impl ServerSpec {
         }
         let mut settings = Self::from_valid(c);
         settings.trusted_proxies = trusted;
+        settings.default_agent = default_agent;
         errors.into_result(settings)
     }
 
@@ -238,6 +284,7 @@ impl ServerSpec {
             limits: clients::Limits::default(),
             clients: Vec::new(),
             cluster: None,
+            default_agent: DefaultAgent::Auto,
             metrics_public: false,
             meter_loopback: true,
         }

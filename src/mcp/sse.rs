@@ -232,12 +232,15 @@ impl Drop for SessionGuard {
     }
 }
 
-/// `GET /agents/<name>/sse`: opens a legacy session and returns its event stream.
+/// `GET /agents/<name>/sse` (or the default agent's `/sse`): opens a legacy session and
+/// returns its event stream, whose `endpoint` event names `messages` (the POST URL that
+/// goes with the URL the client used: `/agents/<name>/messages` or `/messages`).
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     id: Arc<str>,
     server: AgentServer,
     agent: &Arc<str>,
+    messages: &str,
     peer: Peer,
     owner: ClientKey,
     slot: SessionSlot,
@@ -261,7 +264,7 @@ pub fn open(
         store: store.clone(),
         cancel: cancel.clone(),
     };
-    let endpoint = format!("event: endpoint\ndata: /agents/{agent}/messages?session_id={id}\n\n");
+    let endpoint = format!("event: endpoint\ndata: {messages}?session_id={id}\n\n");
     let body = EventStream {
         first: Some(Bytes::from(endpoint)),
         rx,
