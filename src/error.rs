@@ -39,7 +39,7 @@ impl Error {
         caller: Option<&crate::clients::Caller>,
         agent: &str,
     ) -> Self {
-        use crate::clients::{ClientKey, Refusal};
+        use crate::clients::Refusal;
         match refusal {
             Refusal::MissingToken => {
                 Error::Unauthorized("missing bearer token: send Authorization: Bearer <token>")
@@ -50,55 +50,7 @@ impl Error {
                 agent: agent.to_owned(),
             },
             Refusal::RateLimited { limit, retry_after } => {
-                let (client, who, table) = match caller.map(|c| (&c.key, &c.client)) {
-                    Some((_, Some(c))) => (
-                        c.name.to_string(),
-                        format!("client {:?}", c.name),
-                        c.limits_key.clone(),
-                    ),
-                    Some((ClientKey::Ip(ip), None)) => (
-                        ip.to_string(),
-                        format!("{ip} (open access: limits apply per address)"),
-                        "limits".to_owned(),
-                    ),
-                    Some((ClientKey::Named(n), None)) => {
-                        (n.to_string(), format!("client {n:?}"), "limits".to_owned())
-                    }
-                    None => (
-                        "unknown".to_owned(),
-                        "this caller".to_owned(),
-                        "limits".to_owned(),
-                    ),
-                };
-                let quota = caller.map_or_else(String::new, |c| {
-                    let l = &c.limits;
-                    match limit {
-                        "requests_per_minute" => format!(
-                            " ({} per minute, bursts of {})",
-                            l.requests_per_minute, l.burst
-                        ),
-                        "agent_runs_per_minute" => {
-                            format!(" ({} per minute)", l.agent_runs_per_minute)
-                        }
-                        _ => format!(" ({} at once)", l.max_sessions),
-                    }
-                });
-                // Past the rate, a burst may be what was too small.
-                let also = if limit == "requests_per_minute" {
-                    format!(" (or {table}.burst)")
-                } else {
-                    String::new()
-                };
-                Error::RateLimited(Box::new(RateLimit {
-                    who,
-                    client,
-                    limit,
-                    quota,
-                    config_key: format!("{table}.{limit}"),
-                    also,
-                    // Whole seconds, rounded up, at least 1: never "retry in 0 s".
-                    retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-                }))
+                Error::RateLimited(Box::new(RateLimit::new(limit, retry_after, caller)))
             }
         }
     }
@@ -294,6 +246,66 @@ pub struct RateLimit {
     pub also: String,
     /// Seconds to wait.
     pub retry_after_secs: u64,
+}
+
+impl RateLimit {
+    /// The refusal of `caller` (if identified) over `limit`, to retry after `retry_after`.
+    fn new(
+        limit: &'static str,
+        retry_after: std::time::Duration,
+        caller: Option<&crate::clients::Caller>,
+    ) -> Self {
+        use crate::clients::ClientKey;
+        let (client, who, table) = match caller.map(|c| (&c.key, &c.client)) {
+            Some((_, Some(c))) => (
+                c.name.to_string(),
+                format!("client {:?}", c.name),
+                c.limits_key.clone(),
+            ),
+            Some((ClientKey::Ip(ip), None)) => (
+                ip.to_string(),
+                format!("{ip} (open access: limits apply per address)"),
+                "limits".to_owned(),
+            ),
+            Some((ClientKey::Named(n), None)) => {
+                (n.to_string(), format!("client {n:?}"), "limits".to_owned())
+            }
+            None => (
+                "unknown".to_owned(),
+                "this caller".to_owned(),
+                "limits".to_owned(),
+            ),
+        };
+        let quota = caller.map_or_else(String::new, |c| {
+            let l = &c.limits;
+            match limit {
+                "requests_per_minute" => format!(
+                    " ({} per minute, bursts of {})",
+                    l.requests_per_minute, l.burst
+                ),
+                "agent_runs_per_minute" => {
+                    format!(" ({} per minute)", l.agent_runs_per_minute)
+                }
+                _ => format!(" ({} at once)", l.max_sessions),
+            }
+        });
+        // Past the rate, a burst may be what was too small.
+        let also = if limit == "requests_per_minute" {
+            format!(" (or {table}.burst)")
+        } else {
+            String::new()
+        };
+        Self {
+            who,
+            client,
+            limit,
+            quota,
+            config_key: format!("{table}.{limit}"),
+            also,
+            // Whole seconds, rounded up, at least 1: never "retry in 0 s".
+            retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
 }
 
 /// The JSON-RPC error code of a refusal over a limit (implementation-defined server error).
