@@ -22,8 +22,13 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     );
     // One endpoint serves /admin/*, /healthz and /readyz (the paths are in the spec).
     let api = std::sync::Arc::new(api.into_endpoint());
+    let agents = std::sync::Arc::new(AgentRoutes::new(state.clone()));
     Route::new()
-        .nest_no_strip("/agents", AgentRoutes::new(state.clone()))
+        .nest_no_strip("/agents", agents.clone())
+        // The default agent's, at the seed's URLs (`[server] default_agent`).
+        .at("/sse", agents.clone())
+        .at("/messages", agents.clone())
+        .at("/mcp", agents)
         .nest_no_strip("/admin", api.clone())
         .at("/healthz", api.clone())
         .at("/readyz", api)
@@ -37,9 +42,6 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
         .data(state)
-        .catch_error(|_: poem::error::NotFoundError| async move {
-            Error::NoRoute("this path".to_owned()).into_response()
-        })
         .catch_error(|e: poem::error::ParsePathError| async move {
             Error::BadRequest(format!("malformed path: {e}")).into_response()
         })
@@ -53,7 +55,13 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                 // A method the admin API does not serve: 405 naming the ones it does.
                 let allowed = crate::admin::allowed_methods(req.uri().path());
                 let method = req.method().to_string();
+                let path = req.uri().path().to_owned();
                 let response = match ep.call(req).await {
+                    // A path that names nothing: 404 listing the agents' URLs.
+                    Err(e) if e.is::<poem::error::NotFoundError>() => match &state {
+                        Some(state) => crate::edge::no_route(state, &path).into_response(),
+                        None => Error::NoRoute(path).into_response(),
+                    },
                     Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
                         Error::MethodNotAllowed {
                             method: method.clone(),
@@ -86,6 +94,9 @@ fn route_label(path: &str) -> &'static str {
         (Some("agents"), Some(_), Some("mcp")) => "mcp",
         (Some("agents"), Some(_), Some("sse")) => "sse",
         (Some("agents"), Some(_), Some("messages")) => "messages",
+        (Some("mcp"), None, _) => "mcp",
+        (Some("sse"), None, _) => "sse",
+        (Some("messages"), None, _) => "messages",
         (Some("admin"), _, _) => "admin",
         (Some("healthz"), None, _) => "healthz",
         (Some("readyz"), None, _) => "readyz",
@@ -97,9 +108,16 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
-/// `GET /metrics`: Prometheus (OpenMetrics) text.
+/// `GET /metrics`: Prometheus (OpenMetrics) text, under the admin API's access rule
+/// (loopback peers, or the admin token) unless `[metrics] public` opens it to anyone:
+/// its labels name the clients and agents.
 #[handler]
-fn metrics(state: poem::web::Data<&AppState>) -> Response {
+fn metrics(req: &poem::Request, state: poem::web::Data<&AppState>) -> Response {
+    if !state.settings().metrics_public
+        && let Err(denied) = crate::admin::access(&state, req)
+    {
+        return metrics_denied(denied);
+    }
     let mut counts: std::collections::BTreeMap<(std::sync::Arc<str>, &'static str), usize> =
         std::collections::BTreeMap::new();
     for s in state.sessions().list() {
@@ -107,14 +125,73 @@ fn metrics(state: poem::web::Data<&AppState>) -> Response {
             .entry((s.agent.clone(), s.transport.as_str()))
             .or_default() += 1;
     }
+    let agents = state.agents().all();
+    let clients = state.clients();
+    let served = crate::metrics::Served {
+        agents: agents
+            .iter()
+            .map(|a| crate::metrics::ServedSeries {
+                name: &a.name,
+                tools: a
+                    .agent
+                    .all_tool_definitions()
+                    .into_iter()
+                    .map(|t| t.name.to_string())
+                    .collect(),
+                model: a.agent.spec.model.as_ref().map(|m| m.model.as_str()),
+            })
+            .collect(),
+        clients: if clients.is_open() {
+            vec!["anonymous"]
+        } else {
+            clients.named().iter().map(|c| &*c.name).collect()
+        },
+        cluster: state.cluster().is_some(),
+    };
     let text = state.metrics().render(
         counts
             .iter()
             .map(|((agent, transport), n)| (&**agent, *transport, *n)),
+        &served,
     );
     Response::builder()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text)
+}
+
+/// The answer to a scrape the access rule refused: 401 (with `WWW-Authenticate`) or 403.
+fn metrics_denied(denied: crate::admin::Denied) -> Response {
+    use crate::admin::Denied;
+    const OPEN: &str = "set [metrics] public = true in switchboard.toml to let any scraper in";
+    let (status, code, message) = match denied {
+        Denied::MissingToken => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "/metrics needs the admin token: send Authorization: Bearer <token>, or {OPEN}"
+            ),
+        ),
+        Denied::WrongToken => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("the admin token is wrong; /metrics needs the admin token, or {OPEN}"),
+        ),
+        Denied::NotLocal => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "/metrics answers local requests only while no admin token is configured: set [admin] token (or SWITCHBOARD_ADMIN_TOKEN) and scrape with it, or {OPEN}"
+            ),
+        ),
+    };
+    let mut response = json_response(status, &json!({"code": code, "message": message}));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
 }
 
 #[handler]
@@ -132,9 +209,14 @@ fn index(state: poem::web::Data<&AppState>) -> Response {
             })
         })
         .collect();
+    // The agent also served at the seed's URLs, if any.
+    let default_agent = state
+        .agents()
+        .default_agent()
+        .map(|a| json!({"name": &*a.name, "sse": "/sse", "mcp": "/mcp"}));
     json_response(
         StatusCode::OK,
-        &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents}),
+        &json!({"name": "switchboard", "version": env!("CARGO_PKG_VERSION"), "agents": agents, "default_agent": default_agent}),
     )
 }
 

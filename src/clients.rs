@@ -153,6 +153,8 @@ pub struct Client {
     pub limits: Limits,
     /// Its place among the configured clients (its limiters' index).
     pub index: usize,
+    /// Where its limits are set in `switchboard.toml` (`clients[2]`, or `limits`).
+    pub limits_key: String,
     /// Its counters.
     pub usage: Arc<Usage>,
 }
@@ -161,6 +163,9 @@ pub struct Client {
 pub struct Clients {
     named: Vec<Arc<Client>>,
     defaults: Limits,
+    /// Open access: whether loopback peers' requests are metered (see
+    /// [`crate::config::ServerSpec::meter_loopback`]).
+    meter_loopback: bool,
     ip_usage: DashMap<IpAddr, Arc<Usage>>,
 }
 
@@ -208,6 +213,7 @@ impl Clients {
                     agents: s.agents.clone(),
                     limits: s.limits,
                     index,
+                    limits_key: s.limits_key.clone(),
                     usage: Arc::default(),
                 })
             })
@@ -215,8 +221,22 @@ impl Clients {
         Self {
             named,
             defaults,
+            meter_loopback: true,
             ip_usage: DashMap::new(),
         }
+    }
+
+    /// With open access, whether loopback peers' requests count against
+    /// `requests_per_minute`/`burst` (`false`: one developer on the gateway's machine calls
+    /// freely; their agent runs and sessions are still limited).
+    pub fn with_meter_loopback(mut self, meter: bool) -> Self {
+        self.meter_loopback = meter;
+        self
+    }
+
+    /// With open access, whether loopback peers' requests are metered.
+    pub fn meters_loopback(&self) -> bool {
+        self.meter_loopback
     }
 
     /// Whether MCP access is open (no clients configured).

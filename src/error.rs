@@ -15,12 +15,6 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
     /// What went wrong, for a human.
     pub message: String,
-    /// For 429: the limit that was hit.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<&'static str>,
-    /// For 429: seconds to wait (also in `Retry-After`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
 }
 
 impl Error {
@@ -38,8 +32,13 @@ impl Error {
         }
     }
 
-    /// The error for a refusal of the client layer on `agent`.
-    pub fn from_refusal(refusal: crate::clients::Refusal, who: Option<&str>, agent: &str) -> Self {
+    /// The error for a refusal of the client layer on `agent`; `caller` is who was refused,
+    /// once identified.
+    pub fn from_refusal(
+        refusal: crate::clients::Refusal,
+        caller: Option<&crate::clients::Caller>,
+        agent: &str,
+    ) -> Self {
         use crate::clients::Refusal;
         match refusal {
             Refusal::MissingToken => {
@@ -50,12 +49,9 @@ impl Error {
                 client: client.to_string(),
                 agent: agent.to_owned(),
             },
-            Refusal::RateLimited { limit, retry_after } => Error::RateLimited {
-                who: who.map_or_else(|| "this address".to_owned(), |n| format!("client {n:?}")),
-                limit,
-                // Whole seconds, rounded up, at least 1: never "retry in 0 s".
-                retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            },
+            Refusal::RateLimited { limit, retry_after } => {
+                Error::RateLimited(Box::new(RateLimit::new(limit, retry_after, caller)))
+            }
         }
     }
 }
@@ -105,16 +101,10 @@ pub enum Error {
         /// The agent.
         agent: String,
     },
-    /// Over a limit.
-    #[error("{who} is over its {limit} limit; retry in {retry_after_secs} s")]
-    RateLimited {
-        /// The client's name, or "this address" for open access.
-        who: String,
-        /// The limit's name.
-        limit: &'static str,
-        /// Seconds to wait.
-        retry_after_secs: u64,
-    },
+    /// Over a limit: answered as a JSON-RPC error (id null) whose `data` names the limit,
+    /// the client and the config key, on both transports.
+    #[error("{0}")]
+    RateLimited(Box<RateLimit>),
     /// The URL is longer than the gateway accepts.
     #[error("the URL is longer than {0} bytes")]
     UriTooLong(usize),
@@ -179,7 +169,7 @@ impl Error {
             Error::InvalidJsonRpc { .. } => (StatusCode::BAD_REQUEST, "invalid_json_rpc"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
-            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             Error::HeadersTooLarge(_) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -200,29 +190,26 @@ impl IntoResponse for Error {
                 &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
             );
         }
+        if let Some(error) = self.rate_limit_error() {
+            // A JSON-RPC error, so that MCP SDKs show its message (the Python SDK reads a
+            // JSON-RPC error from a 4xx body); Retry-After for HTTP clients.
+            let mut resp = json_response(
+                status,
+                &serde_json::json!({"jsonrpc": "2.0", "id": null, "error": error}),
+            );
+            if let Error::RateLimited(r) = &self {
+                resp.headers_mut()
+                    .insert(poem::http::header::RETRY_AFTER, r.retry_after_secs.into());
+            }
+            return resp;
+        }
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "Request failed.");
             "internal error".to_owned()
         } else {
             self.to_string()
         };
-        let (limit, retry_after_secs) = match &self {
-            Error::RateLimited {
-                limit,
-                retry_after_secs,
-                ..
-            } => (Some(*limit), Some(*retry_after_secs)),
-            _ => (None, None),
-        };
-        let mut resp = json_response(
-            status,
-            &ErrorBody {
-                code,
-                message,
-                limit,
-                retry_after_secs,
-            },
-        );
+        let mut resp = json_response(status, &ErrorBody { code, message });
         let headers = resp.headers_mut();
         match &self {
             Error::MethodNotAllowed { allowed, .. } => {
@@ -236,11 +223,6 @@ impl IntoResponse for Error {
                     poem::http::HeaderValue::from_static("Bearer"),
                 );
             }
-            Error::RateLimited {
-                retry_after_secs, ..
-            } => {
-                headers.insert(poem::http::header::RETRY_AFTER, (*retry_after_secs).into());
-            }
             Error::ClusterUnavailable(_) => {
                 headers.insert(
                     poem::http::header::RETRY_AFTER,
@@ -250,6 +232,114 @@ impl IntoResponse for Error {
             _ => {}
         }
         resp
+    }
+}
+
+/// A refusal over a limit, as [`Error::RateLimited`] says it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{who} is over its {limit} limit{quota}; retry in {retry_after_secs} s, or raise {config_key}{also} in switchboard.toml"
+)]
+pub struct RateLimit {
+    /// The caller, for a human: `client "alice"`, or its address with open access.
+    pub who: String,
+    /// The client's name, or its address with open access.
+    pub client: String,
+    /// The limit's name.
+    pub limit: &'static str,
+    /// The limit's value, for a human (` (600 per minute, bursts of 60)`).
+    pub quota: String,
+    /// The `switchboard.toml` key that sets it (`clients[0].requests_per_minute`,
+    /// `limits.max_sessions`).
+    pub config_key: String,
+    /// Another key that may be what to raise (` (or limits.burst)`), or empty.
+    pub also: String,
+    /// Seconds to wait.
+    pub retry_after_secs: u64,
+}
+
+impl RateLimit {
+    /// The refusal of `caller` (if identified) over `limit`, to retry after `retry_after`.
+    fn new(
+        limit: &'static str,
+        retry_after: std::time::Duration,
+        caller: Option<&crate::clients::Caller>,
+    ) -> Self {
+        use crate::clients::ClientKey;
+        let (client, who, table) = match caller.map(|c| (&c.key, &c.client)) {
+            Some((_, Some(c))) => (
+                c.name.to_string(),
+                format!("client {:?}", c.name),
+                c.limits_key.clone(),
+            ),
+            Some((ClientKey::Ip(ip), None)) => (
+                ip.to_string(),
+                format!("{ip} (open access: limits apply per address)"),
+                "limits".to_owned(),
+            ),
+            Some((ClientKey::Named(n), None)) => {
+                (n.to_string(), format!("client {n:?}"), "limits".to_owned())
+            }
+            None => (
+                "unknown".to_owned(),
+                "this caller".to_owned(),
+                "limits".to_owned(),
+            ),
+        };
+        let quota = caller.map_or_else(String::new, |c| {
+            let l = &c.limits;
+            match limit {
+                "requests_per_minute" => format!(
+                    " ({} per minute, bursts of {})",
+                    l.requests_per_minute, l.burst
+                ),
+                "agent_runs_per_minute" => {
+                    format!(" ({} per minute)", l.agent_runs_per_minute)
+                }
+                _ => format!(" ({} at once)", l.max_sessions),
+            }
+        });
+        // Past the rate, a burst may be what was too small.
+        let also = if limit == "requests_per_minute" {
+            format!(" (or {table}.burst)")
+        } else {
+            String::new()
+        };
+        Self {
+            who,
+            client,
+            limit,
+            quota,
+            config_key: format!("{table}.{limit}"),
+            also,
+            // Whole seconds, rounded up, at least 1: never "retry in 0 s".
+            retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+}
+
+/// The JSON-RPC error code of a refusal over a limit (implementation-defined server error).
+pub const RATE_LIMITED_CODE: i32 = -32000;
+
+impl Error {
+    /// Over a limit: the JSON-RPC error object (`code`, `message`, `data` with `code:
+    /// "rate_limited"`, `limit`, `client`, `config_key`, `retry_after_secs`), as the 429 body
+    /// carries it and the legacy stream answers the refused request with it.
+    pub fn rate_limit_error(&self) -> Option<serde_json::Value> {
+        let Error::RateLimited(r) = self else {
+            return None;
+        };
+        Some(serde_json::json!({
+            "code": RATE_LIMITED_CODE,
+            "message": r.to_string(),
+            "data": {
+                "code": "rate_limited",
+                "limit": r.limit,
+                "client": r.client,
+                "config_key": r.config_key,
+                "retry_after_secs": r.retry_after_secs,
+            },
+        }))
     }
 }
 

@@ -150,7 +150,7 @@ fn healthcheck(a: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Every agent a client names must exist.
+/// Every agent a client names must exist, and so must `[server] default_agent`'s.
 fn check_client_agents(
     settings: &ServerSpec,
     specs: &[switchboard::agents::AgentSpec],
@@ -158,6 +158,20 @@ fn check_client_agents(
 ) -> Errors {
     use switchboard::config::clients::AgentAccess;
     let mut errors = Errors::default();
+    if let config::DefaultAgent::Named(name) = &settings.default_agent
+        && !specs.iter().any(|s| s.name == *name)
+    {
+        let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        errors.0.push(config::Error::key(
+            file,
+            "server.default_agent",
+            format!(
+                "unknown agent {:?}: the agents are {}; name one of them, or \"\" to serve none at /sse, /messages and /mcp",
+                name.as_str(),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ),
+        ));
+    }
     for (i, client) in settings.clients.iter().enumerate() {
         if let AgentAccess::Only(names) = &client.agents {
             for (j, name) in names.iter().enumerate() {
@@ -311,6 +325,16 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         for agent in registry.iter() {
             let (sse, mcp) = switchboard::app::agent_urls(addr, agent.name().as_str());
             tracing::info!(agent = %agent.name(), sse = %sse, mcp = %mcp, tools = agent.exposed_tool_count(), "Agent ready.");
+        }
+        // The seed's URLs (`/sse` + `/messages`, and `/mcp`) serve the default agent.
+        match settings.default_agent.name() {
+            Some(name) if registry.iter().any(|a| a.name().as_str() == name) => {
+                tracing::info!(agent = name, sse = %format!("http://{addr}/sse"), mcp = %format!("http://{addr}/mcp"), "Default agent.");
+            }
+            Some(name) => {
+                tracing::info!(agent = name, "No default agent: /sse, /messages and /mcp answer 404 until an agent of this name is loaded ([server] default_agent).");
+            }
+            None => {}
         }
         if settings.clients.is_empty() {
             tracing::warn!("No clients configured ([[clients]] in switchboard.toml or MCP_SECRET_TOKEN): MCP access is open to anyone who can reach this address; limits apply per client IP.");

@@ -94,6 +94,9 @@ fn latency_histogram() -> Histogram {
 /// Every metric of the gateway. Cheap to share (`Arc`).
 pub struct Metrics {
     registry: Registry,
+    /// The cluster's families: rendered in cluster mode only (a single gateway has no
+    /// Redis to be up or down).
+    cluster_registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     mcp_requests: Family<McpLabels, Counter>,
     tool_calls: Family<ToolLabels, Counter>,
@@ -157,7 +160,9 @@ impl Metrics {
             stateless: Family::default(),
             traffic: crate::traffic::Traffic::default(),
             registry: Registry::default(),
+            cluster_registry: Registry::default(),
         };
+        let mut cluster_registry = Registry::with_prefix("switchboard");
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -213,17 +218,21 @@ impl Metrics {
             "MCP 2026-07-28 requests served without a session, by agent and client",
             m.stateless.clone(),
         );
-        registry.register(
+        cluster_registry.register(
             "cluster_events",
             "Cluster mode: sessions taken over from another replica, legacy POSTs forwarded to the stream's replica, sessions ended because another replica ended them",
             m.cluster_events.clone(),
         );
-        registry.register(
+        cluster_registry.register(
             "cluster_redis_up",
             "Cluster mode: 1 while the last heartbeat reached Redis, else 0",
             m.cluster_redis_up.clone(),
         );
-        Self { registry, ..m }
+        Self {
+            registry,
+            cluster_registry,
+            ..m
+        }
     }
 
     /// Cluster mode: `event` happened (`session_taken_over`, `post_forwarded`,
@@ -365,12 +374,24 @@ impl Metrics {
     }
 
     /// The OpenMetrics text, with the live session gauges set from `sessions`
-    /// (`(agent, transport, count)`).
+    /// (`(agent, transport, count)`), and a zero series for every label set `served` says
+    /// can occur and has not yet: every family is there from the first scrape, so that
+    /// rates and alerts work before the first event. The cluster's families only when
+    /// `served.cluster`.
     pub fn render<'a>(
         &self,
         sessions: impl IntoIterator<Item = (&'a str, &'static str, usize)>,
+        served: &Served<'_>,
     ) -> String {
         self.sessions.clear();
+        for agent in &served.agents {
+            for transport in TRANSPORTS {
+                let _ = self.sessions.get_or_create(&SessionLabels {
+                    agent: agent.name.to_owned(),
+                    transport,
+                });
+            }
+        }
         for (agent, transport, n) in sessions {
             self.sessions
                 .get_or_create(&SessionLabels {
@@ -379,12 +400,137 @@ impl Metrics {
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        self.declare(served);
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let mut encoded =
+            prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        if served.cluster && encoded.is_ok() {
+            encoded = prometheus_client::encoding::text::encode_registry(
+                &mut out,
+                &self.cluster_registry,
+            );
+        }
+        if let Err(e) =
+            encoded.and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out))
+        {
             tracing::error!(error = %e, "Could not encode metrics.");
         }
         out
     }
+
+    /// Creates (at zero) the series of every label set `served` says can occur; those that
+    /// exist keep their values.
+    fn declare(&self, served: &Served<'_>) {
+        // The scrape being answered is counted once it is written.
+        let _ = self.http_requests.get_or_create(&HttpLabels {
+            route: "metrics",
+            method: "GET".to_owned(),
+            status: 200,
+        });
+        for outcome in ["ok", "error"] {
+            let _ = self.reloads.get_or_create(&OutcomeLabels { outcome });
+        }
+        for client in &served.clients {
+            for limit in LIMITS {
+                let _ = self.rate_limited.get_or_create(&LimitLabels {
+                    client: (*client).to_owned(),
+                    limit,
+                });
+            }
+        }
+        for agent in &served.agents {
+            let name = agent.name;
+            for method in ["initialize", "tools/list", "tools/call"] {
+                let _ = self.mcp_requests.get_or_create(&McpLabels {
+                    agent: name.to_owned(),
+                    method,
+                });
+            }
+            for client in &served.clients {
+                let _ = self.stateless.get_or_create(&StatelessLabels {
+                    agent: name.to_owned(),
+                    client: (*client).to_owned(),
+                });
+            }
+            for tool in &agent.tools {
+                for outcome in TOOL_OUTCOMES {
+                    let _ = self.tool_calls.get_or_create(&ToolLabels {
+                        agent: name.to_owned(),
+                        tool: tool.clone(),
+                        outcome,
+                    });
+                }
+                let _ = self.tool_seconds.get_or_create(&ToolTimeLabels {
+                    agent: name.to_owned(),
+                    tool: tool.clone(),
+                });
+            }
+            if let Some(model) = agent.model {
+                for outcome in ["ok", "error"] {
+                    let _ = self.llm_requests.get_or_create(&LlmLabels {
+                        agent: name.to_owned(),
+                        model: model.to_owned(),
+                        outcome,
+                    });
+                }
+                let _ = self.llm_seconds.get_or_create(&LlmTimeLabels {
+                    agent: name.to_owned(),
+                    model: model.to_owned(),
+                });
+                for kind in ["prompt", "completion"] {
+                    let _ = self.llm_tokens.get_or_create(&TokenLabels {
+                        agent: name.to_owned(),
+                        model: model.to_owned(),
+                        kind,
+                    });
+                }
+            }
+        }
+        if served.cluster {
+            for event in CLUSTER_EVENTS {
+                let _ = self.cluster_events.get_or_create(&ClusterLabels { event });
+            }
+        }
+    }
+}
+
+/// The transports of `switchboard_sessions`.
+const TRANSPORTS: [&str; 2] = ["sse", "streamable_http"];
+/// The limits of `switchboard_rate_limited_total`.
+const LIMITS: [&str; 3] = [
+    "requests_per_minute",
+    "agent_runs_per_minute",
+    "max_sessions",
+];
+/// The outcomes of `switchboard_tool_calls_total`.
+const TOOL_OUTCOMES: [&str; 4] = ["ok", "error", "invalid_arguments", "cancelled"];
+/// The events of `switchboard_cluster_events_total`.
+const CLUSTER_EVENTS: [&str; 3] = [
+    "session_taken_over",
+    "post_forwarded",
+    "session_ended_elsewhere",
+];
+
+/// What the gateway serves, as the labels of its metrics can name it.
+#[derive(Debug, Default)]
+pub struct Served<'a> {
+    /// The agents.
+    pub agents: Vec<ServedSeries<'a>>,
+    /// The clients' names as the metrics label them (open access: `anonymous`).
+    pub clients: Vec<&'a str>,
+    /// Whether this gateway is a replica of a cluster.
+    pub cluster: bool,
+}
+
+/// One agent, as the labels of its metrics name it.
+#[derive(Debug)]
+pub struct ServedSeries<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// The tools its clients see.
+    pub tools: Vec<String>,
+    /// Its model, when it has one.
+    pub model: Option<&'a str>,
 }
 
 /// Shared metrics.
@@ -402,7 +548,7 @@ mod tests {
         m.mcp_request("servicenow", Some("made/up"));
         m.tool_call("servicenow", "get_incident", "ok", 0.002);
         m.llm_request("servicenow", "gpt", "ok", 0.5, 10, 3);
-        let text = m.render([("servicenow", "sse", 2)]);
+        let text = m.render([("servicenow", "sse", 2)], &Served::default());
         for needle in [
             "switchboard_http_requests_total{route=\"mcp\",method=\"POST\",status=\"200\"} 1",
             "switchboard_mcp_requests_total{agent=\"servicenow\",method=\"tools/call\"} 1",

@@ -65,6 +65,8 @@ struct Pair {
 pub struct RateLimits {
     /// Per configured client, by [`crate::clients::Client::index`].
     named: Vec<Pair>,
+    /// Open access: whether loopback peers' requests are metered.
+    meter_loopback: bool,
     /// Open access: per client IP.
     ip_requests: DefaultKeyedRateLimiter<IpAddr>,
     ip_runs: DefaultKeyedRateLimiter<IpAddr>,
@@ -83,6 +85,7 @@ impl RateLimits {
         let defaults = clients.defaults();
         Self {
             named: clients.named().iter().map(|c| pair(&c.limits)).collect(),
+            meter_loopback: clients.meters_loopback(),
             ip_requests: RateLimiter::keyed(Rate::Requests.quota(&defaults)),
             ip_runs: RateLimiter::keyed(Rate::AgentRuns.quota(&defaults)),
             cluster,
@@ -107,6 +110,9 @@ impl RateLimits {
 
     async fn check(&self, caller: &Caller, rate: Rate) -> Result<(), Refusal> {
         let outcome = match self.healthy_cluster() {
+            // Open access on loopback with [limits] left to its defaults: one developer
+            // on the gateway's machine (see `Clients::requests_unmetered`).
+            _ if rate == Rate::Requests && self.unmetered(caller) => Ok(()),
             Some(cluster) => match self.check_shared(cluster, caller, rate).await {
                 Ok(outcome) => outcome,
                 // Redis just went away: this replica's own limiter protects the agents
@@ -207,6 +213,14 @@ impl RateLimits {
         self.ip_runs.retain_recent();
         self.ip_requests.shrink_to_fit();
         self.ip_runs.shrink_to_fit();
+    }
+
+    /// Whether `caller`'s requests are exempt from `requests_per_minute`/`burst`: open
+    /// access, a loopback peer, and `[limits]` left to its defaults.
+    fn unmetered(&self, caller: &Caller) -> bool {
+        !self.meter_loopback
+            && caller.client.is_none()
+            && matches!(caller.key, ClientKey::Ip(ip) if ip.to_canonical().is_loopback())
     }
 
     fn healthy_cluster(&self) -> Option<&Cluster> {

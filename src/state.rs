@@ -48,6 +48,8 @@ struct Parts {
     stop_calls: CancellationToken,
     /// Set when shutdown begins: readiness fails and new MCP requests get 503.
     draining: AtomicBool,
+    /// When the state was made (the gateway's start, for `/admin/cluster`).
+    started_at: std::time::SystemTime,
     /// The agents-directory watcher and its task, kept while the state lives.
     watcher: Mutex<Option<(notify::RecommendedWatcher, AbortOnDrop)>>,
 }
@@ -75,7 +77,8 @@ impl AppState {
     ) -> Self {
         let settings = Arc::new(settings);
         let metrics = registry.resources().metrics.clone();
-        let clients = Clients::new(&settings.clients, settings.limits);
+        let clients = Clients::new(&settings.clients, settings.limits)
+            .with_meter_loopback(settings.meter_loopback);
         let limits = RateLimits::new(&clients, cluster.clone());
         let sessions = match &cluster {
             Some(c) => {
@@ -108,6 +111,7 @@ impl AppState {
             cancel,
             stop_calls,
             draining: AtomicBool::new(false),
+            started_at: std::time::SystemTime::now(),
             watcher: Mutex::new(None),
         }))
     }
@@ -160,6 +164,11 @@ impl AppState {
     /// Cancelled when calls still running must be answered with an error.
     pub fn stop_calls(&self) -> &CancellationToken {
         &self.0.stop_calls
+    }
+
+    /// When this gateway started serving.
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.0.started_at
     }
 
     /// Whether shutdown has begun.

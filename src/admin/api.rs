@@ -109,20 +109,25 @@ impl AdminApi {
 
     /// Cluster replicas
     ///
-    /// Cluster mode only: this replica's node id and every live replica (registered in
-    /// Redis, heartbeat within the node TTL), with its address and live session count.
+    /// This replica's node id and every live replica, with its address and live session
+    /// count. Cluster mode: the replicas registered in Redis (heartbeat within the node
+    /// TTL). A single gateway (no `[cluster]`): `mode` is `single` and `nodes` is this
+    /// gateway alone.
     #[oai(
         path = "/cluster",
         method = "get",
         operation_id = "getCluster",
         tag = "ApiTags::Cluster"
     )]
-    async fn cluster(&self, _auth: AdminAuth, state: Data<&AppState>) -> ClusterResponse {
+    async fn cluster(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        req: &poem::Request,
+    ) -> ClusterResponse {
+        let at = |ms: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms));
         let Some(cluster) = state.cluster() else {
-            return ClusterResponse::NotFound(Json(ErrorBody::new(
-                "cluster_mode_off",
-                "cluster mode is off: this gateway runs alone (add [cluster] with redis_url to switchboard.toml to run replicas)",
-            )));
+            return ClusterResponse::Ok(Json(single_node(&state, req)));
         };
         let nodes = match cluster.nodes().await {
             Ok(nodes) => nodes,
@@ -140,12 +145,12 @@ impl AdminApi {
             }
         };
         let me = cluster.record();
-        let at = |ms: u64| rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(ms));
         ClusterResponse::Ok(Json(ClusterView {
+            mode: "cluster".to_owned(),
             node: me.id.clone(),
-            redis: cluster.redis_url(),
-            heartbeat_ms: cluster.heartbeat().as_millis() as u64,
-            node_ttl_ms: cluster.node_ttl().as_millis() as u64,
+            redis: Some(cluster.redis_url()),
+            heartbeat_ms: Some(cluster.heartbeat().as_millis() as u64),
+            node_ttl_ms: Some(cluster.node_ttl().as_millis() as u64),
             nodes: nodes
                 .into_iter()
                 .map(|n| NodeView {
@@ -441,4 +446,30 @@ impl AdminApi {
 
 fn default_limit() -> u32 {
     100
+}
+
+/// `GET /admin/cluster` on a gateway without `[cluster]`: this gateway, alone. Its id is the
+/// host name; its URL the address the request reached; its heartbeat is now.
+fn single_node(state: &AppState, req: &poem::Request) -> ClusterView {
+    let id = crate::cluster::host_name();
+    let url = match req.local_addr().as_socket_addr() {
+        Some(addr) => format!("http://{addr}"),
+        None => format!("http://{}", state.settings().listen),
+    };
+    ClusterView {
+        mode: "single".to_owned(),
+        node: id.clone(),
+        redis: None,
+        heartbeat_ms: None,
+        node_ttl_ms: None,
+        nodes: vec![NodeView {
+            id,
+            url,
+            this: true,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: rfc3339(state.started_at()),
+            last_heartbeat_at: rfc3339(SystemTime::now()),
+            sessions: state.sessions().len() as u64,
+        }],
+    }
 }

@@ -353,14 +353,17 @@ pub struct ReloadView {
 /// `GET /admin/cluster`: this replica and the live replicas.
 #[derive(Debug, Clone, Object)]
 pub struct ClusterView {
-    /// This replica's node id.
+    /// `cluster` (replicas sharing a Redis) or `single` (no `[cluster]`: this gateway alone).
+    pub mode: String,
+    /// This replica's node id (a single gateway: its host name).
     pub node: String,
-    /// The Redis the cluster shares (password redacted).
-    pub redis: String,
-    /// Milliseconds between heartbeats.
-    pub heartbeat_ms: u64,
-    /// Milliseconds a replica stays listed after its last heartbeat.
-    pub node_ttl_ms: u64,
+    /// The Redis the cluster shares (password redacted); absent on a single gateway.
+    pub redis: Option<String>,
+    /// Milliseconds between heartbeats; absent on a single gateway.
+    pub heartbeat_ms: Option<u64>,
+    /// Milliseconds a replica stays listed after its last heartbeat; absent on a single
+    /// gateway.
+    pub node_ttl_ms: Option<u64>,
     /// The live replicas, by id (this one included).
     pub nodes: Vec<NodeView>,
 }

@@ -88,24 +88,51 @@ fn handle_error<R: AdminErrors>(err: poem::Error) -> R {
     }
 }
 
+/// Why the admin access rule refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// An admin token is configured and the request has none (401).
+    MissingToken,
+    /// An admin token is configured and the request's is another (401).
+    WrongToken,
+    /// No admin token is configured and the peer is not on loopback (403).
+    NotLocal,
+}
+
+/// The admin access rule, for `/admin` and for the endpoints that follow it (`/metrics`):
+/// with an admin token configured, the request must carry it; without one, the peer must
+/// be on loopback. Cluster mode: another replica's hop is let through.
+///
+/// # Errors
+/// Why the request is refused.
+pub fn access(state: &AppState, req: &Request) -> Result<(), Denied> {
+    // Cluster mode: another replica asking for this one's part of a cluster-wide view.
+    if state.cluster().is_some_and(|c| c.is_hop(req.headers())) {
+        return Ok(());
+    }
+    match &state.settings().admin_token {
+        Some(expected) => match crate::auth::bearer(req.headers()) {
+            Some(token) if crate::auth::token_matches(token, expected) => Ok(()),
+            Some(_) => Err(Denied::WrongToken),
+            None => Err(Denied::MissingToken),
+        },
+        None if crate::auth::from_loopback(req) => Ok(()),
+        None => Err(Denied::NotLocal),
+    }
+}
+
 impl AdminAuth {
     fn check(req: &Request) -> poem::Result<Self> {
         let Some(state) = req.data::<AppState>() else {
             return Err(auth_error(AuthError::NoState));
         };
-        // Cluster mode: another replica asking for this one's part of a cluster-wide view.
-        if state.cluster().is_some_and(|c| c.is_hop(req.headers())) {
-            return Ok(Self);
-        }
-        match &state.settings().admin_token {
-            Some(expected) => match crate::auth::bearer(req.headers()) {
-                Some(token) if crate::auth::token_matches(token, expected) => Ok(Self),
-                Some(_) => Err(auth_error(AuthError::Wrong)),
-                None => Err(auth_error(AuthError::Missing)),
-            },
-            None if crate::auth::from_loopback(req) => Ok(Self),
-            None => Err(auth_error(AuthError::NotLocal)),
-        }
+        access(state, req).map(|()| Self).map_err(|d| {
+            auth_error(match d {
+                Denied::MissingToken => AuthError::Missing,
+                Denied::WrongToken => AuthError::Wrong,
+                Denied::NotLocal => AuthError::NotLocal,
+            })
+        })
     }
 }
 

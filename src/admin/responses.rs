@@ -112,12 +112,9 @@ pub enum EndSessionResponse {
 admin_response! {
 /// `GET /admin/cluster`.
 pub enum ClusterResponse {
-    /// This replica and the live replicas.
+    /// This replica and the live replicas (a single gateway: itself).
     #[oai(status = 200)]
     Ok(Json<ClusterView>),
-    /// Cluster mode is off (no `[cluster]` in `switchboard.toml`).
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
     /// Redis, which holds the cluster's membership, does not answer.
     #[oai(status = 503)]
     Unavailable(

@@ -8,28 +8,42 @@ use serde::Deserialize;
 
 use super::{Error, Vars};
 
-/// `[limits]`: the defaults every client gets unless its own entry overrides them.
-#[derive(Debug, Clone, Deserialize)]
+/// `[limits]`: the defaults every client gets unless its own entry overrides them. A key
+/// left out takes its default ([`LimitsConfig::resolved`]).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// MCP POSTs (tools/call, tools/list, ...) per minute, sustained.
-    pub requests_per_minute: u32,
-    /// MCP POSTs allowed in a burst above the sustained rate.
-    pub burst: u32,
-    /// Calls that start an LLM run (an agent tool) per minute.
-    pub agent_runs_per_minute: u32,
-    /// Concurrent sessions.
-    pub max_sessions: u32,
+    /// MCP POSTs (tools/call, tools/list, ...) per minute, sustained. Default 600.
+    pub requests_per_minute: Option<u32>,
+    /// MCP POSTs allowed in a burst above the sustained rate. Default 60.
+    pub burst: Option<u32>,
+    /// Calls that start an LLM run (an agent tool) per minute. Default 30.
+    pub agent_runs_per_minute: Option<u32>,
+    /// Concurrent sessions. Default 100.
+    pub max_sessions: Option<u32>,
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            requests_per_minute: 600,
-            burst: 60,
-            agent_runs_per_minute: 30,
-            max_sessions: 100,
-        }
+/// The defaults of `[limits]`, in its key order.
+const DEFAULT_LIMITS: [u32; 4] = [600, 60, 30, 100];
+
+impl LimitsConfig {
+    /// Each key's value, or its default: `[requests_per_minute, burst,
+    /// agent_runs_per_minute, max_sessions]`.
+    pub fn resolved(&self) -> [u32; 4] {
+        let [rpm, burst, runs, sessions] = DEFAULT_LIMITS;
+        [
+            self.requests_per_minute.unwrap_or(rpm),
+            self.burst.unwrap_or(burst),
+            self.agent_runs_per_minute.unwrap_or(runs),
+            self.max_sessions.unwrap_or(sessions),
+        ]
+    }
+
+    /// Whether open access meters loopback peers' requests: only when `[limits]` sets
+    /// `requests_per_minute` or `burst` itself. Left to the defaults, a peer on loopback
+    /// (with open access, one developer on their own machine) is not held to them.
+    pub fn meters_loopback(&self) -> bool {
+        self.requests_per_minute.is_some() || self.burst.is_some()
     }
 }
 
@@ -70,13 +84,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        let d = LimitsConfig::default();
+        let [rpm, burst, runs, sessions] = DEFAULT_LIMITS;
         Self {
-            requests_per_minute: NonZeroU32::new(d.requests_per_minute).unwrap_or(NonZeroU32::MIN),
-            burst: NonZeroU32::new(d.burst).unwrap_or(NonZeroU32::MIN),
-            agent_runs_per_minute: NonZeroU32::new(d.agent_runs_per_minute)
-                .unwrap_or(NonZeroU32::MIN),
-            max_sessions: d.max_sessions,
+            requests_per_minute: NonZeroU32::new(rpm).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+            agent_runs_per_minute: NonZeroU32::new(runs).unwrap_or(NonZeroU32::MIN),
+            max_sessions: sessions,
         }
     }
 }
@@ -111,6 +124,9 @@ pub struct ClientSpec {
     pub agents: AgentAccess,
     /// Its limits.
     pub limits: Limits,
+    /// Where its limits are set, as config errors name keys: `clients[<i>]` for an entry of
+    /// the file, `limits` for `MCP_SECRET_TOKEN`'s client (it has no entry).
+    pub limits_key: String,
 }
 
 /// The name of the client `MCP_SECRET_TOKEN` defines (the seed's variable).
@@ -134,21 +150,27 @@ pub fn validate(
     vars: &Vars,
 ) -> Result<(Limits, Vec<ClientSpec>), Vec<Error>> {
     let mut errors = Vec::new();
+    let [
+        requests_per_minute,
+        burst,
+        agent_runs_per_minute,
+        max_sessions,
+    ] = limits.resolved();
     let defaults = Limits {
         requests_per_minute: positive(
             file,
             "limits.requests_per_minute",
-            limits.requests_per_minute,
+            requests_per_minute,
             &mut errors,
         ),
-        burst: positive(file, "limits.burst", limits.burst, &mut errors),
+        burst: positive(file, "limits.burst", burst, &mut errors),
         agent_runs_per_minute: positive(
             file,
             "limits.agent_runs_per_minute",
-            limits.agent_runs_per_minute,
+            agent_runs_per_minute,
             &mut errors,
         ),
-        max_sessions: limits.max_sessions,
+        max_sessions,
     };
     let mut specs: Vec<ClientSpec> = Vec::with_capacity(clients.len() + 1);
     for (i, c) in clients.iter().enumerate() {
@@ -234,29 +256,24 @@ pub fn validate(
             requests_per_minute: positive(
                 file,
                 &key("requests_per_minute"),
-                c.requests_per_minute.unwrap_or(limits.requests_per_minute),
+                c.requests_per_minute.unwrap_or(requests_per_minute),
                 &mut errors,
             ),
-            burst: positive(
-                file,
-                &key("burst"),
-                c.burst.unwrap_or(limits.burst),
-                &mut errors,
-            ),
+            burst: positive(file, &key("burst"), c.burst.unwrap_or(burst), &mut errors),
             agent_runs_per_minute: positive(
                 file,
                 &key("agent_runs_per_minute"),
-                c.agent_runs_per_minute
-                    .unwrap_or(limits.agent_runs_per_minute),
+                c.agent_runs_per_minute.unwrap_or(agent_runs_per_minute),
                 &mut errors,
             ),
-            max_sessions: c.max_sessions.unwrap_or(limits.max_sessions),
+            max_sessions: c.max_sessions.unwrap_or(max_sessions),
         };
         specs.push(ClientSpec {
             name: c.name.clone(),
             token_digest: digest.unwrap_or([0; 32]),
             agents,
             limits,
+            limits_key: format!("clients[{i}]"),
         });
     }
     if let Some(token) = vars
@@ -281,6 +298,7 @@ pub fn validate(
                 token_digest: digest,
                 agents: AgentAccess::All,
                 limits: defaults,
+                limits_key: "limits".to_owned(),
             });
         }
     }

@@ -47,6 +47,20 @@ pub struct GatewayConfig {
     /// `[cluster]`: replicas sharing sessions and limits through Redis. None: one process.
     #[serde(default)]
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `[metrics]`: who may scrape `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]` of `switchboard.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `true`: `/metrics` answers anyone, from any address, without a token (a Prometheus
+    /// on another host). Default `false`: it follows the admin API's rule, loopback peers
+    /// or the admin token, since its labels name the clients and agents.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `[admin]` of `switchboard.toml`.
@@ -92,6 +106,10 @@ pub struct ServerConfig {
     /// Seconds a connection may take to send a request's head (line and headers); slower
     /// ones (slow-loris clients) are closed.
     pub request_head_timeout_secs: u64,
+    /// The agent also served at `/sse`, `/messages` and `/mcp` (the seed's URLs), besides
+    /// its own `/agents/<name>/...`. Unset: `servicenow` while that agent is loaded. `""`:
+    /// none.
+    pub default_agent: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +127,34 @@ impl Default for ServerConfig {
             session_park_after_ms: 1000,
             shutdown_grace_secs: 10,
             request_head_timeout_secs: 30,
+            default_agent: None,
+        }
+    }
+}
+
+/// `[server] default_agent`, validated: which agent the root URLs (`/sse`, `/messages`,
+/// `/mcp`) serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultAgent {
+    /// Unset: [`DEFAULT_AGENT`] while it is loaded, else none.
+    Auto,
+    /// This agent (`switchboard check` makes sure it exists at startup; a reload may
+    /// remove it, and then the root URLs answer 404 until it is back).
+    Named(AgentName),
+    /// `""`: the root URLs are not served.
+    Off,
+}
+
+/// The agent the root URLs serve when `[server] default_agent` is unset (the seed's).
+pub const DEFAULT_AGENT: &str = "servicenow";
+
+impl DefaultAgent {
+    /// The name of the agent to serve, if any (`Auto`: [`DEFAULT_AGENT`], loaded or not).
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            DefaultAgent::Auto => Some(DEFAULT_AGENT),
+            DefaultAgent::Named(n) => Some(n.as_str()),
+            DefaultAgent::Off => None,
         }
     }
 }
@@ -144,6 +190,16 @@ pub struct ServerSpec {
     pub clients: Vec<clients::ClientSpec>,
     /// Cluster mode; `None`: this process alone.
     pub cluster: Option<cluster::ClusterSpec>,
+    /// Which agent `/sse`, `/messages` and `/mcp` serve.
+    pub default_agent: DefaultAgent,
+    /// Whether `/metrics` answers anyone (`[metrics] public`); else the admin API's rule.
+    pub metrics_public: bool,
+    /// Open access: whether loopback peers' MCP requests count against
+    /// `requests_per_minute`/`burst`. [`load_gateway`] sets it from `[limits]`
+    /// ([`clients::LimitsConfig::meters_loopback`]): a file that leaves both to their
+    /// defaults (or no file) lets one developer on the gateway's machine call freely.
+    /// Settings made in code meter every peer (`true`).
+    pub meter_loopback: bool,
 }
 
 impl Default for ServerSpec {
@@ -191,6 +247,17 @@ impl ServerSpec {
                 ));
             }
         }
+        let default_agent = match c.default_agent.as_deref().map(str::trim) {
+            None => DefaultAgent::Auto,
+            Some("") => DefaultAgent::Off,
+            Some(name) => match AgentName::parse(name) {
+                Ok(name) => DefaultAgent::Named(name),
+                Err(e) => {
+                    errors.0.push(Error::key(file, "server.default_agent", e));
+                    DefaultAgent::Off
+                }
+            },
+        };
         let mut trusted = Vec::new();
         for (i, entry) in c.trusted_proxies.iter().enumerate() {
             match proxies::Network::parse(entry) {
@@ -204,6 +271,7 @@ impl ServerSpec {
         }
         let mut settings = Self::from_valid(c);
         settings.trusted_proxies = trusted;
+        settings.default_agent = default_agent;
         errors.into_result(settings)
     }
 
@@ -224,6 +292,9 @@ impl ServerSpec {
             limits: clients::Limits::default(),
             clients: Vec::new(),
             cluster: None,
+            default_agent: DefaultAgent::Auto,
+            metrics_public: false,
+            meter_loopback: true,
         }
     }
 }
@@ -258,6 +329,8 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
     settings.limits = limits;
     settings.clients = clients;
     settings.cluster = cluster;
+    settings.metrics_public = config.metrics.public;
+    settings.meter_loopback = config.limits.meters_loopback();
     use secrecy::ExposeSecret;
     settings.admin_token = config
         .admin

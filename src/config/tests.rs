@@ -157,3 +157,26 @@ fn unknown_keys_and_syntax_errors_name_where() {
         "{err}"
     );
 }
+
+#[test]
+fn metrics_are_private_by_default_and_public_when_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchboard.toml");
+    let missing = load_gateway(&file, false, &vars(&[])).unwrap();
+    assert!(!missing.metrics_public);
+    std::fs::write(&file, "[metrics]\npublic = true\n").unwrap();
+    assert!(
+        load_gateway(&file, true, &vars(&[]))
+            .unwrap()
+            .metrics_public
+    );
+    std::fs::write(&file, "[metrics]\nopen = true\n").unwrap();
+    let err = load_gateway(&file, true, &vars(&[])).unwrap_err();
+    assert!(
+        err.0[0]
+            .to_string()
+            .contains("metrics.open: unknown field `open`"),
+        "{}",
+        err.0[0]
+    );
+}

@@ -77,7 +77,15 @@ impl AgentRoutes {
         let hop = screen(&mut req, state)?;
         let ip = client_address(&mut req, state, hop);
         let request_id = request_id(&mut req);
-        let (name, kind) = route(req.uri().path())?;
+        let (target, kind) =
+            route(req.uri().path()).ok_or_else(|| no_route(state, req.uri().path()))?;
+        let (name, root) = match target {
+            Target::Agent(name) => (name, false),
+            Target::Default => match state.agents().default_agent() {
+                Some(agent) => (agent.name.to_string(), true),
+                None => return Err(no_route(state, req.uri().path())),
+            },
+        };
         let caller = state
             .clients()
             .identify(crate::auth::bearer(req.headers()), ip, &name)
@@ -94,6 +102,7 @@ impl AgentRoutes {
             agent: &agent,
             caller: &caller,
             ip,
+            root,
         };
         match (kind, req.method()) {
             (Kind::Sse, &Method::GET) if !has_session => call.open_legacy(&req).await,
@@ -116,6 +125,8 @@ struct Call<'a> {
     agent: &'a Arc<ServedAgent>,
     caller: &'a Caller,
     ip: IpAddr,
+    /// Whether the request came to the default agent's root URLs (`/sse`, ...).
+    root: bool,
 }
 
 impl Call<'_> {
@@ -135,10 +146,17 @@ impl Call<'_> {
             Some(cluster) => cluster.new_legacy_session_id().into(),
             None => uuid::Uuid::new_v4().simple().to_string().into(),
         };
+        // The client POSTs where the endpoint event says: next to the URL it used.
+        let messages = if self.root {
+            "/messages".to_owned()
+        } else {
+            format!("/agents/{}/messages", self.agent.name)
+        };
         Ok(sse::open(
             id,
             self.agent.server.clone(),
             &self.agent.name,
+            &messages,
             peer_of_request(req, self.caller, self.ip),
             self.caller.key.clone(),
             slot,
@@ -294,17 +312,23 @@ impl Call<'_> {
                 e => Error::ClusterUnavailable(e.to_string()),
             });
         }
-        state
-            .limits()
-            .check_request(self.caller)
-            .await
-            .map_err(|r| self.refused(r))?;
         let body = read_body(&mut req, max_body).await?;
         let sessions = state.sessions();
         let (id, session) = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
         let message = sse::parse(&body)?;
         let (method, tool) = sse::method_and_tool(&message);
-        self.admit_message(method, tool).await?;
+        let admitted = match state.limits().check_request(self.caller).await {
+            Ok(()) => self.admit_message(method, tool).await,
+            Err(r) => Err(self.refused(r)),
+        };
+        if let Err(e) = admitted {
+            // Over a limit: the POST answers 429, and the request's answer, which a legacy
+            // client waits for on the stream, is the same JSON-RPC error.
+            if let Some(error) = e.rate_limit_error() {
+                session.answer_refused(&message, &error);
+            }
+            return Err(e);
+        }
         sse::post(&session, &id, message, sessions, request_id).await
     }
 
@@ -339,13 +363,13 @@ fn peer_of_request(req: &Request, caller: &Caller, ip: IpAddr) -> Peer {
 
 /// The error for a refusal of the client layer, counting 429s in the metrics.
 fn refused(state: &AppState, refusal: Refusal, caller: Option<&Caller>, agent: &str) -> Error {
-    let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
     if let Refusal::RateLimited { limit, .. } = &refusal {
+        let who = caller.and_then(|c| c.name()).map(|n| n.as_ref());
         state
             .metrics()
             .rate_limited(who.unwrap_or("anonymous"), limit);
     }
-    Error::from_refusal(refusal, who, agent)
+    Error::from_refusal(refusal, caller, agent)
 }
 
 /// Stage 1: what is refused before anything else. Returns whether the request is a hop from
@@ -412,24 +436,74 @@ fn request_id(req: &mut Request) -> RequestId {
     }
 }
 
-/// Stage 3: `/agents/<name>/<kind>` → `(name, kind)`.
-fn route(path: &str) -> Result<(String, Kind), Error> {
+/// Which agent a path is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// `/agents/<name>/...`.
+    Agent(String),
+    /// `/sse`, `/messages`, `/mcp`: the default agent's (`[server] default_agent`).
+    Default,
+}
+
+/// Stage 3: `/agents/<name>/<kind>` → `(name, kind)`, and `/<kind>` → the default agent's.
+fn route(path: &str) -> Option<(Target, Kind)> {
+    let kind = |k: &str| match k {
+        "sse" => Some(Kind::Sse),
+        "mcp" => Some(Kind::Mcp),
+        "messages" => Some(Kind::Messages),
+        _ => None,
+    };
     let mut segments = path.trim_start_matches('/').split('/');
-    let (Some("agents"), Some(name), Some(kind), None) = (
+    match (
         segments.next(),
         segments.next(),
         segments.next(),
         segments.next(),
-    ) else {
-        return Err(Error::NoRoute(path.to_owned()));
-    };
-    let kind = match kind {
-        "sse" => Kind::Sse,
-        "mcp" => Kind::Mcp,
-        "messages" => Kind::Messages,
-        _ => return Err(Error::NoRoute(path.to_owned())),
-    };
-    Ok((name.to_owned(), kind))
+    ) {
+        (Some("agents"), Some(name), Some(k), None) => {
+            Some((Target::Agent(name.to_owned()), kind(k)?))
+        }
+        (Some(k), None, _, _) => Some((Target::Default, kind(k)?)),
+        _ => None,
+    }
+}
+
+/// The 404 of a path that names nothing: says why for the default agent's URLs, and lists
+/// every agent's URLs.
+pub fn no_route(state: &AppState, path: &str) -> Error {
+    let agents = state.agents().all();
+    let mut message = path.to_owned();
+    if matches!(route(path), Some((Target::Default, _))) {
+        match state.settings().default_agent.name() {
+            None => message
+                .push_str(": no default agent is served here ([server] default_agent = \"\")"),
+            Some(name) => message.push_str(&format!(
+                ": the default agent {name:?} is not loaded ([server] default_agent)"
+            )),
+        }
+    }
+    if agents.is_empty() {
+        message.push_str("; no agents are loaded: add agents/<name>.toml");
+    } else {
+        let urls: Vec<String> = agents
+            .iter()
+            .map(|a| {
+                format!(
+                    "{0}: /agents/{0}/sse (legacy SSE), /agents/{0}/mcp (Streamable HTTP)",
+                    a.name
+                )
+            })
+            .collect();
+        message.push_str("; the agents' URLs are ");
+        message.push_str(&urls.join("; "));
+        if let Some(agent) = state.agents().default_agent() {
+            message.push_str(&format!(
+                "; and the default agent {:?} at /sse and /mcp",
+                &*agent.name
+            ));
+        }
+    }
+    Error::NoRoute(message)
 }
 
 fn check_sizes(req: &Request) -> Result<(), Error> {

@@ -9,6 +9,10 @@
 //! - `POST|DELETE /agents/<name>/sse`, and `GET` with an `Mcp-Session-Id` header: Streamable
 //!   HTTP too, so a Streamable HTTP client pointed at the seed's `/sse` URL works.
 //!
+//! The default agent (`[server] default_agent`, else `servicenow` while loaded) is also
+//! served at the seed's own URLs, `/sse`, `/messages` and `/mcp`, with the same rules; its
+//! legacy `endpoint` event then names `/messages?session_id=<id>`.
+//!
 //! Before any of them, the edge ([`crate::edge`]) screens the request (`Host` and `Origin`:
 //! 403), identifies the caller and checks its limits. Errors outside JSON-RPC
 //! are JSON `{code, message}` ([`crate::error`]), rmcp's own plain-text HTTP errors

@@ -110,6 +110,13 @@ impl ServedAgents {
         self.current.load().agents.get(name).cloned()
     }
 
+    /// The agent the root URLs (`/sse`, `/messages`, `/mcp`) serve now: `[server]
+    /// default_agent`'s, or `servicenow` when that is unset; `None` when it is off or that
+    /// agent is not loaded (a reload may add or remove it).
+    pub fn default_agent(&self) -> Option<Arc<ServedAgent>> {
+        self.settings.default_agent.name().and_then(|n| self.get(n))
+    }
+
     /// Every agent, sorted by name.
     pub fn all(&self) -> Vec<Arc<ServedAgent>> {
         let mut all: Vec<_> = self.current.load().agents.values().cloned().collect();

@@ -105,6 +105,23 @@ impl LegacySession {
         self.cancel.cancel();
     }
 
+    /// Answers a request refused before it reached the engine (over a limit) on the
+    /// stream as well, with `error` (a JSON-RPC error object): a legacy client reads its
+    /// answers there, not from the POST's response. Best effort: with the stream's buffer
+    /// full the POST's own answer has to do.
+    pub fn answer_refused(&self, message: &ClientJsonRpcMessage, error: &serde_json::Value) {
+        let ClientJsonRpcMessage::Request(request) = message else {
+            return;
+        };
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": request.id, "error": error});
+        let mut event = b"event: message\ndata: ".to_vec();
+        if serde_json::to_writer(&mut event, &answer).is_err() {
+            return;
+        }
+        event.extend_from_slice(b"\n\n");
+        let _ = self.out.try_send(Bytes::from(event));
+    }
+
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -215,12 +232,15 @@ impl Drop for SessionGuard {
     }
 }
 
-/// `GET /agents/<name>/sse`: opens a legacy session and returns its event stream.
+/// `GET /agents/<name>/sse` (or the default agent's `/sse`): opens a legacy session and
+/// returns its event stream, whose `endpoint` event names `messages` (the POST URL that
+/// goes with the URL the client used: `/agents/<name>/messages` or `/messages`).
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     id: Arc<str>,
     server: AgentServer,
     agent: &Arc<str>,
+    messages: &str,
     peer: Peer,
     owner: ClientKey,
     slot: SessionSlot,
@@ -244,7 +264,7 @@ pub fn open(
         store: store.clone(),
         cancel: cancel.clone(),
     };
-    let endpoint = format!("event: endpoint\ndata: /agents/{agent}/messages?session_id={id}\n\n");
+    let endpoint = format!("event: endpoint\ndata: {messages}?session_id={id}\n\n");
     let body = EventStream {
         first: Some(Bytes::from(endpoint)),
         rx,

@@ -252,7 +252,7 @@ async fn with_a_token_every_admin_operation_needs_it_and_probes_stay_open() {
 }
 
 /// A non-loopback address of this machine (the admin API's loopback-only rule needs one).
-fn non_loopback_ip() -> IpAddr {
+pub(crate) fn non_loopback_ip() -> IpAddr {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     // Connecting a UDP socket sends nothing: it only asks the routing table for a source.
     socket
@@ -473,14 +473,18 @@ async fn load_errors_list_broken_new_files_and_broken_changes() {
 }
 
 #[tokio::test]
-async fn a_single_gateway_says_cluster_mode_is_off() {
+async fn a_single_gateway_lists_itself_as_the_only_node() {
     let gw = TestGateway::spawn().await;
     let (status, body) = gw.get_json("/admin/cluster").await;
-    assert_eq!(status, 404, "{body}");
-    assert_eq!(body["code"], "cluster_mode_off");
-    assert!(
-        body["message"].as_str().unwrap().contains("[cluster]"),
-        "{body}"
-    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["mode"], "single", "{body}");
+    assert!(body.get("redis").is_none_or(Value::is_null), "{body}");
+    let nodes = body["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{body}");
+    assert_eq!(nodes[0]["this"], true);
+    assert_eq!(nodes[0]["id"], body["node"]);
+    assert_eq!(nodes[0]["url"], format!("http://{}", gw.addr), "{body}");
+    assert_eq!(nodes[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(nodes[0]["sessions"], 0);
     gw.stop().await;
 }

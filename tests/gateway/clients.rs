@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard::config::ServerSpec;
 
 use crate::support::fake_llm::{FakeLlm, Step};
 use crate::support::helpers::{
@@ -236,16 +237,29 @@ async fn a_client_over_its_request_rate_gets_429_and_recovers_while_others_are_u
     assert_eq!(status, 429, "{body}");
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
-    assert_eq!(body["code"], "rate_limited");
-    assert_eq!(body["limit"], "requests_per_minute");
-    assert_eq!(body["retry_after_secs"], retry_after);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("client \"alice\""),
-        "{body}"
+    // A JSON-RPC error naming the limit, the client and the key to change.
+    assert_eq!(body["jsonrpc"], "2.0", "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], -32000, "{body}");
+    assert_eq!(error["data"]["code"], "rate_limited");
+    assert_eq!(error["data"]["limit"], "requests_per_minute");
+    assert_eq!(error["data"]["client"], "alice");
+    assert_eq!(
+        error["data"]["config_key"],
+        "clients[0].requests_per_minute"
     );
+    assert_eq!(error["data"]["retry_after_secs"], retry_after);
+    let message = error["message"].as_str().unwrap();
+    for part in [
+        "client \"alice\" is over its requests_per_minute limit (30 per minute, bursts of 3)",
+        "raise clients[0].requests_per_minute (or clients[0].burst) in switchboard.toml",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message:?}");
+    }
+    // The refused request is answered on the stream too, where a legacy client waits.
+    let answer = a.next_message().await;
+    assert_eq!(answer["id"], 2, "{answer}");
+    assert_eq!(answer["error"], *error);
 
     // Bob has his own budget.
     let mut b = SseClient::connect_with(&gw.url("/agents/servicenow/sse"), Some("bob-token")).await;
@@ -329,7 +343,11 @@ async fn max_sessions_is_enforced_and_released_when_sessions_end() {
         .unwrap();
     let (status, _, body) = status_and_body(third).await;
     assert_eq!(status, 429, "{body}");
-    assert_eq!(body["limit"], "max_sessions");
+    assert_eq!(body["error"]["data"]["limit"], "max_sessions", "{body}");
+    assert_eq!(
+        body["error"]["data"]["config_key"],
+        "clients[0].max_sessions"
+    );
     // Bob is not affected by alice's cap.
     let _b = SseClient::connect_with(&gw.url("/agents/servicenow/sse"), Some("bob-token")).await;
     // Alice leaves one session: her slot comes back.
@@ -362,7 +380,13 @@ async fn agent_runs_have_their_own_limit_on_both_transports() {
         .await;
     let (status, _, body) = status_and_body(resp).await;
     assert_eq!(status, 429);
-    assert_eq!(body["limit"], "agent_runs_per_minute");
+    assert_eq!(
+        body["error"]["data"]["limit"], "agent_runs_per_minute",
+        "{body}"
+    );
+    let answer = a.next_message().await;
+    assert_eq!(answer["id"], 2, "{answer}");
+    assert_eq!(answer["error"], body["error"]);
     // ... and on Streamable HTTP; plain tool calls still pass.
     let c = rmcp_client_with(&gw.url("/agents/servicenow/mcp"), Some("alice-token")).await;
     let err = c
@@ -478,5 +502,112 @@ async fn x_forwarded_for_from_an_untrusted_peer_changes_nothing() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 429]);
+    gw.stop().await;
+}
+
+/// `n` `tools/list` POSTs on Streamable HTTP session `id` at `url`, as fast as they go: the
+/// statuses, and the body of the first 429 (if any).
+async fn burst_of_lists(url: &str, id: &str, n: usize) -> (Vec<u16>, Option<(String, Value)>) {
+    let h = http();
+    let mut statuses = Vec::with_capacity(n);
+    let mut refused = None;
+    for i in 0..n {
+        let resp = crate::support::helpers::streamable_post(
+            &h,
+            url,
+            Some(id),
+            json!({"jsonrpc":"2.0","id":i + 10,"method":"tools/list"}).to_string(),
+        )
+        .await;
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 && refused.is_none() {
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            refused = Some((content_type, resp.json().await.unwrap()));
+        } else {
+            let _ = resp.bytes().await.unwrap();
+        }
+    }
+    (statuses, refused)
+}
+
+#[tokio::test]
+async fn one_developer_on_loopback_is_not_rate_limited_with_the_default_limits() {
+    // Arrange: open access, no [limits]: what `cargo run` with no config file serves.
+    let gw = TestGateway::spawn_with(Options {
+        settings: settings_with_clients("", &[]),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(
+        gw.state.settings().limits.burst.get(),
+        60,
+        "the defaults apply"
+    );
+    let url = gw.url("/agents/servicenow/mcp");
+    let id = crate::support::helpers::streamable_initialize(&http(), &url).await;
+
+    // Act: ~150 requests within a second or so, more than the default burst of 60.
+    let (statuses, refused) = burst_of_lists(&url, &id, 150).await;
+
+    // Assert
+    assert!(
+        refused.is_none() && statuses.iter().all(|s| *s == 200),
+        "{refused:?} {statuses:?}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn limits_set_in_the_file_hold_on_loopback_too_with_a_json_rpc_429() {
+    // Arrange: open access with [limits] of its own: the operator asked for them.
+    let gw = TestGateway::spawn_with(Options {
+        settings: settings_with_clients("[limits]\nrequests_per_minute = 60\nburst = 5\n", &[]),
+        ..Options::default()
+    })
+    .await;
+    let url = gw.url("/agents/servicenow/mcp");
+    let id = crate::support::helpers::streamable_initialize(&http(), &url).await;
+
+    // Act
+    let (statuses, refused) = burst_of_lists(&url, &id, 10).await;
+
+    // Assert: a JSON-RPC error an SDK can show, naming the limit, the address and the key.
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let (content_type, body) = refused.unwrap();
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert!(body["id"].is_null(), "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], -32000);
+    assert_eq!(error["data"]["client"], "127.0.0.1", "{body}");
+    assert_eq!(error["data"]["config_key"], "limits.requests_per_minute");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("127.0.0.1 (open access: limits apply per address) is over its requests_per_minute limit (60 per minute, bursts of 5); retry in 1 s, or raise limits.requests_per_minute (or limits.burst) in switchboard.toml"),
+        "{message}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_default_limits_peers_beyond_loopback_are_still_limited() {
+    use std::net::{IpAddr, SocketAddr};
+    let ip = crate::admin_api::non_loopback_ip();
+    let gw = TestGateway::spawn_with(Options {
+        settings: ServerSpec {
+            allowed_hosts: Vec::new(),
+            ..settings_with_clients("", &[])
+        },
+        bind: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
+        ..Options::default()
+    })
+    .await;
+    let url = format!("http://{ip}:{}/agents/servicenow/mcp", gw.addr.port());
+    let id = crate::support::helpers::streamable_initialize(&http(), &url).await;
+    // The default burst is 60 (initialize and its notification took 2).
+    let (statuses, refused) = burst_of_lists(&url, &id, 70).await;
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let (_, body) = refused.unwrap();
+    assert_eq!(body["error"]["data"]["client"], ip.to_string(), "{body}");
     gw.stop().await;
 }

@@ -769,7 +769,10 @@ async fn a_clients_request_quota_holds_across_replicas() {
                 .unwrap();
             assert!((1..=10).contains(&retry), "Retry-After {retry}");
             let body: Value = response.json().await.unwrap();
-            assert_eq!(body["limit"], "requests_per_minute", "{body}");
+            assert_eq!(
+                body["error"]["data"]["limit"], "requests_per_minute",
+                "{body}"
+            );
         }
     }
     // Each replica alone would have let all 9 through (6 each); together they let 4.
@@ -802,7 +805,7 @@ async fn a_clients_max_sessions_holds_across_replicas() {
     let refused = initialize(mcp(2)).await;
     assert_eq!(refused.status(), 429);
     let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["limit"], "max_sessions", "{body}");
+    assert_eq!(body["error"]["data"]["limit"], "max_sessions", "{body}");
 
     // One ends (DELETE on yet another replica): a new one may open anywhere.
     let ended = h

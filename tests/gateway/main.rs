@@ -12,6 +12,7 @@ mod cluster;
 mod config_errors;
 mod conformance;
 mod console;
+mod default_agent;
 mod early_answers;
 mod mcp_sse;
 mod mcp_streamable;

@@ -169,3 +169,127 @@ async fn metrics_parse_and_counters_move_after_calls() {
     st.cancel().await.unwrap();
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_family_is_there_at_zero_from_the_first_scrape_and_no_redis_without_a_cluster() {
+    // Arrange: a fresh gateway, nothing has happened yet.
+    let fake = FakeLlm::start(vec![]).await;
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: fixture("agents/runtime"),
+        vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
+        ..Options::default()
+    })
+    .await;
+
+    // Act
+    let text = http()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    let series = parse(&text);
+    for name in [
+        r#"switchboard_http_requests_total{route="metrics",method="GET",status="200"}"#,
+        r#"switchboard_mcp_requests_total{agent="servicenow",method="tools/call"}"#,
+        r#"switchboard_tool_calls_total{agent="servicenow",tool="get_incident",outcome="ok"}"#,
+        r#"switchboard_tool_calls_total{agent="servicenow",tool="get_incident",outcome="error"}"#,
+        r#"switchboard_tool_call_duration_seconds_count{agent="servicenow",tool="get_incident"}"#,
+        r#"switchboard_sessions{agent="servicenow",transport="sse"}"#,
+        r#"switchboard_sessions{agent="servicenow",transport="streamable_http"}"#,
+        r#"switchboard_rate_limited_total{client="anonymous",limit="requests_per_minute"}"#,
+        r#"switchboard_llm_requests_total{agent="servicenow",model="fake-model",outcome="ok"}"#,
+        r#"switchboard_llm_request_duration_seconds_count{agent="servicenow",model="fake-model"}"#,
+        r#"switchboard_llm_tokens_total{agent="servicenow",model="fake-model",kind="prompt"}"#,
+        r#"switchboard_reloads_total{outcome="error"}"#,
+        r#"switchboard_stateless_requests_total{agent="servicenow",client="anonymous"}"#,
+    ] {
+        assert_eq!(value(&series, name), 0.0, "{name} in\n{text}");
+    }
+    assert!(
+        !text.contains("switchboard_cluster_"),
+        "a gateway without [cluster] exports no cluster families:\n{text}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_follow_the_admin_rule_unless_made_public() {
+    use std::net::{IpAddr, SocketAddr};
+    let ip = crate::admin_api::non_loopback_ip();
+    let h = http();
+    // No admin token: loopback only.
+    let gw = TestGateway::spawn_with(Options {
+        bind: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
+        ..Options::default()
+    })
+    .await;
+    let port = gw.addr.port();
+    let local = h
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), 200);
+    let remote = h
+        .get(format!("http://{ip}:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remote.status(), 403);
+    let body: serde_json::Value = remote.json().await.unwrap();
+    assert_eq!(body["code"], "forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("[metrics] public"),
+        "{body}"
+    );
+    gw.stop().await;
+
+    // An admin token: needed from everywhere, loopback included.
+    let mut opts = Options::default();
+    opts.settings.admin_token = Some("scrape-me".to_owned().into());
+    let gw = TestGateway::spawn_with(opts).await;
+    let none = h.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let wrong = h
+        .get(gw.url("/metrics"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = h
+        .get(gw.url("/metrics"))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    assert!(right.text().await.unwrap().ends_with("# EOF\n"));
+    gw.stop().await;
+
+    // [metrics] public = true: anyone, from anywhere, without a token.
+    let mut opts = Options {
+        bind: SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0),
+        ..Options::default()
+    };
+    opts.settings.admin_token = Some("scrape-me".to_owned().into());
+    opts.settings.metrics_public = true;
+    let gw = TestGateway::spawn_with(opts).await;
+    let port = gw.addr.port();
+    let remote = h
+        .get(format!("http://{ip}:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remote.status(), 200);
+    gw.stop().await;
+}

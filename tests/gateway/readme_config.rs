@@ -24,7 +24,8 @@ fn accepted() -> (Keys, Keys) {
         format!(
             "{PROBE} = 1\n[server]\n{PROBE} = 1\n[admin]\n{PROBE} = 1\n[limits]\n{PROBE} = 1\n\
              [[clients]]\nname = \"a\"\ntoken = \"b\"\nagents = [\"*\"]\n{PROBE} = 1\n\
-             [cluster]\nredis_url = \"redis://127.0.0.1:1\"\n{PROBE} = 1\n"
+             [cluster]\nredis_url = \"redis://127.0.0.1:1\"\n{PROBE} = 1\n\
+             [metrics]\n{PROBE} = 1\n"
         ),
     )
     .unwrap();
@@ -92,7 +93,7 @@ fn accepted() -> (Keys, Keys) {
     }
     assert_eq!(
         server.len(),
-        6,
+        7,
         "`switchboard check` named the keys of every switchboard.toml table:\n{text}"
     );
     assert_eq!(
@@ -111,7 +112,7 @@ fn readme() -> String {
 /// The keys of the README's `switchboard.toml` examples: every TOML block with one of the
 /// gateway's tables, keys in comments (`# node_id = ...`) counted.
 fn documented_server_keys(readme: &str) -> Keys {
-    let tables = ["server", "admin", "limits", "clients", "cluster"];
+    let tables = ["server", "admin", "limits", "clients", "cluster", "metrics"];
     let mut keys = Keys::new();
     for block in readme.split("```toml").skip(1) {
         let block = block.split("```").next().unwrap_or_default();

@@ -215,6 +215,7 @@ pub fn settings_with_clients(toml: &str, vars: &[(&str, &str)]) -> ServerSpec {
     ServerSpec {
         limits: loaded.limits,
         clients: loaded.clients,
+        meter_loopback: loaded.meter_loopback,
         ..Options::default().settings
     }
 }
@@ -297,8 +298,12 @@ impl SseClient {
             .expect("endpoint event within 10 s")
             .expect("stream open");
         assert_eq!(first.event, "endpoint");
-        let base = url.split("/agents/").next().unwrap();
-        let endpoint = format!("{base}{}", first.data);
+        // The endpoint is a path: it goes with the URL's origin.
+        let origin_end = url
+            .find("://")
+            .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
+            .unwrap_or(url.len());
+        let endpoint = format!("{}{}", &url[..origin_end], first.data);
         let session_id = first
             .data
             .split("session_id=")
