@@ -33,6 +33,12 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         .at("/healthz", api.clone())
         .at("/readyz", api)
         .at("/", index)
+        // RFC 9728: the gateway's, and each agent URL's (the path suffixed).
+        .at(crate::oauth::METADATA_PATH, poem::get(protected_resource))
+        .at(
+            format!("{}/*rest", crate::oauth::METADATA_PATH),
+            poem::get(protected_resource),
+        )
         .at("/metrics", metrics)
         .at("/ui", poem::get(crate::console::page))
         .at("/ui/", poem::get(crate::console::page))
@@ -103,9 +109,61 @@ fn route_label(path: &str) -> &'static str {
         (Some("metrics"), None, _) => "metrics",
         (Some("openapi.json" | "openapi.yaml" | "docs"), _, _) => "openapi",
         (Some("ui"), _, _) => "ui",
+        (Some(".well-known"), _, _) => "well_known",
         (Some(""), None, _) => "index",
         _ => "other",
     }
+}
+
+/// `GET /.well-known/oauth-protected-resource[/<resource path>]`: the protected resource
+/// metadata (RFC 9728) of the gateway, or of the agent URL whose path follows (`/agents/<name>/mcp`
+/// or `/sse`, the default agent's `/mcp` or `/sse`). 404 without `[auth.oauth]`. Any origin
+/// may read it (browser-based MCP clients discover from it).
+#[handler]
+fn protected_resource(req: &poem::Request, state: poem::web::Data<&AppState>) -> Response {
+    let path = req.uri().path();
+    let Some(oauth) = state.oauth() else {
+        return Error::NoRoute(format!(
+            "{path}: this gateway takes no OAuth access tokens ([auth.oauth] is not configured)"
+        ))
+        .into_response();
+    };
+    let rest = path
+        .strip_prefix(crate::oauth::METADATA_PATH)
+        .unwrap_or("")
+        .trim_end_matches('/');
+    // The public URL's own path (a gateway behind `/switchboard`) comes before the agent's.
+    let base = reqwest::Url::parse(&oauth.spec().public_url)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let rest = match rest.strip_prefix(base.as_str()) {
+        Some(r) if !base.is_empty() => r,
+        _ => rest,
+    };
+    let segments: Vec<&str> = rest.split('/').skip(1).collect();
+    let agent = match segments.as_slice() {
+        [] => None,
+        ["agents", name, "mcp" | "sse"] => match state.agent(name) {
+            Some(agent) => Some(agent.name.to_string()),
+            None => return Error::UnknownAgent((*name).to_owned()).into_response(),
+        },
+        ["mcp" | "sse"] => match state.agents().default_agent() {
+            Some(agent) => Some(agent.name.to_string()),
+            None => return crate::edge::no_route(&state, rest).into_response(),
+        },
+        _ => {
+            return Error::NoRoute(format!(
+                "{path}: metadata is served for the gateway and for /agents/<name>/mcp and /sse"
+            ))
+            .into_response();
+        }
+    };
+    let mut response = json_response(StatusCode::OK, &oauth.metadata(rest, agent.as_deref()));
+    response.headers_mut().insert(
+        poem::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        poem::http::HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text, under the admin API's access rule

@@ -3,8 +3,11 @@
 //! [`crate::ratelimit`].
 //!
 //! With `[[clients]]` configured (or `MCP_SECRET_TOKEN` set), every MCP request needs a
-//! client's token. With none, MCP access is open and each client IP is a caller of its own
-//! (its usage is forgotten by [`Clients::prune`] once idle, so idle peers cost nothing).
+//! client's token. With `[auth.oauth]`, a bearer that is no client's token is an OAuth access
+//! token (checked by `crate::oauth`, up in the edge): its [`Principal`] is the caller, keyed
+//! by subject, with the default `[limits]` counted per subject. With neither, MCP access is
+//! open and each client IP is a caller of its own (its usage, like a principal's, is
+//! forgotten by [`Clients::prune`] once idle, so idle callers cost nothing).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,13 +26,29 @@ pub enum ClientKey {
     Named(Arc<str>),
     /// An anonymous peer (no clients configured).
     Ip(IpAddr),
+    /// An OAuth principal, by its subject (`sub`): its sessions and limits are its own,
+    /// whichever application or token it comes with.
+    Principal(Arc<str>),
+}
+
+/// Who a verified OAuth access token says is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The subject (`sub`, or the claim configured).
+    pub subject: String,
+    /// The application the token was issued to (`client_id`, else `azp`).
+    pub client_id: Option<String>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// Groups or roles.
+    pub groups: Vec<String>,
 }
 
 impl ClientKey {
-    /// The client's name, for named clients.
+    /// The client's name, for named clients; the subject, for OAuth principals.
     pub fn name(&self) -> Option<&Arc<str>> {
         match self {
-            ClientKey::Named(n) => Some(n),
+            ClientKey::Named(n) | ClientKey::Principal(n) => Some(n),
             ClientKey::Ip(_) => None,
         }
     }
@@ -167,6 +186,10 @@ pub struct Clients {
     /// [`crate::config::ServerSpec::meter_loopback`]).
     meter_loopback: bool,
     ip_usage: DashMap<IpAddr, Arc<Usage>>,
+    /// Whether OAuth access tokens are accepted (`[auth.oauth]`): then access is not open.
+    oauth: bool,
+    /// OAuth principals seen recently, by subject.
+    principal_usage: DashMap<Arc<str>, Arc<Usage>>,
 }
 
 /// A session slot: counts toward the caller's `max_sessions` until dropped.
@@ -192,6 +215,8 @@ pub struct Caller {
     pub limits: Limits,
     /// Its counters.
     pub usage: Arc<Usage>,
+    /// The OAuth principal, when an access token identified it.
+    pub principal: Option<Arc<Principal>>,
 }
 
 impl std::fmt::Debug for Caller {
@@ -223,7 +248,16 @@ impl Clients {
             defaults,
             meter_loopback: true,
             ip_usage: DashMap::new(),
+            oauth: false,
+            principal_usage: DashMap::new(),
         }
+    }
+
+    /// Whether OAuth access tokens are accepted besides the clients' tokens: then MCP access
+    /// is not open, even without clients.
+    pub fn with_oauth(mut self, oauth: bool) -> Self {
+        self.oauth = oauth;
+        self
     }
 
     /// With open access, whether loopback peers' requests count against
@@ -239,9 +273,9 @@ impl Clients {
         self.meter_loopback
     }
 
-    /// Whether MCP access is open (no clients configured).
+    /// Whether MCP access is open (no clients configured, no OAuth).
     pub fn is_open(&self) -> bool {
-        self.named.is_empty()
+        self.named.is_empty() && !self.oauth
     }
 
     /// Live sessions on this replica per client key (named clients, then peers of open
@@ -259,7 +293,13 @@ impl Clients {
                 e.value().sessions.load(Ordering::Relaxed) as u64,
             )
         });
-        named.chain(peers).collect()
+        let principals = self.principal_usage.iter().map(|e| {
+            (
+                ClientKey::Principal(e.key().clone()),
+                e.value().sessions.load(Ordering::Relaxed) as u64,
+            )
+        });
+        named.chain(peers).chain(principals).collect()
     }
 
     /// The configured clients.
@@ -301,9 +341,16 @@ impl Clients {
                 client: None,
                 limits: self.defaults,
                 usage,
+                principal: None,
             });
         }
         let token = token.ok_or(Refusal::MissingToken)?;
+        let client = self.client_of(token).ok_or(Refusal::WrongToken)?;
+        self.named_caller(client, agent)
+    }
+
+    /// The configured client whose token `token` is, if any.
+    pub fn client_of(&self, token: &str) -> Option<Arc<Client>> {
         let digest = crate::auth::digest(token);
         // Every client is compared, in constant time each: the time taken does not say
         // which one (if any) matched.
@@ -313,7 +360,14 @@ impl Clients {
                 found = Some(client.clone());
             }
         }
-        let client = found.ok_or(Refusal::WrongToken)?;
+        found
+    }
+
+    /// Configured `client` as the caller of a request to `agent`.
+    ///
+    /// # Errors
+    /// The client may not use `agent`.
+    pub fn named_caller(&self, client: Arc<Client>, agent: &str) -> Result<Caller, Refusal> {
         if !client.agents.allows(agent) {
             return Err(Refusal::AgentNotAllowed {
                 client: client.name.clone(),
@@ -324,17 +378,37 @@ impl Clients {
             limits: client.limits,
             usage: client.usage.clone(),
             client: Some(client),
+            principal: None,
         })
+    }
+
+    /// An OAuth `principal` as the caller: keyed by its subject, with the default limits.
+    pub fn principal_caller(&self, principal: Principal) -> Caller {
+        let subject: Arc<str> = principal.subject.as_str().into();
+        let usage = self
+            .principal_usage
+            .entry(subject.clone())
+            .or_default()
+            .clone();
+        Caller {
+            key: ClientKey::Principal(subject),
+            client: None,
+            limits: self.defaults,
+            usage,
+            principal: Some(Arc::new(principal)),
+        }
     }
 
     /// Forgets the usage of peers seen no more (idle peers cost nothing).
     pub fn prune(&self) {
         let now = SystemTime::now();
-        self.ip_usage.retain(|_, u| {
+        let in_use = |u: &Arc<Usage>| {
             u.sessions.load(Ordering::Relaxed) > 0
                 || Arc::strong_count(u) > 1
                 || u.last_minute(now) != (0, 0)
-        });
+        };
+        self.ip_usage.retain(|_, u| in_use(u));
+        self.principal_usage.retain(|_, u| in_use(u));
     }
 }
 

@@ -91,6 +91,31 @@ pub enum Error {
     /// No valid bearer token.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// OAuth (`[auth.oauth]`): no token, or one that is not valid here; answered 401 with a
+    /// challenge that says where the resource's metadata is (RFC 9728 §5.1).
+    #[error("{message}")]
+    InvalidToken {
+        /// What is wrong (never the token).
+        message: String,
+        /// Whether a token was sent at all (RFC 6750 §3.1: no error code without one).
+        sent: bool,
+        /// The challenge.
+        challenge: Box<Challenge>,
+    },
+    /// OAuth: a valid token without a scope the agent needs; answered 403 with the
+    /// scopes to ask for (the step-up challenge).
+    #[error("the token lacks the scope {missing} that agent {agent:?} needs: request a token with scope \"{}\"", challenge.scope.as_deref().unwrap_or(""))]
+    InsufficientScope {
+        /// The agent.
+        agent: String,
+        /// The scopes missing, space-separated.
+        missing: String,
+        /// The challenge (its scope: every scope the agent needs).
+        challenge: Box<Challenge>,
+    },
+    /// OAuth: the authorization server's keys cannot be had, so no token can be checked.
+    #[error("cannot check access tokens right now: {0}")]
+    AuthServerUnavailable(String),
     /// A valid client that may not use this agent.
     #[error(
         "client {client:?} may not use agent {agent:?}; add it to the client's agents in switchboard.toml"
@@ -168,6 +193,13 @@ impl Error {
             }
             Error::InvalidJsonRpc { .. } => (StatusCode::BAD_REQUEST, "invalid_json_rpc"),
             Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::InvalidToken { sent: false, .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::InvalidToken { sent: true, .. } => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Error::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            Error::AuthServerUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "authorization_server_unavailable",
+            ),
             Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
             Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
@@ -223,7 +255,26 @@ impl IntoResponse for Error {
                     poem::http::HeaderValue::from_static("Bearer"),
                 );
             }
-            Error::ClusterUnavailable(_) => {
+            Error::InvalidToken {
+                message,
+                sent,
+                challenge,
+            } => {
+                let error = sent.then_some(("invalid_token", message.as_str()));
+                if let Ok(v) = challenge.header(error).parse() {
+                    headers.insert(poem::http::header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Error::InsufficientScope { challenge, .. } => {
+                let message = self.to_string();
+                if let Ok(v) = challenge
+                    .header(Some(("insufficient_scope", &message)))
+                    .parse()
+                {
+                    headers.insert(poem::http::header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Error::ClusterUnavailable(_) | Error::AuthServerUnavailable(_) => {
                 headers.insert(
                     poem::http::header::RETRY_AFTER,
                     poem::http::HeaderValue::from_static("1"),
@@ -232,6 +283,47 @@ impl IntoResponse for Error {
             _ => {}
         }
         resp
+    }
+}
+
+/// An OAuth challenge (RFC 6750 §3, RFC 9728 §5.1): where the resource's metadata is, and
+/// the scopes to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The URL of the resource's protected resource metadata.
+    pub resource_metadata: String,
+    /// The scopes needed, space-separated, if any.
+    pub scope: Option<String>,
+}
+
+impl Challenge {
+    /// The `WWW-Authenticate` value, with `error` (code, description) when there is one.
+    pub fn header(&self, error: Option<(&str, &str)>) -> String {
+        // A quoted-string may not hold `"` or `\`, nor anything outside visible ASCII.
+        let quoted = |s: &str| -> String {
+            s.chars()
+                .map(|c| match c {
+                    '"' | '\\' => '\'',
+                    c if c == ' ' || c.is_ascii_graphic() => c,
+                    _ => '?',
+                })
+                .collect()
+        };
+        let mut out = String::from("Bearer ");
+        if let Some((code, description)) = error {
+            out.push_str(&format!(
+                "error=\"{code}\", error_description=\"{}\", ",
+                quoted(description)
+            ));
+        }
+        out.push_str(&format!(
+            "resource_metadata=\"{}\"",
+            quoted(&self.resource_metadata)
+        ));
+        if let Some(scope) = &self.scope {
+            out.push_str(&format!(", scope=\"{}\"", quoted(scope)));
+        }
+        out
     }
 }
 
@@ -275,6 +367,11 @@ impl RateLimit {
             Some((ClientKey::Ip(ip), None)) => (
                 ip.to_string(),
                 format!("{ip} (open access: limits apply per address)"),
+                "limits".to_owned(),
+            ),
+            Some((ClientKey::Principal(s), None)) => (
+                s.to_string(),
+                format!("principal {s:?} (OAuth: limits apply per subject)"),
                 "limits".to_owned(),
             ),
             Some((ClientKey::Named(n), None)) => {

@@ -28,6 +28,8 @@
 //! - [`clients`]: who is calling (bearer tokens), their limits as configured and their usage.
 //! - [`ratelimit`]: every limit check (governor; Redis GCRA in cluster mode).
 //! - [`net`]: outbound HTTP helpers (TLS provider, network-failure wording, URL escaping).
+//! - [`oauth`]: the OAuth resource server: JWT access tokens, the issuer's keys, RFC 9728
+//!   metadata.
 //! - [`cluster`]: cluster mode (`[cluster]`): replicas sharing state through Redis.
 //! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
@@ -51,6 +53,7 @@ pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod net;
+pub mod oauth;
 pub mod ratelimit;
 pub mod sessions;
 pub mod shutdown;

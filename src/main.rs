@@ -150,7 +150,8 @@ fn healthcheck(a: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Every agent a client names must exist, and so must `[server] default_agent`'s.
+/// Every agent a client (or `[auth.oauth] agent_scopes`) names must exist, and so must
+/// `[server] default_agent`'s.
 fn check_client_agents(
     settings: &ServerSpec,
     specs: &[switchboard::agents::AgentSpec],
@@ -183,6 +184,15 @@ fn check_client_agents(
                     ));
                 }
             }
+        }
+    }
+    for name in settings.oauth.iter().flat_map(|o| o.agent_scopes.keys()) {
+        if !specs.iter().any(|s| s.name.as_str() == name) {
+            errors.0.push(config::Error::key(
+                file,
+                format!("auth.oauth.agent_scopes.{name}"),
+                format!("unknown agent {name:?}"),
+            ));
         }
     }
     errors
@@ -336,7 +346,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             }
             None => {}
         }
-        if settings.clients.is_empty() {
+        if let Some(oauth) = &settings.oauth {
+            tracing::info!(issuer = %oauth.issuer, audience = %oauth.audience, "MCP access needs an access token of the issuer ([auth.oauth]) or a client token.");
+        } else if settings.clients.is_empty() {
             tracing::warn!("No clients configured ([[clients]] in switchboard.toml or MCP_SECRET_TOKEN): MCP access is open to anyone who can reach this address; limits apply per client IP.");
         } else {
             let names: Vec<&str> = settings.clients.iter().map(|c| c.name.as_str()).collect();

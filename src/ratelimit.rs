@@ -9,6 +9,7 @@
 //! last reported (see [`crate::cluster`]).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -70,6 +71,9 @@ pub struct RateLimits {
     /// Open access: per client IP.
     ip_requests: DefaultKeyedRateLimiter<IpAddr>,
     ip_runs: DefaultKeyedRateLimiter<IpAddr>,
+    /// OAuth principals: per subject, with the default limits.
+    principal_requests: DefaultKeyedRateLimiter<Arc<str>>,
+    principal_runs: DefaultKeyedRateLimiter<Arc<str>>,
     /// Cluster mode: the shared counters.
     cluster: Option<Cluster>,
 }
@@ -88,6 +92,8 @@ impl RateLimits {
             meter_loopback: clients.meters_loopback(),
             ip_requests: RateLimiter::keyed(Rate::Requests.quota(&defaults)),
             ip_runs: RateLimiter::keyed(Rate::AgentRuns.quota(&defaults)),
+            principal_requests: RateLimiter::keyed(Rate::Requests.quota(&defaults)),
+            principal_runs: RateLimiter::keyed(Rate::AgentRuns.quota(&defaults)),
             cluster,
         }
     }
@@ -161,6 +167,10 @@ impl RateLimits {
                 Rate::Requests => self.ip_requests.check_key(ip),
                 Rate::AgentRuns => self.ip_runs.check_key(ip),
             },
+            (None, ClientKey::Principal(subject)) => match rate {
+                Rate::Requests => self.principal_requests.check_key(subject),
+                Rate::AgentRuns => self.principal_runs.check_key(subject),
+            },
             (None, ClientKey::Named(_)) => Ok(()),
         };
         outcome.map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
@@ -213,6 +223,10 @@ impl RateLimits {
         self.ip_runs.retain_recent();
         self.ip_requests.shrink_to_fit();
         self.ip_runs.shrink_to_fit();
+        self.principal_requests.retain_recent();
+        self.principal_runs.retain_recent();
+        self.principal_requests.shrink_to_fit();
+        self.principal_runs.shrink_to_fit();
     }
 
     /// Whether `caller`'s requests are exempt from `requests_per_minute`/`burst`: open

@@ -18,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::config::ServerSpec;
 use crate::mcp::served::{ServedAgent, ServedAgents};
 use crate::metrics::Metrics;
+use crate::oauth::OAuth;
 use crate::ratelimit::RateLimits;
 use crate::sessions::SessionStore;
 
@@ -37,6 +38,8 @@ struct Parts {
     clients: Clients,
     /// Every limit, enforced.
     limits: RateLimits,
+    /// The OAuth resource server (`[auth.oauth]`): verifies access tokens; `None` without it.
+    oauth: Option<Arc<OAuth>>,
     /// Prometheus metrics, shared with the agents.
     metrics: Arc<Metrics>,
     /// This replica's cluster membership; `None` in single-node mode.
@@ -78,7 +81,12 @@ impl AppState {
         let settings = Arc::new(settings);
         let metrics = registry.resources().metrics.clone();
         let clients = Clients::new(&settings.clients, settings.limits)
-            .with_meter_loopback(settings.meter_loopback);
+            .with_meter_loopback(settings.meter_loopback)
+            .with_oauth(settings.oauth.is_some());
+        let oauth = settings
+            .oauth
+            .clone()
+            .map(|spec| Arc::new(OAuth::new(spec)));
         let limits = RateLimits::new(&clients, cluster.clone());
         let sessions = match &cluster {
             Some(c) => {
@@ -106,6 +114,7 @@ impl AppState {
             sessions,
             clients,
             limits,
+            oauth,
             metrics,
             cluster,
             cancel,
@@ -144,6 +153,11 @@ impl AppState {
     /// The limits.
     pub fn limits(&self) -> &RateLimits {
         &self.0.limits
+    }
+
+    /// The OAuth resource server, with `[auth.oauth]`.
+    pub fn oauth(&self) -> Option<&Arc<OAuth>> {
+        self.0.oauth.as_ref()
     }
 
     /// The metrics.

@@ -38,11 +38,13 @@ pub struct SharedSession {
     pub initialize: InitializeRequestParams,
 }
 
-/// `client:<name>` or `ip:<address>`: how a session's owner is written in Redis.
+/// `client:<name>`, `ip:<address>` or `principal:<subject>`: how a session's owner is
+/// written in Redis.
 pub fn owner_tag(key: &ClientKey) -> String {
     match key {
         ClientKey::Named(name) => format!("client:{name}"),
         ClientKey::Ip(ip) => format!("ip:{ip}"),
+        ClientKey::Principal(subject) => format!("principal:{subject}"),
     }
 }
 

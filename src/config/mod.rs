@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod error;
 pub mod interpolate;
 pub mod name;
+pub mod oauth;
 pub mod proxies;
 
 use std::collections::HashMap;
@@ -55,6 +56,9 @@ pub struct GatewayConfig {
     /// `[metrics]`: who may scrape `/metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[auth]`: OAuth access tokens (`[auth.oauth]`), besides `[[clients]]` tokens.
+    #[serde(default)]
+    pub auth: oauth::AuthConfig,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -205,6 +209,9 @@ pub struct ServerSpec {
     /// defaults (or no file) lets one developer on the gateway's machine call freely.
     /// Settings made in code meter every peer (`true`).
     pub meter_loopback: bool,
+    /// `[auth.oauth]`: access tokens of an authorization server are accepted; `None`: only
+    /// the clients' tokens (or open access).
+    pub oauth: Option<oauth::OAuthSpec>,
 }
 
 impl Default for ServerSpec {
@@ -300,6 +307,7 @@ impl ServerSpec {
             default_agent: DefaultAgent::Auto,
             metrics_public: false,
             meter_loopback: true,
+            oauth: None,
         }
     }
 }
@@ -321,16 +329,24 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
         .map(|c| cluster::ClusterSpec::from_config(c, path))
         .transpose();
     let settings = ServerSpec::from_config(config.server, path);
-    let (mut settings, (limits, clients), cluster) = match (settings, clients, cluster) {
-        (Ok(s), Ok(c), Ok(cl)) => (s, c, cl),
-        (s, c, cl) => {
-            let mut errors = Errors::default();
-            errors.extend(s.err().unwrap_or_default().0);
-            errors.extend(c.err().unwrap_or_default());
-            errors.extend(cl.err().unwrap_or_default().0);
-            return Err(errors);
-        }
-    };
+    let oauth = config
+        .auth
+        .oauth
+        .map(|c| oauth::validate(path, c))
+        .transpose();
+    let (mut settings, (limits, clients), cluster, oauth) =
+        match (settings, clients, cluster, oauth) {
+            (Ok(s), Ok(c), Ok(cl), Ok(o)) => (s, c, cl, o),
+            (s, c, cl, o) => {
+                let mut errors = Errors::default();
+                errors.extend(s.err().unwrap_or_default().0);
+                errors.extend(c.err().unwrap_or_default());
+                errors.extend(cl.err().unwrap_or_default().0);
+                errors.extend(o.err().unwrap_or_default());
+                return Err(errors);
+            }
+        };
+    settings.oauth = oauth;
     settings.limits = limits;
     settings.clients = clients;
     settings.cluster = cluster;

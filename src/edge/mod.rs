@@ -5,8 +5,10 @@
 //!    hop from another replica (cluster mode) is recognised.
 //! 2. [`client_address`]: who is at the other end (trusted proxies, a replica's hop).
 //! 3. [`route`]: which agent, which URL kind.
-//! 4. admit: who is calling ([`crate::clients`]), then its limits ([`crate::ratelimit`]),
-//!    before any session is looked up (in cluster mode a lookup may cost a Redis round trip).
+//! 4. admit: who is calling ([`identify`]: a client's token ([`crate::clients`]), else, with
+//!    `[auth.oauth]`, an access token ([`crate::oauth`])), then its limits
+//!    ([`crate::ratelimit`]), before any session is looked up (in cluster mode a lookup may
+//!    cost a Redis round trip).
 //! 5. the transport: legacy SSE ([`crate::mcp::sse`]) or Streamable HTTP
 //!    ([`crate::mcp::streamable`]),
 //!    which hands each message to the agent's handler.
@@ -22,7 +24,7 @@ pub mod linger;
 mod peek;
 
 use crate::clients::{Caller, Refusal};
-use crate::error::Error;
+use crate::error::{Challenge, Error};
 use crate::mcp::request::{CallerName, ClientIp, RequestId};
 use crate::mcp::served::ServedAgent;
 use crate::mcp::{sse, streamable};
@@ -86,10 +88,7 @@ impl AgentRoutes {
                 None => return Err(no_route(state, req.uri().path())),
             },
         };
-        let caller = state
-            .clients()
-            .identify(crate::auth::bearer(req.headers()), ip, &name)
-            .map_err(|r| refused(state, r, None, &name))?;
+        let caller = identify(state, req.headers(), ip, &name, kind, root).await?;
         let agent = state
             .agent(&name)
             .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
@@ -346,6 +345,84 @@ impl Call<'_> {
         }
         Ok(())
     }
+}
+
+/// Stage 4, who: a configured client's token is that client; otherwise, with `[auth.oauth]`,
+/// the bearer is an access token for this agent's URL and its principal is the caller (with
+/// the scopes the agent needs); with neither, [`crate::clients::Clients::identify`] decides
+/// (open access, or 401).
+async fn identify(
+    state: &AppState,
+    headers: &poem::http::HeaderMap,
+    ip: IpAddr,
+    agent: &str,
+    kind: Kind,
+    root: bool,
+) -> Result<Caller, Error> {
+    let token = crate::auth::bearer(headers);
+    let Some(oauth) = state.oauth() else {
+        return state
+            .clients()
+            .identify(token, ip, agent)
+            .map_err(|r| refused(state, r, None, agent));
+    };
+    let prefix = if root {
+        String::new()
+    } else {
+        format!("/agents/{agent}")
+    };
+    let transport = match kind {
+        Kind::Mcp => "mcp",
+        Kind::Sse | Kind::Messages => "sse",
+    };
+    let path = format!("{prefix}/{transport}");
+    let needed = oauth.spec().scopes_for(agent);
+    let challenge = || {
+        Box::new(Challenge {
+            resource_metadata: oauth.metadata_url(&path),
+            scope: (!needed.is_empty()).then(|| needed.join(" ")),
+        })
+    };
+    let Some(token) = token else {
+        return Err(Error::InvalidToken {
+            message: format!(
+                "missing bearer token: get an access token from the authorization server named at {} and send Authorization: Bearer <token>",
+                oauth.metadata_url(&path)
+            ),
+            sent: false,
+            challenge: challenge(),
+        });
+    };
+    if let Some(client) = state.clients().client_of(token) {
+        return state
+            .clients()
+            .named_caller(client, agent)
+            .map_err(|r| refused(state, r, None, agent));
+    }
+    // The token may be for the gateway (the audience) or for this agent's URL, on either
+    // transport (one agent, one resource).
+    let resources = [
+        oauth.resource(""),
+        oauth.resource(&format!("{prefix}/mcp")),
+        oauth.resource(&format!("{prefix}/sse")),
+    ];
+    let principal = oauth.verify(token, &resources).await.map_err(|e| match e {
+        crate::oauth::TokenError::Invalid(message) => Error::InvalidToken {
+            message,
+            sent: true,
+            challenge: challenge(),
+        },
+        crate::oauth::TokenError::Unavailable(m) => Error::AuthServerUnavailable(m),
+    })?;
+    let missing = oauth.missing_scopes(&principal, agent);
+    if !missing.is_empty() {
+        return Err(Error::InsufficientScope {
+            agent: agent.to_owned(),
+            missing: missing.join(" "),
+            challenge: challenge(),
+        });
+    }
+    Ok(state.clients().principal_caller(principal))
 }
 
 /// Who sent a request: its client, its address (`ip`, as the edge resolved it) and user agent.

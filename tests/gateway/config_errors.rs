@@ -240,3 +240,48 @@ fn exposing_tools_without_any_is_an_error_naming_file_and_key() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn oauth_settings_are_checked_naming_file_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("switchboard.toml");
+    std::fs::write(
+        &cfg,
+        "[auth.oauth]\nissuer = \"http://login.example.com\"\naudience = \"https://gw.example.com\"\nalgorithms = [\"none\"]\n[auth.oauth.agent_scopes]\nnobody = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = crate::support::binary::switchboard()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in ["auth.oauth.issuer: ", "auth.oauth.algorithms[0]: "] {
+        assert!(
+            stderr.contains(&format!("switchboard.toml: {key}")),
+            "{key}: {stderr}"
+        );
+    }
+    // Unknown agents are found once the file itself is valid.
+    std::fs::write(
+        &cfg,
+        "[auth.oauth]\nissuer = \"http://127.0.0.1:9\"\naudience = \"https://gw.example.com\"\n[auth.oauth.agent_scopes]\nnobody = [\"x\"]\n",
+    )
+    .unwrap();
+    let out = crate::support::binary::switchboard()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .arg("--agents")
+        .arg(fixture("agents/valid"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("switchboard.toml: auth.oauth.agent_scopes.nobody: unknown agent"),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,7 @@ mod early_answers;
 mod mcp_sse;
 mod mcp_streamable;
 mod metrics;
+mod oauth;
 mod openapi_spec;
 mod parking;
 mod promises;

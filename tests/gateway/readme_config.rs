@@ -25,7 +25,9 @@ fn accepted() -> (Keys, Keys) {
             "{PROBE} = 1\n[server]\n{PROBE} = 1\n[admin]\n{PROBE} = 1\n[limits]\n{PROBE} = 1\n\
              [[clients]]\nname = \"a\"\ntoken = \"b\"\nagents = [\"*\"]\n{PROBE} = 1\n\
              [cluster]\nredis_url = \"redis://127.0.0.1:1\"\n{PROBE} = 1\n\
-             [metrics]\n{PROBE} = 1\n"
+             [metrics]\n{PROBE} = 1\n\
+             [auth]\n{PROBE} = 1\n[auth.oauth]\nissuer = \"http://127.0.0.1:1\"\n\
+             audience = \"http://127.0.0.1:2\"\n{PROBE} = 1\n[auth.oauth.claims]\n{PROBE} = 1\n"
         ),
     )
     .unwrap();
@@ -93,7 +95,7 @@ fn accepted() -> (Keys, Keys) {
     }
     assert_eq!(
         server.len(),
-        7,
+        10,
         "`switchboard check` named the keys of every switchboard.toml table:\n{text}"
     );
     assert_eq!(
@@ -112,7 +114,11 @@ fn readme() -> String {
 /// The keys of the README's `switchboard.toml` examples: every TOML block with one of the
 /// gateway's tables, keys in comments (`# node_id = ...`) counted.
 fn documented_server_keys(readme: &str) -> Keys {
-    let tables = ["server", "admin", "limits", "clients", "cluster", "metrics"];
+    let tables = [
+        "server", "admin", "limits", "clients", "cluster", "metrics", "auth",
+    ];
+    // Tables inside tables; any other nested table is a map (`agent_scopes`), one key.
+    let nested = ["auth.oauth", "auth.oauth.claims"];
     let mut keys = Keys::new();
     for block in readme.split("```toml").skip(1) {
         let block = block.split("```").next().unwrap_or_default();
@@ -134,8 +140,12 @@ fn documented_server_keys(readme: &str) -> Keys {
         if !parsed.keys().any(|k| tables.contains(&k.as_str())) {
             continue;
         }
-        for (table, value) in &parsed {
+        let mut stack: Vec<(String, &toml::Value)> =
+            parsed.iter().map(|(k, v)| (k.clone(), v)).collect();
+        for table in parsed.keys() {
             keys.entry(String::new()).or_default().insert(table.clone());
+        }
+        while let Some((table, value)) = stack.pop() {
             let entries = match value {
                 toml::Value::Table(t) => vec![t],
                 toml::Value::Array(a) => a.iter().filter_map(|v| v.as_table()).collect(),
@@ -145,6 +155,12 @@ fn documented_server_keys(readme: &str) -> Keys {
                 keys.entry(table.clone())
                     .or_default()
                     .extend(entry.keys().cloned());
+                for (k, v) in entry {
+                    let path = format!("{table}.{k}");
+                    if nested.contains(&path.as_str()) {
+                        stack.push((path, v));
+                    }
+                }
             }
         }
     }

@@ -33,6 +33,9 @@ pub struct Options {
     pub bind: SocketAddr,
     /// Whether changes to the agents directory are applied live.
     pub watch: bool,
+    /// A listener already bound (its address known before the settings are made, e.g. for
+    /// `[auth.oauth]`'s audience); `None`: bind `bind`.
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             vars: Vars::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch: false,
+            listener: None,
             settings: ServerSpec {
                 // Tests that are not about limits must never meet them (they all come
                 // from one IP).
@@ -96,7 +100,10 @@ impl TestGateway {
             .unwrap_or_else(|e| panic!("fixture agents must load: {e}"));
         registry.connect_upstreams().await;
         // Bind first, then serve: the address is known before any request is made.
-        let listener = tokio::net::TcpListener::bind(opts.bind).await.unwrap();
+        let listener = match opts.listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(opts.bind).await.unwrap(),
+        };
         let addr = listener.local_addr().unwrap();
         let state = AppState::new(opts.settings, registry);
         if opts.watch {

@@ -1,6 +1,6 @@
 //! What the tests share: the stand-ins for what cannot run here (a scripted LLM, a ServiceNow
 //! instance), the real programs the tests drive (the gateway binary, Chromium, nginx with the
-//! compose file's balancer config), the MCP scenarios run on both incident stores, and small
+//! compose file's balancer config, oidc-provider), the MCP scenarios run on both incident stores, and small
 //! helpers.
 
 pub mod binary;
@@ -10,4 +10,5 @@ pub mod fake_llm;
 pub mod fake_servicenow;
 pub mod helpers;
 pub mod nginx;
+pub mod oidc;
 pub mod scenarios;

@@ -1,0 +1,404 @@
+//! `[auth.oauth]` of `switchboard.toml`: the gateway as an OAuth 2.1 resource server (the MCP
+//! authorization spec): which issuer's access tokens it accepts, for which audience, and how
+//! their claims map to a principal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{AgentName, Error};
+
+/// `[auth]`: how MCP callers prove who they are, besides `[[clients]]` tokens.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `[auth.oauth]`: accept access tokens of an authorization server. None: only
+    /// `[[clients]]` tokens (or open access without them).
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[auth.oauth]`, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorization server's issuer identifier; its keys are found by discovery from it
+    /// (OpenID `/.well-known/openid-configuration`, else RFC 8414). `https://`, or `http://`
+    /// on a loopback address only.
+    pub issuer: String,
+    /// This resource's identifier: a token's `aud` must be it (or the URL of the agent it
+    /// calls). Usually the gateway's public base URL.
+    pub audience: String,
+    /// The gateway's public base URL, for the metadata URLs it hands out. Default: the
+    /// audience (which must then be an `http(s)://` URL).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Signature algorithms accepted. Default: the asymmetric ones (RS*, PS*, ES256, ES384,
+    /// EdDSA). `none` and the HMAC ones are refused.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Seconds of clock difference allowed on `exp` and `nbf`. Default 60.
+    #[serde(default)]
+    pub clock_skew_secs: Option<u64>,
+    /// Scopes every token needs, on every agent. Default: none.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Scopes a token needs on one agent, besides `required_scopes`: `servicenow = ["incidents"]`.
+    #[serde(default)]
+    pub agent_scopes: BTreeMap<String, Vec<String>>,
+    /// Scopes advertised in the protected resource metadata. Default: the required ones.
+    #[serde(default)]
+    pub scopes_supported: Option<Vec<String>>,
+    /// An unknown key id refetches the issuer's key set at most once per this many seconds
+    /// (a flood of forged tokens cannot hammer the authorization server). Default 30.
+    #[serde(default)]
+    pub jwks_refetch_cooldown_secs: Option<u64>,
+    /// Seconds the key set is kept before it is fetched again. Default 3600.
+    #[serde(default)]
+    pub jwks_max_age_secs: Option<u64>,
+    /// `[auth.oauth.claims]`: which claims carry the principal.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+/// `[auth.oauth.claims]`: claim names; a dotted name reads a nested claim
+/// (`realm_access.roles`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    /// Who: default `sub`.
+    pub subject: String,
+    /// Which application: default `client_id` (then `azp`).
+    pub client_id: String,
+    /// The scopes, a space-separated string or an array: default `scope` (Entra ID: `scp`).
+    pub scopes: String,
+    /// Groups or roles, an array or a string: default `groups`.
+    pub groups: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            client_id: "client_id".into(),
+            scopes: "scope".into(),
+            groups: "groups".into(),
+        }
+    }
+}
+
+/// `[auth.oauth]`, validated.
+#[derive(Debug, Clone)]
+pub struct OAuthSpec {
+    /// The issuer, as configured (a token's `iss` must equal it).
+    pub issuer: String,
+    /// The audience.
+    pub audience: String,
+    /// The public base URL, without a trailing `/`.
+    pub public_url: String,
+    /// Accepted algorithms.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Clock skew allowed.
+    pub clock_skew: Duration,
+    /// Scopes needed on every agent.
+    pub required_scopes: Vec<String>,
+    /// Scopes needed per agent, besides those.
+    pub agent_scopes: BTreeMap<String, Vec<String>>,
+    /// Scopes advertised.
+    pub scopes_supported: Vec<String>,
+    /// Least time between two refetches for unknown key ids.
+    pub jwks_refetch_cooldown: Duration,
+    /// How long a fetched key set is used.
+    pub jwks_max_age: Duration,
+    /// Claim names.
+    pub claims: ClaimsConfig,
+}
+
+impl OAuthSpec {
+    /// The scopes a token needs to call `agent`.
+    pub fn scopes_for(&self, agent: &str) -> Vec<&str> {
+        let mut scopes: Vec<&str> = self.required_scopes.iter().map(String::as_str).collect();
+        for s in self.agent_scopes.get(agent).into_iter().flatten() {
+            if !scopes.contains(&s.as_str()) {
+                scopes.push(s);
+            }
+        }
+        scopes
+    }
+}
+
+/// The algorithms accepted when `algorithms` is not set.
+const DEFAULT_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Validates `[auth.oauth]` of `file`.
+///
+/// # Errors
+/// Every problem, naming `file` and the key.
+pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
+    let mut errors = Vec::new();
+    let key = |k: &str| format!("auth.oauth.{k}");
+    if let Err(e) = check_url(&c.issuer, true) {
+        errors.push(Error::key(file, key("issuer"), e));
+    }
+    let audience = c.audience.trim().to_owned();
+    if audience.is_empty() {
+        errors.push(Error::key(
+            file,
+            key("audience"),
+            "must not be empty: the resource identifier tokens are issued for (the gateway's public URL)",
+        ));
+    }
+    let public_url = match &c.public_url {
+        Some(u) => {
+            if let Err(e) = check_url(u, false) {
+                errors.push(Error::key(file, key("public_url"), e));
+            }
+            u.trim_end_matches('/').to_owned()
+        }
+        None => {
+            if !audience.is_empty() && check_url(&audience, false).is_err() {
+                errors.push(Error::key(
+                    file,
+                    key("public_url"),
+                    format!("is needed: the audience {audience:?} is not an http(s) URL, so set the gateway's public base URL here"),
+                ));
+            }
+            audience.trim_end_matches('/').to_owned()
+        }
+    };
+    let names: Vec<String> = c
+        .algorithms
+        .unwrap_or_else(|| DEFAULT_ALGORITHMS.map(String::from).to_vec());
+    if names.is_empty() {
+        errors.push(Error::key(
+            file,
+            key("algorithms"),
+            "must name at least one algorithm",
+        ));
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let at = key(&format!("algorithms[{i}]"));
+        if name.eq_ignore_ascii_case("none") {
+            errors.push(Error::key(
+                file,
+                at,
+                "\"none\" (unsigned tokens) is never accepted",
+            ));
+        } else if name.starts_with("HS") {
+            errors.push(Error::key(
+                file,
+                at,
+                format!("{name:?} is a shared-secret algorithm; a resource server verifies with the issuer's public keys: use RS256, PS256, ES256 or EdDSA"),
+            ));
+        } else {
+            match jsonwebtoken::Algorithm::from_str(name) {
+                Ok(a) => algorithms.push(a),
+                Err(_) => errors.push(Error::key(
+                    file,
+                    at,
+                    format!(
+                        "unknown algorithm {name:?}; known: {}",
+                        DEFAULT_ALGORITHMS.join(", ")
+                    ),
+                )),
+            }
+        }
+    }
+    let mut scope_lists: Vec<(String, &Vec<String>)> =
+        vec![(key("required_scopes"), &c.required_scopes)];
+    for (agent, scopes) in &c.agent_scopes {
+        if let Err(e) = AgentName::parse(agent) {
+            errors.push(Error::key(file, key(&format!("agent_scopes.{agent}")), e));
+        }
+        scope_lists.push((key(&format!("agent_scopes.{agent}")), scopes));
+    }
+    if let Some(s) = &c.scopes_supported {
+        scope_lists.push((key("scopes_supported"), s));
+    }
+    for (at, scopes) in &scope_lists {
+        for (i, s) in scopes.iter().enumerate() {
+            if s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+            {
+                errors.push(Error::key(
+                    file,
+                    format!("{at}[{i}]"),
+                    format!("{s:?} is not a scope: use visible ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)"),
+                ));
+            }
+        }
+    }
+    for (k, v) in [
+        ("claims.subject", &c.claims.subject),
+        ("claims.client_id", &c.claims.client_id),
+        ("claims.scopes", &c.claims.scopes),
+        ("claims.groups", &c.claims.groups),
+    ] {
+        if v.trim().is_empty() {
+            errors.push(Error::key(file, key(k), "must name a claim"));
+        }
+    }
+    let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+    let jwks_max_age = secs(c.jwks_max_age_secs, 3600);
+    if jwks_max_age.is_zero() {
+        errors.push(Error::key(
+            file,
+            key("jwks_max_age_secs"),
+            "must be at least 1",
+        ));
+    }
+    let scopes_supported = c.scopes_supported.clone().unwrap_or_else(|| {
+        let mut all = c.required_scopes.clone();
+        for s in c.agent_scopes.values().flatten() {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+        all
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(OAuthSpec {
+        issuer: c.issuer,
+        audience,
+        public_url,
+        algorithms,
+        clock_skew: secs(c.clock_skew_secs, 60),
+        required_scopes: c.required_scopes,
+        agent_scopes: c.agent_scopes,
+        scopes_supported,
+        jwks_refetch_cooldown: secs(c.jwks_refetch_cooldown_secs, 30),
+        jwks_max_age,
+        claims: c.claims,
+    })
+}
+
+/// Whether `url` is an `https://` URL, or an `http://` one on a loopback address (`issuer`:
+/// said as the issuer's rule).
+fn check_url(url: &str, issuer: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("{url:?} is not a URL ({e}): expected https://host[/path]"))?;
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must have no query or fragment"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&parsed) => Ok(()),
+        "http" if !issuer => Ok(()),
+        "http" => Err(format!(
+            "{url:?} uses http:// on a host that is not loopback: an issuer must be https:// (http:// only on 127.0.0.1, [::1] or localhost, for a local identity provider)"
+        )),
+        other => Err(format!("{url:?} has scheme {other:?}: expected https://")),
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some(host) => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(issuer: &str, audience: &str) -> OAuthConfig {
+        toml::from_str(&format!("issuer = {issuer:?}\naudience = {audience:?}")).unwrap()
+    }
+
+    fn messages(c: OAuthConfig) -> Vec<String> {
+        validate(Path::new("switchboard.toml"), c)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn http_issuers_only_on_loopback() {
+        for ok in [
+            "https://login.example.com/realms/acme",
+            "http://127.0.0.1:8081",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            assert!(
+                messages(config(ok, "https://gw.example.com")).is_empty(),
+                "{ok}"
+            );
+        }
+        let m = messages(config("http://login.example.com", "https://gw.example.com"));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("switchboard.toml: auth.oauth.issuer: "),
+            "{m:?}"
+        );
+        assert!(m[0].contains("loopback"), "{m:?}");
+    }
+
+    #[test]
+    fn a_non_url_audience_needs_a_public_url_and_bad_values_are_named() {
+        let m = messages(config("https://idp.example.com", "api://switchboard"));
+        assert!(
+            m.iter()
+                .any(|m| m.contains("auth.oauth.public_url: is needed")),
+            "{m:?}"
+        );
+        let mut c = config("https://idp.example.com", "https://gw.example.com");
+        c.algorithms = Some(vec![
+            "none".into(),
+            "HS256".into(),
+            "XX1".into(),
+            "ES256".into(),
+        ]);
+        c.required_scopes = vec!["a b".into()];
+        c.agent_scopes.insert("Bad Name".into(), vec!["x".into()]);
+        let m = messages(c);
+        for k in [
+            "algorithms[0]",
+            "algorithms[1]",
+            "algorithms[2]",
+            "required_scopes[0]",
+            "agent_scopes.Bad Name",
+        ] {
+            assert!(
+                m.iter().any(|m| m.contains(&format!("auth.oauth.{k}"))),
+                "{k}: {m:?}"
+            );
+        }
+        assert_eq!(m.len(), 5, "{m:?}");
+    }
+
+    #[test]
+    fn scopes_needed_per_agent_and_advertised() {
+        let mut c = config("https://idp.example.com", "https://gw.example.com/");
+        c.required_scopes = vec!["mcp".into()];
+        c.agent_scopes
+            .insert("servicenow".into(), vec!["incidents".into(), "mcp".into()]);
+        let spec = validate(Path::new("s.toml"), c).unwrap();
+        assert_eq!(spec.scopes_for("servicenow"), ["mcp", "incidents"]);
+        assert_eq!(spec.scopes_for("other"), ["mcp"]);
+        assert_eq!(spec.scopes_supported, ["mcp", "incidents"]);
+        assert_eq!(spec.public_url, "https://gw.example.com");
+        assert_eq!(spec.clock_skew, Duration::from_secs(60));
+    }
+}

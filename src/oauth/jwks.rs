@@ -1,0 +1,292 @@
+//! The issuer's signing keys: found by discovery (OpenID `/.well-known/openid-configuration`,
+//! then RFC 8414 `/.well-known/oauth-authorization-server`), fetched from its `jwks_uri`,
+//! cached, and fetched again when too old or when a token names a key id the cache lacks, at
+//! most once per cooldown (so a flood of tokens with made-up key ids costs the authorization
+//! server one request per cooldown, not one per token).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+
+/// One verification key of the issuer.
+pub struct Key {
+    /// The key.
+    pub key: DecodingKey,
+    /// The algorithm the key set names for it (`alg`), if any: a token's must then be it.
+    pub alg: Option<String>,
+}
+
+/// The keys fetched last, by key id (`""` for a key without one).
+#[derive(Default)]
+struct Keys {
+    by_kid: HashMap<String, Arc<Key>>,
+    fetched_at: Option<Instant>,
+}
+
+/// Fetches made, and when, guarded by one lock so that concurrent misses make one fetch.
+#[derive(Default)]
+struct Fetches {
+    /// The key set's URL, once discovered.
+    jwks_uri: Option<String>,
+    /// When an unknown key id last caused a fetch.
+    last_refetch: Option<Instant>,
+    /// When a fetch last failed.
+    last_failure: Option<Instant>,
+}
+
+/// Why no key could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// The key set has no key with the token's key id (after one refetch, or within the
+    /// cooldown).
+    UnknownKid(String),
+    /// The token names no key id and the key set has more than one key.
+    NoKid,
+    /// Discovery or the key set failed; the message says where and why.
+    Unavailable(String),
+}
+
+/// Least time between two attempts after a failed fetch.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// Longest time one discovery or key set request may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The issuer's key set, cached.
+pub struct KeySet {
+    /// The HTTP client, or why it could not be built (said on every fetch).
+    http: Result<reqwest::Client, String>,
+    issuer: String,
+    cooldown: Duration,
+    max_age: Duration,
+    /// Read without a lock on every request.
+    keys: ArcSwap<Keys>,
+    /// Held while fetching.
+    fetches: tokio::sync::Mutex<Fetches>,
+}
+
+impl KeySet {
+    /// The key set of `issuer`; nothing is fetched until a token needs a key.
+    pub fn new(issuer: &str, cooldown: Duration, max_age: Duration) -> Self {
+        // reqwest panics building a client before a TLS provider is installed; installing
+        // it again is harmless.
+        crate::net::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {}", crate::net::innermost(&e)));
+        Self {
+            http,
+            issuer: issuer.to_owned(),
+            cooldown,
+            max_age,
+            keys: ArcSwap::from_pointee(Keys::default()),
+            fetches: tokio::sync::Mutex::new(Fetches::default()),
+        }
+    }
+
+    /// The key with id `kid` (or the only key, for a token without one).
+    ///
+    /// # Errors
+    /// See [`KeyError`].
+    pub async fn key(&self, kid: Option<&str>) -> Result<Arc<Key>, KeyError> {
+        let keys = self.keys.load();
+        let fresh = |k: &Keys| k.fetched_at.is_some_and(|t| t.elapsed() <= self.max_age);
+        if fresh(&keys)
+            && let Some(key) = find(&keys, kid)?
+        {
+            return Ok(key);
+        }
+        drop(keys);
+        let mut fetches = self.fetches.lock().await;
+        // Another request may have fetched while this one waited.
+        let keys = self.keys.load_full();
+        if fresh(&keys) {
+            if let Some(key) = find(&keys, kid)? {
+                return Ok(key);
+            }
+            // A fresh set without the key: refetch once per cooldown.
+            if fetches
+                .last_refetch
+                .is_some_and(|t| t.elapsed() < self.cooldown)
+            {
+                return Err(unknown(kid));
+            }
+            fetches.last_refetch = Some(Instant::now());
+        } else if fetches
+            .last_failure
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE.min(self.cooldown))
+        {
+            // The last attempt failed moments ago: do not hammer the server. Keys that
+            // are merely old are still used meanwhile.
+            return match find(&keys, kid)? {
+                Some(key) => Ok(key),
+                None => Err(KeyError::Unavailable(
+                    "the authorization server's keys could not be fetched moments ago; retry shortly".into(),
+                )),
+            };
+        }
+        match self.fetch(&mut fetches).await {
+            Ok(new) => {
+                fetches.last_failure = None;
+                let found = find(&new, kid);
+                self.keys.store(Arc::new(new));
+                found?.ok_or_else(|| unknown(kid))
+            }
+            Err(e) => {
+                fetches.last_failure = Some(Instant::now());
+                tracing::warn!(issuer = %self.issuer, error = %e, "Could not fetch the authorization server's keys.");
+                match find(&keys, kid)? {
+                    Some(key) => Ok(key),
+                    None => Err(KeyError::Unavailable(e)),
+                }
+            }
+        }
+    }
+
+    /// Discovers the key set's URL (once) and fetches it.
+    async fn fetch(&self, fetches: &mut Fetches) -> Result<Keys, String> {
+        let uri = match &fetches.jwks_uri {
+            Some(u) => u.clone(),
+            None => {
+                let u = self.discover().await?;
+                fetches.jwks_uri = Some(u.clone());
+                u
+            }
+        };
+        let body: serde_json::Value = self.get_json(&uri).await?;
+        let entries = body
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| format!("the key set at {uri} has no \"keys\" array"))?;
+        let mut by_kid = HashMap::new();
+        for entry in entries {
+            // Keys this crate cannot read (other types, encryption keys) are skipped, not
+            // fatal: identity providers publish those beside their signing keys.
+            let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+                continue;
+            };
+            if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+                continue;
+            }
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
+            let alg = jwk.common.key_algorithm.map(|a| format!("{a:?}"));
+            by_kid.insert(
+                jwk.common.key_id.clone().unwrap_or_default(),
+                Arc::new(Key { key, alg }),
+            );
+        }
+        tracing::info!(issuer = %self.issuer, keys = by_kid.len(), "Fetched the authorization server's keys.");
+        Ok(Keys {
+            by_kid,
+            fetched_at: Some(Instant::now()),
+        })
+    }
+
+    /// The `jwks_uri` of the issuer's metadata: OpenID discovery, then RFC 8414. The
+    /// metadata's `issuer` must be the configured one.
+    async fn discover(&self) -> Result<String, String> {
+        let mut failures = Vec::new();
+        for url in discovery_urls(&self.issuer) {
+            match self.get_json(&url).await {
+                Ok(doc) => {
+                    let issuer = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
+                    if issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
+                        failures.push(format!(
+                            "{url} names issuer {issuer:?}, not the configured {:?}",
+                            self.issuer
+                        ));
+                        continue;
+                    }
+                    match doc.get("jwks_uri").and_then(|v| v.as_str()) {
+                        Some(uri) => return Ok(uri.to_owned()),
+                        None => failures.push(format!("{url} has no jwks_uri")),
+                    }
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(format!(
+            "discovery of {} failed: {}",
+            self.issuer,
+            failures.join("; ")
+        ))
+    }
+
+    async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        let response = self
+            .http
+            .as_ref()
+            .map_err(Clone::clone)?
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                let cause = crate::net::network_cause(&e)
+                    .map_or_else(|| crate::net::innermost(&e).to_string(), str::to_owned);
+                format!("{url}: {cause}")
+            })?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| format!("{url} did not answer JSON: {e}"))
+    }
+}
+
+/// Where an issuer's metadata may be: `<issuer>/.well-known/openid-configuration`, then
+/// RFC 8414's `/.well-known/oauth-authorization-server` inserted before the issuer's path.
+pub fn discovery_urls(issuer: &str) -> Vec<String> {
+    let trimmed = issuer.trim_end_matches('/');
+    let mut urls = vec![format!("{trimmed}/.well-known/openid-configuration")];
+    if let Ok(url) = reqwest::Url::parse(trimmed) {
+        let path = url.path().trim_end_matches('/');
+        let origin = url.origin().ascii_serialization();
+        urls.push(format!(
+            "{origin}/.well-known/oauth-authorization-server{path}"
+        ));
+    }
+    urls
+}
+
+fn find(keys: &Keys, kid: Option<&str>) -> Result<Option<Arc<Key>>, KeyError> {
+    match kid {
+        Some(kid) => Ok(keys.by_kid.get(kid).cloned()),
+        None if keys.by_kid.len() == 1 => Ok(keys.by_kid.values().next().cloned()),
+        None if keys.by_kid.is_empty() => Ok(None),
+        None => Err(KeyError::NoKid),
+    }
+}
+
+fn unknown(kid: Option<&str>) -> KeyError {
+    KeyError::UnknownKid(kid.unwrap_or("").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_looks_in_both_places() {
+        assert_eq!(
+            discovery_urls("https://idp.example.com/realms/acme/"),
+            [
+                "https://idp.example.com/realms/acme/.well-known/openid-configuration",
+                "https://idp.example.com/.well-known/oauth-authorization-server/realms/acme"
+            ]
+        );
+        assert_eq!(
+            discovery_urls("http://127.0.0.1:9000")[1],
+            "http://127.0.0.1:9000/.well-known/oauth-authorization-server"
+        );
+    }
+}

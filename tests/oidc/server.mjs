@@ -1,0 +1,114 @@
+// A real authorization server for the gateway's OAuth tests: oidc-provider (a certified
+// OpenID Connect provider) on a free loopback port, issuing JWT access tokens by the client
+// credentials grant with resource indicators (RFC 8707).
+//
+// It binds 127.0.0.1:0 itself and prints one line, {"issuer": "http://127.0.0.1:<port>"},
+// once it answers. Besides the provider's own endpoints, /test/* lets a test:
+//   POST /test/rotate         publish a new signing key first (new kid), keep the old one
+//   POST /test/mint           sign arbitrary claims: {"claims": {...}, "key": "current" |
+//                             "stranger" (a key the provider never published), "kid": "..."}
+//   GET  /test/jwks-requests  how often the key set (/jwks) was fetched
+import http from 'node:http';
+import Provider from 'oidc-provider';
+import * as jose from 'jose';
+
+const server = http.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+let generation = 0;
+async function newKey() {
+  generation += 1;
+  const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
+  return { ...(await jose.exportJWK(privateKey)), kid: `key-${generation}`, alg: 'RS256', use: 'sig' };
+}
+
+const SCOPES = 'mcp:tools incidents';
+const clients = [
+  // May have every scope.
+  { client_id: 'mcp-client', client_secret: 'mcp-secret', scope: SCOPES },
+  // May have mcp:tools only: meets the 403 step-up challenge on an agent needing more.
+  { client_id: 'narrow-client', client_secret: 'narrow-secret', scope: 'mcp:tools' },
+].map((c) => ({
+  ...c,
+  grant_types: ['client_credentials'],
+  redirect_uris: [],
+  response_types: [],
+  token_endpoint_auth_method: 'client_secret_post',
+}));
+
+function provider(keys) {
+  return new Provider(issuer, {
+    clients,
+    jwks: { keys },
+    scopes: ['openid', ...SCOPES.split(' ')],
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => undefined,
+        useGrantedResource: () => true,
+        // Every resource is one of the gateway's: its access tokens are JWTs for it.
+        getResourceServerInfo: (_ctx, resource) => ({
+          scope: SCOPES,
+          audience: resource,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+  });
+}
+
+let keys = [await newKey()];
+let current = provider(keys).callback();
+let jwksRequests = 0;
+
+async function body(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
+}
+
+function json(res, status, value) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(value));
+}
+
+async function control(req, res) {
+  const path = req.url.split('?')[0];
+  if (req.method === 'GET' && path === '/test/jwks-requests') {
+    return json(res, 200, { count: jwksRequests });
+  }
+  if (req.method === 'POST' && path === '/test/rotate') {
+    keys = [await newKey(), ...keys];
+    current = provider(keys).callback();
+    return json(res, 200, { kid: keys[0].kid });
+  }
+  if (req.method === 'POST' && path === '/test/mint') {
+    const { claims = {}, key = 'current', kid } = await body(req);
+    const signer = key === 'stranger' ? (await newKey()) : keys[0];
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new jose.SignJWT({ iss: issuer, iat: now, exp: now + 300, ...claims })
+      .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: kid ?? keys[0].kid })
+      .sign(await jose.importJWK(signer, 'RS256'));
+    return json(res, 200, { token });
+  }
+  return json(res, 404, { error: `no test endpoint ${req.method} ${path}` });
+}
+
+server.on('request', (req, res) => {
+  if (req.url.startsWith('/test/')) {
+    control(req, res).catch((e) => json(res, 500, { error: String(e) }));
+    return;
+  }
+  if (req.url.split('?')[0] === '/jwks') jwksRequests += 1;
+  current(req, res);
+});
+
+process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+// Ends with the test that started it: its stdin closes when that process exits.
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
