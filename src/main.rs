@@ -150,7 +150,8 @@ fn healthcheck(a: &HealthcheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Every agent a client (or `[auth.oauth] agent_scopes`) names must exist, and so must
+/// Every agent a client (or `[auth.oauth] agent_scopes`, or a `[[policies]]` tool glob) names
+/// must exist, and so must
 /// `[server] default_agent`'s.
 fn check_client_agents(
     settings: &ServerSpec,
@@ -186,6 +187,12 @@ fn check_client_agents(
             }
         }
     }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    errors.extend(config::policies::unknown_agents(
+        &settings.policies,
+        &names,
+        file,
+    ));
     for name in settings.oauth.iter().flat_map(|o| o.agent_scopes.keys()) {
         if !specs.iter().any(|s| s.name.as_str() == name) {
             errors.0.push(config::Error::key(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod interpolate;
 pub mod name;
 pub mod oauth;
+pub mod policies;
 pub mod proxies;
 
 use std::collections::HashMap;
@@ -59,6 +60,9 @@ pub struct GatewayConfig {
     /// `[auth]`: OAuth access tokens (`[auth.oauth]`), besides `[[clients]]` tokens.
     #[serde(default)]
     pub auth: oauth::AuthConfig,
+    /// `[[policies]]`: which caller may call which tool. None: every tool is allowed.
+    #[serde(default)]
+    pub policies: Vec<policies::PolicyConfig>,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -212,6 +216,8 @@ pub struct ServerSpec {
     /// `[auth.oauth]`: access tokens of an authorization server are accepted; `None`: only
     /// the clients' tokens (or open access).
     pub oauth: Option<oauth::OAuthSpec>,
+    /// `[[policies]]`: which caller may call which tool; empty: every tool is allowed.
+    pub policies: std::sync::Arc<policies::Policies>,
 }
 
 impl Default for ServerSpec {
@@ -308,6 +314,7 @@ impl ServerSpec {
             metrics_public: false,
             meter_loopback: true,
             oauth: None,
+            policies: std::sync::Arc::default(),
         }
     }
 }
@@ -334,19 +341,22 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
         .oauth
         .map(|c| oauth::validate(path, c))
         .transpose();
-    let (mut settings, (limits, clients), cluster, oauth) =
-        match (settings, clients, cluster, oauth) {
-            (Ok(s), Ok(c), Ok(cl), Ok(o)) => (s, c, cl, o),
-            (s, c, cl, o) => {
+    let policies = policies::validate(path, config.policies);
+    let (mut settings, (limits, clients), cluster, oauth, policies) =
+        match (settings, clients, cluster, oauth, policies) {
+            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p)) => (s, c, cl, o, p),
+            (s, c, cl, o, p) => {
                 let mut errors = Errors::default();
                 errors.extend(s.err().unwrap_or_default().0);
                 errors.extend(c.err().unwrap_or_default());
                 errors.extend(cl.err().unwrap_or_default().0);
                 errors.extend(o.err().unwrap_or_default());
+                errors.extend(p.err().unwrap_or_default());
                 return Err(errors);
             }
         };
     settings.oauth = oauth;
+    settings.policies = std::sync::Arc::new(policies);
     settings.limits = limits;
     settings.clients = clients;
     settings.cluster = cluster;
