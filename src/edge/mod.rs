@@ -25,7 +25,7 @@ mod peek;
 
 use crate::clients::{Caller, Refusal};
 use crate::error::{Challenge, Error};
-use crate::mcp::request::{CallerName, ClientIp, RequestId};
+use crate::mcp::request::{CallerIdentity, CallerName, ClientIp, RequestId};
 use crate::mcp::served::ServedAgent;
 use crate::mcp::{sse, streamable};
 use crate::sessions::Busy;
@@ -158,6 +158,7 @@ impl Call<'_> {
             &messages,
             peer_of_request(req, self.caller, self.ip),
             self.caller.key.clone(),
+            CallerIdentity::of(self.caller),
             slot,
             state.sessions(),
             state.settings().sse_keep_alive,
@@ -228,6 +229,8 @@ impl Call<'_> {
         req.set_body(body);
         req.extensions_mut()
             .insert(CallerName(self.caller.name().cloned()));
+        // `[[policies]]` decide per request, by who sent it.
+        req.extensions_mut().insert(CallerIdentity::of(self.caller));
         let response = streamable::call(&self.agent.streamable, state.sessions(), req).await;
         if let Some(slot) = slot
             && let Some(id) = response

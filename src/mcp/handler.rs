@@ -4,6 +4,11 @@
 //! agent tool (named after the agent, `{"task": string}` in, the answer out, as MAF's
 //! `as_mcp_server()` does) when `expose` has `"agent"`, and the agent's inner tools when it
 //! has `"tools"`.
+//!
+//! `[[policies]]` apply here, where the tool is known: `tools/list` shows only the tools the
+//! caller may call, and a `tools/call` of any other is refused with -32602 naming the rule
+//! (`data.code`: `"tool_not_allowed"`). The caller is the [`CallerIdentity`] the edge put
+//! into the request (Streamable HTTP) or the legacy session's owner.
 
 use std::sync::Arc;
 
@@ -16,7 +21,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
+use super::request::CallerIdentity;
 use crate::agents::Agent;
+use crate::config::policies::{Decision, Policies};
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
@@ -29,11 +36,13 @@ pub struct AgentServer {
     stop_calls: CancellationToken,
     /// The agent tool's definition, built once.
     agent_tool: Option<Tool>,
+    /// `[[policies]]`: which caller may call which tool.
+    policies: Arc<Policies>,
 }
 
 impl AgentServer {
     /// A handler for `agent`.
-    pub fn new(agent: Arc<Agent>, stop_calls: CancellationToken) -> Self {
+    pub fn new(agent: Arc<Agent>, stop_calls: CancellationToken, policies: Arc<Policies>) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
             .expose_agent
@@ -42,7 +51,26 @@ impl AgentServer {
             agent,
             stop_calls,
             agent_tool,
+            policies,
         }
+    }
+
+    /// Refuses `tool` to `caller` unless `[[policies]]` allow it.
+    fn check_allowed(&self, caller: &CallerIdentity, tool: &str) -> Result<(), McpError> {
+        let who = caller.who();
+        let agent = self.agent.name();
+        let decision = self.policies.decide(&who, agent.as_str(), tool);
+        let rule = match decision {
+            Decision::Allowed => return Ok(()),
+            Decision::Denied(rule) => Some(rule.key.clone()),
+            Decision::NotAllowed => None,
+        };
+        let message = Policies::refusal(decision, &who, agent.as_str(), tool);
+        tracing::info!(%agent, tool, caller = %who.describe(), rule = rule.as_deref().unwrap_or("none"), "Tool call refused by [[policies]].");
+        Err(McpError::invalid_params(
+            message,
+            Some(serde_json::json!({"code": "tool_not_allowed", "tool": tool, "rule": rule})),
+        ))
     }
 
     /// The tools MCP clients see.
@@ -52,6 +80,15 @@ impl AgentServer {
             tools.extend(self.agent.all_tool_definitions());
         }
         tools
+    }
+
+    /// Whether `[[policies]]` let `caller` call `tool` (for `tools/list`: not logged).
+    fn check_allowed_quietly(&self, caller: &CallerIdentity, tool: &str) -> bool {
+        matches!(
+            self.policies
+                .decide(&caller.who(), self.agent.name().as_str(), tool),
+            Decision::Allowed
+        )
     }
 
     fn is_agent_tool(&self, name: &str) -> bool {
@@ -76,13 +113,18 @@ impl ServerHandler for AgentServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         if self.agent.spec.expose_tools {
             // Boxed for the same reason as a call's future (see `call_tool`).
             Box::pin(self.agent.connect_missing_upstreams()).await;
         }
-        Ok(ListToolsResult::with_all_items(self.visible_tools()))
+        let mut tools = self.visible_tools();
+        if !self.policies.is_empty() {
+            let caller = CallerIdentity::of_request(&context.extensions);
+            tools.retain(|t| self.check_allowed_quietly(&caller, &t.name));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     /// Requests rmcp could not type: an MCP method whose params do not fit its schema
@@ -106,6 +148,9 @@ impl ServerHandler for AgentServer {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
+        if !self.policies.is_empty() {
+            self.check_allowed(&CallerIdentity::of_request(&context.extensions), name)?;
+        }
         let args = request.arguments.unwrap_or_default();
         let (progress, forwarder) = progress_reporter(&context).unzip();
         let ctx = CallContext {

@@ -158,7 +158,11 @@ impl ServedAgents {
     /// `agent` ready to serve, reusing its session manager if it had one.
     fn serve(&self, agent: &Arc<Agent>) -> Arc<ServedAgent> {
         let name: Arc<str> = agent.name().as_arc().clone();
-        let server = AgentServer::new(agent.clone(), self.stop_calls.clone());
+        let server = AgentServer::new(
+            agent.clone(),
+            self.stop_calls.clone(),
+            self.settings.policies.clone(),
+        );
         let manager = self.managers().get(&name).cloned();
         let (streamable, manager) = streamable::service(
             server.clone(),

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
-use super::request::RequestId;
+use super::request::{CallerIdentity, RequestId};
 use crate::clients::{ClientKey, SessionSlot};
 use crate::error::Error;
 use crate::sessions::{Peer, SessionStats, SessionStore};
@@ -82,6 +82,8 @@ pub struct LegacySession {
     cancel: CancellationToken,
     /// A `std` mutex: held only to look at or swap the engine, never across `.await`.
     engine: Mutex<Engine>,
+    /// Who opened the session: every message of it is theirs (`[[policies]]`).
+    identity: CallerIdentity,
 }
 
 /// The running rmcp service of a session, if any, and what restarts it.
@@ -243,6 +245,7 @@ pub fn open(
     messages: &str,
     peer: Peer,
     owner: ClientKey,
+    identity: CallerIdentity,
     slot: SessionSlot,
     store: &SessionStore,
     keep_alive: std::time::Duration,
@@ -257,6 +260,7 @@ pub fn open(
         out,
         cancel: cancel.clone(),
         engine: Mutex::new(Engine::default()),
+        identity,
     });
     store.insert_legacy(id.clone(), agent.clone(), owner, slot, stats, session);
     let guard = SessionGuard {
@@ -406,6 +410,9 @@ pub async fn post(
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
+        req.request
+            .extensions_mut()
+            .insert(session.identity.clone());
     }
     match session.deliver(message).await {
         Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),

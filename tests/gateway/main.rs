@@ -20,6 +20,7 @@ mod metrics;
 mod oauth;
 mod openapi_spec;
 mod parking;
+mod policies;
 mod promises;
 mod readme_config;
 mod reload;
