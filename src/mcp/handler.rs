@@ -82,8 +82,8 @@ impl AgentServer {
         tools
     }
 
-    /// Whether `[[policies]]` let `caller` call `tool` (for `tools/list`: not logged).
-    fn check_allowed_quietly(&self, caller: &CallerIdentity, tool: &str) -> bool {
+    /// Whether `[[policies]]` let `caller` call `tool` (for `tools/list`; nothing logged).
+    fn allows(&self, caller: &CallerIdentity, tool: &str) -> bool {
         matches!(
             self.policies
                 .decide(&caller.who(), self.agent.name().as_str(), tool),
@@ -122,7 +122,7 @@ impl ServerHandler for AgentServer {
         let mut tools = self.visible_tools();
         if !self.policies.is_empty() {
             let caller = CallerIdentity::of_request(&context.extensions);
-            tools.retain(|t| self.check_allowed_quietly(&caller, &t.name));
+            tools.retain(|t| self.allows(&caller, &t.name));
         }
         Ok(ListToolsResult::with_all_items(tools))
     }
