@@ -59,9 +59,38 @@ pub struct OAuthConfig {
     /// Seconds the key set is kept before it is fetched again. Default 3600.
     #[serde(default)]
     pub jwks_max_age_secs: Option<u64>,
+    /// The gateway's client id at the authorization server, for token introspection
+    /// (RFC 7662): with it, a bearer that is not a JWT is sent to the issuer's
+    /// `introspection_endpoint` (found by discovery). Unset: opaque tokens are refused.
+    #[serde(default)]
+    pub introspection_client_id: Option<String>,
+    /// Its secret (HTTP Basic authentication at the introspection endpoint). Never shown.
+    #[serde(default)]
+    pub introspection_client_secret: Option<secrecy::SecretString>,
+    /// `true`: JWTs are introspected too (revocation is noticed), not only opaque tokens.
+    /// Default `false`.
+    #[serde(default)]
+    pub introspect_jwts: bool,
+    /// How many introspection results are kept (each until its token expires). 0: none.
+    /// Default 10000.
+    #[serde(default)]
+    pub introspection_cache_size: Option<usize>,
     /// `[auth.oauth.claims]`: which claims carry the principal.
     #[serde(default)]
     pub claims: ClaimsConfig,
+}
+
+/// Token introspection (RFC 7662), validated.
+#[derive(Debug, Clone)]
+pub struct IntrospectionSpec {
+    /// The gateway's client id at the authorization server.
+    pub client_id: String,
+    /// Its secret (redacted in `Debug`).
+    pub client_secret: secrecy::SecretString,
+    /// Whether JWTs are introspected too.
+    pub all_tokens: bool,
+    /// How many results are cached.
+    pub cache_size: usize,
 }
 
 /// `[auth.oauth.claims]`: claim names; a dotted name reads a nested claim
@@ -115,6 +144,8 @@ pub struct OAuthSpec {
     pub jwks_max_age: Duration,
     /// Claim names.
     pub claims: ClaimsConfig,
+    /// Token introspection, when configured.
+    pub introspection: Option<IntrospectionSpec>,
 }
 
 impl OAuthSpec {
@@ -171,6 +202,7 @@ pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
             audience.trim_end_matches('/').to_owned()
         }
     };
+    let introspection = introspection(file, &c, &mut errors);
     let names: Vec<String> = c
         .algorithms
         .unwrap_or_else(|| DEFAULT_ALGORITHMS.map(String::from).to_vec());
@@ -279,7 +311,69 @@ pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
         jwks_refetch_cooldown: secs(c.jwks_refetch_cooldown_secs, 30),
         jwks_max_age,
         claims: c.claims,
+        introspection,
     })
+}
+
+/// The introspection settings of `c`, if any; problems go to `errors`.
+fn introspection(
+    file: &Path,
+    c: &OAuthConfig,
+    errors: &mut Vec<Error>,
+) -> Option<IntrospectionSpec> {
+    use secrecy::ExposeSecret;
+    let key = |k: &str| format!("auth.oauth.{k}");
+    let id = c
+        .introspection_client_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let secret = c
+        .introspection_client_secret
+        .as_ref()
+        .filter(|s| !s.expose_secret().is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => Some(IntrospectionSpec {
+            client_id: id.to_owned(),
+            client_secret: secret.clone(),
+            all_tokens: c.introspect_jwts,
+            cache_size: c.introspection_cache_size.unwrap_or(10_000),
+        }),
+        (None, None) => {
+            for (k, set) in [
+                ("introspect_jwts", c.introspect_jwts),
+                (
+                    "introspection_cache_size",
+                    c.introspection_cache_size.is_some(),
+                ),
+            ] {
+                if set {
+                    errors.push(Error::key(
+                        file,
+                        key(k),
+                        "needs introspection_client_id and introspection_client_secret: without them no token is introspected",
+                    ));
+                }
+            }
+            None
+        }
+        (Some(_), None) => {
+            errors.push(Error::key(
+                file,
+                key("introspection_client_secret"),
+                "is needed with introspection_client_id (and must not be empty): the gateway authenticates at the introspection endpoint with both",
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            errors.push(Error::key(
+                file,
+                key("introspection_client_id"),
+                "is needed with introspection_client_secret (and must not be empty)",
+            ));
+            None
+        }
+    }
 }
 
 /// Whether `url` is an `https://` URL, or an `http://` one on a loopback address (`issuer`:
@@ -400,5 +494,49 @@ mod tests {
         assert_eq!(spec.scopes_supported, ["mcp", "incidents"]);
         assert_eq!(spec.public_url, "https://gw.example.com");
         assert_eq!(spec.clock_skew, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn introspection_needs_both_credentials_and_hides_the_secret() {
+        let with = |extra: &str| -> OAuthConfig {
+            toml::from_str(&format!(
+                "issuer = \"https://idp.example.com\"\naudience = \"https://gw.example.com\"\n{extra}"
+            ))
+            .unwrap()
+        };
+        let m = messages(with("introspection_client_id = \"gw\""));
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("switchboard.toml: auth.oauth.introspection_client_secret: "),
+            "{m:?}"
+        );
+        let m = messages(with(
+            "introspection_client_secret = \"s3cret-value\"\nintrospect_jwts = true",
+        ));
+        assert!(
+            m.iter()
+                .any(|m| m.contains("auth.oauth.introspection_client_id:")),
+            "{m:?}"
+        );
+        let m = messages(with("introspect_jwts = true\nintrospection_cache_size = 5"));
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("auth.oauth.introspect_jwts"), "{m:?}");
+        assert!(
+            m[1].contains("auth.oauth.introspection_cache_size"),
+            "{m:?}"
+        );
+        let spec = validate(
+            Path::new("s.toml"),
+            with(
+                "introspection_client_id = \"gw\"\nintrospection_client_secret = \"s3cret-value\"",
+            ),
+        )
+        .unwrap();
+        let i = spec.introspection.as_ref().unwrap();
+        assert_eq!(
+            (i.client_id.as_str(), i.cache_size, i.all_tokens),
+            ("gw", 10_000, false)
+        );
+        assert!(!format!("{spec:?}").contains("s3cret-value"), "{spec:?}");
     }
 }

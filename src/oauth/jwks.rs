@@ -30,12 +30,23 @@ struct Keys {
 /// Fetches made, and when, guarded by one lock so that concurrent misses make one fetch.
 #[derive(Default)]
 struct Fetches {
-    /// The key set's URL, once discovered.
-    jwks_uri: Option<String>,
+    /// The issuer's metadata, once discovered.
+    discovered: Option<Discovered>,
+    /// When discovery for introspection last failed.
+    last_discovery_failure: Option<Instant>,
     /// When an unknown key id last caused a fetch.
     last_refetch: Option<Instant>,
     /// When a fetch last failed.
     last_failure: Option<Instant>,
+}
+
+/// What discovery found in the issuer's metadata.
+#[derive(Debug, Clone)]
+struct Discovered {
+    /// `jwks_uri`.
+    jwks_uri: Option<String>,
+    /// `introspection_endpoint` (RFC 7662, RFC 8414).
+    introspection_endpoint: Option<String>,
 }
 
 /// Why no key could be had.
@@ -148,16 +159,65 @@ impl KeySet {
         }
     }
 
+    /// The HTTP client, or why there is none.
+    ///
+    /// # Errors
+    /// When it could not be built.
+    pub fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http.as_ref().map_err(Clone::clone)
+    }
+
+    /// The issuer's `introspection_endpoint`, discovered once (with the key set's URL).
+    ///
+    /// # Errors
+    /// Discovery failed (then it is not tried again for a few seconds), or the metadata names
+    /// no introspection endpoint.
+    pub async fn introspection_endpoint(&self) -> Result<String, String> {
+        let mut fetches = self.fetches.lock().await;
+        if fetches.discovered.is_none() {
+            if fetches
+                .last_discovery_failure
+                .is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
+            {
+                return Err(
+                    "discovery of the authorization server failed moments ago; retry shortly"
+                        .into(),
+                );
+            }
+            match self.discover().await {
+                Ok(d) => fetches.discovered = Some(d),
+                Err(e) => {
+                    fetches.last_discovery_failure = Some(Instant::now());
+                    tracing::warn!(issuer = %self.issuer, error = %e, "Could not discover the authorization server.");
+                    return Err(e);
+                }
+            }
+        }
+        fetches
+            .discovered
+            .as_ref()
+            .and_then(|d| d.introspection_endpoint.clone())
+            .ok_or_else(|| {
+                format!(
+                    "the metadata of {} names no introspection_endpoint",
+                    self.issuer
+                )
+            })
+    }
+
     /// Discovers the key set's URL (once) and fetches it.
     async fn fetch(&self, fetches: &mut Fetches) -> Result<Keys, String> {
-        let uri = match &fetches.jwks_uri {
-            Some(u) => u.clone(),
+        let discovered = match &fetches.discovered {
+            Some(d) => d.clone(),
             None => {
-                let u = self.discover().await?;
-                fetches.jwks_uri = Some(u.clone());
-                u
+                let d = self.discover().await?;
+                fetches.discovered = Some(d.clone());
+                d
             }
         };
+        let uri = discovered
+            .jwks_uri
+            .ok_or_else(|| format!("the metadata of {} names no jwks_uri", self.issuer))?;
         let body: serde_json::Value = self.get_json(&uri).await?;
         let entries = body
             .get("keys")
@@ -189,9 +249,9 @@ impl KeySet {
         })
     }
 
-    /// The `jwks_uri` of the issuer's metadata: OpenID discovery, then RFC 8414. The
-    /// metadata's `issuer` must be the configured one.
-    async fn discover(&self) -> Result<String, String> {
+    /// The `jwks_uri` and `introspection_endpoint` of the issuer's metadata: OpenID
+    /// discovery, then RFC 8414. The metadata's `issuer` must be the configured one.
+    async fn discover(&self) -> Result<Discovered, String> {
         let mut failures = Vec::new();
         for url in discovery_urls(&self.issuer) {
             match self.get_json(&url).await {
@@ -204,10 +264,15 @@ impl KeySet {
                         ));
                         continue;
                     }
-                    match doc.get("jwks_uri").and_then(|v| v.as_str()) {
-                        Some(uri) => return Ok(uri.to_owned()),
-                        None => failures.push(format!("{url} has no jwks_uri")),
+                    let found = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                    let d = Discovered {
+                        jwks_uri: found("jwks_uri"),
+                        introspection_endpoint: found("introspection_endpoint"),
+                    };
+                    if d.jwks_uri.is_some() || d.introspection_endpoint.is_some() {
+                        return Ok(d);
                     }
+                    failures.push(format!("{url} has no jwks_uri"));
                 }
                 Err(e) => failures.push(e),
             }

@@ -1,5 +1,6 @@
 //! The gateway as an OAuth 2.1 resource server (MCP authorization, 2025-06-18 and later):
-//! JWT access tokens of one issuer verified against its published keys ([`jwks`]), their
+//! JWT access tokens of one issuer verified against its published keys ([`jwks`]) and
+//! opaque ones by introspection ([`introspect`]), their
 //! claims mapped to a [`Principal`], the scopes each agent needs, and the Protected Resource
 //! Metadata (RFC 9728) that tells a client where to get a token.
 //!
@@ -8,6 +9,7 @@
 //! not past and `nbf` not ahead (both within the clock skew), and `aud` names this resource:
 //! the configured audience, or the URL of the agent called (RFC 8707 resource indicators).
 
+pub mod introspect;
 pub mod jwks;
 
 use std::str::FromStr;
@@ -32,6 +34,8 @@ pub enum TokenError {
 pub struct OAuth {
     spec: OAuthSpec,
     keys: jwks::KeySet,
+    /// Token introspection (RFC 7662), when configured.
+    introspector: Option<introspect::Introspector>,
 }
 
 /// The well-known path of protected resource metadata (RFC 9728 §3).
@@ -41,7 +45,15 @@ impl OAuth {
     /// The resource server of `spec`; the issuer is contacted only when a token needs a key.
     pub fn new(spec: OAuthSpec) -> Self {
         let keys = jwks::KeySet::new(&spec.issuer, spec.jwks_refetch_cooldown, spec.jwks_max_age);
-        Self { spec, keys }
+        let introspector = spec
+            .introspection
+            .clone()
+            .map(introspect::Introspector::new);
+        Self {
+            spec,
+            keys,
+            introspector,
+        }
     }
 
     /// The settings.
@@ -116,14 +128,21 @@ impl OAuth {
     }
 
     /// Verifies `token` as an access token for one of `resources` (the audience and the
-    /// URLs of the agent called) and maps its claims to a principal.
+    /// URLs of the agent called) and maps its claims to a principal: a JWT by its signature,
+    /// anything else (or everything, with `introspect_jwts`) by introspection when configured.
     ///
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong; [`TokenError::Unavailable`] when the
     /// issuer's keys cannot be had.
     pub async fn verify(&self, token: &str, resources: &[String]) -> Result<Principal, TokenError> {
         let invalid = |m: String| TokenError::Invalid(m);
-        let header = header_of(token).ok_or_else(|| {
+        let header = header_of(token);
+        if let Some(introspector) = &self.introspector
+            && (header.is_none() || introspector.all_tokens())
+        {
+            return self.introspect(introspector, token, resources).await;
+        }
+        let header = header.ok_or_else(|| {
             invalid(
                 "the bearer token is neither a configured client's token nor a JWT access token"
                     .into(),

@@ -570,3 +570,116 @@ async fn static_clients_work_alongside_and_sessions_stay_with_their_principal() 
     assert_eq!(post(&alice_again).await.unwrap().status(), 200);
     gw.stop().await;
 }
+
+const INTROSPECTING: &str = r#"
+[auth.oauth]
+issuer = "{issuer}"
+audience = "{gateway}"
+clock_skew_secs = 5
+required_scopes = ["mcp:tools"]
+introspection_client_id = "gateway"
+introspection_client_secret = "gateway-secret"
+"#;
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_once_and_inactive_ones_get_401() {
+    let oidc = Oidc::start();
+    let gw = gateway(&oidc, INTROSPECTING).await;
+    let resource = gw.url("/agents/servicenow/mcp");
+    oidc.make_opaque(&resource).await;
+    let token = oidc
+        .client_credentials("mcp-client", "mcp-secret", &resource, "mcp:tools")
+        .await;
+    assert!(
+        !token.contains('.'),
+        "the provider issues an opaque token, not a JWT: {} chars",
+        token.len()
+    );
+    // A real MCP session on Streamable HTTP, then the legacy transport with the same token.
+    let client = rmcp_client_with(&resource, Some(&token)).await;
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 5);
+    client.cancel().await.unwrap();
+    let mut sse = SseClient::connect_with(&gw.url("/agents/servicenow/sse"), Some(&token)).await;
+    sse.initialize().await;
+    let list = sse.request(2, "tools/list", json!({})).await;
+    assert_eq!(
+        list["result"]["tools"].as_array().map(Vec::len),
+        Some(5),
+        "{list}"
+    );
+    // Many requests over both transports, one introspection: the answer is cached.
+    assert_eq!(oidc.introspection_requests().await, 1, "introspected once");
+    assert_eq!(
+        initialize(&gw, "/agents/servicenow/mcp", Some(&token))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(oidc.introspection_requests().await, 1, "cached");
+    // The sessions show the principal (the client, which is the subject of a client
+    // credentials token), never the token.
+    let (_, sessions) = gw.get_json("/admin/sessions").await;
+    assert!(sessions.to_string().contains("mcp-client"), "{sessions}");
+    assert!(!sessions.to_string().contains(&token));
+    // The audience is checked on every request, cached or not.
+    let (status, _, body) = initialize(&gw, "/agents/helpdesk/mcp", Some(&token)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("(aud)"),
+        "{body}"
+    );
+
+    // A revoked token, never seen before: inactive at the authorization server, 401.
+    let revoked = oidc
+        .client_credentials("mcp-client", "mcp-secret", &resource, "mcp:tools")
+        .await;
+    oidc.revoke("mcp-client", "mcp-secret", &revoked).await;
+    for path in ["/agents/servicenow/mcp", "/agents/servicenow/sse"] {
+        let (status, challenge, body) = if path.ends_with("/sse") {
+            open_sse(&gw, path, Some(&revoked)).await
+        } else {
+            initialize(&gw, path, Some(&revoked)).await
+        };
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(body["code"], "invalid_token", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not active"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains(&revoked));
+        assert_eq!(param(&challenge, "error").as_deref(), Some("invalid_token"));
+    }
+    // Inactive answers are not cached: each asked again.
+    assert_eq!(oidc.introspection_requests().await, 3);
+    // JWTs for other resources are still verified locally, not introspected.
+    let jwt = oidc
+        .client_credentials("mcp-client", "mcp-secret", &gw.url(""), "mcp:tools")
+        .await;
+    assert_eq!(jwt.split('.').count(), 3);
+    assert_eq!(
+        initialize(&gw, "/agents/servicenow/mcp", Some(&jwt))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(oidc.introspection_requests().await, 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_introspection_credentials_make_opaque_tokens_unavailable_not_valid() {
+    let oidc = Oidc::start();
+    let toml = INTROSPECTING.replace("gateway-secret", "not-the-secret");
+    let gw = gateway(&oidc, &toml).await;
+    let resource = gw.url("/agents/servicenow/mcp");
+    oidc.make_opaque(&resource).await;
+    let token = oidc
+        .client_credentials("mcp-client", "mcp-secret", &resource, "mcp:tools")
+        .await;
+    let (status, _, body) = initialize(&gw, "/agents/servicenow/mcp", Some(&token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "authorization_server_unavailable", "{body}");
+    assert!(!body.to_string().contains("not-the-secret"), "{body}");
+    assert!(!body.to_string().contains(&token), "{body}");
+    gw.stop().await;
+}

@@ -1,6 +1,7 @@
 // A real authorization server for the gateway's OAuth tests: oidc-provider (a certified
 // OpenID Connect provider) on a free loopback port, issuing JWT access tokens by the client
-// credentials grant with resource indicators (RFC 8707).
+// credentials grant with resource indicators (RFC 8707), or opaque ones to introspect
+// (RFC 7662) for the resources a test names, and revoking tokens (RFC 7009).
 //
 // It binds 127.0.0.1:0 itself and prints one line, {"issuer": "http://127.0.0.1:<port>"},
 // once it answers. Besides the provider's own endpoints, /test/* lets a test:
@@ -8,6 +9,9 @@
 //   POST /test/mint           sign arbitrary claims: {"claims": {...}, "key": "current" |
 //                             "stranger" (a key the provider never published), "kid": "..."}
 //   GET  /test/jwks-requests  how often the key set (/jwks) was fetched
+//   POST /test/opaque         {"resource": "..."}: access tokens for it are opaque from now on
+//                             (introspect them at /token/introspection as "gateway")
+//   GET  /test/introspection-requests  how often /token/introspection was asked
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
@@ -29,34 +33,50 @@ const clients = [
   { client_id: 'mcp-client', client_secret: 'mcp-secret', scope: SCOPES },
   // May have mcp:tools only: meets the 403 step-up challenge on an agent needing more.
   { client_id: 'narrow-client', client_secret: 'narrow-secret', scope: 'mcp:tools' },
+  // The gateway itself, introspecting opaque tokens with HTTP Basic (client_secret_basic).
+  {
+    client_id: 'gateway', client_secret: 'gateway-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
 ].map((c) => ({
-  ...c,
+  token_endpoint_auth_method: 'client_secret_post',
   grant_types: ['client_credentials'],
   redirect_uris: [],
   response_types: [],
-  token_endpoint_auth_method: 'client_secret_post',
+  ...c,
 }));
+// Resources whose access tokens are opaque (POST /test/opaque).
+const opaqueResources = new Set();
 
 function provider(keys) {
   return new Provider(issuer, {
     clients,
     jwks: { keys },
     scopes: ['openid', ...SCOPES.split(' ')],
+    // Opaque client credentials tokens live this long (set, so no notice is printed).
+    ttl: { ClientCredentials: 300 },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => undefined,
         useGrantedResource: () => true,
-        // Every resource is one of the gateway's: its access tokens are JWTs for it.
-        getResourceServerInfo: (_ctx, resource) => ({
-          scope: SCOPES,
-          audience: resource,
-          accessTokenTTL: 300,
-          accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
-        }),
+        // Every resource is one of the gateway's: its access tokens are JWTs for it, or
+        // opaque ones for the resources named by POST /test/opaque.
+        getResourceServerInfo: (_ctx, resource) => (opaqueResources.has(resource)
+          ? {
+            scope: SCOPES, audience: resource, accessTokenTTL: 300, accessTokenFormat: 'opaque',
+          }
+          : {
+            scope: SCOPES,
+            audience: resource,
+            accessTokenTTL: 300,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          }),
       },
     },
   });
@@ -65,6 +85,7 @@ function provider(keys) {
 let keys = [await newKey()];
 let current = provider(keys).callback();
 let jwksRequests = 0;
+let introspectionRequests = 0;
 
 async function body(req) {
   const chunks = [];
@@ -81,6 +102,14 @@ async function control(req, res) {
   const path = req.url.split('?')[0];
   if (req.method === 'GET' && path === '/test/jwks-requests') {
     return json(res, 200, { count: jwksRequests });
+  }
+  if (req.method === 'GET' && path === '/test/introspection-requests') {
+    return json(res, 200, { count: introspectionRequests });
+  }
+  if (req.method === 'POST' && path === '/test/opaque') {
+    const { resource } = await body(req);
+    opaqueResources.add(resource);
+    return json(res, 200, { opaque: [...opaqueResources] });
   }
   if (req.method === 'POST' && path === '/test/rotate') {
     keys = [await newKey(), ...keys];
@@ -105,9 +134,13 @@ server.on('request', (req, res) => {
     return;
   }
   if (req.url.split('?')[0] === '/jwks') jwksRequests += 1;
+  if (req.url.split('?')[0] === '/token/introspection') introspectionRequests += 1;
   current(req, res);
 });
 
+// The test reads the first line only and may close the pipe: later writes (oidc-provider's
+// notices) must not kill the server.
+process.stdout.on('error', () => {});
 process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 // Ends with the test that started it: its stdin closes when that process exits.
 process.stdin.resume();

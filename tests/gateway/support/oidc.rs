@@ -164,6 +164,50 @@ impl Oidc {
             .unwrap();
         body["count"].as_u64().unwrap()
     }
+
+    /// From now on, access tokens for `resource` are opaque (introspected, RFC 7662).
+    pub async fn make_opaque(&self, resource: &str) {
+        let status = self
+            .http
+            .post(format!("{}/test/opaque", self.issuer))
+            .json(&json!({"resource": resource}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{status}");
+    }
+
+    /// How often the introspection endpoint has been asked.
+    pub async fn introspection_requests(&self) -> u64 {
+        let body: Value = self
+            .http
+            .get(format!("{}/test/introspection-requests", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["count"].as_u64().unwrap()
+    }
+
+    /// Revokes `token` (RFC 7009) as the client it was issued to.
+    pub async fn revoke(&self, client: &str, secret: &str, token: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/token/revocation", self.issuer))
+            .form(&[
+                ("client_id", client),
+                ("client_secret", secret),
+                ("token", token),
+                ("token_type_hint", "access_token"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "revocation: {}", resp.status());
+    }
 }
 
 impl Drop for Oidc {
