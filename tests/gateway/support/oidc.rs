@@ -73,17 +73,21 @@ impl Oidc {
         }
     }
 
+    /// `<issuer><path>`.
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// Sends `request` to the provider and reads its JSON answer.
+    async fn json(&self, request: reqwest::RequestBuilder) -> Value {
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
     /// The token endpoint, as the provider's discovery document names it.
     pub async fn token_endpoint(&self) -> String {
-        let doc: Value = self
-            .http
-            .get(format!("{}/.well-known/openid-configuration", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = self
+            .json(self.http.get(self.url("/.well-known/openid-configuration")))
+            .await;
         doc["token_endpoint"].as_str().unwrap().to_owned()
     }
 
@@ -121,16 +125,13 @@ impl Oidc {
     /// A token signed by the provider's current key (`key = "current"`) or by a key it never
     /// published (`"stranger"`), with `claims` over `iss`, `iat` and a 5-minute `exp`.
     pub async fn mint(&self, claims: Value, key: &str, kid: Option<&str>) -> String {
-        let body: Value = self
-            .http
-            .post(format!("{}/test/mint", self.issuer))
-            .json(&json!({"claims": claims, "key": key, "kid": kid}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self
+            .json(
+                self.http
+                    .post(self.url("/test/mint"))
+                    .json(&json!({"claims": claims, "key": key, "kid": kid})),
+            )
+            .await;
         body["token"]
             .as_str()
             .unwrap_or_else(|| panic!("mint: {body}"))
@@ -139,29 +140,15 @@ impl Oidc {
 
     /// Publishes a new signing key first; its key id.
     pub async fn rotate(&self) -> String {
-        let body: Value = self
-            .http
-            .post(format!("{}/test/rotate", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self.json(self.http.post(self.url("/test/rotate"))).await;
         body["kid"].as_str().unwrap().to_owned()
     }
 
     /// How often the key set has been fetched.
     pub async fn jwks_requests(&self) -> u64 {
-        let body: Value = self
-            .http
-            .get(format!("{}/test/jwks-requests", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self
+            .json(self.http.get(self.url("/test/jwks-requests")))
+            .await;
         body["count"].as_u64().unwrap()
     }
 
@@ -169,7 +156,7 @@ impl Oidc {
     pub async fn make_opaque(&self, resource: &str) {
         let status = self
             .http
-            .post(format!("{}/test/opaque", self.issuer))
+            .post(self.url("/test/opaque"))
             .json(&json!({"resource": resource}))
             .send()
             .await
@@ -180,15 +167,9 @@ impl Oidc {
 
     /// How often the introspection endpoint has been asked.
     pub async fn introspection_requests(&self) -> u64 {
-        let body: Value = self
-            .http
-            .get(format!("{}/test/introspection-requests", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = self
+            .json(self.http.get(self.url("/test/introspection-requests")))
+            .await;
         body["count"].as_u64().unwrap()
     }
 
@@ -196,7 +177,7 @@ impl Oidc {
     pub async fn revoke(&self, client: &str, secret: &str, token: &str) {
         let resp = self
             .http
-            .post(format!("{}/token/revocation", self.issuer))
+            .post(self.url("/token/revocation"))
             .form(&[
                 ("client_id", client),
                 ("client_secret", secret),
