@@ -271,15 +271,8 @@ fn oauth_settings_are_checked_naming_file_and_key() {
         "[auth.oauth]\nissuer = \"http://127.0.0.1:9\"\naudience = \"https://gw.example.com\"\n[auth.oauth.agent_scopes]\nnobody = [\"x\"]\n",
     )
     .unwrap();
-    let out = crate::support::binary::switchboard()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .arg("--agents")
-        .arg(fixture("agents/valid"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (passed, stderr) = crate::support::binary::check(&cfg, &fixture("agents/valid"));
+    assert!(!passed, "{stderr}");
     assert!(
         stderr.contains("switchboard.toml: auth.oauth.agent_scopes.nobody: unknown agent"),
         "{stderr}"

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use switchboard::config::ServerSpec;
 
-use crate::support::binary::switchboard;
 use crate::support::helpers::{Options, SseClient, TestGateway, args, fixture, rmcp_client_with};
 use crate::support::oidc::Oidc;
 
@@ -333,16 +332,8 @@ tools = ["*/update_*"]
 "#,
     )
     .unwrap();
-    let out = switchboard()
-        .arg("check")
-        .arg("--config")
-        .arg(&config)
-        .arg("--agents")
-        .arg(fixture("agents/valid"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (passed, stderr) = crate::support::binary::check(&config, &fixture("agents/valid"));
+    assert!(!passed, "{stderr}");
     assert!(
         stderr.contains("switchboard.toml: policies[1]: the rule matches no caller"),
         "{stderr}"
@@ -353,16 +344,8 @@ tools = ["*/update_*"]
         "[[policies]]\neffect = \"allow\"\nclients = [\"a\"]\ntools = [\"servicenow/*\", \"nosuchagent/get_*\"]\n",
     )
     .unwrap();
-    let out = switchboard()
-        .arg("check")
-        .arg("--config")
-        .arg(&config)
-        .arg("--agents")
-        .arg(fixture("agents/valid"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (passed, stderr) = crate::support::binary::check(&config, &fixture("agents/valid"));
+    assert!(!passed, "{stderr}");
     assert!(
         stderr.contains("switchboard.toml: policies[0].tools[1]: \"nosuchagent/get_*\": no loaded agent is named \"nosuchagent\""),
         "{stderr}"

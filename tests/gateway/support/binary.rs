@@ -13,6 +13,24 @@ pub fn switchboard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
 }
 
+/// `switchboard check --config <config> --agents <agents>`: whether it passed, and what it
+/// printed on stderr.
+pub fn check(config: &std::path::Path, agents: &std::path::Path) -> (bool, String) {
+    let out = switchboard()
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .arg("--agents")
+        .arg(agents)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("switchboard check runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `switchboard serve --listen 127.0.0.1:0` at `RUST_LOG=info`: add arguments and
 /// environment, then [`spawn_binary`].
 pub fn serve_command() -> Command {
