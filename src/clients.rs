@@ -31,18 +31,7 @@ pub enum ClientKey {
     Principal(Arc<str>),
 }
 
-/// Who a verified OAuth access token says is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The subject (`sub`, or the claim configured).
-    pub subject: String,
-    /// The application the token was issued to (`client_id`, else `azp`).
-    pub client_id: Option<String>,
-    /// The scopes granted.
-    pub scopes: Vec<String>,
-    /// Groups or roles.
-    pub groups: Vec<String>,
-}
+pub use crate::identity::Principal;
 
 impl ClientKey {
     /// The client's name, for named clients; the subject, for OAuth principals.

@@ -48,6 +48,7 @@ pub mod console;
 pub mod edge;
 pub mod error;
 pub mod healthcheck;
+pub mod identity;
 pub mod incidents;
 pub mod llm;
 pub mod mcp;

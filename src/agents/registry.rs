@@ -368,6 +368,10 @@ impl AgentRunner for Directory {
                     "agent {name:?} is not available"
                 )));
             };
+            // Running an agent for someone is calling its agent tool for them: the caller
+            // must be allowed that too, whoever delegates.
+            ctx.permit(&name, &name)
+                .map_err(|refused| tools::Error::Failed(refused.message))?;
             target.run(task, &ctx).await.map_err(Into::into)
         })
     }

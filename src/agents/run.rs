@@ -128,13 +128,10 @@ impl Agent {
     ) -> Result<String, Error> {
         let name = self.name();
         let mut conversation = llm::Conversation::new(&self.spec.instructions, task);
-        let tools = self.all_tool_definitions();
-        let inner = CallContext {
-            cancel: ctx.cancel.child_token(),
-            depth: ctx.depth + 1,
-            progress: ctx.progress.clone(),
-            tokens: ctx.tokens.clone(),
-        };
+        // The model is offered only what the caller may call (`[[policies]]`, every hop).
+        let mut tools = self.all_tool_definitions();
+        tools.retain(|t| ctx.permit(name.as_str(), &t.name).is_ok());
+        let inner = ctx.nested();
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
@@ -195,6 +192,11 @@ impl Agent {
                 }
             }
         };
+        // A tool the caller may not call is not offered, but the model may name it anyway.
+        if let Err(refused) = ctx.permit(self.name().as_str(), &call.name) {
+            tracing::info!(agent = %self.name(), tool = %call.name, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call by the model refused by [[policies]].");
+            return format!("error: {}", refused.message);
+        }
         let started = Instant::now();
         let outcome = self.call_tool(&call.name, args, ctx).await;
         tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = matches!(outcome, Some(Ok(_))), "Tool call by the model.");

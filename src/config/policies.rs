@@ -220,6 +220,15 @@ pub enum Decision<'a> {
     NotAllowed,
 }
 
+/// A call the rules do not allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What was refused, to whom and by which rule (or that none allows it).
+    pub message: String,
+    /// The deciding rule's key (`policies[1]`); `None` when no rule allows the call.
+    pub rule: Option<String>,
+}
+
 /// Every rule, in file order.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
@@ -257,6 +266,28 @@ impl Policies {
         } else {
             Decision::NotAllowed
         }
+    }
+
+    /// Whether `who` may call `tool` of `agent`; if not, the refusal naming the rule.
+    ///
+    /// # Errors
+    /// [`Refused`] when the rules do not allow the call.
+    pub fn permit(&self, who: &Who<'_>, agent: &str, tool: &str) -> Result<(), Refused> {
+        let decision = self.decide(who, agent, tool);
+        let rule = match decision {
+            Decision::Allowed => return Ok(()),
+            Decision::Denied(rule) => Some(rule.key.clone()),
+            Decision::NotAllowed => None,
+        };
+        Err(Refused {
+            message: Self::refusal(decision, who, agent, tool),
+            rule,
+        })
+    }
+
+    /// Whether `who` may call `tool` of `agent` (for listings: nothing to explain).
+    pub fn allows(&self, who: &Who<'_>, agent: &str, tool: &str) -> bool {
+        matches!(self.decide(who, agent, tool), Decision::Allowed)
     }
 
     /// The refusal's message for a call `decide` did not allow, naming the rule.

@@ -25,7 +25,8 @@ mod peek;
 
 use crate::clients::{Caller, Refusal};
 use crate::error::{Challenge, Error};
-use crate::mcp::request::{CallerIdentity, CallerName, ClientIp, RequestId};
+use crate::identity::Identity;
+use crate::mcp::request::{CallerName, ClientIp, RequestId, identity};
 use crate::mcp::served::ServedAgent;
 use crate::mcp::{sse, streamable};
 use crate::sessions::Busy;
@@ -92,6 +93,8 @@ impl AgentRoutes {
         let agent = state
             .agent(&name)
             .ok_or_else(|| Error::UnknownAgent(name.clone()))?;
+        // Who the call is for, as it travels down (the token only for token exchange).
+        let identity = identity(&caller, crate::auth::bearer(req.headers()));
         // The token has done its job; it goes no further (not to rmcp, not into any log),
         // except to the replica holding a legacy session (cluster mode).
         let authorization = req.headers_mut().remove(poem::http::header::AUTHORIZATION);
@@ -100,6 +103,7 @@ impl AgentRoutes {
             state,
             agent: &agent,
             caller: &caller,
+            identity: &identity,
             ip,
             root,
         };
@@ -123,6 +127,8 @@ struct Call<'a> {
     state: &'a AppState,
     agent: &'a Arc<ServedAgent>,
     caller: &'a Caller,
+    /// Who the request's calls are for.
+    identity: &'a Arc<Identity>,
     ip: IpAddr,
     /// Whether the request came to the default agent's root URLs (`/sse`, ...).
     root: bool,
@@ -158,7 +164,6 @@ impl Call<'_> {
             &messages,
             peer_of_request(req, self.caller, self.ip),
             self.caller.key.clone(),
-            CallerIdentity::of(self.caller),
             slot,
             state.sessions(),
             state.settings().sse_keep_alive,
@@ -230,7 +235,7 @@ impl Call<'_> {
         req.extensions_mut()
             .insert(CallerName(self.caller.name().cloned()));
         // `[[policies]]` decide per request, by who sent it.
-        req.extensions_mut().insert(CallerIdentity::of(self.caller));
+        req.extensions_mut().insert(self.identity.clone());
         let response = streamable::call(&self.agent.streamable, state.sessions(), req).await;
         if let Some(slot) = slot
             && let Some(id) = response
@@ -331,7 +336,15 @@ impl Call<'_> {
             }
             return Err(e);
         }
-        sse::post(&session, &id, message, sessions, request_id).await
+        sse::post(
+            &session,
+            &id,
+            message,
+            self.identity.clone(),
+            sessions,
+            request_id,
+        )
+        .await
     }
 
     /// Counts a JSON-RPC message and, when it starts an agent run, checks the caller's

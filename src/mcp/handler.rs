@@ -7,8 +7,9 @@
 //!
 //! `[[policies]]` apply here, where the tool is known: `tools/list` shows only the tools the
 //! caller may call, and a `tools/call` of any other is refused with -32602 naming the rule
-//! (`data.code`: `"tool_not_allowed"`). The caller is the [`CallerIdentity`] the edge put
-//! into the request (Streamable HTTP) or the legacy session's owner.
+//! (`data.code`: `"tool_not_allowed"`). The caller is the [`Identity`](crate::identity::Identity)
+//! the edge put into the request (both transports); it travels on in the [`CallContext`]
+//! into agent runs, where every hop is checked again.
 
 use std::sync::Arc;
 
@@ -21,9 +22,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
-use super::request::CallerIdentity;
+use super::request::identity_of;
 use crate::agents::Agent;
-use crate::config::policies::{Decision, Policies};
+use crate::config::policies::{Policies, Refused};
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
@@ -55,22 +56,15 @@ impl AgentServer {
         }
     }
 
-    /// Refuses `tool` to `caller` unless `[[policies]]` allow it.
-    fn check_allowed(&self, caller: &CallerIdentity, tool: &str) -> Result<(), McpError> {
-        let who = caller.who();
+    /// The error for a call `[[policies]]` refuse (-32602, `data.code`: `tool_not_allowed`).
+    fn refuse(&self, ctx: &CallContext, tool: &str, refused: Refused) -> McpError {
         let agent = self.agent.name();
-        let decision = self.policies.decide(&who, agent.as_str(), tool);
-        let rule = match decision {
-            Decision::Allowed => return Ok(()),
-            Decision::Denied(rule) => Some(rule.key.clone()),
-            Decision::NotAllowed => None,
-        };
-        let message = Policies::refusal(decision, &who, agent.as_str(), tool);
-        tracing::info!(%agent, tool, caller = %who.describe(), rule = rule.as_deref().unwrap_or("none"), "Tool call refused by [[policies]].");
-        Err(McpError::invalid_params(
-            message,
+        let rule = refused.rule;
+        tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = rule.as_deref().unwrap_or("none"), "Tool call refused by [[policies]].");
+        McpError::invalid_params(
+            refused.message,
             Some(serde_json::json!({"code": "tool_not_allowed", "tool": tool, "rule": rule})),
-        ))
+        )
     }
 
     /// The tools MCP clients see.
@@ -80,15 +74,6 @@ impl AgentServer {
             tools.extend(self.agent.all_tool_definitions());
         }
         tools
-    }
-
-    /// Whether `[[policies]]` let `caller` call `tool` (for `tools/list`; nothing logged).
-    fn allows(&self, caller: &CallerIdentity, tool: &str) -> bool {
-        matches!(
-            self.policies
-                .decide(&caller.who(), self.agent.name().as_str(), tool),
-            Decision::Allowed
-        )
     }
 
     fn is_agent_tool(&self, name: &str) -> bool {
@@ -121,8 +106,9 @@ impl ServerHandler for AgentServer {
         }
         let mut tools = self.visible_tools();
         if !self.policies.is_empty() {
-            let caller = CallerIdentity::of_request(&context.extensions);
-            tools.retain(|t| self.allows(&caller, &t.name));
+            let identity = identity_of(&context.extensions);
+            let (who, agent) = (identity.who(), self.agent.name().as_str());
+            tools.retain(|t| self.policies.allows(&who, agent, &t.name));
         }
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -148,17 +134,19 @@ impl ServerHandler for AgentServer {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
-        if !self.policies.is_empty() {
-            self.check_allowed(&CallerIdentity::of_request(&context.extensions), name)?;
-        }
-        let args = request.arguments.unwrap_or_default();
-        let (progress, forwarder) = progress_reporter(&context).unzip();
         let ctx = CallContext {
             cancel: context.ct.clone(),
             depth: 0,
-            progress,
+            progress: None,
             tokens: Default::default(),
+            identity: identity_of(&context.extensions),
+            policies: self.policies.clone(),
         };
+        ctx.permit(self.agent.name().as_str(), name)
+            .map_err(|refused| self.refuse(&ctx, name, refused))?;
+        let args = request.arguments.unwrap_or_default();
+        let (progress, forwarder) = progress_reporter(&context).unzip();
+        let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
         let outcome = self
             .run_call(name, args, &ctx, &context)

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use poem::Request;
 
-use crate::clients::{Caller, Principal};
-use crate::config::policies::Who;
+use secrecy::SecretString;
+
+use crate::clients::Caller;
+use crate::identity::Identity;
 use crate::sessions::Peer;
 
 /// The peer address of a request, carried into rmcp's request extensions (poem's
@@ -20,52 +22,33 @@ pub struct ClientIp(pub std::net::IpAddr);
 #[derive(Debug, Clone)]
 pub struct CallerName(pub Option<Arc<str>>);
 
-/// Who is calling, as `[[policies]]` match it: the static client's name, or the OAuth
-/// principal. The edge carries it into rmcp's request extensions for Streamable HTTP; a
-/// legacy session keeps its owner's (every message of it comes from the client that opened
-/// it) and puts it into each message's extensions.
-#[derive(Debug, Clone, Default)]
-pub struct CallerIdentity {
-    /// The configured client (`[[clients]]`), if the caller is one.
-    pub client: Option<Arc<str>>,
-    /// The OAuth principal, if an access token identified the caller.
-    pub principal: Option<Arc<Principal>>,
+/// The identity of the request a handler's `extensions` are of: a legacy message's own, else
+/// the one the edge put into the HTTP parts of a Streamable HTTP request; none: an anonymous
+/// caller.
+pub fn identity_of(extensions: &rmcp::model::Extensions) -> Arc<Identity> {
+    extensions
+        .get::<Arc<Identity>>()
+        .or_else(|| {
+            extensions
+                .get::<poem::http::request::Parts>()
+                .and_then(|p| p.extensions.get::<Arc<Identity>>())
+        })
+        .cloned()
+        .unwrap_or_default()
 }
 
-impl CallerIdentity {
-    /// The identity of `caller`.
-    pub fn of(caller: &Caller) -> Self {
-        Self {
-            client: caller.client.as_ref().map(|c| c.name.clone()),
-            principal: caller.principal.clone(),
-        }
-    }
-
-    /// As the rules see it.
-    pub fn who(&self) -> Who<'_> {
-        let p = self.principal.as_deref();
-        Who {
-            subject: p.map(|p| p.subject.as_str()),
-            client: self.client.as_deref(),
-            client_id: p.and_then(|p| p.client_id.as_deref()),
-            scopes: p.map_or(&[], |p| p.scopes.as_slice()),
-            groups: p.map_or(&[], |p| p.groups.as_slice()),
-        }
-    }
-
-    /// The identity a request's handler context carries: a legacy message's own, else the
-    /// one in the HTTP parts of a Streamable HTTP request; none: an anonymous caller.
-    pub fn of_request(extensions: &rmcp::model::Extensions) -> Self {
-        extensions
-            .get::<CallerIdentity>()
-            .or_else(|| {
-                extensions
-                    .get::<poem::http::request::Parts>()
-                    .and_then(|p| p.extensions.get::<CallerIdentity>())
-            })
-            .cloned()
-            .unwrap_or_default()
-    }
+/// The identity of an admitted `caller`; `bearer` is the access token it came with, kept
+/// (for token exchange only) when it identified an OAuth principal.
+pub fn identity(caller: &Caller, bearer: Option<&str>) -> Arc<Identity> {
+    Arc::new(Identity {
+        client: caller.client.as_ref().map(|c| c.name.clone()),
+        principal: caller.principal.clone(),
+        token: caller
+            .principal
+            .as_ref()
+            .and(bearer)
+            .map(|t| Arc::new(SecretString::from(t.to_owned()))),
+    })
 }
 
 /// The id of an HTTP request (its `X-Request-Id`, or one made up), carried into rmcp's

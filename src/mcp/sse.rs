@@ -28,9 +28,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::handler::AgentServer;
-use super::request::{CallerIdentity, RequestId};
+use super::request::RequestId;
 use crate::clients::{ClientKey, SessionSlot};
 use crate::error::Error;
+use crate::identity::Identity;
 use crate::sessions::{Peer, SessionStats, SessionStore};
 
 /// Messages buffered per direction before a sender waits.
@@ -82,8 +83,6 @@ pub struct LegacySession {
     cancel: CancellationToken,
     /// A `std` mutex: held only to look at or swap the engine, never across `.await`.
     engine: Mutex<Engine>,
-    /// Who opened the session: every message of it is theirs (`[[policies]]`).
-    identity: CallerIdentity,
 }
 
 /// The running rmcp service of a session, if any, and what restarts it.
@@ -245,7 +244,6 @@ pub fn open(
     messages: &str,
     peer: Peer,
     owner: ClientKey,
-    identity: CallerIdentity,
     slot: SessionSlot,
     store: &SessionStore,
     keep_alive: std::time::Duration,
@@ -260,7 +258,6 @@ pub fn open(
         out,
         cancel: cancel.clone(),
         engine: Mutex::new(Engine::default()),
-        identity,
     });
     store.insert_legacy(id.clone(), agent.clone(), owner, slot, stats, session);
     let guard = SessionGuard {
@@ -395,7 +392,8 @@ pub fn method_and_tool(message: &ClientJsonRpcMessage) -> (Option<&str>, Option<
 }
 
 /// Hands one client message to `session`'s engine: 202, and the answer goes out on the
-/// session's stream.
+/// session's stream. A request is for `identity`, the POST's own (the session is its
+/// owner's, and a refreshed token of the same subject brings its current scopes).
 ///
 /// # Errors
 /// 404 when the session's stream is gone.
@@ -403,6 +401,7 @@ pub async fn post(
     session: &Arc<LegacySession>,
     id: &str,
     mut message: ClientJsonRpcMessage,
+    identity: Arc<Identity>,
     store: &SessionStore,
     request_id: RequestId,
 ) -> Result<Response, Error> {
@@ -410,9 +409,7 @@ pub async fn post(
         use rmcp::model::GetExtensions;
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
-        req.request
-            .extensions_mut()
-            .insert(session.identity.clone());
+        req.request.extensions_mut().insert(identity);
     }
     match session.deliver(message).await {
         Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),

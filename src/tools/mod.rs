@@ -21,6 +21,9 @@ use rmcp::model::{JsonObject, Tool};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::policies::{Policies, Refused};
+use crate::identity::Identity;
+
 /// Why a tool call did not produce a result.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +74,11 @@ pub struct CallContext {
     pub progress: Option<ProgressFn>,
     /// LLM tokens spent on behalf of this call, nested agent runs included.
     pub tokens: Arc<TokenCount>,
+    /// Who the call is for: the MCP client's caller, through every agent run it starts.
+    pub identity: Arc<Identity>,
+    /// `[[policies]]` as they were when the client's call began: each hop is checked
+    /// against them ([`CallContext::permit`]).
+    pub policies: Arc<Policies>,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -98,6 +106,27 @@ impl TokenCount {
 }
 
 impl CallContext {
+    /// Whether `[[policies]]` let the caller call `tool` of `agent`.
+    ///
+    /// # Errors
+    /// The refusal, naming the rule.
+    pub fn permit(&self, agent: &str, tool: &str) -> Result<(), Refused> {
+        if self.policies.is_empty() {
+            return Ok(());
+        }
+        self.policies.permit(&self.identity.who(), agent, tool)
+    }
+
+    /// A context for the calls of an agent run inside this one: one level deeper, cancelled
+    /// with it, for the same caller.
+    pub fn nested(&self) -> Self {
+        Self {
+            cancel: self.cancel.child_token(),
+            depth: self.depth + 1,
+            ..self.clone()
+        }
+    }
+
     /// Reports a step, if anyone listens.
     pub fn report(&self, step: impl FnOnce() -> String) {
         if let Some(progress) = &self.progress {
@@ -174,7 +203,10 @@ impl ToolKind {
             ToolKind::ServiceNow(tools) => {
                 // The incident tools are short and keep the store consistent: they are not
                 // cut off half-way, a cancelled caller just ignores the answer.
-                tools.call(name, args).await.map(Output::Json)
+                tools
+                    .call(name, args, &ctx.identity)
+                    .await
+                    .map(Output::Json)
             }
             ToolKind::Agent(tool) => tool.call(args, ctx).await.map(Output::Text),
             ToolKind::Upstream(tools) => tools.call(name, args, ctx).await,

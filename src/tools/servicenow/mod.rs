@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Error;
+use crate::identity::Identity;
 
 mod config;
 mod schema;
@@ -88,10 +89,18 @@ impl ServiceNowTools {
     /// [`Error::InvalidArguments`] for an unknown tool, arguments that do not fit its schema
     /// or a change that breaks an incident rule (resolving without close notes, ...);
     /// [`Error::Failed`] when the incident does not exist or the store fails.
-    pub async fn call(&self, name: &str, args: JsonObject) -> Result<Value, Error> {
+    /// A write records who asked (`for`: the OAuth subject, or the configured client) in
+    /// the incident's work notes, on either store.
+    pub async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        caller: &Identity,
+    ) -> Result<Value, Error> {
+        let asked_by = caller.attribution();
         match name {
-            CREATE_INCIDENT => self.create(args).await,
-            UPDATE_INCIDENT => self.update(args).await,
+            CREATE_INCIDENT => self.create(args, asked_by.as_deref()).await,
+            UPDATE_INCIDENT => self.update(args, asked_by.as_deref()).await,
             SEARCH_INCIDENT => self.search(args).await,
             GET_INCIDENT => self.get(args).await,
             other => Err(Error::InvalidArguments(format!(
@@ -101,7 +110,7 @@ impl ServiceNowTools {
         }
     }
 
-    async fn create(&self, args: JsonObject) -> Result<Value, Error> {
+    async fn create(&self, args: JsonObject, asked_by: Option<&str>) -> Result<Value, Error> {
         let args: CreateArgs = parse_args(args, CreateArgs::TEXT)?;
         let new = NewIncident {
             short_description: args.short_description,
@@ -112,7 +121,7 @@ impl ServiceNowTools {
             urgency: level("urgency", args.urgency)?,
             assignment_group: args.assignment_group,
             assigned_to: args.assigned_to,
-            work_notes: args.work_notes,
+            work_notes: attributed(args.work_notes, "Opened", asked_by),
         };
         // Checked here, before either store is reached, so that both answer the same.
         new.check_lengths().map_err(invalid)?;
@@ -120,7 +129,7 @@ impl ServiceNowTools {
         to_json(&incident)
     }
 
-    async fn update(&self, args: JsonObject) -> Result<Value, Error> {
+    async fn update(&self, args: JsonObject, asked_by: Option<&str>) -> Result<Value, Error> {
         let args: UpdateArgs = parse_args(args, UpdateArgs::TEXT)?;
         let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
         let patch = IncidentPatch {
@@ -136,7 +145,7 @@ impl ServiceNowTools {
                 .transpose()?,
             assignment_group: args.assignment_group,
             assigned_to: args.assigned_to,
-            work_notes: args.work_notes,
+            work_notes: attributed(args.work_notes, "Updated", asked_by),
             close_code: args.close_code,
             close_notes: args.close_notes,
         };
@@ -263,6 +272,19 @@ struct GetArgs {
 
 impl GetArgs {
     const TEXT: &[&str] = &["number"];
+}
+
+/// The work note of a write done for `asked_by`: the caller's own note with a line naming
+/// who asked, or that line alone (`Opened via Switchboard for alice@example.com`). An
+/// anonymous caller's note is left as it is.
+fn attributed(note: Option<String>, done: &str, asked_by: Option<&str>) -> Option<String> {
+    let Some(who) = asked_by else {
+        return note;
+    };
+    Some(match note.as_deref().map(str::trim) {
+        Some(note) if !note.is_empty() => format!("{note}\n\n(via Switchboard for {who})"),
+        _ => format!("{done} via Switchboard for {who}"),
+    })
 }
 
 fn invalid(err: impl Display) -> Error {

@@ -20,7 +20,9 @@ fn args(value: Value) -> JsonObject {
 }
 
 async fn call(tools: &ServiceNowTools, name: &str, value: Value) -> Result<Value, Error> {
-    tools.call(name, args(value)).await
+    tools
+        .call(name, args(value), &crate::identity::Identity::default())
+        .await
 }
 
 fn invalid_message(result: Result<Value, Error>) -> String {
