@@ -14,6 +14,7 @@ mod conformance;
 mod console;
 mod default_agent;
 mod early_answers;
+mod hops;
 mod mcp_sse;
 mod mcp_streamable;
 mod metrics;

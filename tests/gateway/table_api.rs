@@ -882,3 +882,48 @@ async fn a_refused_password_never_reaches_the_logs_even_at_trace_level() {
         assert!(!text.contains(secret));
     }
 }
+
+#[tokio::test]
+async fn writes_record_who_asked_in_the_work_notes_on_the_instance() {
+    let fake = FakeServiceNow::start(basic()).await;
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: fixture("agents/table-api"),
+        vars: vars_named(&fake, &basic(), FIXTURE_VARS),
+        settings: crate::support::helpers::settings_with_clients(
+            "[[clients]]\nname = \"helpdesk-app\"\ntoken = \"t-help\"\nagents = [\"*\"]\n",
+            &[],
+        ),
+        ..Options::default()
+    })
+    .await;
+    let c = crate::support::helpers::rmcp_client_with(
+        &gw.url("/agents/servicenow/mcp"),
+        Some("t-help"),
+    )
+    .await;
+    let created = structured(
+        &call(
+            &c,
+            "create_incident",
+            json!({"short_description": "Disk full", "work_notes": "Paged the DBA."}),
+        )
+        .await,
+    );
+    let number = created["number"].as_str().unwrap().to_owned();
+    call(&c, "update_incident", json!({"number": number, "urgency": 1})).await;
+    let sent: Vec<Value> = fake
+        .received()
+        .iter()
+        .filter(|r| r.method == Method::POST || r.method == Method::PATCH)
+        .map(|r| r.json()["work_notes"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            json!("Paged the DBA.\n\n(via Switchboard for client helpdesk-app)"),
+            json!("Updated via Switchboard for client helpdesk-app"),
+        ]
+    );
+    let _ = c.cancel().await;
+    gw.stop().await;
+}
