@@ -910,7 +910,12 @@ async fn writes_record_who_asked_in_the_work_notes_on_the_instance() {
         .await,
     );
     let number = created["number"].as_str().unwrap().to_owned();
-    call(&c, "update_incident", json!({"number": number, "urgency": 1})).await;
+    call(
+        &c,
+        "update_incident",
+        json!({"number": number, "urgency": 1}),
+    )
+    .await;
     let sent: Vec<Value> = fake
         .received()
         .iter()
