@@ -380,6 +380,14 @@ pub async fn run(
     {
         tracing::warn!("Connections still open after the grace period; exiting anyway.");
     }
+    // Every call answered has its record queued: write them before the process ends.
+    if let Some(trail) = state.audit()
+        && tokio::time::timeout(crate::audit::SHUTDOWN_FLUSH, trail.flush())
+            .await
+            .is_err()
+    {
+        tracing::warn!("Audit records still queued at exit could not all be written in time.");
+    }
     Ok(())
 }
 

@@ -39,6 +39,7 @@
 pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod background;
 pub mod clients;

@@ -367,7 +367,19 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         if settings.admin_token.is_none() {
             tracing::warn!("No admin token configured ([admin] token or SWITCHBOARD_ADMIN_TOKEN): the admin API answers loopback peers only.");
         }
-        let state = AppState::with_cluster(settings, registry, cluster.clone());
+        let trail = match switchboard::audit::Trail::start(
+            &settings.audit,
+            &args.data,
+            registry.resources().metrics.clone(),
+        ) {
+            Ok(trail) => trail,
+            Err(e) => {
+                eprintln!("error: [audit]: {e}");
+                eprintln!("Not starting: the audit trail cannot be kept (set [audit] enabled = false to run without one).");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let state = AppState::with_cluster(settings, registry, cluster.clone(), trail);
         // Agent files are applied live: on change (watched), on SIGHUP, on POST /admin/reload.
         if let Err(e) = state.watch_agents_dir(&args.check.agents) {
             tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory; reload with SIGHUP or POST /admin/reload.");

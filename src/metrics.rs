@@ -107,6 +107,7 @@ pub struct Metrics {
     llm_seconds: Family<LlmTimeLabels, Histogram, fn() -> Histogram>,
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
+    audit_records: Family<OutcomeLabels, Counter>,
     stateless: Family<StatelessLabels, Counter>,
     cluster_events: Family<ClusterLabels, Counter>,
     cluster_redis_up: Gauge,
@@ -155,6 +156,7 @@ impl Metrics {
             llm_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             llm_tokens: Family::default(),
             reloads: Family::default(),
+            audit_records: Family::default(),
             cluster_events: Family::default(),
             cluster_redis_up: Gauge::default(),
             stateless: Family::default(),
@@ -214,6 +216,11 @@ impl Metrics {
             m.reloads.clone(),
         );
         registry.register(
+            "audit_records",
+            "Audit records by what became of them: written, dropped (the queue to the writer was full), failed (the store refused the batch)",
+            m.audit_records.clone(),
+        );
+        registry.register(
             "stateless_requests",
             "MCP 2026-07-28 requests served without a session, by agent and client",
             m.stateless.clone(),
@@ -241,6 +248,13 @@ impl Metrics {
         self.cluster_events
             .get_or_create(&ClusterLabels { event })
             .inc();
+    }
+
+    /// `n` audit records were `written`, `dropped` or `failed`.
+    pub fn audit_records(&self, outcome: &'static str, n: u64) {
+        self.audit_records
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc_by(n);
     }
 
     /// Cluster mode: whether the last heartbeat reached Redis.
@@ -429,6 +443,9 @@ impl Metrics {
         });
         for outcome in ["ok", "error"] {
             let _ = self.reloads.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["written", "dropped", "failed"] {
+            let _ = self.audit_records.get_or_create(&OutcomeLabels { outcome });
         }
         for client in &served.clients {
             for limit in LIMITS {

@@ -44,6 +44,8 @@ struct Parts {
     metrics: Arc<Metrics>,
     /// This replica's cluster membership; `None` in single-node mode.
     cluster: Option<Cluster>,
+    /// The audit trail; `None`: off.
+    trail: Option<Arc<crate::audit::Trail>>,
     /// Root cancellation token: cancelled on shutdown, which ends every session.
     cancel: CancellationToken,
     /// Cancelled when shutdown's grace period is over: calls still running are answered
@@ -68,8 +70,12 @@ impl Drop for AbortOnDrop {
 
 impl AppState {
     /// State serving the agents of `registry`, alone.
-    pub fn new(settings: ServerSpec, registry: AgentRegistry) -> Self {
-        Self::with_cluster(settings, registry, None)
+    pub fn new(
+        settings: ServerSpec,
+        registry: AgentRegistry,
+        trail: Option<Arc<crate::audit::Trail>>,
+    ) -> Self {
+        Self::with_cluster(settings, registry, None, trail)
     }
 
     /// State serving the agents of `registry`, as a member of `cluster` if given.
@@ -77,6 +83,7 @@ impl AppState {
         settings: ServerSpec,
         registry: AgentRegistry,
         cluster: Option<Cluster>,
+        trail: Option<Arc<crate::audit::Trail>>,
     ) -> Self {
         let settings = Arc::new(settings);
         let metrics = registry.resources().metrics.clone();
@@ -107,6 +114,7 @@ impl AppState {
             cancel.clone(),
             stop_calls.clone(),
             events,
+            trail.clone(),
         ));
         Self(Arc::new(Parts {
             settings,
@@ -117,6 +125,7 @@ impl AppState {
             oauth,
             metrics,
             cluster,
+            trail,
             cancel,
             stop_calls,
             draining: AtomicBool::new(false),
@@ -163,6 +172,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The audit trail; `None` when `[audit]` turns it off.
+    pub fn audit(&self) -> Option<&Arc<crate::audit::Trail>> {
+        self.0.trail.as_ref()
     }
 
     /// This replica's cluster membership; `None` in single-node mode.

@@ -29,6 +29,8 @@ enum ApiTags {
     Health,
     /// Cluster mode: the replicas.
     Cluster,
+    /// The audit trail of every tool call.
+    Audit,
 }
 
 /// Admin access, checked per request: the bearer token when one is configured, else a
@@ -219,11 +221,13 @@ macro_rules! admin_response {
 }
 
 mod api;
+mod audit;
 mod health;
 mod responses;
 mod views;
 
 pub use api::AdminApi;
+pub use audit::AuditApi;
 pub use health::HealthApi;
 
 /// The methods a path of this API serves, for the `Allow` header of a 405.
@@ -236,7 +240,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "clients"]
         | ["admin", "load-errors"]
         | ["admin", "traffic"]
-        | ["admin", "cluster"] => Some("GET"),
+        | ["admin", "cluster"]
+        | ["admin", "audit"]
+        | ["admin", "audit", _] => Some("GET"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),

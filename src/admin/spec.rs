@@ -3,12 +3,12 @@
 
 use poem_openapi::OpenApiService;
 
-use super::{AdminApi, HealthApi};
+use super::{AdminApi, AuditApi, HealthApi};
 
 /// The admin API and the probes, as one OpenAPI service.
-pub fn service() -> OpenApiService<(AdminApi, HealthApi), ()> {
+pub fn service() -> OpenApiService<(AdminApi, AuditApi, HealthApi), ()> {
     OpenApiService::new(
-        (AdminApi, HealthApi),
+        (AdminApi, AuditApi, HealthApi),
         "Switchboard admin API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -46,6 +46,7 @@ impl From<Error> for tools::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Cancelled => tools::Error::Cancelled,
+            e @ Error::RunTimeout(_) => tools::Error::TimedOut(e.to_string()),
             other => tools::Error::Failed(other.to_string()),
         }
     }
@@ -73,6 +74,14 @@ impl Agent {
         let started = Instant::now();
         let mut usage = Usage::default();
         let result = self.run_bounded(task, ctx, &mut usage).await;
+        if let Some(model) = &self.spec.model {
+            ctx.audit.note_run(crate::audit::RunFacts {
+                model: model.model.clone(),
+                turns: usage.turns,
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+            });
+        }
         let outcome = match &result {
             Ok(_) => "ok",
             Err(Error::Cancelled) => "cancelled",
@@ -192,20 +201,61 @@ impl Agent {
                 }
             }
         };
+        let entry = ctx
+            .audit
+            .begin(self.name().as_str(), &call.name, &args, ctx.depth);
         // A tool the caller may not call is not offered, but the model may name it anyway.
-        if let Err(refused) = ctx.permit(self.name().as_str(), &call.name) {
-            tracing::info!(agent = %self.name(), tool = %call.name, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call by the model refused by [[policies]].");
-            return format!("error: {}", refused.message);
-        }
+        let verdict = match ctx.permit(self.name().as_str(), &call.name) {
+            Ok(verdict) => verdict,
+            Err(refused) => {
+                tracing::info!(agent = %self.name(), tool = %call.name, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call by the model refused by [[policies]].");
+                let text = format!("error: {}", refused.message);
+                if let Some(entry) = entry {
+                    entry.finish(
+                        &ctx.identity,
+                        crate::audit::Verdict::deny(refused.rule),
+                        crate::audit::Outcome::Refused,
+                        Some(refused.message),
+                    );
+                }
+                return text;
+            }
+        };
+        // The calls this one makes hang under its record.
+        let own;
+        let call_ctx = match &entry {
+            Some(entry) => {
+                own = CallContext {
+                    audit: entry.child(),
+                    ..ctx.clone()
+                };
+                &own
+            }
+            None => ctx,
+        };
         let started = Instant::now();
-        let outcome = self.call_tool(&call.name, args, ctx).await;
+        let outcome = self.call_tool(&call.name, args, call_ctx).await;
+        if let Some(entry) = entry {
+            let (result, error) = match &outcome {
+                Some(Ok(_)) => (crate::audit::Outcome::Ok, None),
+                Some(Err(e)) => {
+                    let (result, text) = e.audit_outcome();
+                    (result, Some(text))
+                }
+                None => (
+                    crate::audit::Outcome::Error,
+                    Some(format!("unknown tool {:?}", call.name)),
+                ),
+            };
+            entry.finish(&ctx.identity, verdict, result, error);
+        }
         tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = matches!(outcome, Some(Ok(_))), "Tool call by the model.");
         match outcome {
             Some(Ok(output)) => output.into_text(),
             Some(Err(tools::Error::InvalidArguments(m))) => {
                 format!("error: invalid arguments for {}: {m}", call.name)
             }
-            Some(Err(tools::Error::Failed(m))) => format!("error: {m}"),
+            Some(Err(tools::Error::Failed(m) | tools::Error::TimedOut(m))) => format!("error: {m}"),
             Some(Err(tools::Error::Cancelled)) => "error: cancelled".to_owned(),
             None => format!(
                 "error: there is no tool named {:?}; use one of the tools offered",

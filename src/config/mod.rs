@@ -7,6 +7,7 @@
 //! all of them over all files before deciding anything, so a user sees every problem at once.
 
 pub mod agent;
+pub mod audit;
 pub mod clients;
 pub mod cluster;
 pub mod error;
@@ -63,6 +64,9 @@ pub struct GatewayConfig {
     /// `[[policies]]`: which caller may call which tool. None: every tool is allowed.
     #[serde(default)]
     pub policies: Vec<policies::PolicyConfig>,
+    /// `[audit]`: the audit trail of every tool call (on by default).
+    #[serde(default)]
+    pub audit: audit::AuditConfig,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -218,6 +222,8 @@ pub struct ServerSpec {
     pub oauth: Option<oauth::OAuthSpec>,
     /// `[[policies]]`: which caller may call which tool; empty: every tool is allowed.
     pub policies: std::sync::Arc<policies::Policies>,
+    /// `[audit]`: the audit trail.
+    pub audit: audit::AuditSpec,
 }
 
 impl Default for ServerSpec {
@@ -315,6 +321,7 @@ impl ServerSpec {
             meter_loopback: true,
             oauth: None,
             policies: std::sync::Arc::default(),
+            audit: audit::AuditSpec::default(),
         }
     }
 }
@@ -342,20 +349,23 @@ pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSp
         .map(|c| oauth::validate(path, c))
         .transpose();
     let policies = policies::validate(path, config.policies);
-    let (mut settings, (limits, clients), cluster, oauth, policies) =
-        match (settings, clients, cluster, oauth, policies) {
-            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p)) => (s, c, cl, o, p),
-            (s, c, cl, o, p) => {
+    let audit = audit::validate(path, config.audit);
+    let (mut settings, (limits, clients), cluster, oauth, policies, audit) =
+        match (settings, clients, cluster, oauth, policies, audit) {
+            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a)) => (s, c, cl, o, p, a),
+            (s, c, cl, o, p, a) => {
                 let mut errors = Errors::default();
                 errors.extend(s.err().unwrap_or_default().0);
                 errors.extend(c.err().unwrap_or_default());
                 errors.extend(cl.err().unwrap_or_default().0);
                 errors.extend(o.err().unwrap_or_default());
                 errors.extend(p.err().unwrap_or_default());
+                errors.extend(a.err().unwrap_or_default());
                 return Err(errors);
             }
         };
     settings.oauth = oauth;
+    settings.audit = audit;
     settings.policies = std::sync::Arc::new(policies);
     settings.limits = limits;
     settings.clients = clients;

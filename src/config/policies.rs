@@ -248,34 +248,46 @@ impl Policies {
 
     /// Whether `who` may call `tool` of `agent`: see the module's documentation.
     pub fn decide(&self, who: &Who<'_>, agent: &str, tool: &str) -> Decision<'_> {
+        self.evaluate(who, agent, tool).0
+    }
+
+    /// The decision, and the first `allow` rule that covers the call (when allowed by one).
+    fn evaluate(&self, who: &Who<'_>, agent: &str, tool: &str) -> (Decision<'_>, Option<&Policy>) {
         if self.rules.is_empty() {
-            return Decision::Allowed;
+            return (Decision::Allowed, None);
         }
-        let mut allowed = false;
+        let mut allowed_by = None;
         for rule in &self.rules {
             if !rule.matches(who) || !rule.covers(agent, tool) {
                 continue;
             }
             match rule.effect {
-                Effect::Deny => return Decision::Denied(rule),
-                Effect::Allow => allowed = true,
+                Effect::Deny => return (Decision::Denied(rule), None),
+                Effect::Allow => {
+                    allowed_by.get_or_insert(rule);
+                }
             }
         }
-        if allowed {
-            Decision::Allowed
-        } else {
-            Decision::NotAllowed
+        match allowed_by {
+            Some(rule) => (Decision::Allowed, Some(rule)),
+            None => (Decision::NotAllowed, None),
         }
     }
 
-    /// Whether `who` may call `tool` of `agent`; if not, the refusal naming the rule.
+    /// Whether `who` may call `tool` of `agent`: the key of the rule that allows it (`None`
+    /// with no rules); if not, the refusal naming the rule.
     ///
     /// # Errors
     /// [`Refused`] when the rules do not allow the call.
-    pub fn permit(&self, who: &Who<'_>, agent: &str, tool: &str) -> Result<(), Refused> {
-        let decision = self.decide(who, agent, tool);
+    pub fn permit(
+        &self,
+        who: &Who<'_>,
+        agent: &str,
+        tool: &str,
+    ) -> Result<Option<String>, Refused> {
+        let (decision, allowed_by) = self.evaluate(who, agent, tool);
         let rule = match decision {
-            Decision::Allowed => return Ok(()),
+            Decision::Allowed => return Ok(allowed_by.map(|r| r.key.clone())),
             Decision::Denied(rule) => Some(rule.key.clone()),
             Decision::NotAllowed => None,
         };

@@ -22,8 +22,9 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
-use super::request::identity_of;
+use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
+use crate::audit;
 use crate::config::policies::{Policies, Refused};
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
@@ -39,11 +40,18 @@ pub struct AgentServer {
     agent_tool: Option<Tool>,
     /// `[[policies]]`: which caller may call which tool.
     policies: Arc<Policies>,
+    /// The audit trail; `None`: off.
+    trail: Option<Arc<audit::Trail>>,
 }
 
 impl AgentServer {
     /// A handler for `agent`.
-    pub fn new(agent: Arc<Agent>, stop_calls: CancellationToken, policies: Arc<Policies>) -> Self {
+    pub fn new(
+        agent: Arc<Agent>,
+        stop_calls: CancellationToken,
+        policies: Arc<Policies>,
+        trail: Option<Arc<audit::Trail>>,
+    ) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
             .expose_agent
@@ -53,6 +61,7 @@ impl AgentServer {
             stop_calls,
             agent_tool,
             policies,
+            trail,
         }
     }
 
@@ -134,6 +143,11 @@ impl ServerHandler for AgentServer {
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
+        let args = request.arguments.unwrap_or_default();
+        let agent = self.agent.name().as_str();
+        // The client's call is the root of its audit tree.
+        let entry = audit::Scope::top(self.trail.clone(), origin_of(&context.extensions))
+            .begin(agent, name, &args, 0);
         let ctx = CallContext {
             cancel: context.ct.clone(),
             depth: 0,
@@ -141,17 +155,41 @@ impl ServerHandler for AgentServer {
             tokens: Default::default(),
             identity: identity_of(&context.extensions),
             policies: self.policies.clone(),
+            audit: entry.as_ref().map(audit::Entry::child).unwrap_or_default(),
         };
-        ctx.permit(self.agent.name().as_str(), name)
-            .map_err(|refused| self.refuse(&ctx, name, refused))?;
-        let args = request.arguments.unwrap_or_default();
+        let verdict = match ctx.permit(agent, name) {
+            Ok(verdict) => verdict,
+            Err(refused) => {
+                if let Some(entry) = entry {
+                    entry.finish(
+                        &ctx.identity,
+                        audit::Verdict::deny(refused.rule.clone()),
+                        audit::Outcome::Refused,
+                        Some(refused.message.clone()),
+                    );
+                }
+                return Err(self.refuse(&ctx, name, refused));
+            }
+        };
         let (progress, forwarder) = progress_reporter(&context).unzip();
         let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
-        let outcome = self
-            .run_call(name, args, &ctx, &context)
-            .await
-            .ok_or_else(|| unknown_tool(name))?;
+        let outcome = self.run_call(name, args, &ctx, &context).await;
+        if let Some(entry) = entry {
+            let (result, error) = match &outcome {
+                Some(Ok(_)) => (audit::Outcome::Ok, None),
+                Some(Err(e)) => {
+                    let (result, text) = e.audit_outcome();
+                    (result, Some(text))
+                }
+                None => (
+                    audit::Outcome::Error,
+                    Some(format!("unknown tool {name:?}")),
+                ),
+            };
+            entry.finish(&ctx.identity, verdict, result, error);
+        }
+        let outcome = outcome.ok_or_else(|| unknown_tool(name))?;
         let elapsed_us = started.elapsed().as_micros() as u64;
         let tokens = ctx.tokens.get();
         // Progress goes out before the answer: the answer ends the request's stream, and a
@@ -232,6 +270,7 @@ impl AgentServer {
             Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
             Err(tools::Error::Failed(_)) => "error",
             Err(tools::Error::Cancelled) => "cancelled",
+            Err(tools::Error::TimedOut(_)) => "timeout",
         };
         // The transports put the session's counters into the request; stateless requests
         // (MCP 2026-07-28) have none.
@@ -290,7 +329,7 @@ fn into_response(
             format!("{name}: invalid arguments: {msg}"),
             None,
         )),
-        Err(tools::Error::Failed(msg)) => {
+        Err(tools::Error::Failed(msg) | tools::Error::TimedOut(msg)) => {
             Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into())
         }
         Err(tools::Error::Cancelled) => Ok(CallToolResult::error(vec![ContentBlock::text(

@@ -7,6 +7,7 @@ use poem::Request;
 
 use secrecy::SecretString;
 
+use crate::audit::Origin;
 use crate::clients::Caller;
 use crate::identity::Identity;
 use crate::sessions::Peer;
@@ -35,6 +36,23 @@ pub fn identity_of(extensions: &rmcp::model::Extensions) -> Arc<Identity> {
         })
         .cloned()
         .unwrap_or_default()
+}
+
+/// Where a request came in, for the audit trail: a legacy message carries its own; a
+/// Streamable HTTP request's session is in its headers.
+pub fn origin_of(extensions: &rmcp::model::Extensions) -> Origin {
+    if let Some(origin) = extensions.get::<Origin>() {
+        return origin.clone();
+    }
+    let session = extensions
+        .get::<poem::http::request::Parts>()
+        .and_then(|p| p.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(Arc::from);
+    Origin {
+        transport: Some("streamable_http"),
+        session,
+    }
 }
 
 /// The identity of an admitted `caller`; `bearer` is the access token it came with, kept

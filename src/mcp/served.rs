@@ -66,6 +66,8 @@ pub struct ServedAgents {
     /// Cluster mode: where Streamable HTTP stream events are kept for resumption.
     events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
     metrics: Arc<Metrics>,
+    /// The audit trail every agent's calls are recorded in; `None`: off.
+    trail: Option<Arc<crate::audit::Trail>>,
 }
 
 impl ServedAgents {
@@ -77,6 +79,7 @@ impl ServedAgents {
         cancel: CancellationToken,
         stop_calls: CancellationToken,
         events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
+        trail: Option<Arc<crate::audit::Trail>>,
     ) -> Self {
         let metrics = registry.resources().metrics.clone();
         let served = Self {
@@ -89,6 +92,7 @@ impl ServedAgents {
             stop_calls,
             events,
             metrics,
+            trail,
         };
         let agents = match served.registry.try_lock() {
             Ok(registry) => registry
@@ -162,6 +166,7 @@ impl ServedAgents {
             agent.clone(),
             self.stop_calls.clone(),
             self.settings.policies.clone(),
+            self.trail.clone(),
         );
         let manager = self.managers().get(&name).cloned();
         let (streamable, manager) = streamable::service(

@@ -410,6 +410,10 @@ pub async fn post(
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
         req.request.extensions_mut().insert(identity);
+        req.request.extensions_mut().insert(crate::audit::Origin {
+            transport: Some("sse"),
+            session: Some(Arc::from(id)),
+        });
     }
     match session.deliver(message).await {
         Ok(()) => Ok(StatusCode::ACCEPTED.into_response()),

@@ -39,6 +39,23 @@ pub enum Error {
     /// The call was cancelled (client cancel, session end, shutdown).
     #[error("cancelled")]
     Cancelled,
+    /// The call ran out of time (an upstream's `timeout_secs`, a run's `run_timeout_secs`).
+    /// MCP: a tool result with `isError: true` and this message.
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+impl Error {
+    /// How the audit trail names this failure, and its text.
+    pub fn audit_outcome(&self) -> (crate::audit::Outcome, String) {
+        use crate::audit::Outcome;
+        let outcome = match self {
+            Error::InvalidArguments(_) | Error::Failed(_) => Outcome::Error,
+            Error::Cancelled => Outcome::Cancelled,
+            Error::TimedOut(_) => Outcome::Timeout,
+        };
+        (outcome, self.to_string())
+    }
 }
 
 /// What a successful tool call returns.
@@ -79,6 +96,8 @@ pub struct CallContext {
     /// `[[policies]]` as they were when the client's call began: each hop is checked
     /// against them ([`CallContext::permit`]).
     pub policies: Arc<Policies>,
+    /// Where the records of this call's own calls go (the audit trail).
+    pub audit: crate::audit::Scope,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -110,11 +129,13 @@ impl CallContext {
     ///
     /// # Errors
     /// The refusal, naming the rule.
-    pub fn permit(&self, agent: &str, tool: &str) -> Result<(), Refused> {
+    pub fn permit(&self, agent: &str, tool: &str) -> Result<crate::audit::Verdict, Refused> {
         if self.policies.is_empty() {
-            return Ok(());
+            return Ok(crate::audit::Verdict::allow(None));
         }
-        self.policies.permit(&self.identity.who(), agent, tool)
+        self.policies
+            .permit(&self.identity.who(), agent, tool)
+            .map(crate::audit::Verdict::allow)
     }
 
     /// A context for the calls of an agent run inside this one: one level deeper, cancelled

@@ -6,6 +6,7 @@ mod support;
 
 mod admin_api;
 mod agent_runtime;
+mod audit;
 mod binary;
 mod clients;
 mod cluster;

@@ -115,6 +115,25 @@ async fn every_get_of_the_published_spec_answers_with_an_admin_token() {
         .await
         .unwrap();
     let session = sessions["sessions"][0]["id"].as_str().unwrap().to_owned();
+    // One call, so that the audit trail has a tree to look up.
+    let call = crate::support::helpers::start_call(
+        client.peer(),
+        "get_incident",
+        serde_json::json!({"number": "INC0012345"}),
+    )
+    .await;
+    crate::support::helpers::call_result(call).await;
+    gw.state.audit().unwrap().flush().await;
+    let audit: Value = h
+        .get(gw.url("/admin/audit"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root_id = audit["records"][0]["root_id"].as_str().unwrap().to_owned();
     let yaml = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/admin.yaml"),
     )
@@ -135,7 +154,8 @@ async fn every_get_of_the_published_spec_answers_with_an_admin_token() {
         let url = gw.url(
             &path
                 .replace("{name}", "servicenow")
-                .replace("{id}", &session),
+                .replace("{id}", &session)
+                .replace("{root_id}", &root_id),
         );
         let resp = h.get(&url).bearer_auth(token).send().await.unwrap();
         let status = resp.status();

@@ -332,7 +332,7 @@ impl UpstreamTools {
     }
 
     fn timed_out(&self) -> Error {
-        Error::Failed(format!(
+        Error::TimedOut(format!(
             "upstream MCP server {} did not answer within {}s",
             self.config.url,
             self.config.timeout_secs.max(1)

@@ -611,7 +611,7 @@ async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
     let result = call(&tools, "up_slow", json!({})).await;
 
     assert!(
-        matches!(&result, Err(Error::Failed(m)) if m.contains("did not answer within 1s") && m.contains(&upstream.url)),
+        matches!(&result, Err(Error::TimedOut(m)) if m.contains("did not answer within 1s") && m.contains(&upstream.url)),
         "{result:?}"
     );
     tokio::time::timeout(WAIT, upstream.seen.slow_cancelled.notified())

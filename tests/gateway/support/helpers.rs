@@ -105,7 +105,13 @@ impl TestGateway {
             None => tokio::net::TcpListener::bind(opts.bind).await.unwrap(),
         };
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(opts.settings, registry);
+        let trail = switchboard::audit::Trail::start(
+            &opts.settings.audit,
+            &data_dir,
+            registry.resources().metrics.clone(),
+        )
+        .unwrap_or_else(|e| panic!("the audit trail must open: {e}"));
+        let state = AppState::new(opts.settings, registry, trail);
         if opts.watch {
             state.watch_agents_dir(&opts.agents_dir).unwrap();
         }

@@ -1,0 +1,196 @@
+//! What of a call's arguments the trail keeps: everything but the fields `[audit] redact`
+//! names (and, unless turned off, the common secret names), whose values become
+//! `"[redacted]"`; and the SHA-256 of the arguments as received, so that a record can be
+//! matched with a known call without keeping what was redacted.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::config::audit::RedactRule;
+
+/// The value that replaces a redacted one.
+pub const REDACTED: &str = "[redacted]";
+
+/// Field names redacted at any depth unless `redact_common_secrets = false`.
+pub const COMMON_SECRETS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "authorization",
+];
+
+/// Arguments larger than this (serialized, after redaction) are not kept, only their digest.
+pub const MAX_KEPT_BYTES: usize = 16 * 1024;
+
+/// The redaction rules, ready to apply.
+#[derive(Debug, Clone, Default)]
+pub struct Redaction {
+    /// Lowercased names, redacted at any depth.
+    names: HashSet<String>,
+    /// Paths of object keys from the top.
+    paths: Vec<Vec<String>>,
+}
+
+impl Redaction {
+    /// The rules of `[audit] redact`, plus [`COMMON_SECRETS`] when `common`.
+    pub fn new(rules: &[RedactRule], common: bool) -> Self {
+        let mut names: HashSet<String> = HashSet::new();
+        if common {
+            names.extend(COMMON_SECRETS.iter().map(|s| (*s).to_owned()));
+        }
+        let mut paths = Vec::new();
+        for rule in rules {
+            match rule {
+                RedactRule::Name(name) => {
+                    names.insert(name.to_lowercase());
+                }
+                RedactRule::Path(path) => paths.push(path.clone()),
+            }
+        }
+        Self { names, paths }
+    }
+
+    /// The arguments to keep, and the SHA-256 (hex) of `arguments` as given.
+    pub fn apply(&self, arguments: &Map<String, Value>) -> (Value, String) {
+        let digest = match serde_json::to_vec(arguments) {
+            Ok(bytes) => hex(&Sha256::digest(&bytes)),
+            Err(_) => String::new(),
+        };
+        let mut kept = Value::Object(arguments.clone());
+        if !self.names.is_empty() {
+            redact_names(&mut kept, &self.names);
+        }
+        for path in &self.paths {
+            redact_path(&mut kept, path);
+        }
+        let size = serde_json::to_vec(&kept).map_or(0, |b| b.len());
+        if size > MAX_KEPT_BYTES {
+            kept = Value::String(format!(
+                "[{size} bytes: too large to keep; see arguments_sha256]"
+            ));
+        }
+        (kept, digest)
+    }
+}
+
+fn redact_names(value: &mut Value, names: &HashSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if names.contains(&key.to_lowercase()) {
+                    *v = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_names(v, names);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_names(v, names)),
+        _ => {}
+    }
+}
+
+fn redact_path(value: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Value::Object(map) = value else {
+        return;
+    };
+    let Some(v) = map.get_mut(first) else {
+        return;
+    };
+    if rest.is_empty() {
+        *v = Value::String(REDACTED.to_owned());
+    } else {
+        redact_path(v, rest);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rules(texts: &[&str]) -> Vec<RedactRule> {
+        texts
+            .iter()
+            .map(|t| RedactRule::parse(t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn names_anywhere_paths_in_one_place_and_common_secrets() {
+        let r = Redaction::new(&rules(&["ssn", "$.contact.phone"]), true);
+        let args = json!({
+            "ssn": "123", "password": "p", "Token": "t",
+            "nested": {"ssn": "456", "list": [{"ssn": "789", "keep": 1}]},
+            "contact": {"phone": "555", "email": "a@b"},
+            "phone": "kept at the top",
+        });
+        let (kept, digest) = r.apply(args.as_object().unwrap());
+        assert_eq!(
+            kept,
+            json!({
+                "ssn": REDACTED, "password": REDACTED, "Token": REDACTED,
+                "nested": {"ssn": REDACTED, "list": [{"ssn": REDACTED, "keep": 1}]},
+                "contact": {"phone": REDACTED, "email": "a@b"},
+                "phone": "kept at the top",
+            })
+        );
+        // The digest is of the arguments as given, so it differs from the kept ones'.
+        let expected = hex(&Sha256::digest(serde_json::to_vec(&args).unwrap()));
+        assert_eq!(digest, expected);
+    }
+
+    #[test]
+    fn common_secrets_can_be_turned_off_and_huge_arguments_are_not_kept() {
+        let r = Redaction::new(&[], false);
+        let (kept, _) = r.apply(json!({"token": "t"}).as_object().unwrap());
+        assert_eq!(kept, json!({"token": "t"}));
+        let big = "x".repeat(MAX_KEPT_BYTES + 1);
+        let (kept, digest) = r.apply(json!({"text": big}).as_object().unwrap());
+        assert!(
+            kept.as_str().unwrap().contains("too large to keep"),
+            "{kept}"
+        );
+        assert_eq!(digest.len(), 64);
+    }
+
+    #[test]
+    fn rules_are_parsed_as_names_or_paths() {
+        assert_eq!(
+            RedactRule::parse("password").unwrap(),
+            RedactRule::Name("password".into())
+        );
+        assert_eq!(
+            RedactRule::parse("$.password").unwrap(),
+            RedactRule::Path(vec!["password".into()])
+        );
+        assert_eq!(
+            RedactRule::parse("auth.token").unwrap(),
+            RedactRule::Path(vec!["auth".into(), "token".into()])
+        );
+        for bad in ["", "$", "$.", "a..b", "."] {
+            assert!(RedactRule::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The trail on one node: `audit.db`, its own SQLite file in the data directory (WAL,
+//! `synchronous=FULL`: a written batch survives a crash), written in batches by the trail's
+//! writer and read by the admin API.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row, params};
+
+use super::{Outcome, Record};
+
+/// The file name inside the data directory.
+pub const FILE_NAME: &str = "audit.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_record (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT NOT NULL UNIQUE,
+    root_id           TEXT NOT NULL,
+    parent_id         TEXT,
+    time_ms           INTEGER NOT NULL,
+    principal         TEXT,
+    client            TEXT,
+    agent             TEXT NOT NULL,
+    tool              TEXT NOT NULL,
+    transport         TEXT,
+    session           TEXT,
+    depth             INTEGER NOT NULL,
+    arguments         TEXT NOT NULL,
+    arguments_sha256  TEXT NOT NULL,
+    decision          TEXT NOT NULL,
+    rule              TEXT,
+    outcome           TEXT NOT NULL,
+    error             TEXT,
+    duration_ms       REAL NOT NULL,
+    model             TEXT,
+    turns             INTEGER,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER
+);
+CREATE INDEX IF NOT EXISTS audit_record_root ON audit_record (root_id);
+CREATE INDEX IF NOT EXISTS audit_record_time ON audit_record (time_ms);
+";
+
+const COLUMNS: &str = "seq, id, root_id, parent_id, time_ms, principal, client, agent, tool, \
+    transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error, \
+    duration_ms, model, turns, prompt_tokens, completion_tokens";
+
+/// Which records a listing wants; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Calls that began at or after this (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Calls that began before this (Unix ms).
+    pub to_ms: Option<i64>,
+    /// The OAuth subject.
+    pub principal: Option<String>,
+    /// The client.
+    pub client: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// The tool.
+    pub tool: Option<String>,
+    /// The outcome.
+    pub outcome: Option<Outcome>,
+    /// The client's call.
+    pub root_id: Option<String>,
+    /// Records written before the one of this cursor (the `next_cursor` of a page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The trail in SQLite.
+pub struct SqliteTrail {
+    path: PathBuf,
+    /// The one writer connection; a `std` mutex held inside `spawn_blocking` only.
+    writer: Mutex<Connection>,
+    retention: Option<Duration>,
+}
+
+impl SqliteTrail {
+    /// Opens (creating) `audit.db` in `data_dir`.
+    ///
+    /// # Errors
+    /// The directory or the file cannot be created or opened.
+    pub fn open(data_dir: &Path, retention: Option<Duration>) -> Result<Self, String> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let path = data_dir.join(FILE_NAME);
+        let fail = |e: rusqlite::Error| format!("cannot open {}: {e}", path.display());
+        let conn = Connection::open(&path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(conn),
+            retention,
+        })
+    }
+
+    /// Writes `batch` in one transaction (blocking: call it off the async threads).
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn write(&self, batch: &[Record]) -> Result<(), rusqlite::Error> {
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO audit_record (id, root_id, parent_id, time_ms, principal, \
+                 client, agent, tool, transport, session, depth, arguments, arguments_sha256, \
+                 decision, rule, outcome, error, duration_ms, model, turns, prompt_tokens, \
+                 completion_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            )?;
+            for r in batch {
+                insert.execute(params![
+                    r.id,
+                    r.root_id,
+                    r.parent_id,
+                    r.time_ms,
+                    r.principal,
+                    r.client,
+                    r.agent,
+                    r.tool,
+                    r.transport,
+                    r.session,
+                    r.depth,
+                    r.arguments.to_string(),
+                    r.arguments_sha256,
+                    r.decision,
+                    r.rule,
+                    r.outcome.as_str(),
+                    r.error,
+                    r.duration_ms,
+                    r.model,
+                    r.turns,
+                    r.prompt_tokens.map(|t| t as i64),
+                    r.completion_tokens.map(|t| t as i64),
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Deletes the records older than the retention (blocking); how many.
+    ///
+    /// # Errors
+    /// SQLite's.
+    pub fn prune(&self, now_ms: i64) -> Result<usize, rusqlite::Error> {
+        let Some(retention) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now_ms - retention.as_millis() as i64;
+        let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.execute("DELETE FROM audit_record WHERE time_ms < ?1", [cutoff])
+    }
+
+    /// The records `filter` wants, newest written first, with their cursors.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub async fn list(&self, filter: Filter) -> Result<Vec<(i64, Record)>, String> {
+        let path = self.path.clone();
+        blocking(move || {
+            let conn = reader(&path)?;
+            let mut sql = format!("SELECT {COLUMNS} FROM audit_record WHERE 1 = 1");
+            let mut values: Vec<rusqlite::types::Value> = Vec::new();
+            let mut add = |clause: &str, value: rusqlite::types::Value| {
+                values.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", values.len()));
+            };
+            if let Some(v) = filter.from_ms {
+                add("time_ms >=", v.into());
+            }
+            if let Some(v) = filter.to_ms {
+                add("time_ms <", v.into());
+            }
+            for (column, v) in [
+                ("principal =", filter.principal),
+                ("client =", filter.client),
+                ("agent =", filter.agent),
+                ("tool =", filter.tool),
+                ("root_id =", filter.root_id),
+                ("outcome =", filter.outcome.map(|o| o.as_str().to_owned())),
+            ] {
+                if let Some(v) = v {
+                    add(column, v.into());
+                }
+            }
+            if let Some(v) = filter.before {
+                add("seq <", v.into());
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
+                Ok((row.get::<_, i64>(0)?, record(row)?))
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })
+        .await
+    }
+
+    /// Every record of the client's call `root_id`, oldest first.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub async fn tree(&self, root_id: String) -> Result<Vec<Record>, String> {
+        let path = self.path.clone();
+        blocking(move || {
+            let conn = reader(&path)?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {COLUMNS} FROM audit_record WHERE root_id = ?1 ORDER BY time_ms, id"
+            ))?;
+            let rows = stmt.query_map([root_id], record)?;
+            rows.collect::<Result<Vec<_>, _>>()
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, rusqlite::Error> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("the audit database cannot be read: {e}")),
+        Err(e) => Err(format!("the audit database read did not finish: {e}")),
+    }
+}
+
+fn reader(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn record(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
+    let arguments: String = row.get(12)?;
+    let outcome: String = row.get(16)?;
+    Ok(Record {
+        id: row.get(1)?,
+        root_id: row.get(2)?,
+        parent_id: row.get(3)?,
+        time_ms: row.get(4)?,
+        principal: row.get(5)?,
+        client: row.get(6)?,
+        agent: row.get(7)?,
+        tool: row.get(8)?,
+        transport: row.get(9)?,
+        session: row.get(10)?,
+        depth: row.get(11)?,
+        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::String(arguments)),
+        arguments_sha256: row.get(13)?,
+        decision: row.get(14)?,
+        rule: row.get(15)?,
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Error),
+        error: row.get(17)?,
+        duration_ms: row.get(18)?,
+        model: row.get(19)?,
+        turns: row.get(20)?,
+        prompt_tokens: row.get::<_, Option<i64>>(21)?.map(|t| t as u64),
+        completion_tokens: row.get::<_, Option<i64>>(22)?.map(|t| t as u64),
+    })
+}
