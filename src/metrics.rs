@@ -107,6 +107,7 @@ pub struct Metrics {
     llm_seconds: Family<LlmTimeLabels, Histogram, fn() -> Histogram>,
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
+    policies: Gauge,
     stateless: Family<StatelessLabels, Counter>,
     cluster_events: Family<ClusterLabels, Counter>,
     cluster_redis_up: Gauge,
@@ -155,6 +156,7 @@ impl Metrics {
             llm_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             llm_tokens: Family::default(),
             reloads: Family::default(),
+            policies: Gauge::default(),
             cluster_events: Family::default(),
             cluster_redis_up: Gauge::default(),
             stateless: Family::default(),
@@ -210,8 +212,13 @@ impl Metrics {
         );
         registry.register(
             "reloads",
-            "Reloads of the agents directory by outcome",
+            "Reloads (the agents directory and switchboard.toml's [[policies]]) by outcome",
             m.reloads.clone(),
+        );
+        registry.register(
+            "policies",
+            "[[policies]] rules in force",
+            m.policies.clone(),
         );
         registry.register(
             "stateless_requests",
@@ -361,6 +368,11 @@ impl Metrics {
     /// A reload of the agents directory finished.
     pub fn reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// `n` `[[policies]]` rules are in force.
+    pub fn policies_in_force(&self, n: usize) {
+        self.policies.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A request served statelessly (MCP 2026-07-28: no session).

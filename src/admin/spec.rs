@@ -3,12 +3,12 @@
 
 use poem_openapi::OpenApiService;
 
-use super::{AdminApi, HealthApi};
+use super::{AdminApi, HealthApi, PermissionsApi};
 
 /// The admin API and the probes, as one OpenAPI service.
-pub fn service() -> OpenApiService<(AdminApi, HealthApi), ()> {
+pub fn service() -> OpenApiService<(AdminApi, PermissionsApi, HealthApi), ()> {
     OpenApiService::new(
-        (AdminApi, HealthApi),
+        (AdminApi, PermissionsApi, HealthApi),
         "Switchboard admin API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -9,7 +9,9 @@
 //! caller may call, and a `tools/call` of any other is refused with -32602 naming the rule
 //! (`data.code`: `"tool_not_allowed"`). The caller is the [`Identity`](crate::identity::Identity)
 //! the edge put into the request (both transports); it travels on in the [`CallContext`]
-//! into agent runs, where every hop is checked again.
+//! into agent runs, where every hop is checked again. The rules are read per request from
+//! the gateway's [`Permissions`] (one atomic load), so a reload that changes them applies to
+//! open sessions too; a call keeps the rules it began with through all its hops.
 
 use std::sync::Arc;
 
@@ -24,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::request::identity_of;
 use crate::agents::Agent;
-use crate::config::policies::{Policies, Refused};
+use crate::config::policies::Refused;
+use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
@@ -37,13 +40,18 @@ pub struct AgentServer {
     stop_calls: CancellationToken,
     /// The agent tool's definition, built once.
     agent_tool: Option<Tool>,
-    /// `[[policies]]`: which caller may call which tool.
-    policies: Arc<Policies>,
+    /// `[[policies]]`: which caller may call which tool (the rules in force, swapped by
+    /// reloads).
+    policies: Arc<Permissions>,
 }
 
 impl AgentServer {
     /// A handler for `agent`.
-    pub fn new(agent: Arc<Agent>, stop_calls: CancellationToken, policies: Arc<Policies>) -> Self {
+    pub fn new(
+        agent: Arc<Agent>,
+        stop_calls: CancellationToken,
+        policies: Arc<Permissions>,
+    ) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
             .expose_agent
@@ -67,8 +75,8 @@ impl AgentServer {
         )
     }
 
-    /// The tools MCP clients see.
-    fn visible_tools(&self) -> Vec<Tool> {
+    /// The tools MCP clients see (before `[[policies]]`).
+    pub fn visible_tools(&self) -> Vec<Tool> {
         let mut tools: Vec<Tool> = self.agent_tool.iter().cloned().collect();
         if self.agent.spec.expose_tools {
             tools.extend(self.agent.all_tool_definitions());
@@ -105,10 +113,11 @@ impl ServerHandler for AgentServer {
             Box::pin(self.agent.connect_missing_upstreams()).await;
         }
         let mut tools = self.visible_tools();
-        if !self.policies.is_empty() {
+        let policies = self.policies.load();
+        if !policies.is_empty() {
             let identity = identity_of(&context.extensions);
             let (who, agent) = (identity.who(), self.agent.name().as_str());
-            tools.retain(|t| self.policies.allows(&who, agent, &t.name));
+            tools.retain(|t| policies.allows(&who, agent, &t.name));
         }
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -140,7 +149,7 @@ impl ServerHandler for AgentServer {
             progress: None,
             tokens: Default::default(),
             identity: identity_of(&context.extensions),
-            policies: self.policies.clone(),
+            policies: self.policies.load().policies.clone(),
         };
         ctx.permit(self.agent.name().as_str(), name)
             .map_err(|refused| self.refuse(&ctx, name, refused))?;
