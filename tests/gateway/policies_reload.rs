@@ -4,49 +4,16 @@
 //! reported as needing a restart; the rules and a client's permissions in the admin API.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rmcp::RoleClient;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use serde_json::{Value, json};
-use switchboard::config::ServerSpec;
 
-use crate::support::helpers::{Options, TestGateway, args, copy_valid_agents, rmcp_client_with};
-
-pub const CLIENTS: &str = r#"
-[[clients]]
-name = "helpdesk-app"
-token = "t-help"
-agents = ["*"]
-
-[[clients]]
-name = "reporter"
-token = "t-rep"
-agents = ["servicenow"]
-"#;
-
-/// helpdesk-app may read incidents; reporter may use servicenow's incident tools but not
-/// update them; the OAuth client "portal" may search.
-pub const READ_ONLY: &str = r#"
-[[policies]]
-name = "helpdesk-reads"
-effect = "allow"
-clients = ["helpdesk-app"]
-tools = ["servicenow/get_incident", "servicenow/search_incident"]
-
-[[policies]]
-effect = "allow"
-clients = ["reporter", "portal"]
-tools = ["*/*_incident"]
-
-[[policies]]
-name = "no-updates"
-effect = "deny"
-clients = ["reporter"]
-tools = ["*/update_*"]
-"#;
+use crate::support::helpers::{TestGateway, args, rmcp_client_with};
+use crate::support::policies::{CLIENTS, READ_ONLY, gateway};
 
 const READ_WRITE: &str = r#"
 [[policies]]
@@ -55,33 +22,6 @@ effect = "allow"
 clients = ["helpdesk-app"]
 tools = ["servicenow/*_incident"]
 "#;
-
-/// A gateway started with `switchboard.toml` = `toml` (in a temp dir, next to a copy of
-/// the fixture agents), as `switchboard serve --config` would be; the file's path.
-pub async fn gateway(toml: &str, watch: bool) -> (TestGateway, PathBuf, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let agents = tmp.path().join("agents");
-    copy_valid_agents(&agents);
-    let file = tmp.path().join("switchboard.toml");
-    std::fs::write(&file, toml).unwrap();
-    let loaded = switchboard::config::load_gateway(&file, true, &Default::default())
-        .unwrap_or_else(|e| panic!("test config must load: {e}"));
-    assert!(loaded.source.is_some(), "the file is kept to be re-read");
-    let settings = ServerSpec {
-        clients: loaded.clients,
-        policies: loaded.policies,
-        source: loaded.source,
-        ..Options::default().settings
-    };
-    let gw = TestGateway::spawn_with(Options {
-        settings,
-        agents_dir: agents,
-        watch,
-        ..Options::default()
-    })
-    .await;
-    (gw, file, tmp)
-}
 
 /// Replaces `file` as editors do: a new file renamed over it.
 fn replace(file: &Path, text: &str) {
