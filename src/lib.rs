@@ -21,6 +21,8 @@
 //! - [`mcp`]: the MCP server side: the served agents, their handler, Streamable HTTP and
 //!   legacy SSE.
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
+//! - [`permissions`]: the `[[policies]]` rules in force, swapped whole when a reload re-reads
+//!   `switchboard.toml`.
 //! - [`traffic`]: the last 15 minutes of calls per agent, for the admin API and console.
 //! - [`sessions`]: the registry of live MCP sessions of both transports: ending, parking,
 //!   expiring, and sharing them with other replicas in cluster mode.
@@ -56,6 +58,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod net;
 pub mod oauth;
+pub mod permissions;
 pub mod ratelimit;
 pub mod sessions;
 pub mod shutdown;

@@ -380,9 +380,10 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             }
         };
         let state = AppState::with_cluster(settings, registry, cluster.clone(), trail);
-        // Agent files are applied live: on change (watched), on SIGHUP, on POST /admin/reload.
+        // Agent files and switchboard.toml's [[policies]] are applied live: on change
+        // (watched), on SIGHUP, on POST /admin/reload.
         if let Err(e) = state.watch_agents_dir(&args.check.agents) {
-            tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory; reload with SIGHUP or POST /admin/reload.");
+            tracing::warn!(error = %e, dir = %args.check.agents.display(), "Cannot watch the agents directory or switchboard.toml; reload with SIGHUP or POST /admin/reload.");
         }
         let _sighup = switchboard::shutdown::on_sighup(state.clone());
         tracing::info!(%addr, data = %args.data.display(), console = %format!("http://{addr}/ui"), "Switchboard listening.");

@@ -108,6 +108,7 @@ pub struct Metrics {
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
+    policies: Gauge,
     stateless: Family<StatelessLabels, Counter>,
     cluster_events: Family<ClusterLabels, Counter>,
     cluster_redis_up: Gauge,
@@ -157,6 +158,7 @@ impl Metrics {
             llm_tokens: Family::default(),
             reloads: Family::default(),
             audit_records: Family::default(),
+            policies: Gauge::default(),
             cluster_events: Family::default(),
             cluster_redis_up: Gauge::default(),
             stateless: Family::default(),
@@ -212,13 +214,18 @@ impl Metrics {
         );
         registry.register(
             "reloads",
-            "Reloads of the agents directory by outcome",
+            "Reloads (the agents directory and switchboard.toml's [[policies]]) by outcome",
             m.reloads.clone(),
         );
         registry.register(
             "audit_records",
             "Audit records by what became of them: written, dropped (the queue to the writer was full), failed (the store refused the batch)",
             m.audit_records.clone(),
+        );
+        registry.register(
+            "policies",
+            "[[policies]] rules in force",
+            m.policies.clone(),
         );
         registry.register(
             "stateless_requests",
@@ -375,6 +382,11 @@ impl Metrics {
     /// A reload of the agents directory finished.
     pub fn reload(&self, outcome: &'static str) {
         self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// `n` `[[policies]]` rules are in force.
+    pub fn policies_in_force(&self, n: usize) {
+        self.policies.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A request served statelessly (MCP 2026-07-28: no session).

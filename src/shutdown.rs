@@ -28,7 +28,7 @@ pub async fn signal() {
     }
 }
 
-/// Reloads the agents on every SIGHUP, until the returned guard is dropped.
+/// Reloads the agents and `[[policies]]` on every SIGHUP, until the returned guard is dropped.
 pub fn on_sighup(state: crate::state::AppState) -> Option<SighupGuard> {
     #[cfg(unix)]
     {
@@ -41,7 +41,9 @@ pub fn on_sighup(state: crate::state::AppState) -> Option<SighupGuard> {
         };
         let task = tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                tracing::info!("SIGHUP received: reloading agents.");
+                tracing::info!(
+                    "SIGHUP received: reloading agents and switchboard.toml's [[policies]]."
+                );
                 state.reload().await;
             }
         });

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentRegistry;
-use crate::agents::registry::ReloadReport;
 use crate::clients::Clients;
 use crate::cluster::Cluster;
 use crate::config::ServerSpec;
-use crate::mcp::served::{ServedAgent, ServedAgents};
+use crate::mcp::served::{Reload, ServedAgent, ServedAgents, Serving};
 use crate::metrics::Metrics;
 use crate::oauth::OAuth;
+use crate::permissions::Permissions;
 use crate::ratelimit::RateLimits;
 use crate::sessions::SessionStore;
 
@@ -32,6 +32,8 @@ struct Parts {
     settings: Arc<ServerSpec>,
     /// The agents being served.
     agents: Arc<ServedAgents>,
+    /// The `[[policies]]` rules in force (re-read from `switchboard.toml` on reload).
+    permissions: Arc<Permissions>,
     /// Live sessions of both transports.
     sessions: SessionStore,
     /// Who may call, and their usage.
@@ -55,8 +57,9 @@ struct Parts {
     draining: AtomicBool,
     /// When the state was made (the gateway's start, for `/admin/cluster`).
     started_at: std::time::SystemTime,
-    /// The agents-directory watcher and its task, kept while the state lives.
-    watcher: Mutex<Option<(notify::RecommendedWatcher, AbortOnDrop)>>,
+    /// The watchers of the agents directory and `switchboard.toml`, and their task, kept
+    /// while the state lives.
+    watcher: Mutex<Option<(Vec<notify::RecommendedWatcher>, AbortOnDrop)>>,
 }
 
 /// Aborts a background task when dropped, so it never outlives its owner.
@@ -107,18 +110,26 @@ impl AppState {
             Arc::new(crate::cluster::events::RedisEvents::new(c.clone()))
                 as Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>
         });
+        let permissions = Arc::new(Permissions::new(
+            (*settings.policies).clone(),
+            settings.source.clone(),
+        ));
         let agents = Arc::new(ServedAgents::new(
             registry,
-            sessions.clone(),
-            settings.clone(),
-            cancel.clone(),
-            stop_calls.clone(),
-            events,
-            trail.clone(),
+            Serving {
+                sessions: sessions.clone(),
+                settings: settings.clone(),
+                cancel: cancel.clone(),
+                stop_calls: stop_calls.clone(),
+                events,
+                permissions: permissions.clone(),
+                trail: trail.clone(),
+            },
         ));
         Self(Arc::new(Parts {
             settings,
             agents,
+            permissions,
             sessions,
             clients,
             limits,
@@ -142,6 +153,11 @@ impl AppState {
     /// The agents being served.
     pub fn agents(&self) -> &Arc<ServedAgents> {
         &self.0.agents
+    }
+
+    /// The `[[policies]]` rules in force.
+    pub fn permissions(&self) -> &Permissions {
+        &self.0.permissions
     }
 
     /// Agent `name`.
@@ -209,17 +225,19 @@ impl AppState {
         self.0.draining.store(true, Ordering::Relaxed);
     }
 
-    /// Reloads the agents now (see [`ServedAgents::reload`]).
-    pub async fn reload(&self) -> ReloadReport {
+    /// Reloads the agents and `switchboard.toml`'s `[[policies]]` now (see
+    /// [`ServedAgents::reload`]).
+    pub async fn reload(&self) -> Reload {
         self.0.agents.reload().await
     }
 
-    /// Reloads the agents whenever a file in `dir` changes, for as long as the state lives.
+    /// Reloads whenever a file in `dir` changes, or the `switchboard.toml` the gateway was
+    /// started with, for as long as the state lives.
     ///
     /// # Errors
-    /// When the directory cannot be watched.
+    /// When the directory, or the config file's folder, cannot be watched.
     pub fn watch_agents_dir(&self, dir: &std::path::Path) -> Result<(), notify::Error> {
-        let (watcher, task) = self.0.agents.watch(dir)?;
+        let (watcher, task) = self.0.agents.watch(dir, self.0.permissions.file())?;
         *self
             .0
             .watcher

@@ -45,9 +45,11 @@ impl AdminApi {
         ListAgentsResponse::Ok(Json(views))
     }
 
-    /// Reload agents
+    /// Reload agents and rules
     ///
-    /// Re-reads the agents directory now (it is also watched, and reloaded on SIGHUP).
+    /// Re-reads the agents directory now, and `switchboard.toml` for its `[[policies]]`
+    /// (both are also watched, and reloaded on SIGHUP). Other keys of `switchboard.toml`
+    /// that changed are listed in `restart_needed`: they apply on restart.
     #[oai(
         path = "/reload",
         method = "post",
@@ -56,12 +58,18 @@ impl AdminApi {
     )]
     async fn reload(&self, _auth: AdminAuth, state: Data<&AppState>) -> ReloadResponse {
         let r = state.reload().await;
+        let errors = r.errors().cloned().collect();
+        let config = r.config.unwrap_or_default();
+        let a = r.agents;
         ReloadResponse::Ok(Json(ReloadView {
-            added: r.added,
-            changed: r.changed,
-            removed: r.removed,
-            unchanged: r.unchanged,
-            errors: r.errors,
+            added: a.added,
+            changed: a.changed,
+            removed: a.removed,
+            unchanged: a.unchanged,
+            errors,
+            warnings: config.warnings,
+            restart_needed: config.restart_needed,
+            policies_changed: config.applied,
         }))
     }
 
@@ -166,11 +174,12 @@ impl AdminApi {
         }))
     }
 
-    /// Agent files that did not load
+    /// Files that did not load
     ///
     /// Every file of the agents directory with problems at the last reload, each problem as
     /// `file: key: message`: a broken new file (no agent yet), or a broken change to an
-    /// agent whose previous version keeps serving.
+    /// agent whose previous version keeps serving. Then `switchboard.toml`, when it did not
+    /// validate at the last reload (the `[[policies]]` rules in force stay).
     #[oai(
         path = "/load-errors",
         method = "get",
@@ -179,7 +188,7 @@ impl AdminApi {
     )]
     async fn load_errors(&self, _auth: AdminAuth, state: Data<&AppState>) -> LoadErrorsResponse {
         let agents = state.agents();
-        let views = state
+        let mut views: Vec<LoadErrorView> = state
             .agents()
             .all_load_errors()
             .into_iter()
@@ -189,6 +198,17 @@ impl AdminApi {
                 errors,
             })
             .collect();
+        if let Some(config) = state
+            .permissions()
+            .last_reread()
+            .filter(|r| !r.errors.is_empty())
+        {
+            views.push(LoadErrorView {
+                file: config.file.display().to_string(),
+                serving_previous_version: true,
+                errors: config.errors.clone(),
+            });
+        }
         LoadErrorsResponse::Ok(Json(views))
     }
 

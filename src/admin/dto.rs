@@ -323,13 +323,14 @@ pub struct TrafficView {
     pub agents: Vec<AgentTraffic>,
 }
 
-/// An agent file with problems at the last reload.
+/// A file with problems at the last reload: an agent file, or `switchboard.toml`.
 #[derive(Debug, Clone, Object)]
 pub struct LoadErrorView {
     /// The file.
     pub file: String,
-    /// Whether an earlier version of the agent keeps serving (otherwise the agent does not
-    /// exist until the file is fixed).
+    /// Whether an earlier version keeps serving: the agent's (otherwise the agent does not
+    /// exist until the file is fixed), or for `switchboard.toml` the `[[policies]]` rules
+    /// in force (always).
     pub serving_previous_version: bool,
     /// Its problems, each `file: key: message`.
     pub errors: Vec<String>,
@@ -346,8 +347,17 @@ pub struct ReloadView {
     pub removed: Vec<String>,
     /// Agents left as they were.
     pub unchanged: Vec<String>,
-    /// Every problem (`file: key: message`); a broken file keeps its previous version.
+    /// Every problem (`file: key: message`): a broken agent file keeps its previous
+    /// version, a broken `switchboard.toml` keeps the `[[policies]]` rules in force.
     pub errors: Vec<String>,
+    /// What applied but may not do what was meant (`file: key: message`): a
+    /// `[[policies]]` tool glob whose agent part names no loaded agent.
+    pub warnings: Vec<String>,
+    /// Top-level keys of `switchboard.toml` other than `policies` that changed since the
+    /// gateway started: not applied, they need a restart.
+    pub restart_needed: Vec<String>,
+    /// Whether the `[[policies]]` rules in force were replaced by `switchboard.toml`'s.
+    pub policies_changed: bool,
 }
 
 /// `GET /admin/cluster`: this replica and the live replicas.
@@ -385,4 +395,110 @@ pub struct NodeView {
     pub last_heartbeat_at: String,
     /// Its live sessions at its last heartbeat.
     pub sessions: u64,
+}
+
+/// What a `[[policies]]` rule does to the tools it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum PolicyEffect {
+    /// The callers it is about may call them.
+    Allow,
+    /// They may not, whatever else allows them.
+    Deny,
+}
+
+/// One `[[policies]]` rule of `switchboard.toml`.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PolicyView {
+    /// Its key in the file (`policies[0]`), as refusals name it.
+    pub key: String,
+    /// Its name, if given.
+    pub name: Option<String>,
+    /// Allow or deny.
+    pub effect: PolicyEffect,
+    /// OAuth subjects it is about.
+    pub subjects: Vec<String>,
+    /// `[[clients]]` names or OAuth client ids it is about.
+    pub clients: Vec<String>,
+    /// OAuth scopes it is about.
+    pub scopes: Vec<String>,
+    /// OAuth groups or roles it is about.
+    pub groups: Vec<String>,
+    /// The tools it covers: `<agent>/<tool>` globs (`*`: any run of characters).
+    pub tools: Vec<String>,
+}
+
+/// The `[[policies]]` rules in force.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct PoliciesView {
+    /// The file they were read from (re-read on every reload); absent without one.
+    pub file: Option<String>,
+    /// When they were loaded (RFC 3339, UTC): the gateway's start, or the reload that
+    /// changed them.
+    pub loaded_at: String,
+    /// Whether rules are enforced: with none, every caller may call every tool; with any,
+    /// a tool is allowed only when an `allow` rule about the caller covers it and no
+    /// `deny` rule about the caller does.
+    pub enforced: bool,
+    /// Every rule, in file order.
+    pub rules: Vec<PolicyView>,
+    /// Why `switchboard.toml` was not applied at the last reload (`file: key: message`):
+    /// the rules above stay in force until it is fixed.
+    pub errors: Vec<String>,
+    /// Tool globs whose agent part names no loaded agent at the last reload (`file: key:
+    /// message`): they match nothing until such an agent exists.
+    pub warnings: Vec<String>,
+    /// Top-level keys of `switchboard.toml` other than `policies` changed since the start:
+    /// not applied, they need a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// A tool a client may not call, and why.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DeniedToolView {
+    /// The tool.
+    pub tool: String,
+    /// The `deny` rule that refuses it (`policies[1]`); absent when no rule allows it or
+    /// the client may not use the agent.
+    pub rule: Option<String>,
+    /// Why, for a human.
+    pub reason: String,
+}
+
+/// What a client may call on one agent.
+#[derive(Debug, Clone, Object)]
+pub struct AgentToolsView {
+    /// The agent.
+    pub agent: String,
+    /// Whether the client may use the agent at all (`[[clients]] agents`).
+    pub agent_allowed: bool,
+    /// The tools it may call (those its `tools/list` shows).
+    pub allowed: Vec<String>,
+    /// The agent's other tools.
+    pub denied: Vec<DeniedToolView>,
+}
+
+/// One client, with the `[[policies]]` rules about it and what it may call.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ClientDetailView {
+    /// Its name: a `[[clients]]` name, or an OAuth client id a rule names.
+    pub name: String,
+    /// `true`: a configured client (`[[clients]]`; tokens are never shown). `false`: an
+    /// OAuth client id named by a rule; what it may call is then as far as rules about
+    /// client ids go (rules about a token's subject, scopes and groups apply too).
+    pub configured: bool,
+    /// The agents it may use; `["*"]` for all.
+    pub agents: Vec<String>,
+    /// Its limits (configured clients).
+    pub limits: Option<LimitsView>,
+    /// Its usage (configured clients).
+    pub usage: Option<UsageView>,
+    /// The rules that name it in `clients`, in file order.
+    pub policies: Vec<PolicyView>,
+    /// Every agent, with the tools it may call there and those it may not.
+    pub tools: Vec<AgentToolsView>,
 }

@@ -1,4 +1,5 @@
-//! The admin REST API (poem-openapi): agents, live sessions, ending sessions, health.
+//! The admin REST API (poem-openapi): agents, live sessions, ending sessions, clients and
+//! their `[[policies]]`, health.
 //!
 //! Every `/admin` operation goes through [`AdminAuth`]: with an admin token configured it
 //! needs `Authorization: Bearer <token>` (401 otherwise); without one it answers loopback
@@ -19,7 +20,7 @@ use dto::ErrorBody;
 enum ApiTags {
     /// Agents being served.
     Agents,
-    /// Clients (token owners), their limits and usage.
+    /// Clients (token owners), their limits and usage, and the `[[policies]]` rules.
     Clients,
     /// Live MCP sessions.
     Sessions,
@@ -223,12 +224,14 @@ macro_rules! admin_response {
 mod api;
 mod audit;
 mod health;
+mod permissions;
 mod responses;
 mod views;
 
 pub use api::AdminApi;
 pub use audit::AuditApi;
 pub use health::HealthApi;
+pub use permissions::PermissionsApi;
 
 /// The methods a path of this API serves, for the `Allow` header of a 405.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
@@ -238,6 +241,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "agents", _]
         | ["admin", "sessions"]
         | ["admin", "clients"]
+        | ["admin", "clients", _]
+        | ["admin", "policies"]
         | ["admin", "load-errors"]
         | ["admin", "traffic"]
         | ["admin", "cluster"]

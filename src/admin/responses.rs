@@ -4,8 +4,8 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 
 use super::dto::{
-    AgentView, ClientsView, ClusterView, ErrorBody, Health, LoadErrorView, ReloadView, SessionPage,
-    SessionView, TrafficView,
+    AgentView, ClientDetailView, ClientsView, ClusterView, ErrorBody, Health, LoadErrorView,
+    PoliciesView, ReloadView, SessionPage, SessionView, TrafficView,
 };
 use super::{AdminErrors, handle_error};
 
@@ -33,6 +33,27 @@ pub enum ListClientsResponse {
     /// The clients with their limits and usage.
     #[oai(status = 200)]
     Ok(Json<ClientsView>),
+}
+}
+
+admin_response! {
+/// `GET /admin/clients/{name}`.
+pub enum GetClientResponse {
+    /// The client, the rules about it and what it may call.
+    #[oai(status = 200)]
+    Ok(Json<ClientDetailView>),
+    /// No configured client has this name and no rule names it as a client id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+}
+}
+
+admin_response! {
+/// `GET /admin/policies`.
+pub enum ListPoliciesResponse {
+    /// The rules in force.
+    #[oai(status = 200)]
+    Ok(Json<PoliciesView>),
 }
 }
 

@@ -3,12 +3,12 @@
 
 use poem_openapi::OpenApiService;
 
-use super::{AdminApi, AuditApi, HealthApi};
+use super::{AdminApi, AuditApi, HealthApi, PermissionsApi};
 
 /// The admin API and the probes, as one OpenAPI service.
-pub fn service() -> OpenApiService<(AdminApi, AuditApi, HealthApi), ()> {
+pub fn service() -> OpenApiService<(AdminApi, PermissionsApi, AuditApi, HealthApi), ()> {
     OpenApiService::new(
-        (AdminApi, AuditApi, HealthApi),
+        (AdminApi, PermissionsApi, AuditApi, HealthApi),
         "Switchboard admin API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -224,6 +224,30 @@ pub struct ServerSpec {
     pub policies: std::sync::Arc<policies::Policies>,
     /// `[audit]`: the audit trail.
     pub audit: audit::AuditSpec,
+    /// The file these settings were read from, re-read on every reload for its
+    /// `[[policies]]`; `None`: none was (no file, or settings made in code).
+    pub source: Option<GatewaySource>,
+}
+
+/// The `switchboard.toml` a gateway was started with: where it is, the environment its
+/// `${VAR}`s were read from, and its top-level keys as written then (to tell which changed).
+#[derive(Clone)]
+pub struct GatewaySource {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// The environment it was interpolated from.
+    pub vars: Vars,
+    /// Its top-level keys as written at startup (before interpolation).
+    pub keys: toml::Table,
+}
+
+impl std::fmt::Debug for GatewaySource {
+    // The environment and the keys may hold secrets: only the file is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewaySource")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerSpec {
@@ -322,6 +346,7 @@ impl ServerSpec {
             oauth: None,
             policies: std::sync::Arc::default(),
             audit: audit::AuditSpec::default(),
+            source: None,
         }
     }
 }
@@ -332,11 +357,37 @@ impl ServerSpec {
 /// # Errors
 /// Every problem in the file.
 pub fn load_gateway(path: &Path, required: bool, vars: &Vars) -> Result<ServerSpec, Errors> {
-    let config: GatewayConfig = match std::fs::read_to_string(path) {
-        Ok(text) => parse_file(path, &text, vars)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => GatewayConfig::default(),
-        Err(e) => return Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
-    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut settings = gateway_from_text(path, &text, vars)?;
+            settings.source = Some(GatewaySource {
+                file: path.to_owned(),
+                vars: vars.clone(),
+                keys: toml::from_str(&text).unwrap_or_default(),
+            });
+            Ok(settings)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            from_gateway_config(path, GatewayConfig::default(), vars)
+        }
+        Err(e) => Err(Errors(vec![Error::file(path, format!("cannot read: {e}"))])),
+    }
+}
+
+/// Validates `text`, the content of `switchboard.toml` at `path` (a reload re-reads the
+/// file through this, as startup does).
+///
+/// # Errors
+/// Every problem in the text.
+pub fn gateway_from_text(path: &Path, text: &str, vars: &Vars) -> Result<ServerSpec, Errors> {
+    from_gateway_config(path, parse_file(path, text, vars)?, vars)
+}
+
+fn from_gateway_config(
+    path: &Path,
+    config: GatewayConfig,
+    vars: &Vars,
+) -> Result<ServerSpec, Errors> {
     let clients = clients::validate(path, &config.limits, &config.clients, vars);
     let cluster = config
         .cluster

@@ -52,7 +52,8 @@ pub enum Effect {
 }
 
 impl Effect {
-    fn as_str(self) -> &'static str {
+    /// `allow` or `deny`, as written.
+    pub fn as_str(self) -> &'static str {
         match self {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
@@ -129,7 +130,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// One validated rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Its key in the file: `policies[2]`.
     pub key: String,
@@ -230,7 +231,7 @@ pub struct Refused {
 }
 
 /// Every rule, in file order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policies {
     rules: Vec<Policy>,
 }

@@ -6,9 +6,9 @@
   const TOKEN_KEY = 'switchboard.adminToken';
   const ORIGIN = location.origin;
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, traffic: 5000 };
+  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000 };
   const TRANSPORTS = { sse: 'Legacy SSE', streamable_http: 'Streamable HTTP' };
-  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', traffic: 'Traffic' };
+  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic' };
 
   const $ = (id) => document.getElementById(id);
   const viewEl = $('view');
@@ -375,6 +375,7 @@
     try { parts = path.split('/').filter(Boolean).map(decodeURIComponent); } catch (e) { return null; }
     if (!parts.length) return { view: 'agents', params };
     if (parts[0] === 'sessions' && parts.length > 1) return { view: 'session', id: parts.slice(1).join('/'), params };
+    if (parts[0] === 'clients' && parts.length > 1) return { view: 'client', name: parts.slice(1).join('/'), params };
     if (parts.length === 1 && VIEWS[parts[0]]) return { view: parts[0], params };
     return null;
   }
@@ -404,7 +405,7 @@
     viewEl.replaceChildren();
     banner.errors.clear();
     renderBanner();
-    const navName = r.view === 'session' ? 'sessions' : r.view;
+    const navName = r.view === 'session' ? 'sessions' : r.view === 'client' ? 'clients' : r.view;
     for (const a of document.querySelectorAll('[data-nav]')) {
       if (a.getAttribute('data-nav') === navName) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -620,7 +621,9 @@
       group('added', res.added, 'ok');
       group('changed', res.changed, 'info');
       group('removed', res.removed, 'warn');
-      const errors = res.errors || [];
+      if (res.policies_changed) group('rules', ['[[policies]] reloaded'], 'info');
+      group('restart needed', res.restart_needed, 'warn');
+      const errors = (res.errors || []).concat((res.warnings || []).map((w) => 'warning: ' + w));
       reloadResult.className = 'reload-result panel' + (errors.length ? ' danger-panel' : '');
       fill(reloadResult,
         h('div', { class: 'reload-line' },
@@ -679,7 +682,7 @@
       fileErrs.hidden = !list.length;
       if (!list.length) { fileErrs.replaceChildren(); return; }
       fill(fileErrs,
-        h('h2', { id: 'file-errors-title' }, 'Agent files with problems'),
+        h('h2', { id: 'file-errors-title' }, 'Files with problems'),
         list.map((f) => h('div', { class: 'file-error', 'data-testid': 'file-error', 'data-file': f.file },
           h('div', { class: 'file-error-head' },
             h('code', null, f.file), ' ',
@@ -1055,8 +1058,9 @@
     const alertEl = h('div');
     const clientsSec = h('section', { class: 'panel-plain' });
     const peersSec = h('section', { class: 'panel-plain' });
-    viewEl.append(pageHead('Clients', h('p', { class: 'sub' }, 'Who may use the MCP endpoints, their limits and what they used.'), null),
-      status, alertEl, access, limitsEl, clientsSec, peersSec);
+    const rulesSec = h('section', { class: 'panel-plain', 'data-testid': 'policies' });
+    viewEl.append(pageHead('Clients', h('p', { class: 'sub' }, 'Who may use the MCP endpoints, their limits, what they used and which tools they may call.'), null),
+      status, alertEl, access, limitsEl, clientsSec, peersSec, rulesSec);
 
     const usageHead = () => [
       h('th', { scope: 'col', class: 'num' }, 'Live sessions'),
@@ -1114,8 +1118,9 @@
     const stat = (label, value, note) => h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value), note ? h('div', { class: 'stat-note' }, note) : null);
 
     startLoop(c, async () => {
-      const v = await api('/admin/clients');
+      const [v, p] = await Promise.all([api('/admin/clients'), api('/admin/policies', { expect: [404] }).catch(() => null)]);
       if (!c.alive()) return;
+      if (p) patch(rulesSec, h('h2', null, 'Policies ', h('span', { class: 'muted small' }, p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
       const d = v.default_limits;
       patch(access, v.open
         ? [h('h2', null, badge('open access', 'warn'), ' No clients are configured'),
@@ -1140,7 +1145,7 @@
       syncRows(ct.tbody, v.clients, (x) => x.name, mkRow(10, (x) => x.name), (tr, x) => {
         const limitedNow = x.usage.rate_limited_last_minute > 0;
         tr.classList.toggle('limited', limitedNow);
-        nameCell(tr._cells[0], x.name, x.usage, false);
+        nameCell(tr._cells[0], h('a', { href: clientHref(x.name) }, x.name), x.usage, false);
         patch(tr._cells[1], x.agents.includes('*')
           ? h('span', { class: 'muted' }, 'all agents')
           : h('span', { class: 'chips' }, x.agents.map((a) => h('span', { class: 'chip' }, a))));
@@ -1159,6 +1164,59 @@
       status.hidden = true;
       c.markLoaded();
     }, REFRESH_MS.clients, loadFailed(status, c));
+  }
+
+  const clientHref = (n) => '#/clients/' + encodeURIComponent(n);
+  const chipList = (xs, link) => h('span', { class: 'chips' }, xs.map((x) => link ? h('a', { class: 'chip', href: clientHref(x) }, x) : h('span', { class: 'chip' }, x)));
+
+  // The [[policies]] rules as a table; with the file's problems and pending keys above it.
+  function rulesTable(rules) {
+    const t = table('policies-table', h('tr', null, ['Rule', 'Effect', 'About', 'Tools'].map((x) => h('th', { scope: 'col' }, x))));
+    const about = (r) => [['client', r.clients, true], ['subject', r.subjects], ['scope', r.scopes], ['group', r.groups]]
+      .filter((a) => a[1].length).map((a) => h('div', null, h('span', { class: 'muted small' }, a[0] + ' '), chipList(a[1], a[2])));
+    t.tbody.append(...rules.map((r) => h('tr', { 'data-testid': 'policy', 'data-policy': r.key },
+      h('td', null, h('code', null, r.key), r.name ? [' ', h('strong', null, r.name)] : null),
+      h('td', null, badge(r.effect, r.effect === 'allow' ? 'ok' : 'err')),
+      h('td', null, about(r)),
+      h('td', null, chipList(r.tools)))));
+    return t.wrap;
+  }
+
+  function policiesPanel(p) {
+    return [
+      p.errors.length ? h('div', { class: 'panel danger-panel', 'data-testid': 'policies-errors' }, h('strong', null, 'switchboard.toml was not applied; these rules stay in force:'),
+        h('ul', { class: 'error-list' }, p.errors.map((e) => h('li', { class: 'load-error' }, e)))) : null,
+      p.restart_needed.length ? h('p', { class: 'small' }, badge('restart needed', 'warn'), ' changed keys apply on restart only: ', p.restart_needed.join(', ')) : null,
+      p.warnings.length ? h('ul', { class: 'error-list small' }, p.warnings.map((w) => h('li', null, 'warning: ' + w))) : null,
+      p.enforced ? rulesTable(p.rules)
+        : h('p', { class: 'muted', 'data-testid': 'no-policies' }, 'No [[policies]] rules: every caller may call every tool.'),
+    ];
+  }
+
+  /* ------------------------------------------------------------------ view: client */
+
+  function viewClient(r, c) {
+    const status = loadingEl('client');
+    const body = h('div');
+    viewEl.append(pageHead('Client ' + r.name, h('p', { class: 'sub' }, h('a', { href: '#/clients' }, '← All clients')), null), status, body);
+    startLoop(c, async () => {
+      const v = await api('/admin/clients/' + encodeURIComponent(r.name), { expect: [404] });
+      if (!c.alive()) return;
+      const tool = (a, t, ok) => h('span', { class: 'chip' + (ok ? '' : ' denied'), 'data-testid': 'client-tool', 'data-agent': a, 'data-tool': t.tool || t, 'data-allowed': String(ok), title: ok ? 'may call' : t.reason }, t.tool || t);
+      patch(body,
+        h('p', null, v.configured ? badge('[[clients]]', 'ok') : badge('OAuth client id', 'info'), ' agents: ',
+          v.agents.includes('*') ? 'all' : v.agents.join(', '),
+          v.configured ? null : h('span', { class: 'muted small' }, ' — as far as rules about client ids go; rules about a token’s subject, scopes and groups apply too')),
+        h('section', { class: 'panel-plain' }, h('h2', null, 'Rules about it'),
+          v.policies.length ? rulesTable(v.policies) : h('p', { class: 'muted' }, 'No rule names this client.')),
+        h('section', { class: 'panel-plain', 'data-testid': 'client-tools' }, h('h2', null, 'Tools it may call'),
+          h('dl', { class: 'facts' }, v.tools.map((a) => [h('dt', null, a.agent),
+            h('dd', { class: 'chips' }, a.allowed.map((t) => tool(a.agent, t, true)),
+              a.allowed.length ? null : h('span', { class: 'muted small' }, a.agent_allowed ? 'none' : 'none: [[clients]] agents leaves it out'),
+              a.denied.length ? [h('span', { class: 'muted small' }, '\u00b7 not allowed:'), a.denied.map((t) => tool(a.agent, t, false))] : null)]))));
+      status.hidden = true;
+      c.markLoaded();
+    }, REFRESH_MS.client, loadFailed(status, c));
   }
 
   /* ------------------------------------------------------------------ charts */
@@ -1497,7 +1555,7 @@
 
   /* ------------------------------------------------------------------ start */
 
-  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, traffic: viewTraffic };
+  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic };
 
   $('origin').textContent = ORIGIN;
   $('origin').title = 'The gateway this console manages';

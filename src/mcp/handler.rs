@@ -9,7 +9,9 @@
 //! caller may call, and a `tools/call` of any other is refused with -32602 naming the rule
 //! (`data.code`: `"tool_not_allowed"`). The caller is the [`Identity`](crate::identity::Identity)
 //! the edge put into the request (both transports); it travels on in the [`CallContext`]
-//! into agent runs, where every hop is checked again.
+//! into agent runs, where every hop is checked again. The rules are read per request from
+//! the gateway's [`Permissions`] (one atomic load), so a reload that changes them applies to
+//! open sessions too; a call keeps the rules it began with through all its hops.
 
 use std::sync::Arc;
 
@@ -25,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
 use crate::audit;
-use crate::config::policies::{Policies, Refused};
+use crate::config::policies::Refused;
+use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
@@ -38,8 +41,9 @@ pub struct AgentServer {
     stop_calls: CancellationToken,
     /// The agent tool's definition, built once.
     agent_tool: Option<Tool>,
-    /// `[[policies]]`: which caller may call which tool.
-    policies: Arc<Policies>,
+    /// `[[policies]]`: which caller may call which tool (the rules in force, swapped by
+    /// reloads).
+    policies: Arc<Permissions>,
     /// The audit trail; `None`: off.
     trail: Option<Arc<audit::Trail>>,
 }
@@ -49,7 +53,7 @@ impl AgentServer {
     pub fn new(
         agent: Arc<Agent>,
         stop_calls: CancellationToken,
-        policies: Arc<Policies>,
+        policies: Arc<Permissions>,
         trail: Option<Arc<audit::Trail>>,
     ) -> Self {
         let spec = &agent.spec;
@@ -76,8 +80,8 @@ impl AgentServer {
         )
     }
 
-    /// The tools MCP clients see.
-    fn visible_tools(&self) -> Vec<Tool> {
+    /// The tools MCP clients see (before `[[policies]]`).
+    pub fn visible_tools(&self) -> Vec<Tool> {
         let mut tools: Vec<Tool> = self.agent_tool.iter().cloned().collect();
         if self.agent.spec.expose_tools {
             tools.extend(self.agent.all_tool_definitions());
@@ -114,10 +118,11 @@ impl ServerHandler for AgentServer {
             Box::pin(self.agent.connect_missing_upstreams()).await;
         }
         let mut tools = self.visible_tools();
-        if !self.policies.is_empty() {
+        let policies = self.policies.load();
+        if !policies.is_empty() {
             let identity = identity_of(&context.extensions);
             let (who, agent) = (identity.who(), self.agent.name().as_str());
-            tools.retain(|t| self.policies.allows(&who, agent, &t.name));
+            tools.retain(|t| policies.allows(&who, agent, &t.name));
         }
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -154,7 +159,7 @@ impl ServerHandler for AgentServer {
             progress: None,
             tokens: Default::default(),
             identity: identity_of(&context.extensions),
-            policies: self.policies.clone(),
+            policies: self.policies.load().policies.clone(),
             audit: entry.as_ref().map(audit::Entry::child).unwrap_or_default(),
         };
         let verdict = match ctx.permit(agent, name) {

@@ -1,6 +1,7 @@
 //! The agents being served: one [`ServedAgent`] (agent, MCP handler, Streamable HTTP
 //! service) per agent, swapped whole on reload, and the reload itself (on a change in the
-//! agents directory, SIGHUP or `POST /admin/reload`).
+//! agents directory or in `switchboard.toml`, SIGHUP or `POST /admin/reload`), which also
+//! re-reads `switchboard.toml`'s `[[policies]]` ([`Permissions::reread`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::agents::registry::ReloadReport;
 use crate::agents::{Agent, AgentRegistry};
 use crate::config::ServerSpec;
 use crate::metrics::Metrics;
+use crate::permissions::{Permissions, Reread};
 use crate::sessions::{Engine, SessionStore};
 
 /// Everything needed to serve one agent over MCP.
@@ -37,6 +39,26 @@ impl ServedAgent {
         self.agent.spec.expose_agent
             && method == Some("tools/call")
             && tool == Some(self.name.as_ref())
+    }
+}
+
+/// What one reload did.
+#[derive(Debug, Clone)]
+pub struct Reload {
+    /// The agents directory: agents added, changed, removed, and every problem.
+    pub agents: ReloadReport,
+    /// `switchboard.toml`, re-read for its `[[policies]]`; `None`: the gateway was started
+    /// without one.
+    pub config: Option<Reread>,
+}
+
+impl Reload {
+    /// Every problem, the agent files' then `switchboard.toml`'s (`file: key: message`).
+    pub fn errors(&self) -> impl Iterator<Item = &String> {
+        self.agents
+            .errors
+            .iter()
+            .chain(self.config.iter().flat_map(|c| c.errors.iter()))
     }
 }
 
@@ -66,22 +88,44 @@ pub struct ServedAgents {
     /// Cluster mode: where Streamable HTTP stream events are kept for resumption.
     events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
     metrics: Arc<Metrics>,
+    /// The `[[policies]]` rules in force, shared with every agent's handler.
+    permissions: Arc<Permissions>,
     /// The audit trail every agent's calls are recorded in; `None`: off.
     trail: Option<Arc<crate::audit::Trail>>,
 }
 
+/// The parts [`ServedAgents`] serves the agents with, besides the registry.
+pub struct Serving {
+    /// Live sessions.
+    pub sessions: SessionStore,
+    /// The `[server]` settings.
+    pub settings: Arc<ServerSpec>,
+    /// Cancelled on shutdown: ends every Streamable HTTP session.
+    pub cancel: CancellationToken,
+    /// Cancelled when shutdown's grace period is over (see [`AgentServer`]).
+    pub stop_calls: CancellationToken,
+    /// Cluster mode: where Streamable HTTP stream events are kept for resumption.
+    pub events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
+    /// The `[[policies]]` rules in force.
+    pub permissions: Arc<Permissions>,
+    /// The audit trail; `None`: off.
+    pub trail: Option<Arc<crate::audit::Trail>>,
+}
+
 impl ServedAgents {
     /// Serves the agents of `registry`.
-    pub fn new(
-        registry: AgentRegistry,
-        sessions: SessionStore,
-        settings: Arc<ServerSpec>,
-        cancel: CancellationToken,
-        stop_calls: CancellationToken,
-        events: Option<Arc<dyn rmcp::transport::streamable_http_server::session::EventStore>>,
-        trail: Option<Arc<crate::audit::Trail>>,
-    ) -> Self {
+    pub fn new(registry: AgentRegistry, serving: Serving) -> Self {
+        let Serving {
+            sessions,
+            settings,
+            cancel,
+            stop_calls,
+            events,
+            permissions,
+            trail,
+        } = serving;
         let metrics = registry.resources().metrics.clone();
+        metrics.policies_in_force(permissions.load().rules().len());
         let served = Self {
             current: ArcSwap::from_pointee(Generation::default()),
             registry: tokio::sync::Mutex::new(registry),
@@ -92,6 +136,7 @@ impl ServedAgents {
             stop_calls,
             events,
             metrics,
+            permissions,
             trail,
         };
         let agents = match served.registry.try_lock() {
@@ -165,7 +210,7 @@ impl ServedAgents {
         let server = AgentServer::new(
             agent.clone(),
             self.stop_calls.clone(),
-            self.settings.policies.clone(),
+            self.permissions.clone(),
             self.trail.clone(),
         );
         let manager = self.managers().get(&name).cloned();
@@ -196,8 +241,9 @@ impl ServedAgents {
     /// Re-reads the agents directory and swaps the served agents atomically: sessions of
     /// unchanged agents are untouched, a changed agent's new sessions get its new
     /// definition (open ones keep theirs), a removed agent's sessions are ended, and a broken
-    /// file keeps its previous version.
-    pub async fn reload(&self) -> ReloadReport {
+    /// file keeps its previous version. Then re-reads `switchboard.toml` for its
+    /// `[[policies]]` (see [`Permissions::reread`]).
+    pub async fn reload(&self) -> Reload {
         let mut registry = self.registry.lock().await;
         let report = registry.reload();
         let old = self.current.load_full();
@@ -214,6 +260,10 @@ impl ServedAgents {
             .collect();
         let errors = registry.errors().clone();
         self.current.store(Arc::new(Generation { agents, errors }));
+        // Under the registry's lock: re-reads run one at a time, against the agents loaded.
+        let names: Vec<&str> = registry.iter().map(|a| a.name().as_str()).collect();
+        let config = self.permissions.reread(&names);
+        drop(names);
         drop(registry);
         for name in &report.removed {
             for id in self.sessions.ids_of(name) {
@@ -227,37 +277,52 @@ impl ServedAgents {
                 .traffic()
                 .retain(|name| current.agents.contains_key(name));
         }
-        let outcome = if report.errors.is_empty() {
+        let reload = Reload {
+            agents: report,
+            config,
+        };
+        let outcome = if reload.errors().next().is_none() {
             "ok"
         } else {
             "error"
         };
         self.metrics.reload(outcome);
+        self.metrics
+            .policies_in_force(self.permissions.load().rules().len());
+        let report = &reload.agents;
         for e in &report.errors {
             tracing::error!(error = %e, "Agent file not loaded; the previous version (if any) keeps serving.");
         }
         tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, errors = report.errors.len(), "Agents reloaded.");
-        report
+        reload
     }
 
-    /// Reloads whenever a file in `dir` changes (debounced: changes within 150 ms are
-    /// applied together), for as long as the returned watcher and task live.
+    /// Reloads whenever a file in `dir` or the file `config` changes (debounced: changes
+    /// within 150 ms are applied together), for as long as the returned watchers and task
+    /// live. `config`'s folder is watched for it alone, since editors save by replacing the
+    /// file.
     ///
     /// # Errors
-    /// When the directory cannot be watched.
+    /// When the directory or the config file's folder cannot be watched.
     pub fn watch(
         self: &Arc<Self>,
         dir: &Path,
-    ) -> Result<(notify::RecommendedWatcher, tokio::task::JoinHandle<()>), notify::Error> {
+        config: Option<&Path>,
+    ) -> Result<(Vec<notify::RecommendedWatcher>, tokio::task::JoinHandle<()>), notify::Error> {
         use notify::Watcher;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let agents_tx = tx.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 if event.is_ok_and(|e| !e.kind.is_access()) {
-                    let _ = tx.send(());
+                    let _ = agents_tx.send(());
                 }
             })?;
         watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+        let mut watchers = vec![watcher];
+        if let Some(file) = config {
+            watchers.push(watch_file(file, tx)?);
+        }
         let weak = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             while rx.recv().await.is_some() {
@@ -275,6 +340,33 @@ impl ServedAgents {
                 served.reload().await;
             }
         });
-        Ok((watcher, task))
+        Ok((watchers, task))
     }
+}
+
+/// A watcher of `file`'s folder that sends on `tx` when an event names `file` (written,
+/// created, or renamed into place).
+fn watch_file(
+    file: &Path,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
+    use notify::Watcher;
+    let name = file.file_name().map(ToOwned::to_owned);
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if !event.kind.is_access()
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some() && p.file_name() == name.as_deref())
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&folder, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
 }

@@ -337,3 +337,78 @@ fn sessions_refresh() -> Duration {
         .expect("app.js sets REFRESH_MS.sessions");
     Duration::from_millis(ms)
 }
+
+#[tokio::test]
+async fn the_clients_view_shows_the_rules_and_what_a_client_may_call() {
+    use crate::support::policies::{CLIENTS, READ_ONLY, gateway};
+    let (gw, file, _tmp) = gateway(&format!("{CLIENTS}{READ_ONLY}"), false).await;
+    let browser = Browser::start().await;
+    browser.open(&gw.url("/ui#/clients")).await;
+    browser.wait_view("clients", "clients view").await;
+    for key in ["policies[0]", "policies[1]", "policies[2]"] {
+        browser
+            .wait(
+                &format!(
+                    "[data-testid=\"policies\"] tr[data-testid=\"policy\"][data-policy=\"{key}\"]"
+                ),
+                "a rule of the Policies panel",
+            )
+            .await;
+    }
+    let panel = browser.text("[data-testid=\"policies\"]").await;
+    assert!(
+        panel.contains("helpdesk-reads") && panel.contains("*/update_*"),
+        "{panel}"
+    );
+    browser.screenshot("clients-policies").await;
+
+    // A client's detail: the rules about it and the tools it may call.
+    browser
+        .click(
+            "tr[data-testid=\"client\"][data-client=\"reporter\"] a",
+            "the client's name",
+        )
+        .await;
+    browser.wait_view("client", "client view").await;
+    let tool = |t: &str, allowed: bool| {
+        format!(
+            "[data-testid=\"client-tool\"][data-agent=\"servicenow\"][data-tool=\"{t}\"][data-allowed=\"{allowed}\"]"
+        )
+    };
+    browser
+        .wait(&tool("get_incident", true), "an allowed tool")
+        .await;
+    browser
+        .wait(&tool("update_incident", false), "a denied tool")
+        .await;
+    let rules = browser
+        .text("tr[data-testid=\"policy\"][data-policy=\"policies[2]\"]")
+        .await;
+    assert!(rules.contains("no-updates"), "{rules}");
+    browser.screenshot("client-detail").await;
+
+    // A broken file keeps the rules, and the panel says why.
+    std::fs::write(
+        &file,
+        format!("{CLIENTS}[[policies]]\neffect = \"allow\"\n"),
+    )
+    .unwrap();
+    let (_, r) = gw.post_json("/admin/reload").await;
+    assert!(!r["errors"].as_array().unwrap().is_empty(), "{r}");
+    browser.route("#/clients").await;
+    let errors = browser
+        .wait("[data-testid=\"policies-errors\"]", "the file's errors")
+        .await;
+    let text = errors.text().await.unwrap();
+    assert!(text.contains("switchboard.toml: policies[0]"), "{text}");
+    browser
+        .wait(
+            "tr[data-testid=\"policy\"][data-policy=\"policies[2]\"]",
+            "the rules in force, still shown",
+        )
+        .await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
+    gw.stop().await;
+}

@@ -23,6 +23,7 @@ mod oauth;
 mod openapi_spec;
 mod parking;
 mod policies;
+mod policies_reload;
 mod promises;
 mod readme_config;
 mod reload;

@@ -29,6 +29,12 @@ async fn spec_and_docs_are_served_and_document_every_status() {
             &["200", "400", "401", "403", "404"],
         ),
         ("/admin/sessions", "get", &["200", "400", "401", "403"]),
+        ("/admin/policies", "get", &["200", "400", "401", "403"]),
+        (
+            "/admin/clients/{name}",
+            "get",
+            &["200", "400", "401", "403", "404"],
+        ),
         (
             "/admin/sessions/{id}",
             "get",
@@ -100,10 +106,21 @@ fn spec_operations(yaml: &str) -> Vec<(String, String)> {
 async fn every_get_of_the_published_spec_answers_with_an_admin_token() {
     // Arrange: a gateway with an admin token and one live session to look up.
     let token = "walk-the-spec";
-    let mut opts = crate::support::helpers::Options::default();
+    let mut opts = crate::support::helpers::Options {
+        // A client to look up at /admin/clients/{name}.
+        settings: crate::support::helpers::settings_with_clients(
+            "[[clients]]\nname = \"walker\"\ntoken = \"t-walker\"\nagents = [\"*\"]\n",
+            &[],
+        ),
+        ..Default::default()
+    };
     opts.settings.admin_token = Some(token.to_owned().into());
     let gw = TestGateway::spawn_with(opts).await;
-    let client = crate::support::helpers::rmcp_client(&gw.url("/agents/servicenow/mcp")).await;
+    let client = crate::support::helpers::rmcp_client_with(
+        &gw.url("/agents/servicenow/mcp"),
+        Some("t-walker"),
+    )
+    .await;
     let h = http();
     let sessions: Value = h
         .get(gw.url("/admin/sessions"))
@@ -151,9 +168,14 @@ async fn every_get_of_the_published_spec_answers_with_an_admin_token() {
 
     // Act + Assert: each answers 2xx with the token, and 401 without it (admin paths).
     for path in gets {
+        let name = if path.starts_with("/admin/clients/") {
+            "walker"
+        } else {
+            "servicenow"
+        };
         let url = gw.url(
             &path
-                .replace("{name}", "servicenow")
+                .replace("{name}", name)
                 .replace("{id}", &session)
                 .replace("{root_id}", &root_id),
         );

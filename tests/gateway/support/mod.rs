@@ -11,4 +11,5 @@ pub mod fake_servicenow;
 pub mod helpers;
 pub mod nginx;
 pub mod oidc;
+pub mod policies;
 pub mod scenarios;
