@@ -20,6 +20,7 @@ pub use registry::AgentRegistry;
 
 use crate::config::Error;
 use crate::config::agent::{AgentConfig, Expose, ModelConfig, Provider};
+use crate::identity::Identity;
 use crate::llm::{LlmClient, ModelEndpoint, ModelSpec};
 use crate::tools::{self, CallContext, Output, Resources, ToolConfig, ToolKind};
 
@@ -396,28 +397,44 @@ impl Agent {
     }
 
     /// Connects the agent's upstream MCP servers and lists their tools; failures are
-    /// logged, and retried on the next call or listing that needs them.
+    /// logged, and retried on the next call or listing that needs them. Those reached by
+    /// token exchange wait for a caller (`connect_missing_upstreams`, a call).
     pub async fn connect_upstreams(&self) {
-        self.connect_upstreams_where(|_| true).await;
+        self.connect_upstreams_where(&Identity::default(), |_| true)
+            .await;
     }
 
     /// Connects the upstream MCP servers that have no tools listed yet (never connected, or
-    /// down so far), so a listing shows what they offer.
-    pub async fn connect_missing_upstreams(&self) {
-        self.connect_upstreams_where(|up| up.definitions().is_empty())
+    /// down so far), so a listing shows what they offer; those reached by token exchange for
+    /// `identity`, when it is an OAuth-identified caller.
+    pub async fn connect_missing_upstreams(&self, identity: &Identity) {
+        self.connect_upstreams_where(identity, |up| up.definitions().is_empty())
             .await;
+    }
+
+    /// Lists the tools of the upstream MCP servers reached by token exchange that have none
+    /// listed yet, for `identity` (an agent run, so its model sees them).
+    pub async fn connect_caller_upstreams(&self, identity: &Identity) {
+        self.connect_upstreams_where(identity, |up| {
+            up.acts_for_caller() && up.definitions().is_empty()
+        })
+        .await;
     }
 
     async fn connect_upstreams_where(
         &self,
+        identity: &Identity,
         wanted: impl Fn(&tools::upstream::UpstreamTools) -> bool,
     ) {
+        let for_caller = identity.token.is_some();
         let pending = self.kinds.iter().filter_map(|kind| match kind {
-            ToolKind::Upstream(up) if wanted(up) => Some(up),
+            ToolKind::Upstream(up) if wanted(up) && (for_caller || !up.acts_for_caller()) => {
+                Some(up)
+            }
             _ => None,
         });
         for up in pending {
-            if let Err(e) = up.connect().await {
+            if let Err(e) = up.connect(identity).await {
                 tracing::warn!(agent = %self.name(), error = %e, "Upstream MCP server not available.");
             }
         }
@@ -438,16 +455,24 @@ impl Agent {
         if let Some(kind) = upstreams.clone().find(|k| offers(k)) {
             return Some(kind.call(name, args, ctx).await);
         }
-        // Not listed (yet): an upstream may have connected late or added the tool.
+        // Not listed (yet): an upstream may have connected late or added the tool. One
+        // reached for the caller (token exchange) that cannot be, for this caller, says why
+        // when the name could be one of its tools.
+        let mut refused = None;
         for kind in upstreams.by_ref() {
-            if let ToolKind::Upstream(up) = kind
-                && up.connect().await.is_ok()
-                && offers(kind)
-            {
-                return Some(kind.call(name, args, ctx).await);
+            let ToolKind::Upstream(up) = kind else {
+                continue;
+            };
+            match up.connect(&ctx.identity).await {
+                Ok(()) if offers(kind) => return Some(kind.call(name, args, ctx).await),
+                Ok(()) => {}
+                Err(e) if up.acts_for_caller() && name.starts_with(up.prefix()) => {
+                    refused.get_or_insert(e);
+                }
+                Err(_) => {}
             }
         }
-        None
+        refused.map(Err)
     }
 }
 

@@ -113,14 +113,14 @@ impl ServerHandler for AgentServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let identity = identity_of(&context.extensions);
         if self.agent.spec.expose_tools {
             // Boxed for the same reason as a call's future (see `call_tool`).
-            Box::pin(self.agent.connect_missing_upstreams()).await;
+            Box::pin(self.agent.connect_missing_upstreams(&identity)).await;
         }
         let mut tools = self.visible_tools();
         let policies = self.policies.load();
         if !policies.is_empty() {
-            let identity = identity_of(&context.extensions);
             let (who, agent) = (identity.who(), self.agent.name().as_str());
             tools.retain(|t| policies.allows(&who, agent, &t.name));
         }

@@ -12,6 +12,8 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 
+use super::discovery;
+
 /// One verification key of the issuer.
 pub struct Key {
     /// The key.
@@ -249,78 +251,22 @@ impl KeySet {
         })
     }
 
-    /// The `jwks_uri` and `introspection_endpoint` of the issuer's metadata: OpenID
-    /// discovery, then RFC 8414. The metadata's `issuer` must be the configured one.
+    /// The `jwks_uri` and `introspection_endpoint` of the issuer's metadata
+    /// ([`discovery::metadata`]).
     async fn discover(&self) -> Result<Discovered, String> {
-        let mut failures = Vec::new();
-        for url in discovery_urls(&self.issuer) {
-            match self.get_json(&url).await {
-                Ok(doc) => {
-                    let issuer = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
-                    if issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
-                        failures.push(format!(
-                            "{url} names issuer {issuer:?}, not the configured {:?}",
-                            self.issuer
-                        ));
-                        continue;
-                    }
-                    let found = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-                    let d = Discovered {
-                        jwks_uri: found("jwks_uri"),
-                        introspection_endpoint: found("introspection_endpoint"),
-                    };
-                    if d.jwks_uri.is_some() || d.introspection_endpoint.is_some() {
-                        return Ok(d);
-                    }
-                    failures.push(format!("{url} has no jwks_uri"));
-                }
-                Err(e) => failures.push(e),
-            }
-        }
-        Err(format!(
-            "discovery of {} failed: {}",
-            self.issuer,
-            failures.join("; ")
-        ))
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let doc = discovery::metadata(http, &self.issuer, &["jwks_uri", "introspection_endpoint"])
+            .await?;
+        let found = |k: &str| doc.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(Discovered {
+            jwks_uri: found("jwks_uri"),
+            introspection_endpoint: found("introspection_endpoint"),
+        })
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
-        let response = self
-            .http
-            .as_ref()
-            .map_err(Clone::clone)?
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| {
-                let cause = crate::net::network_cause(&e)
-                    .map_or_else(|| crate::net::innermost(&e).to_string(), str::to_owned);
-                format!("{url}: {cause}")
-            })?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| format!("{url} did not answer JSON: {e}"))
+        discovery::get_json(self.http.as_ref().map_err(Clone::clone)?, url).await
     }
-}
-
-/// Where an issuer's metadata may be: `<issuer>/.well-known/openid-configuration`, then
-/// RFC 8414's `/.well-known/oauth-authorization-server` inserted before the issuer's path.
-pub fn discovery_urls(issuer: &str) -> Vec<String> {
-    let trimmed = issuer.trim_end_matches('/');
-    let mut urls = vec![format!("{trimmed}/.well-known/openid-configuration")];
-    if let Ok(url) = reqwest::Url::parse(trimmed) {
-        let path = url.path().trim_end_matches('/');
-        let origin = url.origin().ascii_serialization();
-        urls.push(format!(
-            "{origin}/.well-known/oauth-authorization-server{path}"
-        ));
-    }
-    urls
 }
 
 fn find(keys: &Keys, kid: Option<&str>) -> Result<Option<Arc<Key>>, KeyError> {
@@ -334,24 +280,4 @@ fn find(keys: &Keys, kid: Option<&str>) -> Result<Option<Arc<Key>>, KeyError> {
 
 fn unknown(kid: Option<&str>) -> KeyError {
     KeyError::UnknownKid(kid.unwrap_or("").to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn discovery_looks_in_both_places() {
-        assert_eq!(
-            discovery_urls("https://idp.example.com/realms/acme/"),
-            [
-                "https://idp.example.com/realms/acme/.well-known/openid-configuration",
-                "https://idp.example.com/.well-known/oauth-authorization-server/realms/acme"
-            ]
-        );
-        assert_eq!(
-            discovery_urls("http://127.0.0.1:9000")[1],
-            "http://127.0.0.1:9000/.well-known/oauth-authorization-server"
-        );
-    }
 }

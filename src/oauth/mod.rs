@@ -9,6 +9,7 @@
 //! not past and `nbf` not ahead (both within the clock skew), and `aud` names this resource:
 //! the configured audience, or the URL of the agent called (RFC 8707 resource indicators).
 
+pub mod discovery;
 pub mod introspect;
 pub mod jwks;
 

@@ -32,3 +32,4 @@ mod shipped_agents;
 mod store;
 mod table_api;
 mod transport_rules;
+mod upstream_auth;

@@ -12,8 +12,14 @@
 //   POST /test/opaque         {"resource": "..."}: access tokens for it are opaque from now on
 //                             (introspect them at /token/introspection as "gateway")
 //   GET  /test/introspection-requests  how often /token/introspection was asked
+//   GET  /test/exchange-requests  how often a token exchange (RFC 8693) was asked for
+//
+// Token exchange (RFC 8693): the client "upstream-gateway" (HTTP Basic) may trade an access
+// token of this issuer (subject_token) for a JWT for the resource it names, whose sub is the
+// subject token's and whose act.sub is that client.
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import { randomUUID } from 'node:crypto';
+import Provider, { errors } from 'oidc-provider';
 import * as jose from 'jose';
 
 const server = http.createServer();
@@ -28,6 +34,8 @@ async function newKey() {
 }
 
 const SCOPES = 'mcp:tools incidents';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const clients = [
   // May have every scope.
   { client_id: 'mcp-client', client_secret: 'mcp-secret', scope: SCOPES },
@@ -37,6 +45,12 @@ const clients = [
   {
     client_id: 'gateway', client_secret: 'gateway-secret',
     token_endpoint_auth_method: 'client_secret_basic',
+  },
+  // The gateway toward upstream MCP servers: its own tokens, and tokens for its callers.
+  {
+    client_id: 'upstream-gateway', client_secret: 'upstream-secret', scope: SCOPES,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['client_credentials', TOKEN_EXCHANGE],
   },
 ].map((c) => ({
   token_endpoint_auth_method: 'client_secret_post',
@@ -82,8 +96,64 @@ function provider(keys) {
   });
 }
 
+// RFC 8693: the subject token must be one of this issuer's (signed by a published key, not
+// expired); the new token is for the requested resource, for the same subject, acted by the
+// client that asked.
+async function tokenExchange(ctx) {
+  exchangeRequests += 1;
+  const { params, client } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest(`subject_token_type must be ${ACCESS_TOKEN_TYPE}`);
+  }
+  if (!params.subject_token) throw new errors.InvalidRequest('missing subject_token');
+  const published = keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub);
+  let subject;
+  try {
+    ({ payload: subject } = await jose.jwtVerify(
+      params.subject_token,
+      jose.createLocalJWKSet({ keys: published }),
+      { issuer },
+    ));
+  } catch (e) {
+    throw new errors.CustomOIDCProviderError('invalid_grant', `subject_token is not valid (${e.code ?? e.message})`);
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    iss: issuer,
+    sub: subject.sub ?? subject.client_id,
+    aud: params.resource ?? params.audience,
+    client_id: client.clientId,
+    act: { sub: client.clientId },
+    scope: params.scope,
+    iat: now,
+    exp: now + 300,
+    jti: randomUUID(),
+  };
+  const token = await new jose.SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: keys[0].kid })
+    .sign(await jose.importJWK(keys[0], 'RS256'));
+  ctx.body = {
+    access_token: token,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: 300,
+    ...(params.scope ? { scope: params.scope } : {}),
+  };
+}
+
+function withTokenExchange(p) {
+  p.registerGrantType(
+    TOKEN_EXCHANGE,
+    tokenExchange,
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
+    ['resource', 'audience'],
+  );
+  return p;
+}
+
+let exchangeRequests = 0;
 let keys = [await newKey()];
-let current = provider(keys).callback();
+let current = withTokenExchange(provider(keys)).callback();
 let jwksRequests = 0;
 let introspectionRequests = 0;
 
@@ -106,6 +176,9 @@ async function control(req, res) {
   if (req.method === 'GET' && path === '/test/introspection-requests') {
     return json(res, 200, { count: introspectionRequests });
   }
+  if (req.method === 'GET' && path === '/test/exchange-requests') {
+    return json(res, 200, { count: exchangeRequests });
+  }
   if (req.method === 'POST' && path === '/test/opaque') {
     const { resource } = await body(req);
     opaqueResources.add(resource);
@@ -113,7 +186,7 @@ async function control(req, res) {
   }
   if (req.method === 'POST' && path === '/test/rotate') {
     keys = [await newKey(), ...keys];
-    current = provider(keys).callback();
+    current = withTokenExchange(provider(keys)).callback();
     return json(res, 200, { kid: keys[0].kid });
   }
   if (req.method === 'POST' && path === '/test/mint') {

@@ -1,11 +1,13 @@
-//! `[[tools]] type = "mcp"`: an upstream MCP server's URL, headers, prefix and allow-list,
-//! validated.
+//! `[[tools]] type = "mcp"`: an upstream MCP server's URL, headers, prefix, allow-list and
+//! how the gateway authenticates toward it (`[tools.auth]`, [`UpstreamAuthConfig`]), validated.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use poem::http::{HeaderName, HeaderValue, Uri};
 use serde::Deserialize;
+
+use super::auth_config::UpstreamAuthConfig;
 
 /// Headers that the MCP client sets itself; a configured value would clash with them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -35,6 +37,9 @@ pub struct UpstreamToolConfig {
     /// Timeout of one upstream call, in seconds. Default 60.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// How the gateway authenticates toward the upstream (`[tools.auth]`); default: `none`.
+    #[serde(default)]
+    pub auth: UpstreamAuthConfig,
 }
 
 fn default_timeout() -> u64 {
@@ -55,6 +60,7 @@ impl fmt::Debug for UpstreamToolConfig {
             .field("prefix", &self.prefix)
             .field("allow", &self.allow)
             .field("timeout_secs", &self.timeout_secs)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -70,6 +76,19 @@ impl UpstreamToolConfig {
         let mut errors = Vec::new();
         if let Err(message) = check_url(&self.url) {
             errors.push(("url".to_owned(), message));
+        } else if self.auth.uses_tokens()
+            && let Ok(url) = reqwest::Url::parse(&self.url)
+            && url.scheme() == "http"
+            && !crate::config::oauth::is_loopback(&url)
+        {
+            errors.push((
+                "url".to_owned(),
+                format!(
+                    "{:?} uses http:// on a host that is not loopback, and auth.type = \"{}\" sends it an access token: use https:// (http:// only on 127.0.0.1, [::1] or localhost)",
+                    self.url,
+                    self.auth.kind.as_str()
+                ),
+            ));
         }
         let mut seen_names = std::collections::HashSet::new();
         for (name, value) in &self.headers {
@@ -86,6 +105,13 @@ impl UpstreamToolConfig {
                 Ok(header) if RESERVED_HEADERS.contains(&header.as_str()) => errors.push((
                     key,
                     format!("{name:?} is set by the MCP client itself and cannot be configured"),
+                )),
+                Ok(header) if header == poem::http::header::AUTHORIZATION && self.auth.uses_tokens() => errors.push((
+                    key,
+                    format!(
+                        "{name:?} clashes with auth.type = \"{}\": the gateway sends the token it obtains; remove the header",
+                        self.auth.kind.as_str()
+                    ),
                 )),
                 Ok(_) => {
                     if HeaderValue::from_str(value).is_err() {
@@ -121,6 +147,12 @@ impl UpstreamToolConfig {
                 }
             }
         }
+        errors.extend(
+            self.auth
+                .validate()
+                .into_iter()
+                .map(|(key, message)| (format!("auth.{key}"), message)),
+        );
         if self.timeout_secs == 0 {
             errors.push((
                 "timeout_secs".to_owned(),

@@ -12,6 +12,7 @@ fn config(url: &str) -> UpstreamToolConfig {
         prefix: "up_".to_owned(),
         allow: None,
         timeout_secs: 10,
+        auth: Default::default(),
     }
 }
 
@@ -103,4 +104,103 @@ fn debug_output_redacts_header_values() {
     let text = format!("{:?}", config("http://localhost:9000/mcp"));
     assert!(text.contains("x-api-key"), "{text}");
     assert!(!text.contains("key-123"), "{text}");
+}
+
+/// `config(url)` with `[tools.auth]` read from `auth` (TOML), as an agent file would give it.
+fn with_auth(auth: &str) -> UpstreamToolConfig {
+    let mut cfg = config("https://upstream.example.com/mcp");
+    cfg.headers.clear();
+    cfg.auth = toml::from_str(auth).unwrap();
+    cfg
+}
+
+const EXCHANGE: &str = r#"
+type = "token_exchange"
+issuer = "https://login.example.com/realms/acme"
+client_id = "switchboard"
+client_secret = "s3cret-value"
+scopes = ["tools", "read"]
+resource = "https://upstream.example.com/mcp"
+max_sessions = 10
+session_idle_secs = 60
+"#;
+
+#[test]
+fn an_auth_table_is_validated_key_by_key_without_showing_the_secret() {
+    assert_eq!(with_auth(EXCHANGE).validate(), vec![]);
+    let loopback = "type = \"client_credentials\"\ntoken_url = \"http://127.0.0.1:9/token\"\nclient_id = \"gw\"\nclient_secret = \"s3cret-value\"";
+    assert_eq!(with_auth(loopback).validate(), vec![]);
+    assert_eq!(with_auth("").validate(), vec![], "type none by default");
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "no credentials, no server",
+            "type = \"client_credentials\"",
+            &["auth.issuer", "auth.client_id", "auth.client_secret"],
+        ),
+        (
+            "http issuer not on loopback",
+            "type = \"client_credentials\"\nissuer = \"http://login.example.com\"\nclient_id = \"gw\"\nclient_secret = \"s3cret-value\"",
+            &["auth.issuer"],
+        ),
+        (
+            "both issuer and token_url, an empty secret",
+            "type = \"token_exchange\"\nissuer = \"https://a.example.com\"\ntoken_url = \"https://a.example.com/token\"\nclient_id = \"gw\"\nclient_secret = \"\"",
+            &["auth.token_url", "auth.client_secret"],
+        ),
+        (
+            "keys of a token kind with none",
+            "client_id = \"gw\"\nclient_secret = \"s3cret-value\"\nscopes = [\"a\"]",
+            &["auth.client_id", "auth.client_secret", "auth.scopes"],
+        ),
+        (
+            "bad scope, resource, session keys for client credentials",
+            "type = \"client_credentials\"\nissuer = \"https://a.example.com\"\nclient_id = \"gw\"\nclient_secret = \"s3cret-value\"\nscopes = [\"a b\"]\nresource = \"not a uri\"\nmax_sessions = 3",
+            &["auth.scopes[0]", "auth.resource", "auth.max_sessions"],
+        ),
+        (
+            "zero sessions",
+            "type = \"token_exchange\"\nissuer = \"https://a.example.com\"\nclient_id = \"gw\"\nclient_secret = \"s3cret-value\"\nmax_sessions = 0\nsession_idle_secs = 0",
+            &["auth.max_sessions", "auth.session_idle_secs"],
+        ),
+    ];
+    for (case, auth, keys) in cases {
+        let errors = with_auth(auth).validate();
+        let got: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(got, *keys, "{case}: {errors:?}");
+        assert!(
+            errors.iter().all(|(_, m)| !m.contains("s3cret")),
+            "{case}: {errors:?}"
+        );
+    }
+    // A static Authorization header clashes with a token kind, not with none.
+    let mut cfg = with_auth(EXCHANGE);
+    cfg.headers
+        .insert("Authorization".to_owned(), "Bearer s3cret-value".to_owned());
+    let errors = cfg.validate();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "headers.Authorization");
+    assert!(errors[0].1.contains("token_exchange"), "{errors:?}");
+    assert!(!errors[0].1.contains("s3cret"), "{errors:?}");
+    cfg.auth = Default::default();
+    assert_eq!(cfg.validate(), vec![]);
+    // A token goes over https://, or http:// on loopback only.
+    let mut cfg = with_auth(EXCHANGE);
+    cfg.url = "http://upstream.example.com/mcp".to_owned();
+    let errors = cfg.validate();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, "url");
+    assert!(errors[0].1.contains("not loopback"), "{errors:?}");
+    cfg.url = "http://127.0.0.1:9000/mcp".to_owned();
+    assert_eq!(cfg.validate(), vec![]);
+}
+
+#[test]
+fn debug_output_redacts_the_client_secret() {
+    let text = format!("{:?}", with_auth(EXCHANGE));
+    assert!(text.contains("token_exchange"), "{text}");
+    assert!(
+        text.contains("client_secret: Some(\"[redacted]\")"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
 }

@@ -2,26 +2,37 @@
 //!
 //! # Connection
 //!
-//! One rmcp client session per [`UpstreamTools`], opened lazily by the first
+//! One rmcp client session per lane ([`lanes`]), opened lazily by the first
 //! [`UpstreamTools::connect`] or [`UpstreamTools::call`] and shared by every call after it
-//! (calls run concurrently over the one session; rmcp multiplexes them). Opening it lists the
-//! upstream's tools (every page) and caches their definitions, renamed `prefix + name` and
-//! filtered by `allow`; [`UpstreamTools::definitions`] returns that cache, which survives a
-//! lost connection (the tools are still offered; the next call reconnects).
+//! (calls run concurrently over the one session; rmcp multiplexes them). There is one lane,
+//! unless the upstream is reached by token exchange: then each caller's access token has its
+//! own (the upstream sees the caller, so a session belongs to one). Opening a session lists
+//! the upstream's tools (every page) and caches their definitions, renamed `prefix + name` and
+//! filtered by `allow`; [`UpstreamTools::definitions`] returns that cache (shared by the
+//! lanes), which survives a lost connection (the tools are still offered; the next call
+//! reconnects).
 //!
 //! When the transport fails (upstream down, connection refused, session closed) the client
 //! is dropped and the call fails; the *next* call opens a new one. A call makes at most one
 //! connect attempt, so a dead upstream costs each call one refused connection, not a storm.
 //!
-//! A call is bounded by `timeout_secs` (connecting included) and by the caller's
-//! cancellation token. Either way the call's future is dropped, and rmcp then sends the
-//! upstream a `notifications/cancelled` for the abandoned request.
+//! # Authentication
+//!
+//! `[tools.auth]` ([`auth`]): the static `headers`, the gateway's own token (client
+//! credentials), or a token exchanged for the caller's (RFC 8693); never the caller's own
+//! token. The session's HTTP client ([`http`]) sends the lane's current token with every
+//! request. A token is used until shortly before it expires; when the upstream answers 401,
+//! the token is dropped, a new one obtained, and the request made once more.
+//!
+//! A call is bounded by `timeout_secs` (getting a token and connecting included) and by the
+//! caller's cancellation token. Either way the call's future is dropped, and rmcp then sends
+//! the upstream a `notifications/cancelled` for the abandoned request.
 //!
 //! The client's background tasks are children of a token cancelled when the
 //! `UpstreamTools` is dropped, so none outlives it.
 //!
-//! Header values are secrets (API keys, bearer tokens): they are never logged, and the
-//! configuration's `Debug` output redacts them.
+//! Header values and tokens are secrets: they are never logged, and the configuration's
+//! `Debug` output redacts them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,42 +40,36 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ContentBlock,
-    ErrorCode, Implementation, JsonObject, ResourceContents, Tool,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, ErrorCode, Implementation, JsonObject,
+    Tool,
 };
-use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::service::ClientInitializeError;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientCacheConfig, RoleClient, ServiceError, ServiceExt as _};
+use rmcp::{ClientCacheConfig, ServiceError, ServiceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use super::{CallContext, Error, Output};
+use crate::identity::Identity;
 
+mod auth;
+mod auth_config;
 mod config;
+mod http;
+mod lanes;
+mod outcome;
 
+pub use auth_config::{AuthKind, UpstreamAuthConfig};
 pub use config::UpstreamToolConfig;
 
-/// One open client session with the upstream.
-struct Connection {
-    /// Tells this session from its successors, so a call that saw it fail drops only it.
-    id: u64,
-    /// The rmcp client. Dropping the last `Arc` closes it (its drop guard cancels it).
-    service: RunningService<RoleClient, ClientConfig>,
-}
+use auth::UpstreamAuth;
+use lanes::{Connection, Lane, LaneUse, Lanes};
+use outcome::{error_chain, failure_detail, into_output, is_transport_failure, transport_detail};
 
-impl Connection {
-    /// Stops the client's tasks now, even while calls still hold it (they fail at once).
-    fn close(&self) {
-        self.service.cancellation_token().cancel();
-    }
-}
-
-/// What [`UpstreamTools`] knows about its upstream.
+/// The upstream's tools as last listed, by any lane.
 #[derive(Default)]
-struct State {
-    /// The open session, if any.
-    connection: Option<Arc<Connection>>,
-    /// The definitions as last listed: prefixed, filtered by `allow`.
+struct Catalog {
+    /// The definitions: prefixed, filtered by `allow`.
     tools: Vec<Tool>,
     /// Prefixed name → upstream name, for the tools in `tools`.
     names: HashMap<String, String>,
@@ -73,11 +78,13 @@ struct State {
 /// A built `type = "mcp"` tool kind.
 pub struct UpstreamTools {
     config: UpstreamToolConfig,
+    auth: UpstreamAuth,
     /// A `std` mutex: held only to read or swap fields, never across `.await`.
-    state: Mutex<State>,
-    /// Held while a session is opened and its tools listed, so that concurrent first
-    /// calls open one session, not one each.
-    connecting: tokio::sync::Mutex<()>,
+    catalog: Mutex<Catalog>,
+    /// The session of every call, unless the upstream is reached by token exchange.
+    shared: Arc<Lane>,
+    /// Token exchange: a session per caller's access token.
+    callers: Lanes,
     /// Parent of every client session's token; cancelled on drop.
     cancel: CancellationToken,
     /// The id of the next session.
@@ -86,6 +93,7 @@ pub struct UpstreamTools {
 
 impl Drop for UpstreamTools {
     fn drop(&mut self) {
+        self.callers.close_all();
         self.cancel.cancel();
     }
 }
@@ -93,10 +101,25 @@ impl Drop for UpstreamTools {
 impl UpstreamTools {
     /// Tools of the upstream server of `config`; connects on first use.
     pub fn new(config: UpstreamToolConfig) -> Self {
+        let auth = UpstreamAuth::new(&config);
+        let callers = Lanes::new(
+            config
+                .auth
+                .max_sessions
+                .unwrap_or(auth_config::DEFAULT_MAX_SESSIONS),
+            Duration::from_secs(
+                config
+                    .auth
+                    .session_idle_secs
+                    .unwrap_or(auth_config::DEFAULT_SESSION_IDLE_SECS),
+            ),
+        );
         Self {
             config,
-            state: Mutex::new(State::default()),
-            connecting: tokio::sync::Mutex::new(()),
+            auth,
+            catalog: Mutex::new(Catalog::default()),
+            shared: Arc::default(),
+            callers,
             cancel: CancellationToken::new(),
             next_id: AtomicU64::new(1),
         }
@@ -104,43 +127,72 @@ impl UpstreamTools {
 
     /// The upstream's tools (prefixed, filtered) as last listed.
     pub fn definitions(&self) -> Vec<Tool> {
-        self.state().tools.clone()
+        self.catalog().tools.clone()
     }
 
-    /// Connects (or reconnects) and refreshes the tool list.
+    /// What the upstream's tool names are prefixed with.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
+    /// Whether the upstream is reached for the caller (token exchange): then only a call
+    /// with an OAuth-identified caller can connect or list its tools.
+    pub fn acts_for_caller(&self) -> bool {
+        self.auth.per_caller()
+    }
+
+    /// Connects (or reconnects) and refreshes the tool list, for `identity` (whose token
+    /// is exchanged when the upstream is reached by token exchange).
     ///
     /// Bounded by `timeout_secs`.
     ///
     /// # Errors
     /// A message saying why the upstream cannot be used.
-    pub async fn connect(&self) -> Result<(), Error> {
+    pub async fn connect(&self, identity: &Identity) -> Result<(), Error> {
+        let lane = self.lane(identity)?;
         let work = async {
-            let _connecting = self.connecting.lock().await;
-            let current = self.state().connection.clone();
-            if let Some(connection) = current {
-                match self.refresh(&connection).await {
-                    // `refresh` dropped the session: it is broken, so open a new one (once).
-                    Err(_) if self.state().connection.is_none() => {}
+            let mut retried = false;
+            loop {
+                self.auth.authorize(&lane.slot, identity).await?;
+                let before = lane.slot.rejections();
+                match self.connect_once(&lane).await {
+                    Err(_) if lane.slot.rejections() != before && !retried => retried = true,
+                    Err(_) if lane.slot.rejections() != before => {
+                        return Err(self.token_refused());
+                    }
                     other => return other,
                 }
             }
-            self.open_and_list().await.map(drop)
         };
         tokio::time::timeout(self.timeout(), work)
             .await
             .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
-    /// Calls upstream tool `name` (prefixed name, as listed).
+    async fn connect_once(&self, lane: &Lane) -> Result<(), Error> {
+        let _connecting = lane.connecting.lock().await;
+        if let Some(connection) = lane.current() {
+            match self.refresh(lane, &connection).await {
+                // `refresh` dropped the session: it is broken, so open a new one (once).
+                Err(_) if lane.current().is_none() => {}
+                other => return other,
+            }
+        }
+        self.open_and_list(lane).await.map(drop)
+    }
+
+    /// Calls upstream tool `name` (prefixed name, as listed) for `ctx`'s caller.
     ///
-    /// Connects first when there is no session. Bounded by `timeout_secs` (connecting
-    /// included) and by `ctx.cancel`.
+    /// Connects first when there is no session. Bounded by `timeout_secs` (getting a token
+    /// and connecting included) and by `ctx.cancel`.
     ///
     /// # Errors
     /// [`Error::InvalidArguments`] for a tool the upstream does not offer (after listing
     /// its tools again) or arguments it rejects (JSON-RPC `-32602`); [`Error::Cancelled`]
-    /// when `ctx.cancel` fires first; [`Error::Failed`] for everything else: upstream not
-    /// reachable, no answer in time, a protocol error, or a tool result with `isError`.
+    /// when `ctx.cancel` fires first; [`Error::Failed`] for everything else: no token to be
+    /// had (a token exchange for a caller without an OAuth token, an authorization server
+    /// that refuses), upstream not reachable, no answer in time, a protocol error, or a tool
+    /// result with `isError`.
     pub async fn call(
         &self,
         name: &str,
@@ -149,7 +201,10 @@ impl UpstreamTools {
     ) -> Result<Output, Error> {
         // Dropping `work` (timeout or cancel) abandons the upstream request; rmcp then sends
         // `notifications/cancelled` for it.
-        let work = tokio::time::timeout(self.timeout(), self.call_inner(name, args));
+        let work = tokio::time::timeout(
+            self.timeout(),
+            self.call_authorized(name, args, &ctx.identity),
+        );
         tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
@@ -160,14 +215,44 @@ impl UpstreamTools {
         }
     }
 
-    async fn call_inner(&self, name: &str, args: JsonObject) -> Result<Output, Error> {
-        let (connection, fresh) = self.connection().await?;
+    /// The call with a token in the lane's slot; once more with a new one when the upstream
+    /// refused it (HTTP 401).
+    async fn call_authorized(
+        &self,
+        name: &str,
+        args: JsonObject,
+        identity: &Identity,
+    ) -> Result<Output, Error> {
+        let lane = self.lane(identity)?;
+        let mut retried = false;
+        loop {
+            self.auth.authorize(&lane.slot, identity).await?;
+            let before = lane.slot.rejections();
+            match self.call_inner(&lane, name, args.clone(), before).await {
+                Err(_) if lane.slot.rejections() != before && !retried => {
+                    tracing::debug!(url = %self.config.url, tool = %name, "The upstream MCP server refused the token (401); calling again with a new one.");
+                    retried = true;
+                }
+                Err(_) if lane.slot.rejections() != before => return Err(self.token_refused()),
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_inner(
+        &self,
+        lane: &Lane,
+        name: &str,
+        args: JsonObject,
+        rejections: u64,
+    ) -> Result<Output, Error> {
+        let (connection, fresh) = self.connection(lane).await?;
         let upstream = match self.upstream_name(name) {
             Some(upstream) => upstream,
             None if fresh => return Err(self.unknown_tool(name)),
             None => {
                 // The upstream may have added the tool since we listed them: look once more.
-                self.refresh(&connection).await?;
+                self.refresh(lane, &connection).await?;
                 self.upstream_name(name)
                     .ok_or_else(|| self.unknown_tool(name))?
             }
@@ -175,27 +260,43 @@ impl UpstreamTools {
         let params = CallToolRequestParams::new(upstream.clone()).with_arguments(args);
         match connection.service.peer().call_tool(params).await {
             Ok(result) => into_output(result, &upstream),
-            Err(e) => Err(self.service_error(&connection, &upstream, e)),
+            // Refused for its token: the session is fine, the caller retries with a new one.
+            Err(_) if lane.slot.rejections() != rejections => Err(self.token_refused()),
+            Err(e) => Err(self.service_error(lane, &connection, &upstream, e)),
         }
     }
 
-    /// The open session, opening one (and listing its tools) if there is none; `true` when
-    /// this call opened it.
-    async fn connection(&self) -> Result<(Arc<Connection>, bool), Error> {
-        if let Some(connection) = self.state().connection.clone() {
+    /// The lane of `identity`'s calls.
+    fn lane(&self, identity: &Identity) -> Result<LaneUse, Error> {
+        if !self.auth.per_caller() {
+            return Ok(LaneUse::new(self.shared.clone(), std::time::Instant::now()));
+        }
+        let token = self.auth.subject_token(identity)?;
+        self.callers.get(token).map_err(|lanes::Full(max)| {
+            Error::Failed(format!(
+                "upstream MCP server {} has {max} callers' sessions open and all in use (auth.max_sessions); retry shortly",
+                self.config.url
+            ))
+        })
+    }
+
+    /// The lane's open session, opening one (and listing its tools) if there is none;
+    /// `true` when this call opened it.
+    async fn connection(&self, lane: &Lane) -> Result<(Arc<Connection>, bool), Error> {
+        if let Some(connection) = lane.current() {
             return Ok((connection, false));
         }
-        let _connecting = self.connecting.lock().await;
+        let _connecting = lane.connecting.lock().await;
         // Another call may have connected while this one waited.
-        if let Some(connection) = self.state().connection.clone() {
+        if let Some(connection) = lane.current() {
             return Ok((connection, false));
         }
-        Ok((self.open_and_list().await?, true))
+        Ok((self.open_and_list(lane).await?, true))
     }
 
     /// Opens a session, lists its tools and keeps both. Called with `connecting` held.
-    async fn open_and_list(&self) -> Result<Arc<Connection>, Error> {
-        let connection = Arc::new(self.open().await?);
+    async fn open_and_list(&self, lane: &Lane) -> Result<Arc<Connection>, Error> {
+        let connection = Arc::new(self.open(lane).await?);
         let tools = match connection.service.peer().list_all_tools().await {
             Ok(tools) => tools,
             Err(e) => {
@@ -203,13 +304,15 @@ impl UpstreamTools {
                 return Err(self.list_error(e));
             }
         };
-        let count = self.store_tools(tools, &connection, true);
+        lane.install(connection.clone());
+        let count = self.store_tools(tools);
         tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Connected to the upstream MCP server.");
         Ok(connection)
     }
 
-    /// Opens a client session: `initialize` with our identity and the configured headers.
-    async fn open(&self) -> Result<Connection, Error> {
+    /// Opens a client session: `initialize` with our identity, the configured headers, and
+    /// the lane's token on every request.
+    async fn open(&self, lane: &Lane) -> Result<Connection, Error> {
         let url = &self.config.url;
         // reqwest (rustls, provider chosen by the process) panics when building a client
         // without a crypto provider; `net::install_crypto_provider` installs one at startup.
@@ -227,7 +330,9 @@ impl UpstreamTools {
         } else {
             tracing::debug!(url = %url, session = id, headers = headers.len(), "Reconnecting to the upstream MCP server.");
         }
-        let transport = StreamableHttpClientTransport::from_config(
+        let client = http::AuthorizedClient::new(reqwest::Client::default(), lane.slot.clone());
+        let transport = StreamableHttpClientTransport::with_client(
+            client,
             StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers),
         );
         let identity = ClientConfig::new(
@@ -248,26 +353,27 @@ impl UpstreamTools {
     }
 
     /// Lists the tools of `connection` again and keeps them.
-    async fn refresh(&self, connection: &Arc<Connection>) -> Result<(), Error> {
+    async fn refresh(&self, lane: &Lane, connection: &Arc<Connection>) -> Result<(), Error> {
         match connection.service.peer().list_all_tools().await {
             Ok(tools) => {
-                let count = self.store_tools(tools, connection, false);
-                tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Listed the upstream MCP server's tools.");
+                // A stale list (of a session dropped meanwhile) must not overwrite a newer one.
+                if lane.is_current(connection) {
+                    let count = self.store_tools(tools);
+                    tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Listed the upstream MCP server's tools.");
+                }
                 Ok(())
             }
             Err(e) => {
                 if is_transport_failure(&e) {
-                    self.discard(connection);
+                    self.discard(lane, connection);
                 }
                 Err(self.list_error(e))
             }
         }
     }
 
-    /// Keeps the allowed `tools` of `connection`, prefixed, and makes `connection` the
-    /// current session when `install`; otherwise keeps them only if `connection` is still
-    /// current (a stale list must not overwrite a newer one). Returns how many were kept.
-    fn store_tools(&self, tools: Vec<Tool>, connection: &Arc<Connection>, install: bool) -> usize {
+    /// Keeps the allowed `tools`, prefixed. Returns how many were kept.
+    fn store_tools(&self, tools: Vec<Tool>) -> usize {
         let mut names = HashMap::new();
         let mut definitions = Vec::new();
         for mut tool in tools {
@@ -289,42 +395,33 @@ impl UpstreamTools {
             }
         }
         let count = definitions.len();
-        let mut state = self.state();
-        if install {
-            state.connection = Some(connection.clone());
-        } else if state
-            .connection
-            .as_ref()
-            .is_none_or(|c| c.id != connection.id)
-        {
-            return count;
-        }
-        state.tools = definitions;
-        state.names = names;
+        let mut catalog = self.catalog();
+        catalog.tools = definitions;
+        catalog.names = names;
         count
     }
 
-    /// Drops `connection` if it is still the current one, so that the next call reconnects.
-    fn discard(&self, connection: &Arc<Connection>) {
-        let mut state = self.state();
-        if state
-            .connection
-            .as_ref()
-            .is_some_and(|c| c.id == connection.id)
-        {
-            state.connection = None;
-            drop(state);
+    /// Drops `connection` if it is still `lane`'s, so that the next call reconnects.
+    fn discard(&self, lane: &Lane, connection: &Arc<Connection>) {
+        if lane.forget(connection) {
             tracing::debug!(url = %self.config.url, session = connection.id, "Dropped the upstream MCP session; the next call reconnects.");
         }
         connection.close();
     }
 
     fn upstream_name(&self, name: &str) -> Option<String> {
-        self.state().names.get(name).cloned()
+        self.catalog().names.get(name).cloned()
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn token_refused(&self) -> Error {
+        Error::Failed(format!(
+            "upstream MCP server {} refused the token the gateway obtained for it (HTTP 401), again with a new one: check [tools.auth] (resource, audience, scopes) against what the upstream accepts",
+            self.config.url
+        ))
     }
 
     fn timeout(&self) -> Duration {
@@ -391,9 +488,15 @@ impl UpstreamTools {
     }
 
     /// Maps a failed `tools/call`; drops the session when the transport failed.
-    fn service_error(&self, connection: &Arc<Connection>, tool: &str, e: ServiceError) -> Error {
+    fn service_error(
+        &self,
+        lane: &Lane,
+        connection: &Arc<Connection>,
+        tool: &str,
+        e: ServiceError,
+    ) -> Error {
         if is_transport_failure(&e) {
-            self.discard(connection);
+            self.discard(lane, connection);
             return self.unreachable(&transport_detail(&e));
         }
         match e {
@@ -412,93 +515,6 @@ impl UpstreamTools {
             )),
         }
     }
-}
-
-/// Whether `e` means the session cannot be used any more.
-fn is_transport_failure(e: &ServiceError) -> bool {
-    matches!(
-        e,
-        ServiceError::TransportClosed
-            | ServiceError::TransportSend(_)
-            | ServiceError::Cancelled { .. }
-    )
-}
-
-/// What went wrong with the transport, in words for the operator.
-fn transport_detail(e: &ServiceError) -> String {
-    match e {
-        ServiceError::TransportSend(error) => failure_detail(error),
-        ServiceError::TransportClosed => "the connection to it closed".to_owned(),
-        ServiceError::Cancelled { .. } => "the MCP session ended".to_owned(),
-        other => error_chain(other),
-    }
-}
-
-/// The innermost cause of a transport error (rmcp's wrappers name Rust types), with the
-/// usual network failures spelled out: the HTTP client's error says which request failed
-/// but keeps its cause (refused, DNS, TLS, ...) out of its message and out of reach of
-/// `source()` behind rmcp's wrapper, so it is read from the `Debug` text.
-fn failure_detail(e: &(dyn std::error::Error + 'static)) -> String {
-    let innermost = crate::net::innermost(e);
-    let text = innermost.to_string();
-    let text = text.strip_prefix("Client error: ").unwrap_or(&text);
-    match crate::net::network_cause(innermost) {
-        // "error sending request for url (...)" only repeats the URL the message names.
-        Some(cause) if text.starts_with("error sending request") => cause.to_owned(),
-        Some(cause) => format!("{text}: {cause}"),
-        None => text.to_owned(),
-    }
-}
-
-/// `e` and its sources, `: `-separated, without repeats (wrappers often repeat their source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The output of a successful `tools/call` reply, or the failure it reports.
-fn into_output(result: CallToolResult, tool: &str) -> Result<Output, Error> {
-    if result.is_error == Some(true) {
-        let text = content_text(&result.content);
-        return Err(Error::Failed(if text.trim().is_empty() {
-            format!("upstream tool {tool} failed without saying why")
-        } else {
-            text
-        }));
-    }
-    match result.structured_content {
-        Some(value) if !value.is_null() => Ok(Output::Json(value)),
-        _ => Ok(Output::Text(content_text(&result.content))),
-    }
-}
-
-/// The text of `content`, one block a line; non-text blocks are described briefly.
-fn content_text(content: &[ContentBlock]) -> String {
-    content
-        .iter()
-        .map(|block| match block {
-            ContentBlock::Text(text) => text.text.clone(),
-            ContentBlock::Image(image) => format!("[image {}]", image.mime_type),
-            ContentBlock::Audio(audio) => format!("[audio {}]", audio.mime_type),
-            ContentBlock::Resource(embedded) => match &embedded.resource {
-                ResourceContents::TextResourceContents { text, .. } => text.clone(),
-                ResourceContents::BlobResourceContents { uri, .. } => format!("[resource {uri}]"),
-                _ => "[resource]".to_owned(),
-            },
-            ContentBlock::ResourceLink(link) => format!("[resource link {}]", link.uri),
-            _ => "[content]".to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::*;
+use rmcp::model::{CallToolResult, ContentBlock};
 
 /// Bound on every wait of these tests, so that a bug fails a test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(10);
@@ -248,6 +249,7 @@ fn config(url: &str) -> UpstreamToolConfig {
         prefix: "up_".to_owned(),
         allow: None,
         timeout_secs: 10,
+        auth: Default::default(),
     }
 }
 
@@ -283,7 +285,7 @@ async fn connect_lists_every_page_prefixed_with_schemas_and_descriptions() {
     assert!(tools.definitions().is_empty(), "nothing before connecting");
 
     // Act
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
 
     // Assert
     let defs = tools.definitions();
@@ -324,7 +326,7 @@ async fn allow_keeps_only_the_named_upstream_tools() {
     ]);
     let tools = UpstreamTools::new(cfg);
 
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
 
     assert_eq!(names(&tools.definitions()), ["up_add", "up_echo"]);
     let refused = call(&tools, "up_fail", json!({})).await;
@@ -397,7 +399,7 @@ async fn arguments_the_upstream_rejects_with_32602_are_invalid_arguments() {
 async fn unknown_name_lists_again_once_and_finds_a_tool_added_later() {
     let upstream = Upstream::start().await;
     let tools = UpstreamTools::new(config(&upstream.url));
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
     let lists = upstream.seen.lists.load(Ordering::SeqCst);
 
     // Not offered: one refresh (three pages), then an error.
@@ -462,7 +464,7 @@ async fn one_session_serves_many_and_concurrent_calls() {
     call(&tools, "up_echo", json!({"text": "again"}))
         .await
         .unwrap();
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
 
     assert_eq!(upstream.initializes(), 1, "one initialize for every call");
     assert_eq!(
@@ -483,7 +485,9 @@ async fn upstream_down_fails_naming_the_url_and_nothing_is_listed() {
     drop(listener);
     let tools = UpstreamTools::new(config(&url));
 
-    let connected = tokio::time::timeout(WAIT, tools.connect()).await.unwrap();
+    let connected = tokio::time::timeout(WAIT, tools.connect(&Identity::default()))
+        .await
+        .unwrap();
     let called = call(&tools, "up_echo", json!({"text": "hi"})).await;
 
     for result in [connected.map(|()| Output::Text(String::new())), called] {
@@ -502,9 +506,9 @@ async fn the_call_after_a_dropped_session_opens_a_new_one() {
     call(&tools, "up_echo", json!({"text": "one"}))
         .await
         .unwrap();
-    let first = tools.state().connection.clone().unwrap();
+    let first = tools.shared.current().unwrap();
 
-    tools.discard(&first);
+    tools.discard(&tools.shared, &first);
     let again = call(&tools, "up_echo", json!({"text": "two"}))
         .await
         .unwrap();
@@ -520,16 +524,18 @@ async fn connect_after_the_upstream_stopped_fails_and_drops_the_session() {
     let upstream = Upstream::start().await;
     let url = upstream.url.clone();
     let tools = UpstreamTools::new(config(&url));
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
 
     upstream.stop().await;
-    let result = tokio::time::timeout(WAIT, tools.connect()).await.unwrap();
+    let result = tokio::time::timeout(WAIT, tools.connect(&Identity::default()))
+        .await
+        .unwrap();
 
     assert!(
         matches!(&result, Err(Error::Failed(m)) if m.contains(&url) && m.contains("not reachable")),
         "{result:?}"
     );
-    assert!(tools.state().connection.is_none());
+    assert!(tools.shared.current().is_none());
 }
 
 #[tokio::test]
@@ -549,7 +555,7 @@ async fn upstream_stopped_after_a_call_fails_the_next_call_and_drops_the_session
         "{result:?}"
     );
     assert!(
-        tools.state().connection.is_none(),
+        tools.shared.current().is_none(),
         "the broken session is dropped"
     );
     assert_eq!(
@@ -606,7 +612,7 @@ async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
     let mut cfg = config(&upstream.url);
     cfg.timeout_secs = 1;
     let tools = UpstreamTools::new(cfg);
-    tools.connect().await.unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
 
     let result = call(&tools, "up_slow", json!({})).await;
 
@@ -624,8 +630,8 @@ async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
 async fn dropping_the_tools_closes_the_session() {
     let upstream = Upstream::start().await;
     let tools = UpstreamTools::new(config(&upstream.url));
-    tools.connect().await.unwrap();
-    let connection = tools.state().connection.clone().unwrap();
+    tools.connect(&Identity::default()).await.unwrap();
+    let connection = tools.shared.current().unwrap();
     assert!(!connection.service.is_closed());
 
     drop(tools);

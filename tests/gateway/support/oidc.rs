@@ -173,6 +173,14 @@ impl Oidc {
         body["count"].as_u64().unwrap()
     }
 
+    /// How often a token exchange (RFC 8693) has been asked for (and the client authenticated).
+    pub async fn exchange_requests(&self) -> u64 {
+        let body = self
+            .json(self.http.get(self.url("/test/exchange-requests")))
+            .await;
+        body["count"].as_u64().unwrap()
+    }
+
     /// Revokes `token` (RFC 7009) as the client it was issued to.
     pub async fn revoke(&self, client: &str, secret: &str, token: &str) {
         let resp = self
