@@ -116,6 +116,13 @@ pub enum Error {
     /// OAuth: the authorization server's keys cannot be had, so no token can be checked.
     #[error("cannot check access tokens right now: {0}")]
     AuthServerUnavailable(String),
+    /// OAuth: the token would have to be introspected, and this replica has sent as many
+    /// introspection requests as `introspection_requests_per_second` allows; retry after
+    /// this many seconds.
+    #[error(
+        "cannot check this access token right now: the gateway is at its limit of token introspection requests ([auth.oauth] introspection_requests_per_second); retry in {0} s"
+    )]
+    IntrospectionBusy(u64),
     /// A valid client that may not use this agent.
     #[error(
         "client {client:?} may not use agent {agent:?}; add it to the client's agents in switchboard.toml"
@@ -200,6 +207,10 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "authorization_server_unavailable",
             ),
+            Error::IntrospectionBusy(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "introspection_rate_limited",
+            ),
             Error::AgentNotAllowed { .. } => (StatusCode::FORBIDDEN, "agent_not_allowed"),
             Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
@@ -279,6 +290,9 @@ impl IntoResponse for Error {
                     poem::http::header::RETRY_AFTER,
                     poem::http::HeaderValue::from_static("1"),
                 );
+            }
+            Error::IntrospectionBusy(secs) => {
+                headers.insert(poem::http::header::RETRY_AFTER, (*secs).into());
             }
             _ => {}
         }

@@ -354,7 +354,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             None => {}
         }
         if let Some(oauth) = &settings.oauth {
-            tracing::info!(issuer = %oauth.issuer, audience = %oauth.audience, "MCP access needs an access token of the issuer ([auth.oauth]) or a client token.");
+            tracing::info!(issuers = %oauth.issuers.join(", "), audience = %oauth.audience, "MCP access needs an access token of an issuer ([auth.oauth]) or a client token.");
         } else if settings.clients.is_empty() {
             tracing::warn!("No clients configured ([[clients]] in switchboard.toml or MCP_SECRET_TOKEN): MCP access is open to anyone who can reach this address; limits apply per client IP.");
         } else {

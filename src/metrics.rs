@@ -109,6 +109,7 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
     policies: Gauge,
+    introspection_rate_limited: Counter,
     stateless: Family<StatelessLabels, Counter>,
     cluster_events: Family<ClusterLabels, Counter>,
     cluster_redis_up: Gauge,
@@ -159,6 +160,7 @@ impl Metrics {
             reloads: Family::default(),
             audit_records: Family::default(),
             policies: Gauge::default(),
+            introspection_rate_limited: Counter::default(),
             cluster_events: Family::default(),
             cluster_redis_up: Gauge::default(),
             stateless: Family::default(),
@@ -228,6 +230,11 @@ impl Metrics {
             m.policies.clone(),
         );
         registry.register(
+            "introspection_rate_limited",
+            "Requests refused with 503 because their access token needed an introspection request beyond [auth.oauth] introspection_requests_per_second",
+            m.introspection_rate_limited.clone(),
+        );
+        registry.register(
             "stateless_requests",
             "MCP 2026-07-28 requests served without a session, by agent and client",
             m.stateless.clone(),
@@ -255,6 +262,11 @@ impl Metrics {
         self.cluster_events
             .get_or_create(&ClusterLabels { event })
             .inc();
+    }
+
+    /// A request was refused: its token needed an introspection request beyond the rate.
+    pub fn introspection_rate_limited(&self) {
+        self.introspection_rate_limited.inc();
     }
 
     /// `n` audit records were `written`, `dropped` or `failed`.

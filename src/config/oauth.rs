@@ -1,5 +1,5 @@
 //! `[auth.oauth]` of `switchboard.toml`: the gateway as an OAuth 2.1 resource server (the MCP
-//! authorization spec): which issuer's access tokens it accepts, for which audience, and how
+//! authorization spec): which issuers' access tokens it accepts, for which audience, and how
 //! their claims map to a principal.
 
 use std::collections::BTreeMap;
@@ -25,10 +25,11 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
-    /// The authorization server's issuer identifier; its keys are found by discovery from it
-    /// (OpenID `/.well-known/openid-configuration`, else RFC 8414). `https://`, or `http://`
-    /// on a loopback address only.
-    pub issuer: String,
+    /// The authorization server's issuer identifier, or several (`["https://a", "https://b"]`):
+    /// a token's `iss` says which one's keys verify it. Each one's keys are found by discovery
+    /// from it (OpenID `/.well-known/openid-configuration`, else RFC 8414). `https://`, or
+    /// `http://` on a loopback address only.
+    pub issuer: OneOrMany,
     /// This resource's identifier: a token's `aud` must be it (or the URL of the agent it
     /// calls). Usually the gateway's public base URL.
     pub audience: String,
@@ -75,6 +76,15 @@ pub struct OAuthConfig {
     /// Default 10000.
     #[serde(default)]
     pub introspection_cache_size: Option<usize>,
+    /// At most this many introspection requests per second leave this replica (a token
+    /// seen before is answered from the cache and not counted); beyond it, an unknown opaque
+    /// token gets 503 with `Retry-After`. Default 100.
+    #[serde(default)]
+    pub introspection_requests_per_second: Option<u32>,
+    /// How many verified JWTs are remembered (by the token's SHA-256, until the token
+    /// expires), so that a token seen before skips the signature check. 0: none. Default 10000.
+    #[serde(default)]
+    pub jwt_cache_size: Option<usize>,
     /// `[auth.oauth.claims]`: which claims carry the principal.
     #[serde(default)]
     pub claims: ClaimsConfig,
@@ -89,41 +99,86 @@ pub struct IntrospectionSpec {
     pub client_secret: secrecy::SecretString,
     /// Whether JWTs are introspected too.
     pub all_tokens: bool,
-    /// How many results are cached.
+    /// How many results are cached (and, separately, how many inactive answers).
     pub cache_size: usize,
+    /// Introspection requests allowed per second.
+    pub requests_per_second: std::num::NonZeroU32,
 }
 
-/// `[auth.oauth.claims]`: claim names; a dotted name reads a nested claim
-/// (`realm_access.roles`).
+/// `[auth.oauth.claims]`: claim names, each a name or an array of candidate names; a
+/// dotted name reads a nested claim (`realm_access.roles`) unless a claim has that very name
+/// (`https://example.com/roles`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClaimsConfig {
-    /// Who: default `sub`.
-    pub subject: String,
-    /// Which application: default `client_id` (then `azp`).
-    pub client_id: String,
-    /// The scopes, a space-separated string or an array: default `scope` (Entra ID: `scp`).
-    pub scopes: String,
-    /// Groups or roles, an array or a string: default `groups`.
-    pub groups: String,
+    /// Who: the first of these claims the token has. Default `sub`.
+    pub subject: OneOrMany,
+    /// Which application: the first of these claims the token has. Default
+    /// `["client_id", "azp"]` (Entra ID v1: `appid`; Okta: `cid`).
+    pub client_id: OneOrMany,
+    /// The scopes: every one of these claims the token has, each a space-separated string or
+    /// an array. Default `scope` (Entra ID: `["scp", "roles"]`; Okta: `scp`, an array).
+    pub scopes: OneOrMany,
+    /// Groups or roles: every one of these claims the token has, each an array or a
+    /// space-separated string. Default `groups`.
+    pub groups: OneOrMany,
 }
 
 impl Default for ClaimsConfig {
     fn default() -> Self {
+        let one = |n: &str| OneOrMany(vec![n.to_owned()]);
         Self {
-            subject: "sub".into(),
-            client_id: "client_id".into(),
-            scopes: "scope".into(),
-            groups: "groups".into(),
+            subject: one("sub"),
+            client_id: OneOrMany(vec!["client_id".into(), "azp".into()]),
+            scopes: one("scope"),
+            groups: one("groups"),
         }
+    }
+}
+
+/// A string or an array of strings, as written: `"sub"` or `["oid", "sub"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl OneOrMany {
+    /// The values, in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut all = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    all.push(v);
+                }
+                Ok(OneOrMany(all))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
 /// `[auth.oauth]`, validated.
 #[derive(Debug, Clone)]
 pub struct OAuthSpec {
-    /// The issuer, as configured (a token's `iss` must equal it).
-    pub issuer: String,
+    /// The issuers, as configured (a token's `iss` must equal one; the first one's
+    /// introspection endpoint is asked about opaque tokens).
+    pub issuers: Vec<String>,
     /// The audience.
     pub audience: String,
     /// The public base URL, without a trailing `/`.
@@ -146,6 +201,8 @@ pub struct OAuthSpec {
     pub claims: ClaimsConfig,
     /// Token introspection, when configured.
     pub introspection: Option<IntrospectionSpec>,
+    /// How many verified JWTs are remembered (0: none).
+    pub jwt_cache_size: usize,
 }
 
 impl OAuthSpec {
@@ -173,9 +230,7 @@ const DEFAULT_ALGORITHMS: [&str; 9] = [
 pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
     let mut errors = Vec::new();
     let key = |k: &str| format!("auth.oauth.{k}");
-    if let Err(e) = check_url(&c.issuer, true) {
-        errors.push(Error::key(file, key("issuer"), e));
-    }
+    let issuers = issuers(file, &c.issuer, &mut errors);
     let audience = c.audience.trim().to_owned();
     if audience.is_empty() {
         errors.push(Error::key(
@@ -268,14 +323,24 @@ pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
             }
         }
     }
-    for (k, v) in [
+    for (k, names) in [
         ("claims.subject", &c.claims.subject),
         ("claims.client_id", &c.claims.client_id),
         ("claims.scopes", &c.claims.scopes),
         ("claims.groups", &c.claims.groups),
     ] {
-        if v.trim().is_empty() {
-            errors.push(Error::key(file, key(k), "must name a claim"));
+        if names.0.is_empty() {
+            errors.push(Error::key(file, key(k), "must name at least one claim"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                let at = if names.0.len() == 1 {
+                    key(k)
+                } else {
+                    key(&format!("{k}[{i}]"))
+                };
+                errors.push(Error::key(file, at, "must name a claim"));
+            }
         }
     }
     let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
@@ -300,7 +365,7 @@ pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
         return Err(errors);
     }
     Ok(OAuthSpec {
-        issuer: c.issuer,
+        issuers,
         audience,
         public_url,
         algorithms,
@@ -312,7 +377,38 @@ pub fn validate(file: &Path, c: OAuthConfig) -> Result<OAuthSpec, Vec<Error>> {
         jwks_max_age,
         claims: c.claims,
         introspection,
+        jwt_cache_size: c.jwt_cache_size.unwrap_or(10_000),
     })
+}
+
+/// The issuers of `issuer` (a string or an array), each checked; problems go to `errors`
+/// naming `issuer` (one) or `issuer[i]` (an array).
+fn issuers(file: &Path, issuer: &OneOrMany, errors: &mut Vec<Error>) -> Vec<String> {
+    let at = |i: usize| {
+        if matches!(issuer.0.as_slice(), [_]) {
+            "auth.oauth.issuer".to_owned()
+        } else {
+            format!("auth.oauth.issuer[{i}]")
+        }
+    };
+    if issuer.0.is_empty() {
+        errors.push(Error::key(
+            file,
+            "auth.oauth.issuer",
+            "must name at least one issuer",
+        ));
+    }
+    for (i, url) in issuer.iter().enumerate() {
+        if let Err(e) = check_url(url, true) {
+            errors.push(Error::key(file, at(i), e));
+        } else if issuer.0[..i]
+            .iter()
+            .any(|u| u.trim_end_matches('/') == url.trim_end_matches('/'))
+        {
+            errors.push(Error::key(file, at(i), format!("{url:?} is named twice")));
+        }
+    }
+    issuer.0.clone()
 }
 
 /// The introspection settings of `c`, if any; problems go to `errors`.
@@ -333,18 +429,34 @@ fn introspection(
         .as_ref()
         .filter(|s| !s.expose_secret().is_empty());
     match (id, secret) {
-        (Some(id), Some(secret)) => Some(IntrospectionSpec {
-            client_id: id.to_owned(),
-            client_secret: secret.clone(),
-            all_tokens: c.introspect_jwts,
-            cache_size: c.introspection_cache_size.unwrap_or(10_000),
-        }),
+        (Some(id), Some(secret)) => {
+            let rate = c.introspection_requests_per_second.unwrap_or(100);
+            let Some(requests_per_second) = std::num::NonZeroU32::new(rate) else {
+                errors.push(Error::key(
+                    file,
+                    key("introspection_requests_per_second"),
+                    "must be at least 1 (leave it out for the default, 100)",
+                ));
+                return None;
+            };
+            Some(IntrospectionSpec {
+                client_id: id.to_owned(),
+                client_secret: secret.clone(),
+                all_tokens: c.introspect_jwts,
+                cache_size: c.introspection_cache_size.unwrap_or(10_000),
+                requests_per_second,
+            })
+        }
         (None, None) => {
             for (k, set) in [
                 ("introspect_jwts", c.introspect_jwts),
                 (
                     "introspection_cache_size",
                     c.introspection_cache_size.is_some(),
+                ),
+                (
+                    "introspection_requests_per_second",
+                    c.introspection_requests_per_second.is_some(),
                 ),
             ] {
                 if set {
@@ -410,133 +522,5 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn config(issuer: &str, audience: &str) -> OAuthConfig {
-        toml::from_str(&format!("issuer = {issuer:?}\naudience = {audience:?}")).unwrap()
-    }
-
-    fn messages(c: OAuthConfig) -> Vec<String> {
-        validate(Path::new("switchboard.toml"), c)
-            .err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect()
-    }
-
-    #[test]
-    fn http_issuers_only_on_loopback() {
-        for ok in [
-            "https://login.example.com/realms/acme",
-            "http://127.0.0.1:8081",
-            "http://localhost:1",
-            "http://[::1]:9",
-        ] {
-            assert!(
-                messages(config(ok, "https://gw.example.com")).is_empty(),
-                "{ok}"
-            );
-        }
-        let m = messages(config("http://login.example.com", "https://gw.example.com"));
-        assert_eq!(m.len(), 1, "{m:?}");
-        assert!(
-            m[0].starts_with("switchboard.toml: auth.oauth.issuer: "),
-            "{m:?}"
-        );
-        assert!(m[0].contains("loopback"), "{m:?}");
-    }
-
-    #[test]
-    fn a_non_url_audience_needs_a_public_url_and_bad_values_are_named() {
-        let m = messages(config("https://idp.example.com", "api://switchboard"));
-        assert!(
-            m.iter()
-                .any(|m| m.contains("auth.oauth.public_url: is needed")),
-            "{m:?}"
-        );
-        let mut c = config("https://idp.example.com", "https://gw.example.com");
-        c.algorithms = Some(vec![
-            "none".into(),
-            "HS256".into(),
-            "XX1".into(),
-            "ES256".into(),
-        ]);
-        c.required_scopes = vec!["a b".into()];
-        c.agent_scopes.insert("Bad Name".into(), vec!["x".into()]);
-        let m = messages(c);
-        for k in [
-            "algorithms[0]",
-            "algorithms[1]",
-            "algorithms[2]",
-            "required_scopes[0]",
-            "agent_scopes.Bad Name",
-        ] {
-            assert!(
-                m.iter().any(|m| m.contains(&format!("auth.oauth.{k}"))),
-                "{k}: {m:?}"
-            );
-        }
-        assert_eq!(m.len(), 5, "{m:?}");
-    }
-
-    #[test]
-    fn scopes_needed_per_agent_and_advertised() {
-        let mut c = config("https://idp.example.com", "https://gw.example.com/");
-        c.required_scopes = vec!["mcp".into()];
-        c.agent_scopes
-            .insert("servicenow".into(), vec!["incidents".into(), "mcp".into()]);
-        let spec = validate(Path::new("s.toml"), c).unwrap();
-        assert_eq!(spec.scopes_for("servicenow"), ["mcp", "incidents"]);
-        assert_eq!(spec.scopes_for("other"), ["mcp"]);
-        assert_eq!(spec.scopes_supported, ["mcp", "incidents"]);
-        assert_eq!(spec.public_url, "https://gw.example.com");
-        assert_eq!(spec.clock_skew, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn introspection_needs_both_credentials_and_hides_the_secret() {
-        let with = |extra: &str| -> OAuthConfig {
-            toml::from_str(&format!(
-                "issuer = \"https://idp.example.com\"\naudience = \"https://gw.example.com\"\n{extra}"
-            ))
-            .unwrap()
-        };
-        let m = messages(with("introspection_client_id = \"gw\""));
-        assert_eq!(m.len(), 1, "{m:?}");
-        assert!(
-            m[0].starts_with("switchboard.toml: auth.oauth.introspection_client_secret: "),
-            "{m:?}"
-        );
-        let m = messages(with(
-            "introspection_client_secret = \"s3cret-value\"\nintrospect_jwts = true",
-        ));
-        assert!(
-            m.iter()
-                .any(|m| m.contains("auth.oauth.introspection_client_id:")),
-            "{m:?}"
-        );
-        let m = messages(with("introspect_jwts = true\nintrospection_cache_size = 5"));
-        assert_eq!(m.len(), 2, "{m:?}");
-        assert!(m[0].contains("auth.oauth.introspect_jwts"), "{m:?}");
-        assert!(
-            m[1].contains("auth.oauth.introspection_cache_size"),
-            "{m:?}"
-        );
-        let spec = validate(
-            Path::new("s.toml"),
-            with(
-                "introspection_client_id = \"gw\"\nintrospection_client_secret = \"s3cret-value\"",
-            ),
-        )
-        .unwrap();
-        let i = spec.introspection.as_ref().unwrap();
-        assert_eq!(
-            (i.client_id.as_str(), i.cache_size, i.all_tokens),
-            ("gw", 10_000, false)
-        );
-        assert!(!format!("{spec:?}").contains("s3cret-value"), "{spec:?}");
-    }
-}
+#[path = "oauth_tests.rs"]
+mod tests;

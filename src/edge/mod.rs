@@ -429,6 +429,11 @@ async fn identify(
             challenge: challenge(),
         },
         crate::oauth::TokenError::Unavailable(m) => Error::AuthServerUnavailable(m),
+        crate::oauth::TokenError::Busy(wait) => {
+            state.metrics().introspection_rate_limited();
+            // Whole seconds, at least one (Retry-After has no fractions).
+            Error::IntrospectionBusy((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+        }
     })?;
     let missing = oauth.missing_scopes(&principal, agent);
     if !missing.is_empty() {

@@ -4,21 +4,36 @@
 //! (when given) must be the issuer, its `exp` not past, its `aud` this resource, and its
 //! claims map to the principal as a JWT's do.
 //!
+//! With several issuers, introspection is the first one's: its credentials, its endpoint.
+//!
 //! Answers are cached until the token expires, keyed by the SHA-256 of the token (the token
 //! itself is never kept), in a bounded map: when full, expired entries go first, then the
-//! one expiring soonest. Tokens found inactive are not cached.
+//! one expiring soonest. A refusal (inactive, or an answer that does not pass) is cached for
+//! [`REFUSED_FOR`] in a second map of the same bound, so that a token found bad is not asked
+//! about again at once.
+//!
+//! Requests to the endpoint are bounded per replica (`introspection_requests_per_second`,
+//! governor's GCRA, a burst of one second's worth): a flood of made-up opaque tokens costs
+//! the authorization server at most that, and the tokens beyond it get
+//! [`TokenError::Busy`] (503 with `Retry-After`) without a request; cached answers are not
+//! counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{OAuth, TokenError, strings};
+use super::{OAuth, TokenError, now, strings};
 use crate::clients::Principal;
 use crate::config::oauth::IntrospectionSpec;
+
+/// How long a refusal is remembered.
+pub const REFUSED_FOR: Duration = Duration::from_secs(30);
 
 /// What introspection said of one token, while it lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,19 +45,69 @@ pub(super) struct Introspected {
     pub exp: u64,
 }
 
-/// The introspection client and its cache.
+/// The introspection client, its caches and its rate limit.
 pub struct Introspector {
     spec: IntrospectionSpec,
+    /// Active answers. `std` mutexes: held for a map operation, never across an `.await`.
     cache: Mutex<HashMap<[u8; 32], Introspected>>,
+    /// Refusals: what was said, and until when.
+    refused: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    limiter: DefaultDirectRateLimiter,
 }
 
 impl Introspector {
-    /// An introspector with `spec`'s credentials and cache size.
+    /// An introspector with `spec`'s credentials, cache size and rate.
     pub fn new(spec: IntrospectionSpec) -> Self {
+        let limiter = DefaultDirectRateLimiter::direct(Quota::per_second(spec.requests_per_second));
         Self {
             spec,
             cache: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            limiter,
         }
+    }
+
+    /// What was said of `key` when it was refused, if that is recent.
+    fn refusal(&self, key: &[u8; 32], now: Instant) -> Option<String> {
+        let mut refused = self.refused.lock().ok()?;
+        match refused.get(key) {
+            Some((m, until)) if now < *until => Some(m.clone()),
+            Some(_) => {
+                refused.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers that `key` was refused with `message`, until [`REFUSED_FOR`] from `now`.
+    fn refuse(&self, key: [u8; 32], message: &str, now: Instant) {
+        let size = self.spec.cache_size;
+        let Ok(mut refused) = self.refused.lock() else {
+            return;
+        };
+        if size == 0 {
+            return;
+        }
+        if refused.len() >= size && !refused.contains_key(&key) {
+            refused.retain(|_, (_, until)| now < *until);
+            // Still full of live refusals: the oldest go (a tenth, so this is rare).
+            if refused.len() >= size {
+                let mut untils: Vec<Instant> = refused.values().map(|(_, u)| *u).collect();
+                let excess = refused.len() - (size - size.div_ceil(10));
+                let (_, threshold, _) = untils.select_nth_unstable(excess.max(1) - 1);
+                let threshold = *threshold;
+                refused.retain(|_, (_, until)| *until > threshold);
+            }
+        }
+        refused.insert(key, (message.to_owned(), now + REFUSED_FOR));
+    }
+
+    /// Takes one request from the rate limit, or says how long until one is free.
+    fn admit(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// Whether JWTs are introspected too.
@@ -88,13 +153,6 @@ impl Introspector {
     }
 }
 
-/// Seconds since the epoch.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `s` as `application/x-www-form-urlencoded` (RFC 6749 §2.3.1: client credentials in HTTP
 /// Basic are encoded so first).
 fn form_encode(s: &str) -> String {
@@ -122,10 +180,22 @@ impl OAuth {
         let entry = match introspector.lookup(&key, now(), skew) {
             Some(entry) => entry,
             None => {
+                if let Some(message) = introspector.refusal(&key, Instant::now()) {
+                    return Err(TokenError::Invalid(message));
+                }
+                introspector.admit().map_err(TokenError::Busy)?;
                 let answer = self.ask(introspector, token).await?;
-                let entry = self.introspected(&answer, now())?;
-                introspector.store(key, entry.clone(), now(), skew);
-                entry
+                match self.introspected(&answer, now()) {
+                    Ok(entry) => {
+                        introspector.store(key, entry.clone(), now(), skew);
+                        entry
+                    }
+                    Err(TokenError::Invalid(message)) => {
+                        introspector.refuse(key, &message, Instant::now());
+                        return Err(TokenError::Invalid(message));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         if !entry.audiences.iter().any(|a| resources.contains(a)) {
@@ -140,12 +210,15 @@ impl OAuth {
     /// The introspection endpoint's answer about `token`.
     async fn ask(&self, introspector: &Introspector, token: &str) -> Result<Value, TokenError> {
         let unavailable = TokenError::Unavailable;
-        let endpoint = self
+        let Some(issuer) = self.issuers.first() else {
+            return Err(unavailable("no issuer is configured".into()));
+        };
+        let endpoint = issuer
             .keys
             .introspection_endpoint()
             .await
             .map_err(unavailable)?;
-        let http = self.keys.http().map_err(unavailable)?;
+        let http = issuer.keys.http().map_err(unavailable)?;
         let spec = &introspector.spec;
         let response = http
             .post(&endpoint)
@@ -169,11 +242,11 @@ impl OAuth {
                     "the introspection endpoint {endpoint} answered {} (are introspection_client_id and introspection_client_secret right?)",
                     r.status()
                 );
-                tracing::warn!(issuer = %self.spec.issuer, error = %m, "Token introspection failed.");
+                tracing::warn!(issuer = %issuer.id, error = %m, "Token introspection failed.");
                 return Err(unavailable(m));
             }
             Err(m) => {
-                tracing::warn!(issuer = %self.spec.issuer, error = %m, "Token introspection failed.");
+                tracing::warn!(issuer = %issuer.id, error = %m, "Token introspection failed.");
                 return Err(unavailable(m));
             }
         };
@@ -198,13 +271,12 @@ impl OAuth {
                 "the authorization server says the token is not active (revoked, expired or unknown): get a new one".into(),
             ));
         }
+        let asked = self.spec.issuers.first().map_or("", String::as_str);
         if let Some(iss) = answer.get("iss")
-            && iss.as_str().map(|s| s.trim_end_matches('/'))
-                != Some(self.spec.issuer.trim_end_matches('/'))
+            && iss.as_str().map(|s| s.trim_end_matches('/')) != Some(asked.trim_end_matches('/'))
         {
             return Err(invalid(format!(
-                "the token was not issued by {} (iss)",
-                self.spec.issuer
+                "the token was not issued by {asked} (iss)"
             )));
         }
         let skew = self.spec.clock_skew.as_secs();
@@ -232,17 +304,13 @@ impl OAuth {
         // resource owner, and its subject is the client (RFC 9068 §2.2, as the same server
         // writes it into its JWTs).
         let names = &self.spec.claims;
-        let principal = if super::claim(answer, &names.subject).is_none()
-            && let Some(client) = super::claim(answer, &names.client_id)
-                .or_else(|| answer.get("client_id"))
-                .and_then(Value::as_str)
-        {
-            let mut claims = answer.clone();
-            claims[names.subject.as_str()] = Value::from(client);
-            self.principal(&claims)?
-        } else {
-            self.principal(answer)?
-        };
+        let client = names
+            .client_id
+            .iter()
+            .find_map(|n| super::claim(answer, n))
+            .or_else(|| answer.get("client_id"))
+            .and_then(Value::as_str);
+        let principal = self.principal_of(answer, client)?;
         Ok(Introspected {
             principal,
             audiences,
@@ -355,5 +423,31 @@ mod tests {
     fn credentials_are_form_encoded_for_basic_auth() {
         assert_eq!(form_encode("gw-1.a_b*"), "gw-1.a_b*");
         assert_eq!(form_encode("p@ss w:rd/é"), "p%40ss%20w%3Ard%2F%C3%A9");
+    }
+
+    #[test]
+    fn refusals_are_remembered_briefly_and_requests_are_rate_limited() {
+        let o = oauth(2);
+        let Some(i) = o.introspector.as_ref() else {
+            panic!("introspection is configured")
+        };
+        let t0 = Instant::now();
+        i.refuse([1; 32], "not active", t0);
+        assert_eq!(i.refusal(&[1; 32], t0).as_deref(), Some("not active"));
+        assert_eq!(i.refusal(&[1; 32], t0 + REFUSED_FOR), None, "forgotten");
+        for k in 1..=3u8 {
+            i.refuse([k; 32], "no", t0);
+        }
+        assert!(i.refused.lock().unwrap().len() <= 2, "bounded");
+        assert!(i.refusal(&[3; 32], t0).is_some(), "the newest stays");
+        // Default 100 per second: a burst of 100, then a wait.
+        for n in 0..100 {
+            assert!(i.admit().is_ok(), "request {n}");
+        }
+        let wait = i.admit().unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(10),
+            "{wait:?}"
+        );
     }
 }

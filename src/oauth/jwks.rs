@@ -3,6 +3,10 @@
 //! cached, and fetched again when too old or when a token names a key id the cache lacks, at
 //! most once per cooldown (so a flood of tokens with made-up key ids costs the authorization
 //! server one request per cooldown, not one per token).
+//!
+//! A key the issuer still publishes unchanged keeps its identity (the same `Arc<Key>`)
+//! across refetches, so the cache of verified tokens ([`super::verified`]) can ask whether
+//! the key that verified a token is still one of the issuer's ([`KeySet::holds`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +16,8 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 
+use sha2::{Digest, Sha256};
+
 use super::discovery;
 
 /// One verification key of the issuer.
@@ -20,6 +26,8 @@ pub struct Key {
     pub key: DecodingKey,
     /// The algorithm the key set names for it (`alg`), if any: a token's must then be it.
     pub alg: Option<String>,
+    /// The SHA-256 of the key set's entry for it, to tell an unchanged key on a refetch.
+    fingerprint: [u8; 32],
 }
 
 /// The keys fetched last, by key id (`""` for a key without one).
@@ -100,6 +108,14 @@ impl KeySet {
             keys: ArcSwap::from_pointee(Keys::default()),
             fetches: tokio::sync::Mutex::new(Fetches::default()),
         }
+    }
+
+    /// Whether `key` is one of the issuer's keys now: in the key set fetched last, and that
+    /// set not older than the maximum age. Lock-free; never fetches.
+    pub fn holds(&self, key: &Arc<Key>) -> bool {
+        let keys = self.keys.load();
+        keys.fetched_at.is_some_and(|t| t.elapsed() <= self.max_age)
+            && keys.by_kid.values().any(|k| Arc::ptr_eq(k, key))
     }
 
     /// The key with id `kid` (or the only key, for a token without one).
@@ -225,6 +241,7 @@ impl KeySet {
             .get("keys")
             .and_then(|k| k.as_array())
             .ok_or_else(|| format!("the key set at {uri} has no \"keys\" array"))?;
+        let before = self.keys.load();
         let mut by_kid = HashMap::new();
         for entry in entries {
             // Keys this crate cannot read (other types, encryption keys) are skipped, not
@@ -239,10 +256,18 @@ impl KeySet {
                 continue;
             };
             let alg = jwk.common.key_algorithm.map(|a| format!("{a:?}"));
-            by_kid.insert(
-                jwk.common.key_id.clone().unwrap_or_default(),
-                Arc::new(Key { key, alg }),
-            );
+            let kid = jwk.common.key_id.clone().unwrap_or_default();
+            let fingerprint: [u8; 32] = Sha256::digest(entry.to_string().as_bytes()).into();
+            // The same key as before stays the same `Arc`: tokens it verified stay cached.
+            let key = match before.by_kid.get(&kid) {
+                Some(old) if old.fingerprint == fingerprint => Arc::clone(old),
+                _ => Arc::new(Key {
+                    key,
+                    alg,
+                    fingerprint,
+                }),
+            };
+            by_kid.insert(kid, key);
         }
         tracing::info!(issuer = %self.issuer, keys = by_kid.len(), "Fetched the authorization server's keys.");
         Ok(Keys {
@@ -266,6 +291,18 @@ impl KeySet {
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
         discovery::get_json(self.http.as_ref().map_err(Clone::clone)?, url).await
+    }
+}
+
+#[cfg(test)]
+impl Key {
+    /// A key that verifies nothing, for tests of what holds keys.
+    pub fn for_tests() -> Self {
+        Self {
+            key: DecodingKey::from_secret(b"test"),
+            alg: None,
+            fingerprint: [0; 32],
+        }
     }
 }
 

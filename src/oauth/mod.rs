@@ -1,22 +1,24 @@
 //! The gateway as an OAuth 2.1 resource server (MCP authorization, 2025-06-18 and later):
-//! JWT access tokens of one issuer verified against its published keys ([`jwks`]) and
-//! opaque ones by introspection ([`introspect`]), their
-//! claims mapped to a [`Principal`], the scopes each agent needs, and the Protected Resource
-//! Metadata (RFC 9728) that tells a client where to get a token.
+//! JWT access tokens of the configured issuers verified against their published keys
+//! ([`jwks`], [`jwt`]; those verified before remembered, [`verified`]) and opaque ones by
+//! introspection ([`introspect`]), their claims mapped to a [`Principal`], the scopes each
+//! agent needs, and the Protected Resource Metadata (RFC 9728) that tells a client where to
+//! get a token.
 //!
-//! A token is accepted when its signature verifies with the issuer's key named by `kid`
-//! (an accepted asymmetric algorithm; `alg: none` never), `iss` is the issuer, `exp` is
-//! not past and `nbf` not ahead (both within the clock skew), and `aud` names this resource:
-//! the configured audience, or the URL of the agent called (RFC 8707 resource indicators).
+//! A token is accepted when its `iss` is one of the issuers, its signature verifies with that
+//! issuer's key named by `kid` (an accepted asymmetric algorithm; `alg: none` never), `exp`
+//! is not past and `nbf` not ahead (both within the clock skew), and `aud` names this
+//! resource: the configured audience, or the URL of the agent called (RFC 8707 resource
+//! indicators).
 
 pub mod discovery;
 pub mod introspect;
 pub mod jwks;
+mod jwt;
+pub mod verified;
 
-use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 use crate::clients::Principal;
@@ -29,13 +31,27 @@ pub enum TokenError {
     Invalid(String),
     /// The authorization server's keys could not be had: the token cannot be checked now.
     Unavailable(String),
+    /// The token would have to be introspected, and this replica has sent as many
+    /// introspection requests as `introspection_requests_per_second` allows: retry after
+    /// this long.
+    Busy(Duration),
 }
 
-/// The resource server: the settings and the issuer's keys.
+/// One issuer: its identifier and its keys.
+struct Issuer {
+    /// As configured; a token's `iss` must be exactly this.
+    id: String,
+    keys: jwks::KeySet,
+}
+
+/// The resource server: the settings and each issuer's keys.
 pub struct OAuth {
     spec: OAuthSpec,
-    keys: jwks::KeySet,
-    /// Token introspection (RFC 7662), when configured.
+    /// In the configured order; never empty (validation refuses no issuer).
+    issuers: Vec<Issuer>,
+    /// JWTs verified before.
+    verified: verified::Verified,
+    /// Token introspection (RFC 7662) at the first issuer, when configured.
     introspector: Option<introspect::Introspector>,
 }
 
@@ -45,16 +61,29 @@ pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 impl OAuth {
     /// The resource server of `spec`; the issuer is contacted only when a token needs a key.
     pub fn new(spec: OAuthSpec) -> Self {
-        let keys = jwks::KeySet::new(&spec.issuer, spec.jwks_refetch_cooldown, spec.jwks_max_age);
+        let issuers = spec
+            .issuers
+            .iter()
+            .map(|id| Issuer {
+                id: id.clone(),
+                keys: jwks::KeySet::new(id, spec.jwks_refetch_cooldown, spec.jwks_max_age),
+            })
+            .collect();
         let introspector = spec
             .introspection
             .clone()
             .map(introspect::Introspector::new);
         Self {
+            verified: verified::Verified::new(spec.jwt_cache_size),
             spec,
-            keys,
+            issuers,
             introspector,
         }
+    }
+
+    /// How many verified JWTs are remembered now.
+    pub fn remembered_tokens(&self) -> usize {
+        self.verified.len()
     }
 
     /// The settings.
@@ -109,7 +138,7 @@ impl OAuth {
         };
         serde_json::json!({
             "resource": self.resource(path),
-            "authorization_servers": [self.spec.issuer],
+            "authorization_servers": self.spec.issuers,
             "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
             "resource_name": match agent {
@@ -129,138 +158,131 @@ impl OAuth {
     }
 
     /// Verifies `token` as an access token for one of `resources` (the audience and the
-    /// URLs of the agent called) and maps its claims to a principal: a JWT by its signature,
-    /// anything else (or everything, with `introspect_jwts`) by introspection when configured.
+    /// URLs of the agent called) and maps its claims to a principal: a JWT by its signature
+    /// (or from the cache of tokens verified before), anything else (or the first issuer's
+    /// JWTs too, with `introspect_jwts`) by introspection when configured.
     ///
     /// # Errors
     /// [`TokenError::Invalid`] saying what is wrong; [`TokenError::Unavailable`] when the
-    /// issuer's keys cannot be had.
+    /// issuer's keys or introspection cannot be had; [`TokenError::Busy`] when introspection
+    /// is at its rate limit.
     pub async fn verify(&self, token: &str, resources: &[String]) -> Result<Principal, TokenError> {
-        let invalid = |m: String| TokenError::Invalid(m);
-        let header = header_of(token);
-        if let Some(introspector) = &self.introspector
-            && (header.is_none() || introspector.all_tokens())
+        let digest = self.verified.enabled().then(|| verified::digest(token));
+        if let Some(digest) = &digest
+            && let Some(principal) = self.remembered(digest, resources)
         {
-            return self.introspect(introspector, token, resources).await;
+            return Ok(principal);
+        }
+        let header = jwt::header_of(token);
+        if let Some(introspector) = &self.introspector {
+            let introspect = match &header {
+                None => true,
+                // Introspection is the first issuer's: its JWTs go there with
+                // `introspect_jwts`, the other issuers' are verified by signature.
+                Some(_) => {
+                    introspector.all_tokens()
+                        && (self.issuers.len() == 1
+                            || jwt::unverified_issuer(token).as_deref()
+                                == Some(self.spec.issuers[0].as_str()))
+                }
+            };
+            if introspect {
+                return self.introspect(introspector, token, resources).await;
+            }
         }
         let header = header.ok_or_else(|| {
-            invalid(
+            TokenError::Invalid(
                 "the bearer token is neither a configured client's token nor a JWT access token"
                     .into(),
             )
         })?;
-        let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
-        if alg_name.eq_ignore_ascii_case("none") || alg_name.is_empty() {
-            return Err(invalid(
-                "the token is unsigned (alg \"none\"); only signed tokens are accepted".into(),
-            ));
-        }
-        let alg = Algorithm::from_str(alg_name)
-            .ok()
-            .filter(|a| self.spec.algorithms.contains(a))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "the token's algorithm {alg_name:?} is not accepted ([auth.oauth] algorithms)"
-                ))
-            })?;
-        let kid = header.get("kid").and_then(Value::as_str);
-        let key = self.keys.key(kid).await.map_err(|e| match e {
-            jwks::KeyError::UnknownKid(kid) => invalid(format!(
-                "the token's key id {kid:?} is not among the authorization server's keys"
-            )),
-            jwks::KeyError::NoKid => invalid(
-                "the token names no key id (kid) and the authorization server has several keys"
-                    .into(),
-            ),
-            jwks::KeyError::Unavailable(m) => TokenError::Unavailable(m),
-        })?;
-        if let Some(key_alg) = &key.alg
-            && key_alg != alg_name
-        {
-            return Err(invalid(format!(
-                "the token's algorithm {alg_name} is not its key's ({key_alg})"
-            )));
-        }
-        let mut validation = Validation::new(alg);
-        validation.leeway = self.spec.clock_skew.as_secs();
-        validation.validate_nbf = true;
-        validation.set_issuer(&[&self.spec.issuer]);
-        validation.set_audience(resources);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation)
-            .map_err(|e| invalid(self.describe(&e, resources)))?;
-        self.principal(&data.claims)
+        self.verify_jwt(token, &header, resources, digest).await
     }
 
-    /// What a verification error means, for the client.
-    fn describe(&self, e: &jsonwebtoken::errors::Error, resources: &[String]) -> String {
-        use jsonwebtoken::errors::ErrorKind;
+    /// The principal of `digest`'s token if it was verified before and would pass again now
+    /// for one of `resources` (see [`verified`]); `None` sends it through the full check.
+    fn remembered(&self, digest: &[u8; 32], resources: &[String]) -> Option<Principal> {
+        let now = now();
         let skew = self.spec.clock_skew.as_secs();
-        match e.kind() {
-            ErrorKind::ExpiredSignature => {
-                format!(
-                    "the token has expired (exp is past, beyond the {skew} s clock skew allowed): get a new one"
-                )
+        let found = self.verified.with(digest, |e| {
+            let live = now <= e.exp.saturating_add(skew)
+                && self
+                    .issuers
+                    .get(e.issuer)
+                    .is_some_and(|i| i.keys.holds(&e.key));
+            if !live {
+                return Err(());
             }
-            ErrorKind::ImmatureSignature => {
-                format!(
-                    "the token is not valid yet (nbf is ahead, beyond the {skew} s clock skew allowed)"
-                )
+            Ok(e.audiences
+                .iter()
+                .any(|a| resources.contains(a))
+                .then(|| e.principal.clone()))
+        })?;
+        match found {
+            Ok(principal) => principal,
+            Err(()) => {
+                self.verified.remove(digest);
+                None
             }
-            ErrorKind::InvalidIssuer => {
-                format!("the token was not issued by {} (iss)", self.spec.issuer)
-            }
-            ErrorKind::InvalidAudience => format!(
-                "the token is not meant for this resource (aud): request it with resource={}",
-                resources.first().map_or("", String::as_str)
-            ),
-            ErrorKind::InvalidSignature => {
-                "the token's signature does not verify with the authorization server's key".into()
-            }
-            ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
-            ErrorKind::InvalidAlgorithm => {
-                "the token's algorithm does not fit the key it names".into()
-            }
-            _ => "the token is malformed".into(),
         }
     }
 
     /// The principal of verified `claims`.
     fn principal(&self, claims: &Value) -> Result<Principal, TokenError> {
+        self.principal_of(claims, None)
+    }
+
+    /// The principal of verified `claims`; without a subject claim, `fallback` (if any) is
+    /// the subject.
+    fn principal_of(
+        &self,
+        claims: &Value,
+        fallback: Option<&str>,
+    ) -> Result<Principal, TokenError> {
         let names = &self.spec.claims;
-        let subject = claim(claims, &names.subject)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                TokenError::Invalid(format!(
-                    "the token has no {:?} claim naming its subject",
-                    names.subject
-                ))
-            })?;
-        let client_id = claim(claims, &names.client_id)
-            .or_else(|| claims.get("azp"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let first = |names: &crate::config::oauth::OneOrMany| {
+            names.iter().find_map(|n| {
+                claim(claims, n)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            })
+        };
+        let subject = first(&names.subject).or(fallback).ok_or_else(|| {
+            TokenError::Invalid(format!(
+                "the token has no {} claim naming its subject",
+                names
+                    .subject
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        })?;
+        let all = |names: &crate::config::oauth::OneOrMany| {
+            let mut out: Vec<String> = Vec::new();
+            for name in names.iter() {
+                for v in strings(claim(claims, name)) {
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        };
         Ok(Principal {
             subject: subject.to_owned(),
-            client_id,
-            scopes: strings(claim(claims, &names.scopes)),
-            groups: strings(claim(claims, &names.groups)),
+            client_id: first(&names.client_id).map(str::to_owned),
+            scopes: all(&names.scopes),
+            groups: all(&names.groups),
         })
     }
 }
 
-/// The JOSE header of a compact JWT, if it is one.
-fn header_of(token: &str) -> Option<serde_json::Map<String, Value>> {
-    let mut parts = token.split('.');
-    let (header, _, _, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next());
-    if rest.is_some() {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Seconds since the epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The claim at `path` (`realm_access.roles` reads a nested one; a claim whose own name has
@@ -289,6 +311,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn oauth(public_url: &str) -> OAuth {
         let c: crate::config::oauth::OAuthConfig = toml::from_str(&format!(
@@ -354,6 +377,82 @@ mod tests {
             match o.verify(token, &[]).await {
                 Err(TokenError::Invalid(m)) => assert!(m.contains(says), "{m}"),
                 other => panic!("{token}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn claim_candidates_fit_what_identity_providers_emit() {
+        let with = |claims: &str| {
+            let c: crate::config::oauth::OAuthConfig = toml::from_str(&format!(
+                "issuer = [\"https://a.example.com\", \"https://b.example.com\"]\naudience = \"https://gw.example.com\"\n[claims]\n{claims}"
+            ))
+            .unwrap();
+            OAuth::new(crate::config::oauth::validate(std::path::Path::new("s.toml"), c).unwrap())
+        };
+        // Entra ID: a user's token (scp, a string) and an application's (roles, no scp).
+        let entra = with(
+            "subject = \"oid\"\nclient_id = [\"azp\", \"appid\"]\nscopes = [\"scp\", \"roles\"]\ngroups = \"groups\"",
+        );
+        let user = entra
+            .principal(&serde_json::json!({"oid": "u-1", "sub": "pairwise", "azp": "app-1", "scp": "MCP.Tools User.Read", "roles": ["Admin"]}))
+            .unwrap();
+        assert_eq!(
+            (user.subject.as_str(), user.client_id.as_deref()),
+            ("u-1", Some("app-1"))
+        );
+        assert_eq!(user.scopes, ["MCP.Tools", "User.Read", "Admin"]);
+        let app = entra
+            .principal(
+                &serde_json::json!({"oid": "sp-1", "appid": "app-2", "roles": ["MCP.Tools"]}),
+            )
+            .unwrap();
+        assert_eq!(
+            (app.client_id.as_deref(), app.scopes.as_slice()),
+            (Some("app-2"), &["MCP.Tools".to_owned()][..])
+        );
+        // Okta: scp an array, cid the client. Auth0: a namespaced claim and permissions.
+        let okta = with("client_id = \"cid\"\nscopes = \"scp\"");
+        let p = okta
+            .principal(
+                &serde_json::json!({"sub": "a@x", "cid": "0oa1", "scp": ["mcp:tools", "openid"]}),
+            )
+            .unwrap();
+        assert_eq!((p.client_id.as_deref(), p.scopes.len()), (Some("0oa1"), 2));
+        let auth0 = with("groups = [\"https://gateway.example.com/roles\", \"permissions\"]");
+        let p = auth0
+            .principal(&serde_json::json!({"sub": "auth0|1", "azp": "abc", "scope": "mcp:tools", "https://gateway.example.com/roles": ["ops"], "permissions": ["mcp:tools", "ops"]}))
+            .unwrap();
+        assert_eq!(p.client_id.as_deref(), Some("abc"), "client_id, then azp");
+        assert_eq!(p.groups, ["ops", "mcp:tools"], "the union, without repeats");
+        // Both issuers are advertised.
+        assert_eq!(
+            entra.metadata("", None)["authorization_servers"],
+            serde_json::json!(["https://a.example.com", "https://b.example.com"])
+        );
+    }
+
+    #[tokio::test]
+    async fn with_several_issuers_a_token_of_none_of_them_is_refused_before_any_fetch() {
+        let c: crate::config::oauth::OAuthConfig = toml::from_str(
+            "issuer = [\"https://a.example.com\", \"https://b.example.com\"]\naudience = \"https://gw.example.com\"",
+        )
+        .unwrap();
+        let o =
+            OAuth::new(crate::config::oauth::validate(std::path::Path::new("s.toml"), c).unwrap());
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        for claims in [r#"{"iss":"https://c.example.com"}"#, r#"{"sub":"x"}"#] {
+            let token = format!(
+                "{}.{}.sig",
+                b64(r#"{"alg":"RS256","kid":"k"}"#),
+                b64(claims)
+            );
+            match o.verify(&token, &[]).await {
+                Err(TokenError::Invalid(m)) => assert!(
+                    m.contains("not issued by any of https://a.example.com, https://b.example.com"),
+                    "{m}"
+                ),
+                other => panic!("{claims}: {other:?}"),
             }
         }
     }
