@@ -20,6 +20,7 @@ mod mcp_sse;
 mod mcp_streamable;
 mod metrics;
 mod oauth;
+mod oauth_scale;
 mod openapi_spec;
 mod parking;
 mod policies;

@@ -16,7 +16,7 @@ use crate::support::oidc::Oidc;
 
 /// A gateway on a port known in advance, whose `[auth.oauth]` (and anything else) is `toml`
 /// with `{issuer}` and `{gateway}` filled in.
-async fn gateway(oidc: &Oidc, toml: &str) -> TestGateway {
+pub(crate) async fn gateway(oidc: &Oidc, toml: &str) -> TestGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let toml = toml
@@ -51,7 +51,11 @@ required_scopes = ["mcp:tools"]
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 /// An initialize POST to `path` with `token`: status, `WWW-Authenticate`, JSON body.
-async fn initialize(gw: &TestGateway, path: &str, token: Option<&str>) -> (u16, String, Value) {
+pub(crate) async fn initialize(
+    gw: &TestGateway,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, Value) {
     let mut req = http()
         .post(gw.url(path))
         .header("content-type", "application/json")
@@ -90,7 +94,7 @@ async fn answer(resp: reqwest::Response) -> (u16, String, Value) {
 }
 
 /// The value of `param` in a `WWW-Authenticate: Bearer a="b", ...` header.
-fn param(challenge: &str, param: &str) -> Option<String> {
+pub(crate) fn param(challenge: &str, param: &str) -> Option<String> {
     let at = challenge.find(&format!("{param}=\""))? + param.len() + 2;
     let rest = &challenge[at..];
     Some(rest[..rest.find('"')?].to_owned())

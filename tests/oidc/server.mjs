@@ -6,6 +6,7 @@
 // It binds 127.0.0.1:0 itself and prints one line, {"issuer": "http://127.0.0.1:<port>"},
 // once it answers. Besides the provider's own endpoints, /test/* lets a test:
 //   POST /test/rotate         publish a new signing key first (new kid), keep the old one
+//   POST /test/retire         stop publishing every key but the newest (a withdrawn key)
 //   POST /test/mint           sign arbitrary claims: {"claims": {...}, "key": "current" |
 //                             "stranger" (a key the provider never published), "kid": "..."}
 //   GET  /test/jwks-requests  how often the key set (/jwks) was fetched
@@ -188,6 +189,11 @@ async function control(req, res) {
     keys = [await newKey(), ...keys];
     current = withTokenExchange(provider(keys)).callback();
     return json(res, 200, { kid: keys[0].kid });
+  }
+  if (req.method === 'POST' && path === '/test/retire') {
+    keys = [keys[0]];
+    current = withTokenExchange(provider(keys)).callback();
+    return json(res, 200, { kids: keys.map((k) => k.kid) });
   }
   if (req.method === 'POST' && path === '/test/mint') {
     const { claims = {}, key = 'current', kid } = await body(req);

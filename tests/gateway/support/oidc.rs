@@ -144,6 +144,12 @@ impl Oidc {
         body["kid"].as_str().unwrap().to_owned()
     }
 
+    /// Stops publishing every key but the newest (the others are withdrawn).
+    pub async fn retire_old_keys(&self) {
+        let body = self.json(self.http.post(self.url("/test/retire"))).await;
+        assert_eq!(body["kids"].as_array().map(Vec::len), Some(1), "{body}");
+    }
+
     /// How often the key set has been fetched.
     pub async fn jwks_requests(&self) -> u64 {
         let body = self
