@@ -18,13 +18,13 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A `redis-server` of its own on a Unix socket in a temp dir (`--port 0`: no TCP at all), no
 /// persistence. A socket path is never picked, released and raced for as a free port is.
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Self { child: None, dir };
         server.start_again();
@@ -90,7 +90,7 @@ impl RedisServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("unix://{}", self.socket().display())
     }
 }
@@ -102,14 +102,14 @@ impl Drop for RedisServer {
 }
 
 /// One gateway process, a member of the cluster.
-struct Replica {
+pub(crate) struct Replica {
     gateway: Spawned,
     addr: String,
 }
 
 impl Replica {
     /// Starts `switchboard serve` with `config` on a free port and waits until it listens.
-    fn start(config: &Path, data: &Path) -> Self {
+    pub(crate) fn start(config: &Path, data: &Path) -> Self {
         Self::start_with(config, data, &fixture("agents/valid"), &[])
     }
 
@@ -122,12 +122,12 @@ impl Replica {
         Self { gateway, addr }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// GETs `path` from this replica: its status and JSON body.
-    async fn get_json(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = http().get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
@@ -188,7 +188,7 @@ fn serve_agents(config: &Path, data: &Path, agents: &Path) -> Command {
 
 /// A `switchboard.toml` with `[cluster]` on `redis_url` (short heartbeat and TTL, so that
 /// the tests see a dead replica leave quickly), written into `dir`.
-fn cluster_config(dir: &Path, redis_url: &str, extra: &str) -> PathBuf {
+pub(crate) fn cluster_config(dir: &Path, redis_url: &str, extra: &str) -> PathBuf {
     let path = dir.join("switchboard.toml");
     std::fs::write(
         &path,

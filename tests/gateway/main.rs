@@ -10,6 +10,7 @@ mod audit;
 mod binary;
 mod clients;
 mod cluster;
+mod cluster_oauth;
 mod config_errors;
 mod conformance;
 mod console;
