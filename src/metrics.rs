@@ -108,6 +108,7 @@ pub struct Metrics {
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
+    audit_held: Gauge,
     policies: Gauge,
     stateless: Family<StatelessLabels, Counter>,
     cluster_events: Family<ClusterLabels, Counter>,
@@ -158,6 +159,7 @@ impl Metrics {
             llm_tokens: Family::default(),
             reloads: Family::default(),
             audit_records: Family::default(),
+            audit_held: Gauge::default(),
             policies: Gauge::default(),
             cluster_events: Family::default(),
             cluster_redis_up: Gauge::default(),
@@ -223,6 +225,11 @@ impl Metrics {
             m.audit_records.clone(),
         );
         registry.register(
+            "audit_records_held",
+            "Audit records the writer holds because the store did not take them (PostgreSQL down or restarting): written once it is back; 0 when all is well",
+            m.audit_held.clone(),
+        );
+        registry.register(
             "policies",
             "[[policies]] rules in force",
             m.policies.clone(),
@@ -262,6 +269,11 @@ impl Metrics {
         self.audit_records
             .get_or_create(&OutcomeLabels { outcome })
             .inc_by(n);
+    }
+
+    /// The writer holds `n` records the store did not take (0: none).
+    pub fn audit_records_held(&self, n: i64) {
+        self.audit_held.set(n);
     }
 
     /// Cluster mode: whether the last heartbeat reached Redis.

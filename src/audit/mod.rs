@@ -11,8 +11,10 @@
 //! written within [`FLUSH_WITHIN`] after, so a gateway killed (even `kill -9`) later than
 //! that has lost none of the records of the calls it answered before.
 
+pub mod postgres;
 pub mod redact;
 pub mod sqlite;
+pub mod store;
 mod writer;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,10 +24,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::audit::AuditSpec;
+use crate::config::audit::{AuditSpec, StoreTarget};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 
+pub use store::{Filter, Store};
 pub use writer::FLUSH_WITHIN;
 
 /// How a call ended, as the trail says it.
@@ -172,19 +175,22 @@ pub struct Origin {
 pub struct Trail {
     tx: mpsc::Sender<writer::Message>,
     redaction: redact::Redaction,
-    store: Arc<sqlite::SqliteTrail>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     /// When a dropped record was last logged (Unix seconds), so a flood logs once a second.
     last_drop_log: std::sync::atomic::AtomicU64,
 }
 
 impl Trail {
-    /// Opens the trail of `spec` in `data_dir` and starts its writer; `None` when `[audit]`
-    /// turns it off. Must run inside a tokio runtime.
+    /// Opens the trail of `spec` (`audit.db` in `data_dir`, or `[audit] url`'s PostgreSQL
+    /// database, its schema created if missing) and starts its writer; `None` when
+    /// `[audit]` turns it off.
     ///
     /// # Errors
-    /// The store cannot be opened (or the JSON-lines file created).
-    pub fn start(
+    /// The store cannot be opened (or the JSON-lines file created); for PostgreSQL, the
+    /// server refused the connection or did not accept one within
+    /// [`postgres::STARTUP_WAIT`].
+    pub async fn start(
         spec: &AuditSpec,
         data_dir: &std::path::Path,
         metrics: Arc<Metrics>,
@@ -192,10 +198,22 @@ impl Trail {
         if !spec.enabled {
             return Ok(None);
         }
-        let store = Arc::new(sqlite::SqliteTrail::open(data_dir, spec.retention)?);
+        let store = Arc::new(match &spec.store {
+            StoreTarget::Sqlite => Store::Sqlite(Arc::new(sqlite::SqliteTrail::open(data_dir)?)),
+            StoreTarget::Postgres(url) => {
+                Store::Postgres(postgres::PostgresTrail::open(url).await?)
+            }
+        });
         let jsonl = writer::Jsonl::open(spec.jsonl.as_ref())?;
         let (tx, rx) = mpsc::channel(spec.queue_size);
-        tokio::spawn(writer::run(rx, store.clone(), jsonl, metrics.clone()));
+        tracing::info!(store = %store.describe(), "Audit trail on.");
+        tokio::spawn(writer::run(
+            rx,
+            store.clone(),
+            spec.retention,
+            jsonl,
+            metrics.clone(),
+        ));
         Ok(Some(Arc::new(Self {
             tx,
             redaction: redact::Redaction::new(&spec.redact, spec.redact_common_secrets),
@@ -206,7 +224,7 @@ impl Trail {
     }
 
     /// The stored records, for the admin API.
-    pub fn store(&self) -> &Arc<sqlite::SqliteTrail> {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -413,7 +431,9 @@ mod tests {
         capacity: usize,
     ) -> (Arc<Trail>, mpsc::Receiver<writer::Message>, Arc<Metrics>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(sqlite::SqliteTrail::open(dir.path(), None).unwrap());
+        let store = Arc::new(Store::Sqlite(Arc::new(
+            sqlite::SqliteTrail::open(dir.path()).unwrap(),
+        )));
         let (tx, rx) = mpsc::channel(capacity);
         let metrics = Arc::new(Metrics::new());
         let trail = Arc::new(Trail {
