@@ -89,8 +89,8 @@ pub enum StoreTarget {
 /// `[audit] url`, parsed. Its `Debug` and `Display` show where it points, never the password.
 #[derive(Clone)]
 pub struct PostgresUrl {
-    /// The connection settings.
-    pub config: tokio_postgres::Config,
+    /// The connection settings (boxed: they are large, and rarely there).
+    pub config: Box<tokio_postgres::Config>,
 }
 
 impl PostgresUrl {
@@ -121,7 +121,9 @@ impl PostgresUrl {
                     .to_owned(),
             );
         }
-        Ok(Self { config })
+        Ok(Self {
+            config: Box::new(config),
+        })
     }
 }
 
