@@ -9,7 +9,12 @@
 //! in `switchboard_audit_records{outcome="dropped"}` and logged), never blocks or fails the
 //! call. What the trail guarantees: a record is queued before its call is answered, and
 //! written within [`FLUSH_WITHIN`] after, so a gateway killed (even `kill -9`) later than
-//! that has lost none of the records of the calls it answered before.
+//! that has lost none of the records of the calls it answered before (while its [`Store`]
+//! answers: across a PostgreSQL outage the writer holds its batch and the queue fills, see
+//! the writer's `# When the store fails`).
+//!
+//! The [`Store`] is `audit.db` ([`sqlite`]) or a PostgreSQL database ([`postgres`], `[audit]
+//! url`), one table shared by every replica given the URL.
 
 pub mod postgres;
 pub mod redact;
