@@ -33,8 +33,44 @@ use crate::config::audit::{AuditSpec, StoreTarget};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 
-pub use store::{Filter, Store};
+pub use store::Store;
 pub use writer::FLUSH_WITHIN;
+
+/// Which records a listing wants; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Calls that began at or after this (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Calls that began before this (Unix ms).
+    pub to_ms: Option<i64>,
+    /// The OAuth subject.
+    pub principal: Option<String>,
+    /// The client.
+    pub client: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// The tool.
+    pub tool: Option<String>,
+    /// The outcome.
+    pub outcome: Option<Outcome>,
+    /// The client's call.
+    pub root_id: Option<String>,
+    /// Records written before the one of this cursor (the `next_cursor` of a page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Why a batch was not written.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteError {
+    /// What went wrong, for the log.
+    pub message: String,
+    /// Whether writing the same batch again can succeed (the store is unreachable or
+    /// restarting), as opposed to the store refusing these records.
+    pub transient: bool,
+}
 
 /// How a call ended, as the trail says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

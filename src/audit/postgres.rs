@@ -15,8 +15,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
-use super::store::{Filter, WriteError};
-use super::{Outcome, Record};
+use super::{Filter, Outcome, Record, WriteError};
 use crate::config::audit::PostgresUrl;
 
 const SCHEMA: &str = "

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use super::store::Filter;
-use super::{Outcome, Record};
+use super::{Filter, Outcome, Record};
 
 /// The file name inside the data directory.
 pub const FILE_NAME: &str = "audit.db";
