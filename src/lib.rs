@@ -32,6 +32,8 @@
 //! - [`net`]: outbound HTTP helpers (TLS provider, network-failure wording, URL escaping).
 //! - [`oauth`]: the OAuth resource server: JWT access tokens, the issuer's keys, RFC 9728
 //!   metadata.
+//! - [`audit`]: the audit trail of every tool call at every hop, in `audit.db` or in a
+//!   PostgreSQL database shared by a cluster's replicas.
 //! - [`cluster`]: cluster mode (`[cluster]`): replicas sharing state through Redis.
 //! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.

@@ -371,7 +371,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             &settings.audit,
             &args.data,
             registry.resources().metrics.clone(),
-        ) {
+        )
+        .await
+        {
             Ok(trail) => trail,
             Err(e) => {
                 eprintln!("error: [audit]: {e}");

@@ -108,6 +108,7 @@ pub struct Metrics {
     llm_tokens: Family<TokenLabels, Counter>,
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
+    audit_held: Gauge,
     policies: Gauge,
     introspection_rate_limited: Counter,
     stateless: Family<StatelessLabels, Counter>,
@@ -159,6 +160,7 @@ impl Metrics {
             llm_tokens: Family::default(),
             reloads: Family::default(),
             audit_records: Family::default(),
+            audit_held: Gauge::default(),
             policies: Gauge::default(),
             introspection_rate_limited: Counter::default(),
             cluster_events: Family::default(),
@@ -225,6 +227,11 @@ impl Metrics {
             m.audit_records.clone(),
         );
         registry.register(
+            "audit_records_held",
+            "Audit records the writer holds because the store did not take them (PostgreSQL down or restarting): written once it is back; 0 when all is well",
+            m.audit_held.clone(),
+        );
+        registry.register(
             "policies",
             "[[policies]] rules in force",
             m.policies.clone(),
@@ -274,6 +281,11 @@ impl Metrics {
         self.audit_records
             .get_or_create(&OutcomeLabels { outcome })
             .inc_by(n);
+    }
+
+    /// The writer holds `n` records the store did not take (0: none).
+    pub fn audit_records_held(&self, n: i64) {
+        self.audit_held.set(n);
     }
 
     /// Cluster mode: whether the last heartbeat reached Redis.

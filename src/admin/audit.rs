@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, ResponseContent};
 
 use super::dto::ErrorBody;
 use super::{AdminAuth, AdminErrors, ApiTags, handle_error};
-use crate::audit::sqlite::Filter;
+use crate::audit::Filter;
 use crate::audit::{Outcome, Record};
 use crate::state::AppState;
 

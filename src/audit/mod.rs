@@ -9,10 +9,17 @@
 //! in `switchboard_audit_records{outcome="dropped"}` and logged), never blocks or fails the
 //! call. What the trail guarantees: a record is queued before its call is answered, and
 //! written within [`FLUSH_WITHIN`] after, so a gateway killed (even `kill -9`) later than
-//! that has lost none of the records of the calls it answered before.
+//! that has lost none of the records of the calls it answered before (while its [`Store`]
+//! answers: across a PostgreSQL outage the writer holds its batch and the queue fills, see
+//! the writer's `# When the store fails`).
+//!
+//! The [`Store`] is `audit.db` ([`sqlite`]) or a PostgreSQL database ([`postgres`], `[audit]
+//! url`), one table shared by every replica given the URL.
 
+pub mod postgres;
 pub mod redact;
 pub mod sqlite;
+pub mod store;
 mod writer;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,11 +29,48 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::audit::AuditSpec;
+use crate::config::audit::{AuditSpec, StoreTarget};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 
+pub use store::Store;
 pub use writer::FLUSH_WITHIN;
+
+/// Which records a listing wants; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Calls that began at or after this (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Calls that began before this (Unix ms).
+    pub to_ms: Option<i64>,
+    /// The OAuth subject.
+    pub principal: Option<String>,
+    /// The client.
+    pub client: Option<String>,
+    /// The agent.
+    pub agent: Option<String>,
+    /// The tool.
+    pub tool: Option<String>,
+    /// The outcome.
+    pub outcome: Option<Outcome>,
+    /// The client's call.
+    pub root_id: Option<String>,
+    /// Records written before the one of this cursor (the `next_cursor` of a page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Why a batch was not written.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteError {
+    /// What went wrong, for the log.
+    pub message: String,
+    /// Whether writing the same batch again can succeed (the store is unreachable or
+    /// restarting), as opposed to the store refusing these records.
+    pub transient: bool,
+}
 
 /// How a call ended, as the trail says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,19 +216,22 @@ pub struct Origin {
 pub struct Trail {
     tx: mpsc::Sender<writer::Message>,
     redaction: redact::Redaction,
-    store: Arc<sqlite::SqliteTrail>,
+    store: Arc<Store>,
     metrics: Arc<Metrics>,
     /// When a dropped record was last logged (Unix seconds), so a flood logs once a second.
     last_drop_log: std::sync::atomic::AtomicU64,
 }
 
 impl Trail {
-    /// Opens the trail of `spec` in `data_dir` and starts its writer; `None` when `[audit]`
-    /// turns it off. Must run inside a tokio runtime.
+    /// Opens the trail of `spec` (`audit.db` in `data_dir`, or `[audit] url`'s PostgreSQL
+    /// database, its schema created if missing) and starts its writer; `None` when
+    /// `[audit]` turns it off.
     ///
     /// # Errors
-    /// The store cannot be opened (or the JSON-lines file created).
-    pub fn start(
+    /// The store cannot be opened (or the JSON-lines file created); for PostgreSQL, the
+    /// server refused the connection or did not accept one within
+    /// [`postgres::STARTUP_WAIT`].
+    pub async fn start(
         spec: &AuditSpec,
         data_dir: &std::path::Path,
         metrics: Arc<Metrics>,
@@ -192,10 +239,22 @@ impl Trail {
         if !spec.enabled {
             return Ok(None);
         }
-        let store = Arc::new(sqlite::SqliteTrail::open(data_dir, spec.retention)?);
+        let store = Arc::new(match &spec.store {
+            StoreTarget::Sqlite => Store::Sqlite(Arc::new(sqlite::SqliteTrail::open(data_dir)?)),
+            StoreTarget::Postgres(url) => {
+                Store::Postgres(postgres::PostgresTrail::open(url).await?)
+            }
+        });
         let jsonl = writer::Jsonl::open(spec.jsonl.as_ref())?;
         let (tx, rx) = mpsc::channel(spec.queue_size);
-        tokio::spawn(writer::run(rx, store.clone(), jsonl, metrics.clone()));
+        tracing::info!(store = %store.describe(), "Audit trail on.");
+        tokio::spawn(writer::run(
+            rx,
+            store.clone(),
+            spec.retention,
+            jsonl,
+            metrics.clone(),
+        ));
         Ok(Some(Arc::new(Self {
             tx,
             redaction: redact::Redaction::new(&spec.redact, spec.redact_common_secrets),
@@ -206,7 +265,7 @@ impl Trail {
     }
 
     /// The stored records, for the admin API.
-    pub fn store(&self) -> &Arc<sqlite::SqliteTrail> {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -413,7 +472,9 @@ mod tests {
         capacity: usize,
     ) -> (Arc<Trail>, mpsc::Receiver<writer::Message>, Arc<Metrics>) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(sqlite::SqliteTrail::open(dir.path(), None).unwrap());
+        let store = Arc::new(Store::Sqlite(Arc::new(
+            sqlite::SqliteTrail::open(dir.path()).unwrap(),
+        )));
         let (tx, rx) = mpsc::channel(capacity);
         let metrics = Arc::new(Metrics::new());
         let trail = Arc::new(Trail {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Row, params};
 
-use super::{Outcome, Record};
+use super::{Filter, Outcome, Record};
 
 /// The file name inside the data directory.
 pub const FILE_NAME: &str = "audit.db";
@@ -47,37 +47,11 @@ const COLUMNS: &str = "seq, id, root_id, parent_id, time_ms, principal, client, 
     transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error, \
     duration_ms, model, turns, prompt_tokens, completion_tokens";
 
-/// Which records a listing wants; every field narrows it.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Calls that began at or after this (Unix ms).
-    pub from_ms: Option<i64>,
-    /// Calls that began before this (Unix ms).
-    pub to_ms: Option<i64>,
-    /// The OAuth subject.
-    pub principal: Option<String>,
-    /// The client.
-    pub client: Option<String>,
-    /// The agent.
-    pub agent: Option<String>,
-    /// The tool.
-    pub tool: Option<String>,
-    /// The outcome.
-    pub outcome: Option<Outcome>,
-    /// The client's call.
-    pub root_id: Option<String>,
-    /// Records written before the one of this cursor (the `next_cursor` of a page).
-    pub before: Option<i64>,
-    /// At most this many.
-    pub limit: u32,
-}
-
 /// The trail in SQLite.
 pub struct SqliteTrail {
     path: PathBuf,
     /// The one writer connection; a `std` mutex held inside `spawn_blocking` only.
     writer: Mutex<Connection>,
-    retention: Option<Duration>,
 }
 
 impl SqliteTrail {
@@ -85,7 +59,7 @@ impl SqliteTrail {
     ///
     /// # Errors
     /// The directory or the file cannot be created or opened.
-    pub fn open(data_dir: &Path, retention: Option<Duration>) -> Result<Self, String> {
+    pub fn open(data_dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
@@ -100,8 +74,12 @@ impl SqliteTrail {
         Ok(Self {
             path,
             writer: Mutex::new(conn),
-            retention,
         })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Writes `batch` in one transaction (blocking: call it off the async threads).
@@ -149,15 +127,11 @@ impl SqliteTrail {
         tx.commit()
     }
 
-    /// Deletes the records older than the retention (blocking); how many.
+    /// Deletes the records of calls that began before `cutoff` (Unix ms; blocking); how many.
     ///
     /// # Errors
     /// SQLite's.
-    pub fn prune(&self, now_ms: i64) -> Result<usize, rusqlite::Error> {
-        let Some(retention) = self.retention else {
-            return Ok(0);
-        };
-        let cutoff = now_ms - retention.as_millis() as i64;
+    pub fn prune(&self, cutoff: i64) -> Result<usize, rusqlite::Error> {
         let conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         conn.execute("DELETE FROM audit_record WHERE time_ms < ?1", [cutoff])
     }

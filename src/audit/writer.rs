@@ -1,15 +1,25 @@
 //! The trail's writer: takes queued records as they come, as many as are waiting (up to
 //! [`MAX_BATCH`]), and writes them in one transaction off the async threads, then to the
 //! JSON-lines copy; prunes past the retention hourly.
+//!
+//! # When the store fails
+//!
+//! `audit.db`: a batch is tried three times, then counted as `failed` and logged. PostgreSQL
+//! (across the network, so down or restarting for a while): the writer keeps the batch and
+//! tries again with a growing pause (0.1 s to 2 s) until it is written; the records queued
+//! meanwhile wait in the queue, and once it is full new records are dropped and counted, as
+//! ever. The calls are never held up. One warning per outage and one line when it ends;
+//! `switchboard_audit_records_held` says how many records the writer holds meanwhile.
+//! Only a batch the server refuses as data (SQLSTATE classes 22, 23) is given up at once.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::Record;
-use super::sqlite::SqliteTrail;
+use super::store::Store;
 use crate::config::audit::JsonlTarget;
 use crate::metrics::Metrics;
 
@@ -81,7 +91,8 @@ impl Jsonl {
 /// Runs until every sender is gone.
 pub async fn run(
     mut rx: mpsc::Receiver<Message>,
-    store: Arc<SqliteTrail>,
+    store: Arc<Store>,
+    retention: Option<Duration>,
     jsonl: Jsonl,
     metrics: Arc<Metrics>,
 ) {
@@ -96,13 +107,12 @@ pub async fn run(
                 }
             }
             _ = prune.tick() => {
-                let store = store.clone();
-                let now = super::unix_ms();
-                match tokio::task::spawn_blocking(move || store.prune(now)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(records = n, "Audit records past the retention deleted."),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "Audit retention: records could not be deleted."),
-                    Err(_) => {}
+                let Some(retention) = retention else { continue };
+                let cutoff = super::unix_ms() - retention.as_millis() as i64;
+                match store.prune(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(records = n, "Audit records past the retention deleted."),
+                    Err(e) => tracing::warn!(error = %e, "Audit retention: records could not be deleted."),
                 }
                 continue;
             }
@@ -116,7 +126,7 @@ pub async fn run(
             }
         }
         if !batch.is_empty() {
-            write(&store, &jsonl, batch, &metrics).await;
+            write(&store, &jsonl, batch, &metrics, &rx).await;
         }
         for done in flushes {
             let _ = done.send(());
@@ -124,40 +134,73 @@ pub async fn run(
     }
 }
 
-/// Writes one batch, retrying a failed transaction twice.
+/// Writes one batch: tried three times on `audit.db`; kept until written on a store that
+/// [`Store::keeps_batches`] (unless the trail is gone, or the store refuses the data).
 async fn write(
-    store: &Arc<SqliteTrail>,
+    store: &Store,
     jsonl: &Arc<std::sync::Mutex<Jsonl>>,
     batch: Vec<Record>,
     metrics: &Metrics,
+    rx: &mpsc::Receiver<Message>,
 ) {
     let n = batch.len() as u64;
-    let (store, jsonl) = (store.clone(), jsonl.clone());
-    let written = tokio::task::spawn_blocking(move || {
-        let mut result = store.write(&batch);
-        for _ in 0..2 {
-            if result.is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            result = store.write(&batch);
+    let batch = Arc::new(batch);
+    let mut tries = 0u32;
+    let mut pause = Duration::from_millis(100);
+    let mut outage: Option<Instant> = None;
+    let result = loop {
+        tries += 1;
+        let error = match store.write(&batch).await {
+            Ok(()) => break Ok(()),
+            Err(e) => e,
+        };
+        let keep = store.keeps_batches() && error.transient && !rx.is_closed();
+        if !keep && (tries >= 3 || !error.transient || store.keeps_batches()) {
+            break Err(error);
         }
-        let mut copy = jsonl.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = copy.write(&batch) {
+        if keep && outage.is_none() {
+            outage = Some(Instant::now());
+            metrics.audit_records_held(n as i64);
+            tracing::warn!(
+                store = %store.describe(),
+                records = n,
+                error = %error,
+                "Audit store unavailable: holding the batch and retrying until it is back; new records wait in the queue ([audit] queue_size) and are dropped once it is full."
+            );
+        }
+        tokio::time::sleep(pause).await;
+        if keep {
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    };
+    if outage.is_some() {
+        metrics.audit_records_held(0);
+    }
+    if let (Some(since), Ok(())) = (outage, &result) {
+        tracing::info!(
+            store = %store.describe(),
+            seconds = since.elapsed().as_secs_f64(),
+            tries,
+            "Audit store back: the held records are written."
+        );
+    }
+    let copy = jsonl.clone();
+    let lines = batch.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut copy = copy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = copy.write(&lines) {
             tracing::warn!(error = %e, "Audit records could not be written to the JSON-lines copy.");
         }
-        result
     })
     .await;
-    match written {
-        Ok(Ok(())) => metrics.audit_records("written", n),
-        Ok(Err(e)) => {
-            metrics.audit_records("failed", n);
-            tracing::error!(records = n, error = %e, "Audit records could not be written to audit.db.");
-        }
+    match result {
+        Ok(()) => metrics.audit_records("written", n),
         Err(e) => {
             metrics.audit_records("failed", n);
-            tracing::error!(records = n, error = %e, "Audit write did not finish.");
+            tracing::error!(records = n, store = %store.describe(), error = %e, "Audit records could not be written.");
         }
     }
 }
+
+/// The longest pause between two tries of a kept batch.
+const MAX_PAUSE: Duration = Duration::from_secs(2);

@@ -37,6 +37,15 @@ tools = ["*/update_incident"]
 
 /// The runtime fixture agents on `fake`, behind `CLIENTS`, with `[audit] redact = redact`.
 async fn gateway(fake: &FakeLlm, redact: &[&str]) -> TestGateway {
+    gateway_with(fake, redact, |_| {}).await
+}
+
+/// As [`gateway`], with `[audit]` changed by `configure` too.
+pub(crate) async fn gateway_with(
+    fake: &FakeLlm,
+    redact: &[&str],
+    configure: impl FnOnce(&mut switchboard::config::audit::AuditSpec),
+) -> TestGateway {
     let mut settings = settings_with_clients(CLIENTS, &[]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchboard.toml");
@@ -47,6 +56,7 @@ async fn gateway(fake: &FakeLlm, redact: &[&str]) -> TestGateway {
         .iter()
         .map(|r| switchboard::config::audit::RedactRule::parse(r).unwrap())
         .collect();
+    configure(&mut settings.audit);
     TestGateway::spawn_with(Options {
         agents_dir: fixture("agents/runtime"),
         vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
@@ -57,7 +67,7 @@ async fn gateway(fake: &FakeLlm, redact: &[&str]) -> TestGateway {
 }
 
 /// Calls `tool` of `agent` with `arguments` as helpdesk-app; the result's text.
-async fn call(gw: &TestGateway, agent: &str, tool: &str, arguments: Value) -> String {
+pub(crate) async fn call(gw: &TestGateway, agent: &str, tool: &str, arguments: Value) -> String {
     let client = rmcp_client_with(&gw.url(&format!("/agents/{agent}/mcp")), Some("t-help")).await;
     let handle = start_call(client.peer(), tool, arguments).await;
     let text = match handle.await_response().await {
@@ -70,7 +80,7 @@ async fn call(gw: &TestGateway, agent: &str, tool: &str, arguments: Value) -> St
 }
 
 /// `GET path` on the admin API (loopback: no token needed): status and JSON.
-async fn admin(gw: &TestGateway, path: &str) -> (u16, Value) {
+pub(crate) async fn admin(gw: &TestGateway, path: &str) -> (u16, Value) {
     gw.state.audit().expect("the trail is on").flush().await;
     gw.get_json(path).await
 }

@@ -110,6 +110,7 @@ impl TestGateway {
             &data_dir,
             registry.resources().metrics.clone(),
         )
+        .await
         .unwrap_or_else(|e| panic!("the audit trail must open: {e}"));
         let state = AppState::new(opts.settings, registry, trail);
         if opts.watch {

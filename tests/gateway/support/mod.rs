@@ -1,6 +1,6 @@
 //! What the tests share: the stand-ins for what cannot run here (a scripted LLM, a ServiceNow
 //! instance), the real programs the tests drive (the gateway binary, Chromium, nginx with the
-//! compose file's balancer config, oidc-provider), an upstream MCP server recording the tokens it gets, the MCP scenarios run on both incident stores, and small
+//! compose file's balancer config, oidc-provider, PostgreSQL), an upstream MCP server recording the tokens it gets, the MCP scenarios run on both incident stores, and small
 //! helpers.
 
 pub mod binary;
@@ -12,5 +12,6 @@ pub mod helpers;
 pub mod nginx;
 pub mod oidc;
 pub mod policies;
+pub mod postgres;
 pub mod scenarios;
 pub mod upstream_mcp;
