@@ -13,6 +13,7 @@ mod cluster;
 mod config_errors;
 mod conformance;
 mod console;
+mod console_audit;
 mod default_agent;
 mod early_answers;
 mod hops;
