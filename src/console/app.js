@@ -1671,7 +1671,9 @@
       const next = {};
       for (const k of AUDIT_FILTERS) {
         const v = inputs[k].value.trim();
-        next[k] = k === 'from' || k === 'to' ? fromLocalInput(v) : v;
+        // An untouched time keeps the linked value (the input shows whole seconds only).
+        if (k === 'from' || k === 'to') next[k] = f[k] && v === toLocalInput(f[k]) ? f[k] : fromLocalInput(v);
+        else next[k] = v;
       }
       apply(next);
     });
