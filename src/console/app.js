@@ -6,9 +6,9 @@
   const TOKEN_KEY = 'switchboard.adminToken';
   const ORIGIN = location.origin;
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000 };
+  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000 };
   const TRANSPORTS = { sse: 'Legacy SSE', streamable_http: 'Streamable HTTP' };
-  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic' };
+  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call' };
 
   const $ = (id) => document.getElementById(id);
   const viewEl = $('view');
@@ -376,6 +376,7 @@
     if (!parts.length) return { view: 'agents', params };
     if (parts[0] === 'sessions' && parts.length > 1) return { view: 'session', id: parts.slice(1).join('/'), params };
     if (parts[0] === 'clients' && parts.length > 1) return { view: 'client', name: parts.slice(1).join('/'), params };
+    if (parts[0] === 'audit' && parts.length > 1) return { view: 'call', id: parts.slice(1).join('/'), params };
     if (parts.length === 1 && VIEWS[parts[0]]) return { view: parts[0], params };
     return null;
   }
@@ -405,7 +406,7 @@
     viewEl.replaceChildren();
     banner.errors.clear();
     renderBanner();
-    const navName = r.view === 'session' ? 'sessions' : r.view === 'client' ? 'clients' : r.view;
+    const navName = r.view === 'session' ? 'sessions' : r.view === 'client' ? 'clients' : r.view === 'call' ? 'audit' : r.view;
     for (const a of document.querySelectorAll('[data-nav]')) {
       if (a.getAttribute('data-nav') === navName) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -1553,9 +1554,348 @@
     }, REFRESH_MS.traffic, loadFailed(status, c));
   }
 
+  /* ------------------------------------------------------------------ view: audit */
+
+  const OUTCOMES = ['ok', 'error', 'refused', 'cancelled', 'timeout'];
+  // A mark besides the colour, so outcomes differ without colour too.
+  const OUTCOME_MARK = { ok: '\u2713', error: '\u2715', refused: '\u2298', cancelled: '\u25a0', timeout: '\u29d7' };
+  const AUDIT_FILTERS = ['from', 'to', 'principal', 'client', 'agent', 'tool', 'outcome', 'root_id'];
+  const AUDIT_PAGE = 50;
+
+  const outcomeBadge = (o, title) => h('span', { class: 'badge outcome o-' + o, 'data-testid': 'outcome', 'data-outcome': o, title: title || null },
+    h('span', { 'aria-hidden': 'true' }, (OUTCOME_MARK[o] || '?') + ' '), o);
+
+  // "14:03:07.123", with the date when it is not today.
+  function fmtWhen(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return String(iso);
+    const day = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate());
+    return (d.toDateString() === new Date().toDateString() ? '' : day + ' ') + clock(d) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+  }
+
+  // An RFC 3339 time as a datetime-local input's value (local time), and back.
+  function toLocalInput(iso) {
+    const d = new Date(iso);
+    if (isNaN(d)) return '';
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + 'T' + clock(d);
+  }
+  function fromLocalInput(v) {
+    const d = v ? new Date(v) : null;
+    return d && !isNaN(d) ? d.toISOString() : '';
+  }
+
+  function auditHash(f, limit) {
+    const q = new URLSearchParams();
+    for (const k of AUDIT_FILTERS) if (f[k]) q.set(k, f[k]);
+    if (limit && limit !== AUDIT_PAGE) q.set('limit', String(limit));
+    const qs = q.toString();
+    return '#/audit' + (qs ? '?' + qs : '');
+  }
+
+  const callHref = (rootId) => '#/audit/' + encodeURIComponent(rootId);
+
+  function viewAudit(r, c) {
+    const f = {};
+    for (const k of AUDIT_FILTERS) f[k] = r.params.get(k) || '';
+    const limit = Math.min(1000, Math.max(1, parseInt(r.params.get('limit'), 10) || AUDIT_PAGE));
+    let records = [];
+    let cursor = null;
+    let pagedOlder = false;
+    let seq = 0;
+
+    const status = loadingEl('the audit trail');
+    const count = h('span', { class: 'count', 'data-testid': 'audit-count' });
+    const note = h('span', { class: 'muted small' });
+    const inputs = {};
+    const field = (k, label, el) => { inputs[k] = el; return h('label', { class: 'filter' }, h('span', null, label), el); };
+    const textInput = (k, list) => h('input', { type: 'search', id: 'af-' + k, 'data-testid': 'filter-' + k, value: f[k], list: list || null, spellcheck: 'false', autocomplete: 'off' });
+    const timeInput = (k) => h('input', { type: 'datetime-local', step: '1', id: 'af-' + k, 'data-testid': 'filter-' + k, value: f[k] ? toLocalInput(f[k]) : '' });
+    const outcomeSel = h('select', { id: 'af-outcome', 'data-testid': 'filter-outcome' },
+      h('option', { value: '' }, 'Any outcome'), OUTCOMES.map((o) => h('option', { value: o }, o)));
+    outcomeSel.value = f.outcome;
+    const RANGES = [['900', 'Last 15 minutes'], ['3600', 'Last hour'], ['86400', 'Last 24 hours'], ['604800', 'Last 7 days']];
+    const rangeSel = h('select', { id: 'af-range', 'data-testid': 'filter-range' },
+      h('option', { value: '' }, 'Choose\u2026'), RANGES.map((x) => h('option', { value: x[0] }, x[1])));
+    const agentList = h('datalist', { id: 'af-agents' });
+    const clientList = h('datalist', { id: 'af-clients' });
+    const clearBtn = h('button', { type: 'button', class: 'btn small' }, 'Clear filters');
+    const form = h('form', { class: 'filters audit-filters', role: 'search', 'aria-label': 'Filter the audit trail', 'data-testid': 'audit-filters' },
+      h('label', { class: 'filter' }, h('span', null, 'Time range'), rangeSel),
+      field('from', 'From', timeInput('from')),
+      field('to', 'To', timeInput('to')),
+      field('principal', 'Principal', textInput('principal')),
+      field('client', 'Client', textInput('client', 'af-clients')),
+      field('agent', 'Agent', textInput('agent', 'af-agents')),
+      field('tool', 'Tool', textInput('tool')),
+      field('outcome', 'Outcome', outcomeSel),
+      field('root_id', 'Call (root id)', textInput('root_id')),
+      h('div', { class: 'filter-actions' },
+        h('button', { type: 'submit', class: 'btn small primary', 'data-testid': 'filter-apply' }, 'Apply'), clearBtn),
+      agentList, clientList);
+
+    const t = table('audit-table', h('tr', null,
+      ['Time', 'Outcome', 'Principal', 'Client', 'Agent', 'Tool', 'Duration', 'Error'].map((x, i) =>
+        h('th', { scope: 'col', class: i === 6 ? 'num' : null }, x))));
+    const emptyHost = h('div');
+    const olderBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-older', hidden: true }, 'Older records');
+    const newestBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-newest', hidden: true }, 'Back to the newest');
+    const more = h('div', { class: 'more' }, olderBtn, newestBtn);
+    viewEl.append(pageHead('Audit trail', h('p', { class: 'sub' }, count, ' ', note), null), form, status, t.wrap, emptyHost, more);
+    t.wrap.hidden = true;
+
+    const anyFilter = () => AUDIT_FILTERS.some((k) => f[k]);
+
+    function apply(next) {
+      Object.assign(f, next);
+      const hash = auditHash(f, limit);
+      if (location.hash !== hash) history.pushState(null, '', hash);
+      for (const k of AUDIT_FILTERS) {
+        const el = inputs[k];
+        const v = k === 'from' || k === 'to' ? (f[k] ? toLocalInput(f[k]) : '') : f[k];
+        if (el.value !== v) el.value = v;
+      }
+      reset();
+    }
+
+    function reset() {
+      records = [];
+      cursor = null;
+      pagedOlder = false;
+      seq++;
+      t.tbody.replaceChildren();
+      loop.now();
+    }
+
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const next = {};
+      for (const k of AUDIT_FILTERS) {
+        const v = inputs[k].value.trim();
+        // An untouched time keeps the linked value (the input shows whole seconds only).
+        if (k === 'from' || k === 'to') next[k] = f[k] && v === toLocalInput(f[k]) ? f[k] : fromLocalInput(v);
+        else next[k] = v;
+      }
+      apply(next);
+    });
+    outcomeSel.addEventListener('change', () => form.requestSubmit());
+    rangeSel.addEventListener('change', () => {
+      const secs = Number(rangeSel.value);
+      rangeSel.value = '';
+      if (secs) apply({ from: new Date(serverNow() - secs * 1000).toISOString(), to: '' });
+    });
+    clearBtn.addEventListener('click', () => apply(Object.fromEntries(AUDIT_FILTERS.map((k) => [k, '']))));
+    newestBtn.addEventListener('click', reset);
+
+    // A cell's value as a link that adds it to the filters.
+    const filterLink = (k, v) => (v == null || v === '' ? dash()
+      : h('a', { href: auditHash(Object.assign({}, f, { [k]: v }), limit), title: 'Only ' + k + ' ' + v }, v));
+
+    function createRow(x) {
+      return h('tr', { 'data-testid': 'audit-record', 'data-id': x.id, 'data-root-id': x.root_id, 'data-outcome': x.outcome, 'data-tool': x.tool, 'data-agent': x.agent },
+        h('td', null, timeEl(x.time, fmtWhen(x.time)), h('span', { class: 'muted small ago' })),
+        h('td', null, outcomeBadge(x.outcome, x.error)),
+        h('td', null, filterLink('principal', x.principal)),
+        h('td', null, filterLink('client', x.client)),
+        h('td', null, filterLink('agent', x.agent)),
+        h('td', null, h('a', { href: callHref(x.root_id), class: 'tool-link', 'data-testid': 'open-call', title: 'Open the call\u2019s tree' },
+          x.depth ? h('span', { class: 'depth', title: 'Inside ' + plural(x.depth, 'agent run') }, '\u21b3'.repeat(Math.min(x.depth, 3)) + ' ') : null,
+          h('code', null, x.tool))),
+        h('td', { class: 'num' }, fmtMs(x.duration_ms)),
+        h('td', { class: 'err-cell' }, x.error ? h('span', { class: 'bad', title: x.error }, x.error) : null));
+    }
+
+    function render() {
+      syncRows(t.tbody, records, (x) => x.id, createRow, (tr, x) => setText(tr.querySelector('.ago'), ' ' + fmtAgo(secsSince(x.time))));
+      t.wrap.hidden = !records.length;
+      setText(count, plural(records.length, 'record') + (cursor ? ' shown' : ''));
+      setText(note, (anyFilter() ? 'matching the filters, ' : '') + 'newest first' +
+        (pagedOlder ? '; not refreshing while older records are shown' : '') + '.');
+      olderBtn.hidden = !cursor;
+      newestBtn.hidden = !pagedOlder;
+      clearBtn.hidden = !anyFilter();
+      if (records.length) { emptyHost.replaceChildren(); return; }
+      patch(emptyHost, h('div', { class: 'empty', 'data-testid': 'empty' }, anyFilter()
+        ? [h('p', null, 'No records match the filters.'), h('button', { type: 'button', class: 'btn small', onclick: () => clearBtn.click() }, 'Clear filters')]
+        : h('p', null, 'No tool calls recorded yet: every call a client makes, and each call an agent makes for it, appears here.')));
+    }
+
+    function showProblem(msg) {
+      status.hidden = true;
+      t.wrap.hidden = true;
+      more.hidden = true;
+      patch(emptyHost, h('div', { class: 'empty', 'data-testid': 'empty' }, h('p', null, msg)));
+      c.markLoaded();
+    }
+
+    async function fetchPage(after) {
+      const q = new URLSearchParams();
+      for (const k of AUDIT_FILTERS) if (f[k]) q.set(k, f[k]);
+      q.set('limit', String(limit));
+      if (after) q.set('cursor', after);
+      return api('/admin/audit?' + q.toString(), { expect: [400, 404] });
+    }
+
+    olderBtn.addEventListener('click', async () => {
+      if (!cursor) return;
+      const my = seq;
+      olderBtn.setAttribute('aria-busy', 'true');
+      try {
+        const page = await fetchPage(cursor);
+        if (!c.alive() || my !== seq) return;
+        const have = new Set(records.map((x) => x.id));
+        records = records.concat(page.records.filter((x) => !have.has(x.id)));
+        cursor = page.next_cursor;
+        pagedOlder = true;
+        render();
+      } catch (e) {
+        notice('Could not load older records: ' + e.message, 'error');
+      } finally {
+        olderBtn.removeAttribute('aria-busy');
+      }
+    });
+
+    let listsLoaded = false;
+    const loop = startLoop(c, async () => {
+      if (pagedOlder) return; // keep the pages the user went through
+      const my = seq;
+      let page;
+      try {
+        page = await fetchPage(null);
+      } catch (e) {
+        if (!c.alive() || my !== seq) return;
+        if (e.status === 404) return showProblem('No audit trail is kept: [audit] enabled = false in switchboard.toml.');
+        if (e.status === 400) return showProblem('The filters are not valid: ' + e.message);
+        throw e;
+      }
+      if (!c.alive() || my !== seq || pagedOlder) return;
+      more.hidden = false;
+      records = page.records;
+      cursor = page.next_cursor;
+      render();
+      status.hidden = true;
+      c.markLoaded();
+      if (!listsLoaded) {
+        listsLoaded = true;
+        const [agents, clients] = await Promise.all([
+          api('/admin/agents').catch(() => null),
+          api('/admin/clients', { expect: [404] }).catch(() => null),
+        ]);
+        if (agents) fill(agentList, agents.map((a) => h('option', { value: a.name })));
+        if (clients && clients.clients) fill(clientList, clients.clients.map((x) => h('option', { value: x.name })));
+      }
+    }, REFRESH_MS.audit, loadFailed(status, c));
+  }
+
+  /* ------------------------------------------------------------------ view: one call's tree */
+
+  function viewCall(r, c) {
+    const id = r.id;
+    const status = loadingEl('the call');
+    const back = h('a', { class: 'back', href: '#/audit' }, '\u2190 Audit trail');
+    const sub = h('p', { class: 'sub' });
+    const body = h('div', { class: 'call-detail' });
+    viewEl.append(back, pageHead('Call', sub, h('a', { class: 'btn', href: auditHash({ root_id: id }), 'data-testid': 'call-records' }, 'Its records in the list')), status, body);
+
+    const field = (label, value) => h('div', { class: 'call-fact' }, h('span', { class: 'call-fact-label' }, label), h('span', null, value));
+
+    function render(tree) {
+      const recs = tree.records;
+      const byId = new Map(recs.map((x) => [x.id, x]));
+      const kids = new Map();
+      const tops = [];
+      for (const x of recs) {
+        if (x.parent_id && x.parent_id !== x.id && byId.has(x.parent_id)) {
+          if (!kids.has(x.parent_id)) kids.set(x.parent_id, []);
+          kids.get(x.parent_id).push(x);
+        } else {
+          tops.push(x);
+        }
+      }
+      const root = byId.get(tree.root_id) || null;
+      const startOf = (x) => Date.parse(x.time);
+      const t0 = Math.min(...recs.map(startOf));
+      const end = Math.max(...recs.map((x) => startOf(x) + x.duration_ms));
+      // The root's duration is the scale; times have millisecond precision, so a child may
+      // seem to end a little after its parent: the scale covers that too.
+      const scale = Math.max(end - t0, root ? root.duration_ms : 0) || 1;
+
+      function node(x) {
+        const offset = startOf(x) - t0;
+        const bar = h('div', { class: 'span-bar o-' + x.outcome });
+        bar.style.left = (offset / scale * 100).toFixed(3) + '%';
+        bar.style.width = Math.max(0.3, x.duration_ms / scale * 100).toFixed(3) + '%';
+        const track = h('div', { class: 'span-track', 'data-testid': 'duration-bar', title: 'Starts ' + fmtMs(offset) + ' into the call, takes ' + fmtMs(x.duration_ms) + ' (' + pct(x.duration_ms, scale) + ')' }, bar);
+        const ch = kids.get(x.id) || [];
+        const kind = x.depth === 0 && !x.parent_id ? 'client call' : x.model ? 'agent run' : 'tool call';
+        const runFacts = x.model
+          ? [h('span', null, 'model ', h('strong', null, x.model)),
+             x.turns != null ? h('span', null, plural(x.turns, 'turn')) : null,
+             x.prompt_tokens != null || x.completion_tokens != null
+               ? h('span', null, num(x.prompt_tokens) + ' prompt \u00b7 ' + num(x.completion_tokens) + ' completion tokens') : null]
+          : null;
+        const args = JSON.stringify(x.arguments, null, 2);
+        return h('li', { class: 'tnode', 'data-testid': 'call-node', 'data-id': x.id, 'data-parent-id': x.parent_id || '', 'data-tool': x.tool, 'data-agent': x.agent, 'data-outcome': x.outcome, 'data-duration-ms': String(x.duration_ms) },
+          h('div', { class: 'tnode-row' },
+            h('div', { class: 'tnode-main' },
+              h('span', { class: 'kind' }, kind),
+              h('code', { class: 'tnode-tool', 'data-testid': 'node-tool' }, x.tool),
+              h('span', { class: 'muted' }, 'of ', h('span', { 'data-testid': 'node-agent' }, x.agent)),
+              outcomeBadge(x.outcome),
+              h('span', { class: 'tnode-dur', 'data-testid': 'duration' }, fmtMs(x.duration_ms))),
+            track),
+          h('div', { class: 'tnode-facts' },
+            h('span', null, badge(x.decision, x.decision === 'allow' ? 'ok' : 'err'),
+              x.rule ? [' by ', h('code', { 'data-testid': 'node-rule' }, x.rule)] : h('span', { class: 'muted' }, ' no rule')),
+            h('span', { class: 'muted', title: 'When it began, from the start of the client\u2019s call' }, 'at +' + fmtMs(offset)),
+            runFacts),
+          x.error ? h('p', { class: 'tnode-error', 'data-testid': 'node-error' }, x.error) : null,
+          h('details', { class: 'args' },
+            h('summary', null, 'Arguments ', h('span', { class: 'muted small' }, 'as recorded (redacted)')),
+            h('pre', { class: 'args-json', 'data-testid': 'node-arguments' }, args === undefined ? 'null' : args),
+            h('p', { class: 'muted small mono wrap' }, 'sha256 ' + x.arguments_sha256)),
+          ch.length ? h('ol', { class: 'tchildren' }, ch.map(node)) : null);
+      }
+
+      const head = root || tops[0];
+      fill(sub, h('code', null, head.tool), ' of ' + head.agent + ' \u00b7 ', timeEl(head.time, fmtWhen(head.time)), ' \u00b7 ' + plural(recs.length, 'record'));
+      fill(body,
+        root ? null : h('p', { class: 'panel', 'data-testid': 'call-unfinished' }, 'The client\u2019s call has no record yet: it is still running, or its record is not written yet. Its calls so far:'),
+        h('section', { class: 'panel' }, h('div', { class: 'call-facts' },
+          field('Outcome', [outcomeBadge(head.outcome), ' ', fmtMs(head.duration_ms)]),
+          field('Started', [timeEl(head.time, fmtWhen(head.time)), h('span', { class: 'muted' }, ' \u00b7 ' + fmtAgo(secsSince(head.time)))]),
+          field('Principal', orDash(head.principal)),
+          field('Client', head.client ? h('a', { href: clientHref(head.client) }, head.client) : dash()),
+          field('Transport', head.transport ? badge(TRANSPORTS[head.transport] || head.transport, head.transport === 'sse' ? 'sse' : 'http') : dash()),
+          field('Session', head.session ? h('a', { class: 'mono', href: '#/sessions/' + encodeURIComponent(head.session), title: head.session }, shortId(head.session)) : dash()),
+          field('Root id', h('code', { class: 'mono wrap' }, tree.root_id)))),
+        h('ol', { class: 'tree', 'data-testid': 'call-tree' }, tops.map(node)));
+    }
+
+    const loop = startLoop(c, async () => {
+      let tree;
+      try {
+        tree = await api('/admin/audit/' + encodeURIComponent(id), { expect: [404] });
+      } catch (e) {
+        if (e.status !== 404) throw e;
+        if (!c.alive()) return;
+        status.hidden = true;
+        patch(body, h('div', { class: 'empty', 'data-testid': 'empty' }, h('p', null, e.message),
+          h('p', null, h('a', { href: '#/audit' }, 'Back to the audit trail'))));
+        c.markLoaded();
+        return;
+      }
+      if (!c.alive()) return;
+      render(tree);
+      status.hidden = true;
+      c.markLoaded();
+      // Records are final once written: stop once the client's call has its own.
+      if (tree.records.some((x) => x.id === tree.root_id)) loop.stop();
+    }, REFRESH_MS.audit, loadFailed(status, c));
+  }
+
   /* ------------------------------------------------------------------ start */
 
-  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic };
+  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall };
 
   $('origin').textContent = ORIGIN;
   $('origin').title = 'The gateway this console manages';

@@ -15,6 +15,7 @@ mod cluster_oauth;
 mod config_errors;
 mod conformance;
 mod console;
+mod console_audit;
 mod default_agent;
 mod early_answers;
 mod hops;

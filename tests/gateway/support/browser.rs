@@ -184,7 +184,7 @@ impl Browser {
     }
 
     /// Waits until the console has rendered `view` (`agents`, `sessions`, `session`,
-    /// `clients`, `traffic`) with data.
+    /// `clients`, `client`, `traffic`, `audit`, `call`) with data.
     pub async fn wait_view(&self, view: &str, what: &str) -> Element {
         self.wait(
             &format!("[data-testid=\"view\"][data-view=\"{view}\"]"),
