@@ -43,6 +43,7 @@
 pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod background;

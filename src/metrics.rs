@@ -76,6 +76,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApprovalLabels {
+    by: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
     event: &'static str,
 }
@@ -109,6 +115,8 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
     audit_held: Gauge,
+    approvals: Family<ApprovalLabels, Counter>,
+    approvals_pending: Gauge,
     policies: Gauge,
     introspection_rate_limited: Counter,
     stateless: Family<StatelessLabels, Counter>,
@@ -161,6 +169,8 @@ impl Metrics {
             reloads: Family::default(),
             audit_records: Family::default(),
             audit_held: Gauge::default(),
+            approvals: Family::default(),
+            approvals_pending: Gauge::default(),
             policies: Gauge::default(),
             introspection_rate_limited: Counter::default(),
             cluster_events: Family::default(),
@@ -232,6 +242,16 @@ impl Metrics {
             m.audit_held.clone(),
         );
         registry.register(
+            "approvals",
+            "Calls that needed approval, by who approves (operator, client) and what was decided (approved, denied, timeout, withdrawn, unavailable)",
+            m.approvals.clone(),
+        );
+        registry.register(
+            "approvals_pending",
+            "Calls waiting for an operator's approval on this replica",
+            m.approvals_pending.clone(),
+        );
+        registry.register(
             "policies",
             "[[policies]] rules in force",
             m.policies.clone(),
@@ -286,6 +306,18 @@ impl Metrics {
     /// The writer holds `n` records the store did not take (0: none).
     pub fn audit_records_held(&self, n: i64) {
         self.audit_held.set(n);
+    }
+
+    /// A call that needed approval `by` someone ended `decision`.
+    pub fn approval(&self, by: &'static str, decision: &'static str) {
+        self.approvals
+            .get_or_create(&ApprovalLabels { by, decision })
+            .inc();
+    }
+
+    /// Calls waiting for an operator on this replica.
+    pub fn approvals_pending(&self, n: usize) {
+        self.approvals_pending.set(n as i64);
     }
 
     /// Cluster mode: whether the last heartbeat reached Redis.

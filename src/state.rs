@@ -48,6 +48,8 @@ struct Parts {
     cluster: Option<Cluster>,
     /// The audit trail; `None`: off.
     trail: Option<Arc<crate::audit::Trail>>,
+    /// Calls waiting for a person's approval (`[[approvals]]`).
+    approvals: Arc<crate::approvals::Approvals>,
     /// Root cancellation token: cancelled on shutdown, which ends every session.
     cancel: CancellationToken,
     /// Cancelled when shutdown's grace period is over: calls still running are answered
@@ -114,6 +116,14 @@ impl AppState {
             (*settings.policies).clone(),
             settings.source.clone(),
         ));
+        let approvals = crate::approvals::Approvals::new(
+            crate::approvals::Queue::new(metrics.clone()),
+            crate::audit::redact::Redaction::new(
+                &settings.audit.redact,
+                settings.audit.redact_common_secrets,
+            ),
+            metrics.clone(),
+        );
         let agents = Arc::new(ServedAgents::new(
             registry,
             Serving {
@@ -124,6 +134,7 @@ impl AppState {
                 events,
                 permissions: permissions.clone(),
                 trail: trail.clone(),
+                approvals: approvals.clone(),
             },
         ));
         Self(Arc::new(Parts {
@@ -137,6 +148,7 @@ impl AppState {
             metrics,
             cluster,
             trail,
+            approvals,
             cancel,
             stop_calls,
             draining: AtomicBool::new(false),
@@ -193,6 +205,11 @@ impl AppState {
     /// The audit trail; `None` when `[audit]` turns it off.
     pub fn audit(&self) -> Option<&Arc<crate::audit::Trail>> {
         self.0.trail.as_ref()
+    }
+
+    /// The approvals service: the calls waiting for an operator.
+    pub fn approvals(&self) -> &Arc<crate::approvals::Approvals> {
+        &self.0.approvals
     }
 
     /// This replica's cluster membership; `None` in single-node mode.

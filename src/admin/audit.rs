@@ -113,6 +113,30 @@ pub struct AuditRecordView {
     pub prompt_tokens: Option<u64>,
     /// Agent runs: completion tokens of this run.
     pub completion_tokens: Option<u64>,
+    /// The approval the call needed (`[[approvals]]`): who decided what, when and why.
+    pub approval: Option<ApprovalView>,
+}
+
+/// What became of a call's approval.
+#[derive(Debug, Clone, Object)]
+pub struct ApprovalView {
+    /// The approval request.
+    pub id: String,
+    /// The `[[approvals]]` rule that asked for it.
+    pub rule: String,
+    /// `operator` or `client`.
+    pub by: String,
+    /// `approved`, `denied`, `timeout`, `withdrawn` (the caller gave up) or `unavailable`
+    /// (nobody could be asked).
+    pub decision: String,
+    /// Who decided: the operator, or the user asked.
+    pub decided_by: Option<String>,
+    /// The reason given.
+    pub reason: Option<String>,
+    /// When it was asked for (RFC 3339, UTC).
+    pub requested_at: String,
+    /// How long the call waited, in milliseconds.
+    pub waited_ms: u64,
 }
 
 impl AuditRecordView {
@@ -140,6 +164,16 @@ impl AuditRecordView {
             turns: r.turns,
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
+            approval: r.approval.map(|a| ApprovalView {
+                requested_at: rfc3339_ms(a.requested_ms),
+                id: a.id,
+                rule: a.rule,
+                by: a.by,
+                decision: a.decision,
+                decided_by: a.decided_by,
+                reason: a.reason,
+                waited_ms: a.waited_ms,
+            }),
         }
     }
 }
@@ -378,7 +412,7 @@ fn parse_time(text: &str) -> Option<i64> {
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn rfc3339_ms(ms: i64) -> String {
+pub(super) fn rfc3339_ms(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let format = time::macros::format_description!(

@@ -32,6 +32,8 @@ enum ApiTags {
     Cluster,
     /// The audit trail of every tool call.
     Audit,
+    /// Calls waiting for an operator's approval.
+    Approvals,
 }
 
 /// Admin access, checked per request: the bearer token when one is configured, else a
@@ -222,6 +224,7 @@ macro_rules! admin_response {
 }
 
 mod api;
+mod approvals;
 mod audit;
 mod health;
 mod permissions;
@@ -229,6 +232,7 @@ mod responses;
 mod views;
 
 pub use api::AdminApi;
+pub use approvals::ApprovalsApi;
 pub use audit::AuditApi;
 pub use health::HealthApi;
 pub use permissions::PermissionsApi;
@@ -247,7 +251,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "traffic"]
         | ["admin", "cluster"]
         | ["admin", "audit"]
-        | ["admin", "audit", _] => Some("GET"),
+        | ["admin", "audit", _]
+        | ["admin", "approvals"] => Some("GET"),
+        ["admin", "approvals", _] => Some("POST"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),

@@ -3,12 +3,13 @@
 
 use poem_openapi::OpenApiService;
 
-use super::{AdminApi, AuditApi, HealthApi, PermissionsApi};
+use super::{AdminApi, ApprovalsApi, AuditApi, HealthApi, PermissionsApi};
 
 /// The admin API and the probes, as one OpenAPI service.
-pub fn service() -> OpenApiService<(AdminApi, PermissionsApi, AuditApi, HealthApi), ()> {
+pub fn service() -> OpenApiService<(AdminApi, PermissionsApi, AuditApi, ApprovalsApi, HealthApi), ()>
+{
     OpenApiService::new(
-        (AdminApi, PermissionsApi, AuditApi, HealthApi),
+        (AdminApi, PermissionsApi, AuditApi, ApprovalsApi, HealthApi),
         "Switchboard admin API",
         env!("CARGO_PKG_VERSION"),
     )

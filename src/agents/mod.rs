@@ -45,6 +45,8 @@ pub struct AgentSpec {
     pub model: Option<ModelSpec>,
     /// Its tools, validated.
     pub tools: Vec<ToolConfig>,
+    /// `[[approvals]]`: the calls that wait for a person, first covering rule first.
+    pub approvals: Vec<crate::config::approvals::ApprovalRule>,
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -163,6 +165,13 @@ impl AgentSpec {
                 }
             }
         }
+        let approvals = match crate::config::approvals::validate(file, c.approvals) {
+            Ok(rules) => rules,
+            Err(problems) => {
+                errors.extend(problems);
+                Vec::new()
+            }
+        };
         if errors.is_empty() {
             Ok(Self {
                 name,
@@ -174,6 +183,7 @@ impl AgentSpec {
                 expose_tools,
                 model,
                 tools,
+                approvals,
             })
         } else {
             Err(errors)

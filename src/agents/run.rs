@@ -222,6 +222,41 @@ impl Agent {
                 return text;
             }
         };
+        // A call `[[approvals]]` cover waits for its approval; the model reads a denial.
+        let verdict = match ctx
+            .approve(
+                &self.spec.approvals,
+                self.name().as_str(),
+                &call.name,
+                &args,
+                entry.as_ref(),
+            )
+            .await
+        {
+            Ok(None) => verdict,
+            Ok(Some(approval)) => verdict.with_approval(approval),
+            Err(denied) => {
+                let error = if denied.withdrawn() {
+                    tools::Error::Cancelled
+                } else {
+                    tools::Error::Denied(denied.message)
+                };
+                let text = match &error {
+                    tools::Error::Denied(m) => format!("error: {m}"),
+                    _ => "error: cancelled".to_owned(),
+                };
+                if let Some(entry) = entry {
+                    let (outcome, message) = error.audit_outcome();
+                    entry.finish(
+                        &ctx.identity,
+                        verdict.with_approval(denied.approval),
+                        outcome,
+                        Some(message),
+                    );
+                }
+                return text;
+            }
+        };
         // The calls this one makes hang under its record.
         let own;
         let call_ctx = match &entry {
@@ -256,7 +291,9 @@ impl Agent {
             Some(Err(tools::Error::InvalidArguments(m))) => {
                 format!("error: invalid arguments for {}: {m}", call.name)
             }
-            Some(Err(tools::Error::Failed(m) | tools::Error::TimedOut(m))) => format!("error: {m}"),
+            Some(Err(
+                tools::Error::Failed(m) | tools::Error::TimedOut(m) | tools::Error::Denied(m),
+            )) => format!("error: {m}"),
             Some(Err(tools::Error::Cancelled)) => "error: cancelled".to_owned(),
             None => format!(
                 "error: there is no tool named {:?}; use one of the tools offered",

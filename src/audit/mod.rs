@@ -25,7 +25,7 @@ mod writer;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -121,6 +121,8 @@ pub struct Verdict {
     pub decision: &'static str,
     /// The `[[policies]]` rule that decided (`policies[1]`), if one did.
     pub rule: Option<String>,
+    /// The approval the call needed, if it needed one.
+    pub approval: Option<Approval>,
 }
 
 impl Verdict {
@@ -129,6 +131,7 @@ impl Verdict {
         Self {
             decision: "allow",
             rule,
+            approval: None,
         }
     }
 
@@ -137,8 +140,45 @@ impl Verdict {
         Self {
             decision: "deny",
             rule,
+            approval: None,
         }
     }
+
+    /// This verdict after `approval`: a call not approved is denied.
+    pub fn with_approval(self, approval: Approval) -> Self {
+        let decision = if approval.decision == "approved" {
+            self.decision
+        } else {
+            "deny"
+        };
+        Self {
+            decision,
+            rule: self.rule,
+            approval: Some(approval),
+        }
+    }
+}
+
+/// What became of a call's approval (`[[approvals]]` of its agent; see `crate::approvals`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The approval request's id (what `POST /admin/approvals/{id}` takes).
+    pub id: String,
+    /// The `[[approvals]]` rule that asked for it (`approvals[0]`).
+    pub rule: String,
+    /// `operator` or `client`.
+    pub by: String,
+    /// `approved`, `denied`, `timeout`, `withdrawn` (the caller gave up) or `unavailable`
+    /// (nobody could be asked: a client without elicitation).
+    pub decision: String,
+    /// Who decided: the operator's name (or the admin API's peer), or the principal asked.
+    pub decided_by: Option<String>,
+    /// The reason given.
+    pub reason: Option<String>,
+    /// When it was asked for (Unix ms).
+    pub requested_ms: i64,
+    /// How long the call waited, in milliseconds.
+    pub waited_ms: u64,
 }
 
 /// One tool call at one hop.
@@ -174,6 +214,8 @@ pub struct Record {
     pub decision: String,
     /// The rule (or approval) that decided, if any.
     pub rule: Option<String>,
+    /// The approval the call needed: who decided what, when, and why.
+    pub approval: Option<Approval>,
     /// How it ended.
     pub outcome: Outcome,
     /// The error's text, for any outcome but `ok`.
@@ -390,6 +432,16 @@ impl Entry {
         &self.id
     }
 
+    /// The id of the client's call this one is part of.
+    pub fn root_id(&self) -> &str {
+        &self.root
+    }
+
+    /// The MCP session the client's call came in on.
+    pub fn session(&self) -> Option<&str> {
+        self.origin.session.as_deref()
+    }
+
     /// The scope of the calls this one makes: they hang under it.
     pub fn child(&self) -> Scope {
         Scope {
@@ -435,6 +487,7 @@ impl Entry {
             arguments_sha256: self.arguments_sha256,
             decision: verdict.decision.to_owned(),
             rule: verdict.rule,
+            approval: verdict.approval,
             outcome,
             error,
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,

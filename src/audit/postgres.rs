@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS audit_record (
     model             TEXT,
     turns             INTEGER,
     prompt_tokens     BIGINT,
-    completion_tokens BIGINT
+    completion_tokens BIGINT,
+    approval          JSON
 );
+ALTER TABLE audit_record ADD COLUMN IF NOT EXISTS approval JSON;
 CREATE INDEX IF NOT EXISTS audit_record_root ON audit_record (root_id);
 CREATE INDEX IF NOT EXISTS audit_record_time ON audit_record (time_ms);
 CREATE INDEX IF NOT EXISTS audit_record_principal ON audit_record (principal, seq);
@@ -55,24 +57,24 @@ COMMIT;
 
 const COLUMNS: &str = "seq, id, root_id, parent_id, time_ms, principal, client, agent, tool, \
     transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error, \
-    duration_ms, model, turns, prompt_tokens, completion_tokens";
+    duration_ms, model, turns, prompt_tokens, completion_tokens, approval";
 
 /// One statement for the whole batch (so one transaction and one round trip): the columns
 /// as arrays, unnested in the batch's order so that `seq` follows it as in `audit.db`.
 const INSERT: &str = "
 INSERT INTO audit_record (id, root_id, parent_id, time_ms, principal, client, agent, tool,
     transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error,
-    duration_ms, model, turns, prompt_tokens, completion_tokens)
+    duration_ms, model, turns, prompt_tokens, completion_tokens, approval)
 SELECT id, root_id, parent_id, time_ms, principal, client, agent, tool, transport, session,
     depth, arguments, arguments_sha256, decision, rule, outcome, error, duration_ms, model,
-    turns, prompt_tokens, completion_tokens
+    turns, prompt_tokens, completion_tokens, approval
 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::json[], $13::text[],
     $14::text[], $15::text[], $16::text[], $17::text[], $18::float8[], $19::text[],
-    $20::int4[], $21::int8[], $22::int8[])
+    $20::int4[], $21::int8[], $22::int8[], $23::json[])
     WITH ORDINALITY AS t(id, root_id, parent_id, time_ms, principal, client, agent, tool,
     transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error,
-    duration_ms, model, turns, prompt_tokens, completion_tokens, ord)
+    duration_ms, model, turns, prompt_tokens, completion_tokens, approval, ord)
 ORDER BY ord
 ON CONFLICT (id) DO NOTHING";
 
@@ -417,6 +419,7 @@ struct Columns<'a> {
     turns: Vec<Option<i32>>,
     prompt_tokens: Vec<Option<i64>>,
     completion_tokens: Vec<Option<i64>>,
+    approval: Vec<Option<serde_json::Value>>,
 }
 
 impl<'a> Columns<'a> {
@@ -445,12 +448,17 @@ impl<'a> Columns<'a> {
             c.turns.push(r.turns.map(int4));
             c.prompt_tokens.push(r.prompt_tokens.map(int8));
             c.completion_tokens.push(r.completion_tokens.map(int8));
+            c.approval.push(
+                r.approval
+                    .as_ref()
+                    .and_then(|a| serde_json::to_value(a).ok()),
+            );
         }
         c
     }
 
     /// In the order of `INSERT`'s parameters.
-    fn params(&self) -> [&(dyn ToSql + Sync); 22] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 23] {
         [
             &self.id,
             &self.root_id,
@@ -474,6 +482,7 @@ impl<'a> Columns<'a> {
             &self.turns,
             &self.prompt_tokens,
             &self.completion_tokens,
+            &self.approval,
         ]
     }
 }
@@ -509,5 +518,8 @@ fn record(row: &Row) -> Result<Record, tokio_postgres::Error> {
         completion_tokens: row
             .try_get::<_, Option<i64>>(22)?
             .map(|t| u64::try_from(t).unwrap_or(0)),
+        approval: row
+            .try_get::<_, Option<serde_json::Value>>(23)?
+            .and_then(|a| serde_json::from_value(a).ok()),
     })
 }

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS audit_record (
     model             TEXT,
     turns             INTEGER,
     prompt_tokens     INTEGER,
-    completion_tokens INTEGER
+    completion_tokens INTEGER,
+    approval          TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_record_root ON audit_record (root_id);
 CREATE INDEX IF NOT EXISTS audit_record_time ON audit_record (time_ms);
@@ -45,7 +46,7 @@ CREATE INDEX IF NOT EXISTS audit_record_time ON audit_record (time_ms);
 
 const COLUMNS: &str = "seq, id, root_id, parent_id, time_ms, principal, client, agent, tool, \
     transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, error, \
-    duration_ms, model, turns, prompt_tokens, completion_tokens";
+    duration_ms, model, turns, prompt_tokens, completion_tokens, approval";
 
 /// The trail in SQLite.
 pub struct SqliteTrail {
@@ -71,6 +72,7 @@ impl SqliteTrail {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        add_missing_columns(&conn).map_err(fail)?;
         Ok(Self {
             path,
             writer: Mutex::new(conn),
@@ -94,8 +96,8 @@ impl SqliteTrail {
                 "INSERT OR IGNORE INTO audit_record (id, root_id, parent_id, time_ms, principal, \
                  client, agent, tool, transport, session, depth, arguments, arguments_sha256, \
                  decision, rule, outcome, error, duration_ms, model, turns, prompt_tokens, \
-                 completion_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
-                 ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                 completion_tokens, approval) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
             )?;
             for r in batch {
                 insert.execute(params![
@@ -121,6 +123,9 @@ impl SqliteTrail {
                     r.turns,
                     r.prompt_tokens.map(|t| t as i64),
                     r.completion_tokens.map(|t| t as i64),
+                    r.approval
+                        .as_ref()
+                        .and_then(|a| serde_json::to_string(a).ok()),
                 ])?;
             }
         }
@@ -199,6 +204,18 @@ impl SqliteTrail {
     }
 }
 
+/// Brings a file made by an earlier version up to the schema: columns added since then.
+fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('audit_record')")?;
+    let columns: Vec<String> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !columns.iter().any(|c| c == "approval") {
+        conn.execute("ALTER TABLE audit_record ADD COLUMN approval TEXT", [])?;
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, rusqlite::Error> + Send + 'static,
 ) -> Result<T, String> {
@@ -244,5 +261,8 @@ fn record(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         turns: row.get(20)?,
         prompt_tokens: row.get::<_, Option<i64>>(21)?.map(|t| t as u64),
         completion_tokens: row.get::<_, Option<i64>>(22)?.map(|t| t as u64),
+        approval: row
+            .get::<_, Option<String>>(23)?
+            .and_then(|a| serde_json::from_str(&a).ok()),
     })
 }

@@ -25,6 +25,9 @@ pub struct AgentConfig {
     /// entry is parsed by its `type` in validation ([`crate::tools::ToolConfig::parse`]).
     #[serde(default)]
     pub tools: Vec<toml::Table>,
+    /// Tool calls that wait for a person's approval ([`super::approvals`]).
+    #[serde(default)]
+    pub approvals: Vec<super::approvals::ApprovalConfig>,
 }
 
 fn default_expose() -> Vec<Expose> {

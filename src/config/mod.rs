@@ -7,6 +7,7 @@
 //! all of them over all files before deciding anything, so a user sees every problem at once.
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
 pub mod clients;
 pub mod cluster;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
+use crate::approvals::{Approval, Approvals, Approvers, ClientAsker, Denied};
 use crate::audit;
 use crate::config::policies::Refused;
 use crate::permissions::Permissions;
@@ -46,6 +47,8 @@ pub struct AgentServer {
     policies: Arc<Permissions>,
     /// The audit trail; `None`: off.
     trail: Option<Arc<audit::Trail>>,
+    /// Where calls that need an operator's approval wait.
+    approvals: Arc<Approvals>,
 }
 
 impl AgentServer {
@@ -55,6 +58,7 @@ impl AgentServer {
         stop_calls: CancellationToken,
         policies: Arc<Permissions>,
         trail: Option<Arc<audit::Trail>>,
+        approvals: Arc<Approvals>,
     ) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
@@ -66,6 +70,7 @@ impl AgentServer {
             agent_tool,
             policies,
             trail,
+            approvals,
         }
     }
 
@@ -161,6 +166,10 @@ impl ServerHandler for AgentServer {
             identity: identity_of(&context.extensions),
             policies: self.policies.load().policies.clone(),
             audit: entry.as_ref().map(audit::Entry::child).unwrap_or_default(),
+            approvals: Approvers {
+                service: Some(self.approvals.clone()),
+                client: ClientAsker::of(&context).map(Arc::new),
+            },
         };
         let verdict = match ctx.permit(agent, name) {
             Ok(verdict) => verdict,
@@ -179,7 +188,26 @@ impl ServerHandler for AgentServer {
         let (progress, forwarder) = progress_reporter(&context).unzip();
         let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
-        let outcome = self.run_call(name, args, &ctx, &context).await;
+        let (verdict, outcome) = match self
+            .approve(name, &args, &ctx, entry.as_ref(), &context)
+            .await
+        {
+            Ok(approval) => {
+                let verdict = match approval {
+                    Some(approval) => verdict.with_approval(approval),
+                    None => verdict,
+                };
+                (verdict, self.run_call(name, args, &ctx, &context).await)
+            }
+            Err(denied) => {
+                let error = if denied.withdrawn() {
+                    tools::Error::Cancelled
+                } else {
+                    tools::Error::Denied(denied.message)
+                };
+                (verdict.with_approval(denied.approval), Some(Err(error)))
+            }
+        };
         if let Some(entry) = entry {
             let (result, error) = match &outcome {
                 Some(Ok(_)) => (audit::Outcome::Ok, None),
@@ -209,6 +237,42 @@ impl ServerHandler for AgentServer {
 }
 
 impl AgentServer {
+    /// Waits for the approval the call needs under the agent's `[[approvals]]`, if any.
+    /// The request is withdrawn when the caller cancels, the session ends, or shutdown's
+    /// grace period is over.
+    async fn approve(
+        &self,
+        name: &str,
+        args: &rmcp::model::JsonObject,
+        ctx: &CallContext,
+        entry: Option<&audit::Entry>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<Approval>, Denied> {
+        let rules = &self.agent.spec.approvals;
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let cancel = ctx.cancel.child_token();
+        let ended = session_ended(context);
+        let trip = async {
+            tokio::select! {
+                () = ended => {}
+                () = self.stop_calls.cancelled() => {}
+            }
+            cancel.cancel();
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        let ctx = CallContext {
+            cancel: cancel.clone(),
+            ..ctx.clone()
+        };
+        let agent = self.agent.name().as_str();
+        tokio::select! {
+            approved = ctx.approve(rules, agent, name, args, entry) => approved,
+            never = trip => match never {},
+        }
+    }
+
     /// Runs tool `name` (`None`: no such tool), until it ends, the session ends (client
     /// DELETE, admin kill, idle timeout, stream gone) or shutdown's grace period is over.
     async fn run_call(
@@ -240,16 +304,7 @@ impl AgentServer {
             }
         });
         // rmcp would otherwise let a call run to completion while it drains the session.
-        let session_ended = context
-            .extensions
-            .get::<Arc<SessionStats>>()
-            .map(|stats| stats.ended());
-        let session_ended = async {
-            match session_ended {
-                Some(ended) => ended.cancelled_owned().await,
-                None => std::future::pending().await,
-            }
-        };
+        let session_ended = session_ended(context);
         tokio::select! {
             outcome = call => outcome,
             // Dropping the call cancels it (and its model request, if any).
@@ -276,6 +331,7 @@ impl AgentServer {
             Err(tools::Error::Failed(_)) => "error",
             Err(tools::Error::Cancelled) => "cancelled",
             Err(tools::Error::TimedOut(_)) => "timeout",
+            Err(tools::Error::Denied(_)) => "denied",
         };
         // The transports put the session's counters into the request; stateless requests
         // (MCP 2026-07-28) have none.
@@ -334,9 +390,9 @@ fn into_response(
             format!("{name}: invalid arguments: {msg}"),
             None,
         )),
-        Err(tools::Error::Failed(msg) | tools::Error::TimedOut(msg)) => {
-            Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into())
-        }
+        Err(
+            tools::Error::Failed(msg) | tools::Error::TimedOut(msg) | tools::Error::Denied(msg),
+        ) => Ok(CallToolResult::error(vec![ContentBlock::text(msg)]).into()),
         Err(tools::Error::Cancelled) => Ok(CallToolResult::error(vec![ContentBlock::text(
             format!("{name}: cancelled"),
         )])
@@ -423,6 +479,20 @@ fn progress_reporter(
         let _ = tx.send(message);
     });
     Some((report, forwarder))
+}
+
+/// Resolves when the session of `context` ends (never, for a request without one).
+fn session_ended(context: &RequestContext<RoleServer>) -> impl Future<Output = ()> + use<> {
+    let ended = context
+        .extensions
+        .get::<Arc<SessionStats>>()
+        .map(|stats| stats.ended());
+    async move {
+        match ended {
+            Some(ended) => ended.cancelled_owned().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// How long an answer waits for its call's last progress notifications to go out.

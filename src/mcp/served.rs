@@ -92,6 +92,8 @@ pub struct ServedAgents {
     permissions: Arc<Permissions>,
     /// The audit trail every agent's calls are recorded in; `None`: off.
     trail: Option<Arc<crate::audit::Trail>>,
+    /// Where calls that need a person's approval wait.
+    approvals: Arc<crate::approvals::Approvals>,
 }
 
 /// The parts [`ServedAgents`] serves the agents with, besides the registry.
@@ -110,6 +112,8 @@ pub struct Serving {
     pub permissions: Arc<Permissions>,
     /// The audit trail; `None`: off.
     pub trail: Option<Arc<crate::audit::Trail>>,
+    /// Where calls that need a person's approval wait.
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 impl ServedAgents {
@@ -123,6 +127,7 @@ impl ServedAgents {
             events,
             permissions,
             trail,
+            approvals,
         } = serving;
         let metrics = registry.resources().metrics.clone();
         metrics.policies_in_force(permissions.load().rules().len());
@@ -138,6 +143,7 @@ impl ServedAgents {
             metrics,
             permissions,
             trail,
+            approvals,
         };
         let agents = match served.registry.try_lock() {
             Ok(registry) => registry
@@ -212,6 +218,7 @@ impl ServedAgents {
             self.stop_calls.clone(),
             self.permissions.clone(),
             self.trail.clone(),
+            self.approvals.clone(),
         );
         let manager = self.managers().get(&name).cloned();
         let (streamable, manager) = streamable::service(

@@ -43,6 +43,10 @@ pub enum Error {
     /// MCP: a tool result with `isError: true` and this message.
     #[error("{0}")]
     TimedOut(String),
+    /// A person did not approve the call (`[[approvals]]`): denied, not answered in time,
+    /// or nobody could be asked. MCP: a tool result with `isError: true` and this message.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl Error {
@@ -53,6 +57,7 @@ impl Error {
             Error::InvalidArguments(_) | Error::Failed(_) => Outcome::Error,
             Error::Cancelled => Outcome::Cancelled,
             Error::TimedOut(_) => Outcome::Timeout,
+            Error::Denied(_) => Outcome::Refused,
         };
         (outcome, self.to_string())
     }
@@ -98,6 +103,8 @@ pub struct CallContext {
     pub policies: Arc<Policies>,
     /// Where the records of this call's own calls go (the audit trail).
     pub audit: crate::audit::Scope,
+    /// Who can approve a call that needs it (`[[approvals]]`): operators, and the client.
+    pub approvals: crate::approvals::Approvers,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -125,6 +132,36 @@ impl TokenCount {
 }
 
 impl CallContext {
+    /// Waits for the approval a call of `tool` of `agent` needs under `rules`, if it needs
+    /// one; `record` is its audit record.
+    ///
+    /// # Errors
+    /// The call may not run: denied, timed out, withdrawn, or nobody could be asked.
+    pub async fn approve(
+        &self,
+        rules: &[crate::config::approvals::ApprovalRule],
+        agent: &str,
+        tool: &str,
+        args: &JsonObject,
+        record: Option<&crate::audit::Entry>,
+    ) -> Result<Option<crate::approvals::Approval>, crate::approvals::Denied> {
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        self.approvals
+            .gate(
+                rules,
+                agent,
+                tool,
+                args,
+                &self.identity,
+                record,
+                &self.cancel,
+                self.progress.as_deref(),
+            )
+            .await
+    }
+
     /// Whether `[[policies]]` let the caller call `tool` of `agent`.
     ///
     /// # Errors

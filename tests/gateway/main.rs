@@ -6,6 +6,7 @@ mod support;
 
 mod admin_api;
 mod agent_runtime;
+mod approvals;
 mod audit;
 mod audit_pg;
 mod binary;

@@ -1,0 +1,525 @@
+//! Human approval of tool calls (`[[approvals]]` in an agent file), on a real gateway: by an
+//! operator through `GET /admin/approvals` and `POST /admin/approvals/{id}` (approve, deny,
+//! timeout, the caller cancelling or leaving while it waits, progress while it waits), inside
+//! an agent run too; and by the calling user through their MCP client's elicitation (accept,
+//! decline, dismiss, a client that cannot be asked). Every decision is in the call's audit
+//! record.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    Implementation, ProtocolVersion,
+};
+use rmcp::service::{RequestContext, RunningService};
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+use crate::support::fake_llm::{FakeLlm, Step};
+use crate::support::helpers::{
+    Options, Recorder, TestGateway, call_result, fixture, http, settings_with_clients, start_call,
+    tool_text,
+};
+
+const CLIENTS: &str = r#"
+[[clients]]
+name = "helpdesk-app"
+token = "t-help"
+agents = ["*"]
+"#;
+
+const OPERATOR_RULES: &str = r#"
+[[approvals]]
+tools = ["update_incident"]
+by = "operator"
+when = { state = "Resolved" }
+message = "Resolving closes the ticket for the customer."
+
+[[approvals]]
+tools = ["create_*"]
+by = "operator"
+when = { urgency = ["1", "High"] }
+timeout_secs = 1
+"#;
+
+const CLIENT_RULES: &str = r#"
+[[approvals]]
+tools = ["update_incident"]
+by = "client"
+"#;
+
+/// The runtime fixture agents on `fake`, the servicenow agent with `rules` appended.
+async fn gateway(fake: &FakeLlm, rules: &str) -> (TestGateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["servicenow.toml", "helpdesk.toml"] {
+        let mut text = std::fs::read_to_string(fixture("agents/runtime").join(f)).unwrap();
+        if f == "servicenow.toml" {
+            text.push_str(rules);
+        }
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.path().to_owned(),
+        vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
+        settings: {
+            let mut settings = settings_with_clients(CLIENTS, &[]);
+            settings.audit.redact =
+                vec![switchboard::config::audit::RedactRule::parse("work_notes").unwrap()];
+            settings
+        },
+        ..Options::default()
+    })
+    .await;
+    (gw, dir)
+}
+
+/// A client of `agent` as helpdesk-app, keeping its progress notifications.
+async fn client(gw: &TestGateway, agent: &str) -> RunningService<RoleClient, Recorder> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    http();
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(gw.url(&format!("/agents/{agent}/mcp")))
+            .auth_header("t-help");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+    Recorder::default().serve(transport).await.unwrap()
+}
+
+/// Waits (up to 10 s) until `n` calls wait for an operator; they, oldest first.
+async fn pending(gw: &TestGateway, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = gw.get_json("/admin/approvals").await;
+        assert_eq!(status, 200, "{body}");
+        let list = body["approvals"].as_array().unwrap().clone();
+        if list.len() == n {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {n} pending approvals: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `POST /admin/approvals/{id}` with `body`: status and JSON.
+async fn decide(gw: &TestGateway, id: &str, body: Value) -> (u16, Value) {
+    let resp = http()
+        .post(gw.url(&format!("/admin/approvals/{id}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The audit records of `tool`, newest first.
+async fn records_of(gw: &TestGateway, tool: &str) -> Vec<Value> {
+    gw.state.audit().expect("the trail is on").flush().await;
+    let (status, page) = gw.get_json(&format!("/admin/audit?tool={tool}")).await;
+    assert_eq!(status, 200, "{page}");
+    page["records"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn an_operator_approves_or_denies_a_call_and_the_decision_is_audited() {
+    let fake = FakeLlm::start(vec![]).await;
+    let (gw, _dir) = gateway(&fake, OPERATOR_RULES).await;
+    let c = client(&gw, "servicenow").await;
+
+    // Not covered (the condition does not hold): runs at once.
+    let handle = start_call(
+        &c,
+        "update_incident",
+        json!({"number": "INC0012345", "state": "In Progress"}),
+    )
+    .await;
+    let result = call_result(handle).await;
+    assert_ne!(result.is_error, Some(true), "{}", tool_text(&result));
+    assert!(pending(&gw, 0).await.is_empty());
+
+    // Covered: waits until an operator approves, with progress meanwhile.
+    let handle = start_call(
+        &c,
+        "update_incident",
+        json!({"number": "INC0012345", "state": "resolved", "close_notes": "fixed", "work_notes": "called Bob at home"}),
+    )
+    .await;
+    let token = handle.progress_token.clone();
+    let waiting = pending(&gw, 1).await;
+    let p = &waiting[0];
+    assert_eq!(p["agent"], "servicenow");
+    assert_eq!(p["tool"], "update_incident");
+    assert_eq!(p["rule"], "approvals[0]");
+    assert_eq!(p["conditions"], "state = \"Resolved\"");
+    assert_eq!(
+        p["message"],
+        "Resolving closes the ticket for the customer."
+    );
+    assert_eq!(p["client"], "helpdesk-app");
+    assert_eq!(p["caller"], "client helpdesk-app");
+    // Arguments are shown redacted as in the trail ([audit] redact).
+    assert_eq!(p["arguments"]["work_notes"], "[redacted]");
+    assert_eq!(p["arguments"]["close_notes"], "fixed");
+    assert!(p["expires_ms"].as_i64().unwrap() > p["requested_ms"].as_i64().unwrap());
+    let id = p["id"].as_str().unwrap().to_owned();
+    // The caller is told it waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let progress = c.service().progress.lock().unwrap().clone();
+        if let Some(p) = progress.iter().find(|p| p.progress_token == token) {
+            let message = p.message.clone().unwrap_or_default();
+            assert!(
+                message.contains("waits for an operator's approval"),
+                "{message}"
+            );
+            assert!(message.contains(&id), "{message}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress while waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Bad decisions are refused, and leave the call waiting.
+    let (status, body) = decide(&gw, &id, json!({"decision": "maybe"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = decide(&gw, "no-such-id", json!({"decision": "approve"})).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "approval_not_found");
+    assert_eq!(pending(&gw, 1).await.len(), 1);
+
+    let (status, body) = decide(
+        &gw,
+        &id,
+        json!({"decision": "approve", "reason": "customer confirmed", "operator": "olivia"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "approved");
+    assert_eq!(body["decided_by"], "olivia");
+    let result = call_result(handle).await;
+    assert_ne!(result.is_error, Some(true), "{}", tool_text(&result));
+    assert!(
+        tool_text(&result).contains("Resolved"),
+        "{}",
+        tool_text(&result)
+    );
+    // Deciding twice: the call is no longer waiting.
+    let (status, _) = decide(&gw, &id, json!({"decision": "deny"})).await;
+    assert_eq!(status, 404);
+
+    // Denied: a tool error saying so and why; the tool did not run.
+    let handle = start_call(
+        &c,
+        "update_incident",
+        json!({"number": "INC0012346", "state": "Resolved", "close_notes": "fixed"}),
+    )
+    .await;
+    let id2 = pending(&gw, 1).await[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = decide(
+        &gw,
+        &id2,
+        json!({"decision": "deny", "reason": "not confirmed with the customer"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["decided_by"].as_str().unwrap().starts_with("admin@"),
+        "{body}"
+    );
+    let result = call_result(handle).await;
+    assert_eq!(result.is_error, Some(true));
+    let text = tool_text(&result);
+    assert!(text.contains("denied"), "{text}");
+    assert!(text.contains("not confirmed with the customer"), "{text}");
+    // Both decisions are in the calls' audit records.
+    let records = records_of(&gw, "update_incident").await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    let (denied, approved, plain) = (&records[0], &records[1], &records[2]);
+    assert_eq!(plain["approval"], Value::Null);
+    assert_eq!(approved["outcome"], "ok");
+    assert_eq!(approved["decision"], "allow");
+    assert_eq!(approved["approval"]["id"], id);
+    assert_eq!(approved["approval"]["decision"], "approved");
+    assert_eq!(approved["approval"]["by"], "operator");
+    assert_eq!(approved["approval"]["decided_by"], "olivia");
+    assert_eq!(approved["approval"]["reason"], "customer confirmed");
+    assert_eq!(approved["approval"]["rule"], "approvals[0]");
+    assert_eq!(denied["outcome"], "refused");
+    assert_eq!(denied["decision"], "deny");
+    assert_eq!(denied["approval"]["decision"], "denied");
+    assert_eq!(
+        denied["approval"]["reason"],
+        "not confirmed with the customer"
+    );
+    assert!(denied["error"].as_str().unwrap().contains("denied"));
+
+    let metrics = http()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"switchboard_approvals_total{by="operator",decision="approved"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchboard_approvals_pending 0"),
+        "{metrics}"
+    );
+    let _ = c.cancel().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_decision_in_time_denies_and_cancelling_or_leaving_withdraws() {
+    let fake = FakeLlm::start(vec![]).await;
+    let (gw, _dir) = gateway(&fake, OPERATOR_RULES).await;
+    let c = client(&gw, "servicenow").await;
+
+    // timeout_secs = 1 for a High-urgency create.
+    let started = std::time::Instant::now();
+    let handle = start_call(
+        &c,
+        "create_incident",
+        json!({"short_description": "Mail down", "urgency": "1"}),
+    )
+    .await;
+    let result = call_result(handle).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(result.is_error, Some(true));
+    let text = tool_text(&result);
+    assert!(
+        text.contains("no operator approved it within 1 s"),
+        "{text}"
+    );
+    assert!(pending(&gw, 0).await.is_empty());
+
+    // The caller cancels while it waits: the request is withdrawn.
+    let handle = start_call(
+        &c,
+        "update_incident",
+        json!({"number": "INC0012345", "state": "Resolved"}),
+    )
+    .await;
+    let id = pending(&gw, 1).await[0]["id"].as_str().unwrap().to_owned();
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    pending(&gw, 0).await;
+    let (status, _) = decide(&gw, &id, json!({"decision": "approve"})).await;
+    assert_eq!(status, 404, "a withdrawn request cannot be approved");
+
+    // The session ends while it waits: withdrawn too.
+    let c2 = client(&gw, "servicenow").await;
+    let _handle = start_call(
+        c2.peer(),
+        "update_incident",
+        json!({"number": "INC0012346", "state": "Resolved"}),
+    )
+    .await;
+    pending(&gw, 1).await;
+    let _ = c2.cancel().await;
+    pending(&gw, 0).await;
+
+    let records = records_of(&gw, "create_incident").await;
+    assert_eq!(records[0]["outcome"], "refused");
+    assert_eq!(records[0]["approval"]["decision"], "timeout");
+    let updates = records_of(&gw, "update_incident").await;
+    assert!(!updates.is_empty(), "the cancelled call is recorded");
+    assert_eq!(updates.last().unwrap()["outcome"], "cancelled");
+    assert_eq!(updates.last().unwrap()["approval"]["decision"], "withdrawn");
+    let _ = c.cancel().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_an_agent_run_makes_waits_for_the_operator_inside_the_run() {
+    let fake = FakeLlm::start(vec![
+        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
+        Step::ToolCalls(vec![(
+            "update_incident",
+            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+        )]),
+        Step::Echo("servicenow: "),
+        Step::Echo("helpdesk: "),
+        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012346"}))]),
+        Step::ToolCalls(vec![(
+            "update_incident",
+            json!({"number": "INC0012346", "state": "Resolved"}),
+        )]),
+        Step::Echo("servicenow: "),
+        Step::Echo("helpdesk: "),
+    ])
+    .await;
+    let (gw, _dir) = gateway(&fake, OPERATOR_RULES).await;
+    let c = client(&gw, "helpdesk").await;
+
+    let handle = start_call(&c, "helpdesk", json!({"task": "resolve the VPN ticket"})).await;
+    let p = pending(&gw, 1).await.remove(0);
+    assert_eq!(p["agent"], "servicenow");
+    assert_eq!(p["tool"], "update_incident");
+    let root_id = p["root_id"].as_str().unwrap().to_owned();
+    let (status, _) = decide(
+        &gw,
+        p["id"].as_str().unwrap(),
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer = tool_text(&call_result(handle).await);
+    assert!(answer.contains("Resolved"), "{answer}");
+
+    // Denied: the model reads the denial and its reason, and says so.
+    let handle = start_call(&c, "helpdesk", json!({"task": "resolve the other one"})).await;
+    let p = pending(&gw, 1).await.remove(0);
+    decide(
+        &gw,
+        p["id"].as_str().unwrap(),
+        json!({"decision": "deny", "reason": "wrong ticket"}),
+    )
+    .await;
+    let answer = tool_text(&call_result(handle).await);
+    assert!(answer.contains("denied by an operator"), "{answer}");
+    assert!(answer.contains("wrong ticket"), "{answer}");
+
+    // The approved run is one tree, the approval on the update's record.
+    gw.state.audit().unwrap().flush().await;
+    let (_, tree) = gw.get_json(&format!("/admin/audit/{root_id}")).await;
+    let records = tree["records"].as_array().unwrap();
+    let update = records
+        .iter()
+        .find(|r| r["tool"] == "update_incident")
+        .unwrap();
+    assert_eq!(update["approval"]["decision"], "approved", "{tree}");
+    assert_eq!(update["depth"], 2);
+    let _ = c.cancel().await;
+    gw.stop().await;
+}
+
+/// A client that answers elicitation requests as told (or cannot be asked).
+#[derive(Clone)]
+struct Approver {
+    /// `None`: the client does not declare elicitation.
+    answer: Option<(ElicitationAction, Option<&'static str>)>,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Approver {
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
+            self.asked.lock().unwrap().push(message.clone());
+        }
+        let (action, reason) = self.answer.clone().expect("asked without the capability");
+        let mut result = ElicitResult::new(action);
+        if let Some(reason) = reason {
+            result = result.with_content(json!({"reason": reason}));
+        }
+        Ok(result)
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.answer.is_some() {
+            ClientCapabilities::builder().enable_elicitation().build()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(capabilities, Implementation::new("approver", "1.0"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+}
+
+/// Calls update_incident (state Resolved) as a client answering `answer`: the result, and
+/// what the client was asked.
+async fn call_as(
+    gw: &TestGateway,
+    answer: Option<(ElicitationAction, Option<&'static str>)>,
+) -> (rmcp::model::CallToolResult, Vec<String>) {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/servicenow/mcp"))
+        .auth_header("t-help");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+    let c = Approver {
+        answer,
+        asked: asked.clone(),
+    }
+    .serve(transport)
+    .await
+    .unwrap();
+    let handle = start_call(
+        c.peer(),
+        "update_incident",
+        json!({"number": "INC0012345", "state": "Resolved", "close_notes": "fixed"}),
+    )
+    .await;
+    let result = call_result(handle).await;
+    let _ = c.cancel().await;
+    let asked = asked.lock().unwrap().clone();
+    (result, asked)
+}
+
+#[tokio::test]
+async fn the_calling_user_approves_through_elicitation() {
+    let fake = FakeLlm::start(vec![]).await;
+    let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
+
+    let (result, asked) = call_as(&gw, Some((ElicitationAction::Accept, None))).await;
+    assert_ne!(result.is_error, Some(true), "{}", tool_text(&result));
+    assert_eq!(asked.len(), 1);
+    for shown in [
+        "servicenow",
+        "update_incident",
+        "INC0012345",
+        "Resolved",
+        "helpdesk-app",
+    ] {
+        assert!(asked[0].contains(shown), "{shown} not in {}", asked[0]);
+    }
+
+    let (result, _) = call_as(&gw, Some((ElicitationAction::Decline, Some("not yet")))).await;
+    assert_eq!(result.is_error, Some(true));
+    let text = tool_text(&result);
+    assert!(text.contains("denied by the user: not yet"), "{text}");
+
+    let (result, _) = call_as(&gw, Some((ElicitationAction::Cancel, None))).await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        tool_text(&result).contains("dismissed"),
+        "{}",
+        tool_text(&result)
+    );
+
+    let (result, asked) = call_as(&gw, None).await;
+    assert!(asked.is_empty());
+    assert_eq!(result.is_error, Some(true));
+    let text = tool_text(&result);
+    assert!(
+        text.contains("requires approval by the calling user"),
+        "{text}"
+    );
+    assert!(text.contains("elicitation"), "{text}");
+
+    let records = records_of(&gw, "update_incident").await;
+    let decisions: Vec<&str> = records
+        .iter()
+        .rev()
+        .map(|r| r["approval"]["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["approved", "denied", "denied", "unavailable"]);
+    assert_eq!(records[3]["approval"]["by"], "client");
+    assert_eq!(records[3]["approval"]["decided_by"], "client helpdesk-app");
+    assert_eq!(records[2]["approval"]["reason"], "not yet");
+    assert_eq!(records[3]["outcome"], "ok");
+    assert_eq!(records[0]["outcome"], "refused");
+    gw.stop().await;
+}
