@@ -315,6 +315,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             registry.connect_upstreams(),
         )
         .await;
+        let stop = switchboard::shutdown::signal();
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -389,7 +390,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         }
         let _sighup = switchboard::shutdown::on_sighup(state.clone());
         tracing::info!(%addr, data = %args.data.display(), console = %format!("http://{addr}/ui"), "Switchboard listening.");
-        switchboard::app::run(listener, state, switchboard::shutdown::signal())
+        switchboard::app::run(listener, state, stop)
             .await
             .context("server failed")?;
         if let Some(cluster) = cluster {

@@ -1,30 +1,34 @@
 //! The shutdown signal: SIGINT (Ctrl-C) or SIGTERM (docker stop, systemd, Kubernetes).
 
 /// Completes on the first SIGINT or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "Cannot listen for Ctrl-C.");
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
+    // Registered now, not when first polled: a SIGTERM that comes as soon as the gateway
+    // listens must stop it cleanly rather than kill it.
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => tokio::select! {
+                    _ = int.recv() => tracing::info!("SIGINT received."),
+                    _ = term.recv() => tracing::info!("SIGTERM received."),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "Cannot listen for SIGTERM or SIGINT.");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("SIGINT received.");
+        } else {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot listen for SIGTERM.");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received."),
-        () = term => tracing::info!("SIGTERM received."),
     }
 }
 
