@@ -44,6 +44,7 @@ pub mod admin;
 pub mod agents;
 pub mod app;
 pub mod approvals;
+pub mod ask;
 pub mod audit;
 pub mod auth;
 pub mod background;

@@ -451,6 +451,11 @@ impl Agent {
     }
 
     /// Runs tool `name`; `None` when the agent has no such tool.
+    /// Whether this agent has other agents as tools.
+    pub fn delegates(&self) -> bool {
+        self.kinds.iter().any(|k| matches!(k, ToolKind::Agent(_)))
+    }
+
     pub async fn call_tool(
         &self,
         name: &str,

@@ -11,7 +11,6 @@
 //! The gate sits where a tool runs: the client's own call (`mcp::handler`) and each call an
 //! agent's model makes (`agents::run`), after `[[policies]]` allowed it.
 
-pub mod client;
 pub mod queue;
 
 use std::sync::Arc;
@@ -20,14 +19,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::ask::Answer;
 use crate::audit::Entry;
 use crate::audit::redact::Redaction;
 use crate::config::approvals::{ApprovalRule, Approver, first_covering};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 
+pub use crate::ask::ClientAsker;
 pub use crate::audit::Approval;
-pub use client::ClientAsker;
 pub use queue::{Decision, Pending, Queue};
 
 /// How often a waiting call tells its client (progress notification) that it still waits.
@@ -286,34 +286,69 @@ impl Approvers {
                     return Err(Denied {
                         message: format!(
                             "{} requires approval by the calling user ({}), but this client cannot be asked: \
-                             it did not declare the elicitation capability (or its protocol has no server-to-client \
-                             requests). Use a client that supports elicitation, or ask an operator to change the rule",
+                             it did not declare the elicitation capability (form mode). Use a client that supports \
+                             elicitation, or ask an operator to change the rule",
                             ask.tool, ask.rule.key
                         ),
                         approval: finish("unavailable", None, None),
                     });
                 };
+                let schema = match rmcp::model::ElicitationSchema::builder()
+                    .optional_string_with("reason", |s| {
+                        s.description("Optional: why you approve or deny this call")
+                    })
+                    .build()
+                {
+                    Ok(schema) => schema,
+                    Err(e) => {
+                        return Err(Denied {
+                            message: format!(
+                                "{}: the approval form could not be built: {e}",
+                                ask.tool
+                            ),
+                            approval: finish("unavailable", None, Some(e.to_string())),
+                        });
+                    }
+                };
                 let answer = asker
-                    .ask(&summary.message(), ask.rule.timeout, cancel)
+                    .elicit(
+                        "approval",
+                        &summary.message(),
+                        schema,
+                        ask.rule.timeout,
+                        cancel,
+                    )
                     .await;
                 let who = ask.principal.clone().or(Some(ask.caller.clone()));
+                let reason_of = |content: Option<Value>| {
+                    content
+                        .as_ref()
+                        .and_then(|c| c.get("reason"))
+                        .and_then(Value::as_str)
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned)
+                };
                 match answer {
-                    client::Answer::Accept { reason } => Ok(finish("approved", who, reason)),
-                    client::Answer::Decline { reason } => Err(Denied {
-                        message: match &reason {
-                            Some(r) => format!("{} was denied by the user: {r}", ask.tool),
-                            None => format!("{} was denied by the user (declined)", ask.tool),
-                        },
-                        approval: finish("denied", who, reason),
-                    }),
-                    client::Answer::Cancel => Err(Denied {
+                    Answer::Accept(content) => Ok(finish("approved", who, reason_of(content))),
+                    Answer::Decline(content) => {
+                        let reason = reason_of(content);
+                        Err(Denied {
+                            message: match &reason {
+                                Some(r) => format!("{} was denied by the user: {r}", ask.tool),
+                                None => format!("{} was denied by the user (declined)", ask.tool),
+                            },
+                            approval: finish("denied", who, reason),
+                        })
+                    }
+                    Answer::Cancel => Err(Denied {
                         message: format!(
                             "{} was denied: the user dismissed the approval request",
                             ask.tool
                         ),
                         approval: finish("denied", who, Some("dismissed".into())),
                     }),
-                    client::Answer::TimedOut => Err(Denied {
+                    Answer::TimedOut => Err(Denied {
                         message: format!(
                             "{} was denied: the user did not answer within {} s",
                             ask.tool,
@@ -321,11 +356,11 @@ impl Approvers {
                         ),
                         approval: finish("timeout", None, None),
                     }),
-                    client::Answer::Withdrawn => Err(Denied {
+                    Answer::Withdrawn => Err(Denied {
                         message: format!("{} was cancelled while it waited for approval", ask.tool),
                         approval: finish("withdrawn", None, None),
                     }),
-                    client::Answer::Failed(e) => Err(Denied {
+                    Answer::Failed(e) => Err(Denied {
                         message: format!(
                             "{} requires approval by the calling user, and asking the client failed: {e}",
                             ask.tool

@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
-use crate::approvals::{Approval, Approvals, Approvers, ClientAsker, Denied};
+use crate::approvals::{Approval, Approvals, Approvers, Denied};
+use crate::ask::ClientAsker;
+use crate::ask::rounds::{Call, Owner, Rounds};
 use crate::audit;
 use crate::config::policies::Refused;
 use crate::permissions::Permissions;
@@ -49,6 +51,12 @@ pub struct AgentServer {
     trail: Option<Arc<audit::Trail>>,
     /// Where calls that need an operator's approval wait.
     approvals: Arc<Approvals>,
+    /// Calls parked until their 2026-07-28 client comes back with input.
+    rounds: Arc<Rounds>,
+    /// Whether a call may need to ask the client (this agent's `[[approvals]]` by the
+    /// client, or an agent it delegates to may have some): only then is a 2026-07-28 call
+    /// run in a task of its own so that it can ask.
+    may_ask: bool,
 }
 
 impl AgentServer {
@@ -59,18 +67,26 @@ impl AgentServer {
         policies: Arc<Permissions>,
         trail: Option<Arc<audit::Trail>>,
         approvals: Arc<Approvals>,
+        rounds: Arc<Rounds>,
     ) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
             .expose_agent
             .then(|| tools::agent::task_tool(spec.name.as_str(), &spec.description));
+        let may_ask = agent.delegates()
+            || spec
+                .approvals
+                .iter()
+                .any(|r| r.by == crate::config::approvals::Approver::Client);
         Self {
             agent,
             stop_calls,
             agent_tool,
             policies,
+            may_ask,
             trail,
             approvals,
+            rounds,
         }
     }
 
@@ -152,6 +168,50 @@ impl ServerHandler for AgentServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
+        // MCP 2026-07-28: the retry of a call that asked its client for input.
+        if let Some(state) = &request.request_state {
+            let owner = self.owner(&request.name, &context);
+            return self
+                .rounds
+                .resume(state, request.input_responses, owner, &context.ct)
+                .await;
+        }
+        if self.may_ask && ClientAsker::rounds_possible(&context) {
+            let owner = self.owner(&request.name, &context);
+            let this = self.clone();
+            let request_context = context.clone();
+            let call = Call::spawn(move |asker, cancel| async move {
+                let asker = Arc::new(ClientAsker::rounds(asker));
+                this.call(request, &request_context, cancel, Some(asker))
+                    .await
+            });
+            return self.rounds.drive(call, owner, &context.ct).await;
+        }
+        let asker = ClientAsker::of(&context).map(Arc::new);
+        let cancel = context.ct.clone();
+        self.call(request, &context, cancel, asker).await
+    }
+}
+
+impl AgentServer {
+    /// Who may resume a call of `tool` parked for the caller of `context`.
+    fn owner(&self, tool: &str, context: &RequestContext<RoleServer>) -> Owner {
+        Owner {
+            agent: self.agent.name().as_str().to_owned(),
+            tool: tool.to_owned(),
+            caller: identity_of(&context.extensions).attribution(),
+        }
+    }
+
+    /// Serves a `tools/call`: `[[policies]]`, approval, the call, its audit record, metrics.
+    /// `cancel` fires when the caller gives up; `asker` is how its client can be asked.
+    async fn call(
+        &self,
+        request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+        cancel: CancellationToken,
+        asker: Option<Arc<ClientAsker>>,
+    ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let agent = self.agent.name().as_str();
@@ -159,7 +219,7 @@ impl ServerHandler for AgentServer {
         let entry = audit::Scope::top(self.trail.clone(), origin_of(&context.extensions))
             .begin(agent, name, &args, 0);
         let ctx = CallContext {
-            cancel: context.ct.clone(),
+            cancel,
             depth: 0,
             progress: None,
             tokens: Default::default(),
@@ -168,7 +228,7 @@ impl ServerHandler for AgentServer {
             audit: entry.as_ref().map(audit::Entry::child).unwrap_or_default(),
             approvals: Approvers {
                 service: Some(self.approvals.clone()),
-                client: ClientAsker::of(&context).map(Arc::new),
+                client: asker,
             },
         };
         let verdict = match ctx.permit(agent, name) {
@@ -185,11 +245,11 @@ impl ServerHandler for AgentServer {
                 return Err(self.refuse(&ctx, name, refused));
             }
         };
-        let (progress, forwarder) = progress_reporter(&context).unzip();
+        let (progress, forwarder) = progress_reporter(context).unzip();
         let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
         let (verdict, outcome) = match self
-            .approve(name, &args, &ctx, entry.as_ref(), &context)
+            .approve(name, &args, &ctx, entry.as_ref(), context)
             .await
         {
             Ok(approval) => {
@@ -197,7 +257,7 @@ impl ServerHandler for AgentServer {
                     Some(approval) => verdict.with_approval(approval),
                     None => verdict,
                 };
-                (verdict, self.run_call(name, args, &ctx, &context).await)
+                (verdict, self.run_call(name, args, &ctx, context).await)
             }
             Err(denied) => {
                 let error = if denied.withdrawn() {
@@ -231,7 +291,7 @@ impl ServerHandler for AgentServer {
         if let Some(forwarder) = forwarder {
             let _ = tokio::time::timeout(PROGRESS_FLUSH, forwarder).await;
         }
-        self.record(name, &outcome, elapsed_us, tokens, &context);
+        self.record(name, &outcome, elapsed_us, tokens, context);
         into_response(name, outcome)
     }
 }

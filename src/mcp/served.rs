@@ -94,6 +94,8 @@ pub struct ServedAgents {
     trail: Option<Arc<crate::audit::Trail>>,
     /// Where calls that need a person's approval wait.
     approvals: Arc<crate::approvals::Approvals>,
+    /// Calls parked until their 2026-07-28 client comes back with input.
+    rounds: Arc<crate::ask::rounds::Rounds>,
 }
 
 /// The parts [`ServedAgents`] serves the agents with, besides the registry.
@@ -144,6 +146,7 @@ impl ServedAgents {
             permissions,
             trail,
             approvals,
+            rounds: Arc::default(),
         };
         let agents = match served.registry.try_lock() {
             Ok(registry) => registry
@@ -219,6 +222,7 @@ impl ServedAgents {
             self.permissions.clone(),
             self.trail.clone(),
             self.approvals.clone(),
+            self.rounds.clone(),
         );
         let manager = self.managers().get(&name).cloned();
         let (streamable, manager) = streamable::service(

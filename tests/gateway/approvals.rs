@@ -408,6 +408,7 @@ struct Approver {
     /// `None`: the client does not declare elicitation.
     answer: Option<(ElicitationAction, Option<&'static str>)>,
     asked: Arc<Mutex<Vec<String>>>,
+    protocol: ProtocolVersion,
 }
 
 impl ClientHandler for Approver {
@@ -434,7 +435,28 @@ impl ClientHandler for Approver {
             ClientCapabilities::default()
         };
         ClientConfig::new(capabilities, Implementation::new("approver", "1.0"))
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+            .with_protocol_version(self.protocol.clone())
+    }
+}
+
+/// Connects `approver`: a session at its protocol before 2026-07-28; at 2026-07-28, the
+/// stateless lifecycle (`server/discover`, no session).
+async fn connect(
+    approver: Approver,
+    transport: rmcp::transport::StreamableHttpClientTransport<reqwest::Client>,
+) -> RunningService<RoleClient, Approver> {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    if approver.protocol >= ProtocolVersion::V_2026_07_28 {
+        let preferred_versions = vec![approver.protocol.clone()];
+        approver
+            .serve_with_lifecycle(
+                transport,
+                ClientLifecycleMode::Discover { preferred_versions },
+            )
+            .await
+            .expect("discover lifecycle must work")
+    } else {
+        approver.serve(transport).await.unwrap()
     }
 }
 
@@ -444,25 +466,42 @@ async fn call_as(
     gw: &TestGateway,
     answer: Option<(ElicitationAction, Option<&'static str>)>,
 ) -> (rmcp::model::CallToolResult, Vec<String>) {
+    call_at(gw, ProtocolVersion::V_2025_11_25, answer).await
+}
+
+/// As [`call_as`], at `protocol`: a 2026-07-28 client is asked in `input_required` rounds,
+/// which rmcp's `call_tool` drives through the same handler.
+async fn call_at(
+    gw: &TestGateway,
+    protocol: ProtocolVersion,
+    answer: Option<(ElicitationAction, Option<&'static str>)>,
+) -> (rmcp::model::CallToolResult, Vec<String>) {
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/servicenow/mcp"))
         .auth_header("t-help");
     let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-    let c = Approver {
-        answer,
-        asked: asked.clone(),
-    }
-    .serve(transport)
-    .await
-    .unwrap();
-    let handle = start_call(
-        c.peer(),
-        "update_incident",
-        json!({"number": "INC0012345", "state": "Resolved", "close_notes": "fixed"}),
+    let stateless = protocol >= ProtocolVersion::V_2026_07_28;
+    let c = connect(
+        Approver {
+            answer,
+            asked: asked.clone(),
+            protocol,
+        },
+        transport,
     )
     .await;
-    let result = call_result(handle).await;
+    let arguments = json!({"number": "INC0012345", "state": "Resolved", "close_notes": "fixed"});
+    let result = if stateless {
+        c.call_tool(
+            rmcp::model::CallToolRequestParams::new("update_incident")
+                .with_arguments(arguments.as_object().unwrap().clone()),
+        )
+        .await
+        .expect("the call is answered")
+    } else {
+        call_result(start_call(c.peer(), "update_incident", arguments).await).await
+    };
     let _ = c.cancel().await;
     let asked = asked.lock().unwrap().clone();
     (result, asked)
@@ -521,5 +560,164 @@ async fn the_calling_user_approves_through_elicitation() {
     assert_eq!(records[2]["approval"]["reason"], "not yet");
     assert_eq!(records[3]["outcome"], "ok");
     assert_eq!(records[0]["outcome"], "refused");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_2026_07_28_client_approves_in_an_input_required_round() {
+    let fake = FakeLlm::start(vec![]).await;
+    let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
+    let latest = ProtocolVersion::V_2026_07_28;
+
+    let (result, asked) =
+        call_at(&gw, latest.clone(), Some((ElicitationAction::Accept, None))).await;
+    assert_ne!(result.is_error, Some(true), "{}", tool_text(&result));
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].contains("update_incident"), "{}", asked[0]);
+
+    let (result, _) = call_at(
+        &gw,
+        latest.clone(),
+        Some((ElicitationAction::Decline, Some("wait for the customer"))),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        tool_text(&result).contains("denied by the user: wait for the customer"),
+        "{}",
+        tool_text(&result)
+    );
+
+    let (result, asked) = call_at(&gw, latest, None).await;
+    assert!(asked.is_empty());
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        tool_text(&result).contains("cannot be asked"),
+        "{}",
+        tool_text(&result)
+    );
+
+    // The wire: the first answer is input_required with the question and a state; a state
+    // that is not one this gateway gave (or given to another caller) is refused clearly.
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/servicenow/mcp"))
+        .auth_header("t-help");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+    let c = connect(
+        Approver {
+            answer: Some((ElicitationAction::Accept, None)),
+            asked: Arc::default(),
+            protocol: ProtocolVersion::V_2026_07_28,
+        },
+        transport,
+    )
+    .await;
+    let params = rmcp::model::CallToolRequestParams::new("update_incident").with_arguments(
+        json!({"number": "INC0012346", "state": "Resolved", "close_notes": "fixed"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    let first = c.call_tool_once(params.clone()).await.unwrap();
+    let rmcp::model::CallToolResponse::InputRequired(input) = first else {
+        panic!("expected input_required: {first:?}");
+    };
+    let wire = serde_json::to_value(&input).unwrap();
+    assert_eq!(wire["resultType"], "input_required", "{wire}");
+    assert_eq!(
+        wire["inputRequests"]["approval"]["method"], "elicitation/create",
+        "{wire}"
+    );
+    assert_eq!(
+        wire["inputRequests"]["approval"]["params"]["mode"], "form",
+        "{wire}"
+    );
+    let state = input.request_state.clone().unwrap();
+    let mut forged = params.clone();
+    forged.request_state = Some("not-a-state".into());
+    forged.input_responses = Some([("approval".to_owned(), json!({"action": "accept"}))].into());
+    let err = c.call_tool_once(forged).await.unwrap_err().to_string();
+    assert!(err.contains("requestState"), "{err}");
+    // Without the answer: refused, and the call still waits for it.
+    let mut empty = params.clone();
+    empty.request_state = Some(state.clone());
+    let err = c.call_tool_once(empty).await.unwrap_err().to_string();
+    assert!(err.contains("approval"), "{err}");
+    let mut retry = params;
+    retry.request_state = Some(state);
+    retry.input_responses = Some(
+        [(
+            "approval".to_owned(),
+            json!({"action": "decline", "content": {"reason": "no"}}),
+        )]
+        .into(),
+    );
+    let done = c.call_tool_once(retry).await.unwrap();
+    let rmcp::model::CallToolResponse::Complete(result) = done else {
+        panic!("expected the result: {done:?}");
+    };
+    assert_eq!(result.is_error, Some(true));
+    assert!(tool_text(&result).contains("denied by the user: no"));
+    let _ = c.cancel().await;
+
+    let records = records_of(&gw, "update_incident").await;
+    let decisions: Vec<&str> = records
+        .iter()
+        .rev()
+        .map(|r| r["approval"]["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["approved", "denied", "unavailable", "denied"]);
+    assert_eq!(records[3]["transport"], "streamable_http");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_deep_inside_a_2026_07_28_call_asks_its_user_and_goes_on() {
+    let fake = FakeLlm::start(vec![
+        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
+        Step::ToolCalls(vec![(
+            "update_incident",
+            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+        )]),
+        Step::Echo("servicenow: "),
+        Step::Echo("helpdesk: "),
+    ])
+    .await;
+    let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/helpdesk/mcp"))
+        .auth_header("t-help");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let c = connect(
+        Approver {
+            answer: Some((ElicitationAction::Accept, Some("go ahead"))),
+            asked: asked.clone(),
+            protocol: ProtocolVersion::V_2026_07_28,
+        },
+        transport,
+    )
+    .await;
+    // rmcp's call_tool drives the rounds: input_required, then the retry with the answer.
+    let result = c
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("helpdesk").with_arguments(
+                json!({"task": "close the VPN ticket"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+        )
+        .await
+        .expect("the call is answered");
+    let answer = tool_text(&result);
+    assert!(answer.starts_with("helpdesk: servicenow: "), "{answer}");
+    assert!(answer.contains("Resolved"), "{answer}");
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    let records = records_of(&gw, "update_incident").await;
+    assert_eq!(records[0]["approval"]["decision"], "approved");
+    assert_eq!(records[0]["approval"]["reason"], "go ahead");
+    assert_eq!(records[0]["depth"], 2);
+    let _ = c.cancel().await;
     gw.stop().await;
 }
