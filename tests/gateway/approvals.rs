@@ -721,3 +721,133 @@ async fn a_run_deep_inside_a_2026_07_28_call_asks_its_user_and_goes_on() {
     let _ = c.cancel().await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_seeds_three_questions_through_the_shipped_helpdesk_make_three_trees_and_the_update_waits()
+ {
+    // The shipped agents, with the approval the servicenow file suggests uncommented.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+    for f in ["servicenow.toml", "helpdesk.toml"] {
+        let text = std::fs::read_to_string(shipped.join(f)).unwrap();
+        let text = text.replace("# [[approvals]]", "[[approvals]]");
+        let text = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if ["tools = ", "by = ", "when = ", "message = "]
+                        .iter()
+                        .any(|k| rest.starts_with(k)) =>
+                {
+                    rest.to_owned()
+                }
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(dir.path().join("servicenow.toml"))
+            .unwrap()
+            .contains("\n[[approvals]]\ntools = [\"update_incident\"]"),
+        "agents/servicenow.toml suggests an approval for update_incident"
+    );
+    let question = |tool: &'static str, args: Value| {
+        vec![
+            Step::ToolCalls(vec![("servicenow", json!({"task": "do it"}))]),
+            Step::ToolCalls(vec![(tool, args)]),
+            Step::Echo("servicenow: "),
+            Step::Echo("helpdesk: "),
+        ]
+    };
+    let mut steps = question(
+        "create_incident",
+        json!({"short_description": "Login failure affecting all users", "urgency": "High"}),
+    );
+    steps.extend(question("search_incident", json!({"query": "VPN"})));
+    steps.extend(question(
+        "update_incident",
+        json!({"number": "INC0012346", "state": "Resolved", "close_notes": "VPN config fixed"}),
+    ));
+    let fake = FakeLlm::start(steps).await;
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.path().to_owned(),
+        vars: [
+            ("OPENAI_BASE_URL".to_owned(), format!("{}/v1", fake.url)),
+            ("OPENAI_API_KEY".to_owned(), "test-key".to_owned()),
+        ]
+        .into(),
+        settings: settings_with_clients(CLIENTS, &[]),
+        ..Options::default()
+    })
+    .await;
+    let c = client(&gw, "helpdesk").await;
+    let questions = [
+        "Create a high urgency incident for a login failure affecting all users.",
+        "Search for any VPN related incidents.",
+        "Update incident INC0012346 to Resolved with note 'VPN config fixed'.",
+    ];
+    let mut answers = Vec::new();
+    for (i, q) in questions.iter().enumerate() {
+        let handle = start_call(&c, "helpdesk", json!({"task": q})).await;
+        if i == 2 {
+            // The update waits until an operator approves it.
+            let p = pending(&gw, 1).await.remove(0);
+            assert_eq!(
+                (p["agent"].as_str(), p["tool"].as_str()),
+                (Some("servicenow"), Some("update_incident"))
+            );
+            let (status, _) = decide(
+                &gw,
+                p["id"].as_str().unwrap(),
+                json!({"decision": "approve"}),
+            )
+            .await;
+            assert_eq!(status, 200);
+        } else {
+            assert!(pending(&gw, 0).await.is_empty());
+        }
+        let result = call_result(handle).await;
+        assert_ne!(result.is_error, Some(true), "{}", tool_text(&result));
+        answers.push(tool_text(&result));
+    }
+    assert!(answers[0].contains("Login failure"), "{}", answers[0]);
+    assert!(answers[1].contains("INC0012346"), "{}", answers[1]);
+    assert!(answers[2].contains("VPN config fixed"), "{}", answers[2]);
+
+    // One tree per question: the client's call, the delegated run, the incident tool.
+    let roots = records_of(&gw, "helpdesk").await;
+    let roots: Vec<&Value> = roots.iter().filter(|r| r["depth"] == 0).collect();
+    assert_eq!(roots.len(), 3);
+    let mut tools_seen = Vec::new();
+    for root in roots.iter().rev() {
+        let (_, tree) = gw
+            .get_json(&format!("/admin/audit/{}", root["id"].as_str().unwrap()))
+            .await;
+        let records = tree["records"].as_array().unwrap();
+        assert_eq!(records.len(), 3, "{tree}");
+        let tools: Vec<&str> = records
+            .iter()
+            .map(|r| r["tool"].as_str().unwrap())
+            .collect();
+        assert_eq!(&tools[..2], ["helpdesk", "servicenow"], "{tree}");
+        assert!(
+            records
+                .iter()
+                .all(|r| r["outcome"] == "ok" && r["client"] == "helpdesk-app")
+        );
+        tools_seen.push(tools[2].to_owned());
+        if tools[2] == "update_incident" {
+            assert_eq!(records[2]["approval"]["decision"], "approved");
+        } else {
+            assert_eq!(records[2]["approval"], Value::Null);
+        }
+    }
+    assert_eq!(
+        tools_seen,
+        ["create_incident", "search_incident", "update_incident"]
+    );
+    let _ = c.cancel().await;
+    gw.stop().await;
+}
