@@ -319,3 +319,101 @@ async fn records_of_answered_calls_survive_kill_9_after_the_promised_second() {
     }
     let _ = gateway.kill_and_logs();
 }
+
+#[tokio::test]
+async fn an_upstream_mcp_call_and_a_delegated_run_hang_in_one_tree() {
+    let upstream = crate::support::upstream_mcp::RecordingUpstream::start().await;
+    let fake = FakeLlm::start(vec![
+        Step::ToolCalls(vec![("whoami", json!({}))]),
+        Step::ToolCalls(vec![("servicenow", json!({"task": "find VPN incidents"}))]),
+        Step::ToolCalls(vec![("search_incident", json!({"query": "VPN"}))]),
+        Step::Echo("servicenow: "),
+        Step::Echo("ops: "),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture("agents/runtime/servicenow.toml"),
+        dir.path().join("servicenow.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("ops.toml"),
+        r#"
+description = "Ops: asks an upstream MCP server and the incident agent."
+expose = ["agent"]
+
+[model]
+base_url = "${FAKE_LLM_URL}/v1"
+api_key = "test-key"
+model = "fake-model"
+
+[[tools]]
+type = "mcp"
+url = "${UPSTREAM_URL}"
+
+[[tools]]
+type = "agent"
+agent = "servicenow"
+"#,
+    )
+    .unwrap();
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.path().to_owned(),
+        vars: [
+            ("FAKE_LLM_URL".to_owned(), fake.url.clone()),
+            ("UPSTREAM_URL".to_owned(), upstream.url.clone()),
+        ]
+        .into(),
+        settings: settings_with_clients(CLIENTS, &[]),
+        ..Options::default()
+    })
+    .await;
+    let answer = call(
+        &gw,
+        "ops",
+        "ops",
+        json!({"task": "who am I, and any VPN trouble?"}),
+    )
+    .await;
+    assert!(answer.starts_with("ops: servicenow: "), "{answer}");
+
+    let (_, page) = admin(&gw, "/admin/audit?agent=ops&tool=ops").await;
+    let root_id = page["records"][0]["id"].as_str().unwrap().to_owned();
+    let (_, tree) = admin(&gw, &format!("/admin/audit/{root_id}")).await;
+    let records = tree["records"].as_array().unwrap();
+    let by_tool: BTreeMap<&str, &Value> = records
+        .iter()
+        .map(|r| (r["tool"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(records.len(), 4, "{tree}");
+    let (root, up, delegated, search) = (
+        by_tool["ops"],
+        by_tool["whoami"],
+        by_tool["servicenow"],
+        by_tool["search_incident"],
+    );
+    // client → ops run → { the upstream's whoami, the servicenow run → its search }.
+    assert_eq!(root["parent_id"], Value::Null);
+    assert_eq!(up["parent_id"], root["id"]);
+    assert_eq!(delegated["parent_id"], root["id"]);
+    assert_eq!(search["parent_id"], delegated["id"]);
+    for (r, agent, depth) in [
+        (up, "ops", 1),
+        (delegated, "ops", 1),
+        (search, "servicenow", 2),
+    ] {
+        assert_eq!(
+            (r["agent"].as_str(), r["depth"].as_u64()),
+            (Some(agent), Some(depth)),
+            "{r}"
+        );
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["client"], "helpdesk-app", "{r}");
+        assert_eq!(r["root_id"], root_id, "{r}");
+    }
+    assert_eq!(root["turns"], 3);
+    assert!(upstream.initializes() >= 1);
+    gw.stop().await;
+    upstream.stop().await;
+}
