@@ -178,7 +178,7 @@
     return h('time', { datetime: iso, title: isNaN(d) ? iso : localIso(d) }, text);
   }
 
-  const agoEl = (iso) => (iso ? timeEl(iso, fmtAgo(secsSince(iso))) : h('span', { class: 'muted' }, 'never'));
+  const agoEl = (iso) => (iso ? timeEl(iso, fmtAgo(secsSince(iso))) : muted('never'));
   // Cluster mode names a legacy session's replica in its id (`<node>~<uuid>`): the node is
   // shown beside it, so the short form is the uuid's.
   const shortId = (id) => {
@@ -186,7 +186,9 @@
     return own.length > 12 ? own.slice(0, 8) : own;
   };
   const absUrl = (p) => (/^[a-z][a-z0-9+.-]*:/i.test(p) ? p : ORIGIN + p);
-  const dash = () => h('span', { class: 'muted' }, '\u2014');
+  const muted = (...kids) => h('span', { class: 'muted' }, kids);
+  const faint = (...kids) => h('span', { class: 'muted small' }, kids);
+  const dash = () => muted('\u2014');
   const orDash = (v) => (v == null || v === '' ? dash() : v);
   const badge = (text, kind, props) => h('span', Object.assign({ class: 'badge' + (kind ? ' ' + kind : '') }, props || {}), text);
 
@@ -630,7 +632,7 @@
         h('div', { class: 'reload-line' },
           h('strong', null, 'Reloaded at ' + clock(new Date()) + ': '),
           parts.length ? parts : 'no changes.',
-          (res.unchanged || []).length ? h('span', { class: 'muted' }, plural(res.unchanged.length, 'agent') + ' unchanged') : null),
+          (res.unchanged || []).length ? muted(plural(res.unchanged.length, 'agent') + ' unchanged') : null),
         errors.length ? h('ul', { class: 'error-list' }, errors.map((e) => h('li', { class: 'load-error' }, e))) : null);
       reloadResult.hidden = false;
     }
@@ -645,26 +647,26 @@
       if (a.expose_agent) exposed.push(h('span', { class: 'chip agent-tool', title: 'The agent tool: takes a task and runs the agent\u2019s model' }, a.name));
       if (a.expose_tools) for (const t of a.tools) exposed.push(h('span', { class: 'chip', title: t.description || t.name }, t.name));
       const inner = !a.expose_tools && a.tools.length
-        ? [h('dt', null, 'Inner tools'), h('dd', { class: 'chips' }, a.tools.map((t) => h('span', { class: 'chip muted-chip', title: t.description || t.name }, t.name)), h('span', { class: 'muted small' }, 'model only'))]
+        ? [h('dt', null, 'Inner tools'), h('dd', { class: 'chips' }, a.tools.map((t) => h('span', { class: 'chip muted-chip', title: t.description || t.name }, t.name)), faint('model only'))]
         : null;
       const model = a.model
         ? [h('span', null, a.model.provider + ' \u00b7 ', h('strong', null, a.model.model)), ' ',
             a.model.api_key_set ? badge('API key set', 'ok') : badge('no API key', 'warn')]
-        : h('span', { class: 'muted' }, 'none');
+        : muted('none');
       const sessLink = h('a', { href: '#/sessions?agent=' + encodeURIComponent(a.name) });
-      const sessDetail = h('span', { class: 'muted' });
+      const sessDetail = muted();
       const calls = h('strong', { class: 'num' });
       const errRate = h('strong', { class: 'num' });
-      const lat = h('span', { class: 'muted' });
+      const lat = muted();
       const el = h('article', { class: 'card agent' + (a.load_errors.length ? ' has-errors' : ''), 'data-testid': 'agent', 'data-agent': a.name },
         h('header', { class: 'card-head' },
           h('h2', { class: 'agent-name' }, a.name),
           h('span', { class: 'file', title: 'Agent file' }, a.file)),
-        h('p', { class: 'desc' }, a.description || h('span', { class: 'muted' }, 'No description.')),
+        h('p', { class: 'desc' }, a.description || muted('No description.')),
         h('dl', { class: 'facts urls' }, urlRow('Streamable HTTP', 'url-mcp', mcpUrl), urlRow('Legacy SSE', 'url-sse', sseUrl)),
         h('dl', { class: 'facts' },
           h('dt', null, 'MCP tools'),
-          h('dd', { class: 'chips' }, exposed.length ? exposed : h('span', { class: 'muted' }, 'none exposed')),
+          h('dd', { class: 'chips' }, exposed.length ? exposed : muted('none exposed')),
           inner,
           h('dt', null, 'Model'), h('dd', null, model),
           h('dt', null, 'Sessions'), h('dd', null, sessLink, ' ', sessDetail),
@@ -759,7 +761,7 @@
 
     const status = loadingEl('sessions');
     const count = h('span', { class: 'count', 'data-testid': 'session-count' });
-    const capped = h('span', { class: 'muted small' });
+    const capped = faint();
     const agentSel = h('select', { id: 'f-agent' });
     const clientSel = h('select', { id: 'f-client' });
     const transportSel = h('select', { id: 'f-transport' },
@@ -879,7 +881,7 @@
       patch(cClient, orDash(s.client));
       patch(cIp, s.client_ip ? h('span', { class: 'mono' }, s.client_ip) : dash());
       patch(cMcp, s.mcp_client_name
-        ? h('span', { title: s.user_agent || '' }, s.mcp_client_name, s.mcp_client_version ? h('span', { class: 'muted' }, ' ' + s.mcp_client_version) : null)
+        ? h('span', { title: s.user_agent || '' }, s.mcp_client_name, s.mcp_client_version ? muted(' ' + s.mcp_client_version) : null)
         : (s.user_agent ? h('span', { class: 'muted', title: s.user_agent }, 'not initialized') : dash()));
       patch(cProto, orDash(s.protocol_version));
       patch(cAge, timeEl(s.created_at, fmtDur(s.age_secs)));
@@ -995,19 +997,19 @@
         field('Agent', h('a', { href: '#/sessions?agent=' + encodeURIComponent(s.agent) }, s.agent)),
         field('Transport', badge(TRANSPORTS[s.transport] || s.transport, s.transport === 'sse' ? 'sse' : 'http')),
         s.node ? field('Replica', h('span', { class: 'mono' }, s.node)) : null,
-        field('Client', s.client ? h('a', { href: '#/sessions?client=' + encodeURIComponent(s.client) }, s.client) : h('span', { class: 'muted' }, 'none (open access)')),
+        field('Client', s.client ? h('a', { href: '#/sessions?client=' + encodeURIComponent(s.client) }, s.client) : muted('none (open access)')),
         field('Client IP', s.client_ip ? h('span', { class: 'mono' }, s.client_ip) : dash()),
         field('User agent', orDash(s.user_agent)),
         field('MCP client', orDash(mcp)),
         field('Protocol version', orDash(s.protocol_version)),
-        field('Started', [timeEl(s.created_at, fmtAgo(s.age_secs)), h('span', { class: 'muted' }, ' \u00b7 age ' + fmtDur(s.age_secs))]),
-        field('Last activity', [timeEl(s.last_active_at, fmtAgo(s.idle_secs)), h('span', { class: 'muted' }, ' \u00b7 idle ' + fmtDur(s.idle_secs))]),
+        field('Started', [timeEl(s.created_at, fmtAgo(s.age_secs)), muted(' \u00b7 age ' + fmtDur(s.age_secs))]),
+        field('Last activity', [timeEl(s.last_active_at, fmtAgo(s.idle_secs)), muted(' \u00b7 idle ' + fmtDur(s.idle_secs))]),
         field('Requests', num(s.requests)),
         field('Errors', s.errors ? h('span', { class: 'bad' }, num(s.errors)) : '0'),
         field('Calls in flight', num(s.calls_in_flight)),
         field('LLM tokens', num(s.llm_prompt_tokens) + ' prompt \u00b7 ' + num(s.llm_completion_tokens) + ' completion'),
         field('State', s.parked
-          ? [badge('parked'), h('span', { class: 'muted' }, ' idle: its engine restarts on its next request')]
+          ? [badge('parked'), muted(' idle: its engine restarts on its next request')]
           : badge('active', 'ok')));
       const calls = (s.recent_calls || []).slice().reverse();
       const outcomeKind = { ok: 'ok', error: 'err', invalid_arguments: 'warn', cancelled: null };
@@ -1030,7 +1032,7 @@
       patch(body,
         h('section', { class: 'panel' }, facts),
         h('section', { class: 'panel-plain' },
-          h('h2', null, 'Recent calls ', h('span', { class: 'muted small' }, 'newest first, the last 20')),
+          h('h2', null, 'Recent calls ', faint('newest first, the last 20')),
           callsEl));
     }
 
@@ -1077,7 +1079,7 @@
       h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col' }, 'Agents'), h('th', { scope: 'col' }, 'Limits'), usageHead()));
     const pt = table('clients-table', h('tr', null, h('th', { scope: 'col' }, 'IP address'), usageHead()));
     clientsSec.append(h('h2', null, 'Clients'), ct.wrap);
-    peersSec.append(h('h2', null, 'Peers ', h('span', { class: 'muted small' }, 'recent client IP addresses, each with the default limits')), pt.wrap);
+    peersSec.append(h('h2', null, 'Peers ', faint('recent client IP addresses, each with the default limits')), pt.wrap);
     const peersEmpty = h('p', { class: 'empty small-empty' }, 'No MCP client has connected recently.');
     peersSec.append(peersEmpty);
 
@@ -1094,13 +1096,13 @@
       const cells = tr._cells;
       patch(cells[offset], sessionsHref && u.sessions
         ? h('a', { href: sessionsHref }, num(u.sessions))
-        : num(u.sessions), maxSessions != null ? h('span', { class: 'muted' }, ' / ' + num(maxSessions)) : null);
+        : num(u.sessions), maxSessions != null ? muted(' / ' + num(maxSessions)) : null);
       patch(cells[offset + 1], num(u.requests));
       patch(cells[offset + 2], num(u.requests_last_minute));
       patch(cells[offset + 3], num(u.agent_runs));
       patch(cells[offset + 4], u.rate_limited ? h('span', { class: 'bad' }, num(u.rate_limited)) : '0');
       patch(cells[offset + 5], u.rate_limited_last_minute ? h('strong', { class: 'bad' }, num(u.rate_limited_last_minute)) : '0');
-      patch(cells[offset + 6], u.last_rate_limited_at ? agoEl(u.last_rate_limited_at) : h('span', { class: 'muted' }, 'never'));
+      patch(cells[offset + 6], u.last_rate_limited_at ? agoEl(u.last_rate_limited_at) : muted('never'));
     }
 
     function nameCell(td, name, u, mono) {
@@ -1121,7 +1123,7 @@
     startLoop(c, async () => {
       const [v, p] = await Promise.all([api('/admin/clients'), api('/admin/policies', { expect: [404] }).catch(() => null)]);
       if (!c.alive()) return;
-      if (p) patch(rulesSec, h('h2', null, 'Policies ', h('span', { class: 'muted small' }, p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
+      if (p) patch(rulesSec, h('h2', null, 'Policies ', faint(p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
       const d = v.default_limits;
       patch(access, v.open
         ? [h('h2', null, badge('open access', 'warn'), ' No clients are configured'),
@@ -1129,7 +1131,7 @@
         : [h('h2', null, badge('token access', 'ok'), ' ' + plural(v.clients.length, 'client') + ' configured'),
            h('p', null, 'Every MCP request needs a client\u2019s bearer token: missing or unknown \u2192 401, an agent the client may not use \u2192 403, over a limit \u2192 429. Each client has its own limits; tokens are never shown.')]);
       patch(limitsEl,
-        h('h2', null, 'Default limits ', h('span', { class: 'muted small' }, v.open ? 'per client IP' : 'for clients that do not override them')),
+        h('h2', null, 'Default limits ', faint(v.open ? 'per client IP' : 'for clients that do not override them')),
         h('div', { class: 'stats' },
           stat('Requests', num(d.requests_per_minute), 'per minute, sustained'),
           stat('Burst', num(d.burst), 'requests at once'),
@@ -1148,7 +1150,7 @@
         tr.classList.toggle('limited', limitedNow);
         nameCell(tr._cells[0], h('a', { href: clientHref(x.name) }, x.name), x.usage, false);
         patch(tr._cells[1], x.agents.includes('*')
-          ? h('span', { class: 'muted' }, 'all agents')
+          ? muted('all agents')
           : h('span', { class: 'chips' }, x.agents.map((a) => h('span', { class: 'chip' }, a))));
         patch(tr._cells[2], limitsText(x.limits, d));
         usageCells(tr, x.usage, '#/sessions?client=' + encodeURIComponent(x.name), x.limits.max_sessions, 3);
@@ -1174,7 +1176,7 @@
   function rulesTable(rules) {
     const t = table('policies-table', h('tr', null, ['Rule', 'Effect', 'About', 'Tools'].map((x) => h('th', { scope: 'col' }, x))));
     const about = (r) => [['client', r.clients, true], ['subject', r.subjects], ['scope', r.scopes], ['group', r.groups]]
-      .filter((a) => a[1].length).map((a) => h('div', null, h('span', { class: 'muted small' }, a[0] + ' '), chipList(a[1], a[2])));
+      .filter((a) => a[1].length).map((a) => h('div', null, faint(a[0] + ' '), chipList(a[1], a[2])));
     t.tbody.append(...rules.map((r) => h('tr', { 'data-testid': 'policy', 'data-policy': r.key },
       h('td', null, h('code', null, r.key), r.name ? [' ', h('strong', null, r.name)] : null),
       h('td', null, badge(r.effect, r.effect === 'allow' ? 'ok' : 'err')),
@@ -1207,14 +1209,14 @@
       patch(body,
         h('p', null, v.configured ? badge('[[clients]]', 'ok') : badge('OAuth client id', 'info'), ' agents: ',
           v.agents.includes('*') ? 'all' : v.agents.join(', '),
-          v.configured ? null : h('span', { class: 'muted small' }, ' — as far as rules about client ids go; rules about a token’s subject, scopes and groups apply too')),
+          v.configured ? null : faint(' — as far as rules about client ids go; rules about a token’s subject, scopes and groups apply too')),
         h('section', { class: 'panel-plain' }, h('h2', null, 'Rules about it'),
           v.policies.length ? rulesTable(v.policies) : h('p', { class: 'muted' }, 'No rule names this client.')),
         h('section', { class: 'panel-plain', 'data-testid': 'client-tools' }, h('h2', null, 'Tools it may call'),
           h('dl', { class: 'facts' }, v.tools.map((a) => [h('dt', null, a.agent),
             h('dd', { class: 'chips' }, a.allowed.map((t) => tool(a.agent, t, true)),
-              a.allowed.length ? null : h('span', { class: 'muted small' }, a.agent_allowed ? 'none' : 'none: [[clients]] agents leaves it out'),
-              a.denied.length ? [h('span', { class: 'muted small' }, '\u00b7 not allowed:'), a.denied.map((t) => tool(a.agent, t, false))] : null)]))));
+              a.allowed.length ? null : faint(a.agent_allowed ? 'none' : 'none: [[clients]] agents leaves it out'),
+              a.denied.length ? [faint('\u00b7 not allowed:'), a.denied.map((t) => tool(a.agent, t, false))] : null)]))));
       status.hidden = true;
       c.markLoaded();
     }, REFRESH_MS.client, loadFailed(status, c));
@@ -1368,7 +1370,7 @@
       const back = (n - 1 - i) * cfg.bucket;
       fill(tip,
         h('div', { class: 'tip-time' }, clock(from) + '\u2013' + clock(to),
-          h('span', { class: 'muted' }, i === n - 1 ? ' now, still filling' : ' ' + fmtDur(back) + ' ago')),
+          muted(i === n - 1 ? ' now, still filling' : ' ' + fmtDur(back) + ' ago')),
         cfg.series.map((s) => h('div', { class: 'tip-row' },
           h('span', { class: 'sw ' + s.cls + (s.kind === 'bar' ? '' : ' sw-line') }), s.label + ': ',
           h('strong', null, s.values[i] == null ? '\u2014' : s.fmt(s.values[i])))),
@@ -1605,7 +1607,7 @@
 
     const status = loadingEl('the audit trail');
     const count = h('span', { class: 'count', 'data-testid': 'audit-count' });
-    const note = h('span', { class: 'muted small' });
+    const note = faint();
     const inputs = {};
     const field = (k, label, el) => { inputs[k] = el; return h('label', { class: 'filter' }, h('span', null, label), el); };
     const textInput = (k, list) => h('input', { type: 'search', id: 'af-' + k, 'data-testid': 'filter-' + k, value: f[k], list: list || null, spellcheck: 'false', autocomplete: 'off' });
@@ -1839,18 +1841,18 @@
             h('div', { class: 'tnode-main' },
               h('span', { class: 'kind' }, kind),
               h('code', { class: 'tnode-tool', 'data-testid': 'node-tool' }, x.tool),
-              h('span', { class: 'muted' }, 'of ', h('span', { 'data-testid': 'node-agent' }, x.agent)),
+              muted('of ', h('span', { 'data-testid': 'node-agent' }, x.agent)),
               outcomeBadge(x.outcome),
               h('span', { class: 'tnode-dur', 'data-testid': 'duration' }, fmtMs(x.duration_ms))),
             track),
           h('div', { class: 'tnode-facts' },
             h('span', null, badge(x.decision, x.decision === 'allow' ? 'ok' : 'err'),
-              x.rule ? [' by ', h('code', { 'data-testid': 'node-rule' }, x.rule)] : h('span', { class: 'muted' }, ' no rule')),
+              x.rule ? [' by ', h('code', { 'data-testid': 'node-rule' }, x.rule)] : muted(' no rule')),
             h('span', { class: 'muted', title: 'When it began, from the start of the client\u2019s call' }, 'at +' + fmtMs(offset)),
             runFacts),
           x.error ? h('p', { class: 'tnode-error', 'data-testid': 'node-error' }, x.error) : null,
           h('details', { class: 'args' },
-            h('summary', null, 'Arguments ', h('span', { class: 'muted small' }, 'as recorded (redacted)')),
+            h('summary', null, 'Arguments ', faint('as recorded (redacted)')),
             h('pre', { class: 'args-json', 'data-testid': 'node-arguments' }, args === undefined ? 'null' : args),
             h('p', { class: 'muted small mono wrap' }, 'sha256 ' + x.arguments_sha256)),
           ch.length ? h('ol', { class: 'tchildren' }, ch.map(node)) : null);
@@ -1862,7 +1864,7 @@
         root ? null : h('p', { class: 'panel', 'data-testid': 'call-unfinished' }, 'The client\u2019s call has no record yet: it is still running, or its record is not written yet. Its calls so far:'),
         h('section', { class: 'panel' }, h('div', { class: 'call-facts' },
           field('Outcome', [outcomeBadge(head.outcome), ' ', fmtMs(head.duration_ms)]),
-          field('Started', [timeEl(head.time, fmtWhen(head.time)), h('span', { class: 'muted' }, ' \u00b7 ' + fmtAgo(secsSince(head.time)))]),
+          field('Started', [timeEl(head.time, fmtWhen(head.time)), muted(' \u00b7 ' + fmtAgo(secsSince(head.time)))]),
           field('Principal', orDash(head.principal)),
           field('Client', head.client ? h('a', { href: clientHref(head.client) }, head.client) : dash()),
           field('Transport', head.transport ? badge(TRANSPORTS[head.transport] || head.transport, head.transport === 'sse' ? 'sse' : 'http') : dash()),
