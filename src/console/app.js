@@ -40,6 +40,9 @@
     return add(el, kids);
   }
 
+  // <button type="button" class="btn cls">
+  const button = (cls, props, ...kids) => h('button', Object.assign({ type: 'button', class: cls ? 'btn ' + cls : 'btn' }, props), kids);
+
   function sv(tag, props, ...kids) {
     const el = document.createElementNS(SVG_NS, tag);
     setProps(el, props);
@@ -283,7 +286,7 @@
     if (msg) {
       bannerEl.append(h('span', { class: 'banner-msg' }, msg));
       if (action) {
-        bannerEl.append(h('button', { type: 'button', class: 'btn small', onclick: () => askToken(false).then(refreshNow, () => {}) }, 'Enter token'));
+        bannerEl.append(button('small', { onclick: () => askToken(false).then(refreshNow, () => {}) }, 'Enter token'));
       }
     }
     bannerEl.hidden = !msg;
@@ -509,7 +512,7 @@
   }
 
   function copyButton(label, getText, targetEl) {
-    const btn = h('button', { type: 'button', class: 'btn small copy', 'aria-label': 'Copy ' + label }, 'Copy');
+    const btn = button('small copy', { 'aria-label': 'Copy ' + label }, 'Copy');
     let timer = 0;
     btn.addEventListener('click', async () => {
       const ok = await copyText(getText());
@@ -586,7 +589,7 @@
   function viewAgents(r, c) {
     const status = loadingEl('agents');
     const countEl = h('p', { class: 'sub' });
-    const reloadBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'reload' }, 'Reload agents');
+    const reloadBtn = button('', { 'data-testid': 'reload' }, 'Reload agents');
     const reloadResult = h('div', { class: 'reload-result', 'data-testid': 'reload-result', role: 'status', hidden: true });
     const fileErrs = h('section', { class: 'panel danger-panel file-errors', 'aria-labelledby': 'file-errors-title', hidden: true });
     const grid = h('div', { class: 'agent-grid' });
@@ -769,7 +772,7 @@
       h('option', { value: 'streamable_http' }, TRANSPORTS.streamable_http),
       h('option', { value: 'sse' }, TRANSPORTS.sse));
     transportSel.value = f.transport;
-    const clearBtn = h('button', { type: 'button', class: 'btn small', hidden: true }, 'Clear filters');
+    const clearBtn = button('small', { hidden: true }, 'Clear filters');
     const filters = h('div', { class: 'filters', role: 'search', 'aria-label': 'Filter sessions' },
       h('label', { class: 'filter' }, h('span', null, 'Agent'), agentSel),
       h('label', { class: 'filter' }, h('span', null, 'Client'), clientSel),
@@ -845,7 +848,7 @@
     function createRow(s) {
       const tr = h('tr', { 'data-testid': 'session', 'data-session-id': s.id, 'data-agent': s.agent, 'data-transport': s.transport });
       tr._cells = SESSION_COLS.map((col) => h('td', { class: col.num ? 'num' : null }));
-      const endBtn = h('button', { type: 'button', class: 'btn small danger-outline', 'data-testid': 'end-session', 'aria-label': 'End session ' + shortId(s.id) + ' of ' + s.agent }, 'End session');
+      const endBtn = button('small danger-outline', { 'data-testid': 'end-session', 'aria-label': 'End session ' + shortId(s.id) + ' of ' + s.agent }, 'End session');
       endBtn.addEventListener('click', async () => {
         const res = await endSession(s);
         if (res) removeRow(tr);
@@ -902,7 +905,7 @@
       let content;
       if (f.agent || f.client || f.transport) {
         content = [h('p', null, 'Nothing to show: no sessions match the filters.'),
-          h('button', { type: 'button', class: 'btn small', onclick: () => setFilters({ agent: '', client: '', transport: '' }) }, 'Clear filters')];
+          button('small', { onclick: () => setFilters({ agent: '', client: '', transport: '' }) }, 'Clear filters')];
       } else if (agentNames && agentNames.length) {
         const base = ORIGIN + '/agents/' + encodeURIComponent(agentNames[0]);
         content = h('p', null, 'No live sessions: connect a client to ', h('code', null, base + '/sse'), ' (or ', h('code', null, base + '/mcp'), ').');
@@ -962,7 +965,7 @@
   function viewSession(r, c) {
     const id = r.id;
     const status = loadingEl('the session');
-    const endBtn = h('button', { type: 'button', class: 'btn danger-outline', 'data-testid': 'end-session', hidden: true }, 'End session');
+    const endBtn = button('danger-outline', { 'data-testid': 'end-session', hidden: true }, 'End session');
     const back = h('a', { class: 'back', href: '#/sessions' }, '\u2190 All sessions');
     const sub = h('p', { class: 'sub' }, h('code', { class: 'mono wrap' }, id));
     const body = h('div', { class: 'session-detail' });
@@ -1620,7 +1623,7 @@
       h('option', { value: '' }, 'Choose\u2026'), RANGES.map((x) => h('option', { value: x[0] }, x[1])));
     const agentList = h('datalist', { id: 'af-agents' });
     const clientList = h('datalist', { id: 'af-clients' });
-    const clearBtn = h('button', { type: 'button', class: 'btn small' }, 'Clear filters');
+    const clearBtn = button('small', null, 'Clear filters');
     const form = h('form', { class: 'filters audit-filters', role: 'search', 'aria-label': 'Filter the audit trail', 'data-testid': 'audit-filters' },
       h('label', { class: 'filter' }, h('span', null, 'Time range'), rangeSel),
       field('from', 'From', timeInput('from')),
@@ -1639,8 +1642,8 @@
       ['Time', 'Outcome', 'Principal', 'Client', 'Agent', 'Tool', 'Duration', 'Error'].map((x, i) =>
         h('th', { scope: 'col', class: i === 6 ? 'num' : null }, x))));
     const emptyHost = h('div');
-    const olderBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-older', hidden: true }, 'Older records');
-    const newestBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-newest', hidden: true }, 'Back to the newest');
+    const olderBtn = button('', { 'data-testid': 'audit-older', hidden: true }, 'Older records');
+    const newestBtn = button('', { 'data-testid': 'audit-newest', hidden: true }, 'Back to the newest');
     const more = h('div', { class: 'more' }, olderBtn, newestBtn);
     viewEl.append(pageHead('Audit trail', h('p', { class: 'sub' }, count, ' ', note), null), form, status, t.wrap, emptyHost, more);
     t.wrap.hidden = true;
@@ -1717,7 +1720,7 @@
       clearBtn.hidden = !anyFilter();
       if (records.length) { emptyHost.replaceChildren(); return; }
       patch(emptyHost, h('div', { class: 'empty', 'data-testid': 'empty' }, anyFilter()
-        ? [h('p', null, 'No records match the filters.'), h('button', { type: 'button', class: 'btn small', onclick: () => clearBtn.click() }, 'Clear filters')]
+        ? [h('p', null, 'No records match the filters.'), button('small', { onclick: () => clearBtn.click() }, 'Clear filters')]
         : h('p', null, 'No tool calls recorded yet: every call a client makes, and each call an agent makes for it, appears here.')));
     }
 
