@@ -6,9 +6,9 @@
   const TOKEN_KEY = 'switchboard.adminToken';
   const ORIGIN = location.origin;
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000 };
+  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000, approvals: 2000 };
   const TRANSPORTS = { sse: 'Legacy SSE', streamable_http: 'Streamable HTTP' };
-  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call' };
+  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call', approvals: 'Approvals' };
 
   const $ = (id) => document.getElementById(id);
   const viewEl = $('view');
@@ -315,8 +315,8 @@
     }
   }
 
-  // fetch + JSON + the error rules: 401 asks for the token and retries, network failures
-  // and other errors go to the banner (except statuses the caller expects, e.g. 404).
+  // fetch + JSON (opts.body goes as JSON) + the error rules: 401 asks for the token and retries,
+  // network failures and other errors go to the banner (except statuses the caller expects, e.g. 404).
   async function api(path, opts) {
     opts = opts || {};
     const method = opts.method || 'GET';
@@ -325,9 +325,10 @@
       const token = getToken();
       const headers = { Accept: 'application/json' };
       if (token) headers.Authorization = 'Bearer ' + token;
+      if (opts.body) headers['Content-Type'] = 'application/json';
       let res, text;
       try {
-        res = await fetch(path, { method, headers, cache: 'no-store', credentials: 'same-origin' });
+        res = await fetch(path, { method, headers, body: opts.body && JSON.stringify(opts.body), cache: 'no-store', credentials: 'same-origin' });
         text = res.status === 204 ? '' : await res.text();
       } catch (e) {
         setNetDown(true);
@@ -1898,9 +1899,107 @@
     }, REFRESH_MS.audit, loadFailed(status, c));
   }
 
+  /* ------------------------------------------------------------------ view: approvals */
+
+  const pendingEl = $('approvals-count');
+  const showPending = (n) => { setText(pendingEl, n); pendingEl.hidden = !n; };
+
+  // The nav's count on the other views too (the view keeps it itself), every 2 s while shown.
+  async function pollPending() {
+    if (!document.hidden && !tokenDlg.open && !banner.auth && ctx && ctx.route.view !== 'approvals') {
+      try { showPending((await api('/admin/approvals')).approvals.length); } catch (e) { /* the view says why */ }
+    }
+    setTimeout(pollPending, REFRESH_MS.approvals);
+  }
+
+  function viewApprovals(r, c) {
+    const status = loadingEl('the calls waiting');
+    const count = h('span', { class: 'count' });
+    const opInput = h('input', { type: 'text', 'data-testid': 'operator', placeholder: 'admin@<your address>' });
+    try { opInput.value = localStorage.getItem('switchboard.operator') || ''; } catch (e) { /* not kept */ }
+    const list = h('div', { class: 'approvals' });
+    const empty = h('p', { class: 'empty', 'data-testid': 'empty', hidden: true },
+      'No calls wait for an operator: they appear here as they come.');
+    viewEl.append(pageHead('Approvals', h('p', { class: 'sub' }, count, ' oldest first'),
+      h('label', { class: 'filter' }, 'Deciding as', opInput)), status, list, empty);
+    const gone = new Set(); // decided here: a list fetched before must not bring them back
+    let sig = '';
+
+    function card(p) {
+      const reason = h('input', { type: 'text', 'data-testid': 'reason', placeholder: 'Reason (a denial tells the caller)' });
+      const btn = (yes) => button(yes ? 'primary' : 'danger-outline', { 'data-testid': yes ? 'approve' : 'deny',
+        onclick: () => decide(p, yes, el, reason.value.trim()) }, yes ? 'Approve' : 'Deny');
+      const el = h('article', { class: 'card', 'data-testid': 'approval', 'data-id': p.id },
+        h('header', { class: 'card-head' },
+          h('h2', null, h('code', null, p.tool), muted(' of ' + p.agent)),
+          faint('waiting ', h('strong'), ' \u00b7 denied in ', h('strong'))),
+        p.message ? h('p', { class: 'appr-msg' }, p.message) : null,
+        h('dl', { class: 'facts' },
+          h('dt', null, 'For'), h('dd', null, p.caller),
+          h('dt', null, 'Rule'), h('dd', null, h('code', null, p.rule), p.conditions ? [' when ', h('code', null, p.conditions)] : null),
+          h('dt', null, 'Arguments'), h('dd', null, h('pre', { class: 'args-json' }, JSON.stringify(p.arguments, null, 2))),
+          p.root_id ? [h('dt', null, 'Audit'), h('dd', null, h('a', { href: callHref(p.root_id) }, 'The call\u2019s tree'))] : null),
+        h('div', { class: 'appr-act' }, reason, btn(true), btn(false)));
+      return el;
+    }
+
+    // How long each has waited and has left, every second.
+    function tick() {
+      const now = serverNow();
+      for (const el of list.children) {
+        const [waited, left] = el.querySelectorAll('strong');
+        const secs = (el._p.expires_ms - now) / 1000;
+        setText(waited, fmtDur((now - el._p.requested_ms) / 1000));
+        setText(left, secs > 0 ? fmtDur(secs) : 'now');
+        left.classList.toggle('bad', secs < 30);
+      }
+    }
+    const timer = setInterval(tick, 1000);
+    c.onCleanup(() => clearInterval(timer));
+
+    async function decide(p, yes, el, reason) {
+      const operator = opInput.value.trim();
+      try { localStorage.setItem('switchboard.operator', operator); } catch (e) { /* not kept */ }
+      const btns = el.querySelectorAll('button');
+      btns.forEach((b) => { b.disabled = true; });
+      const what = p.tool + ' of ' + p.agent;
+      try {
+        const d = await api('/admin/approvals/' + encodeURIComponent(p.id), { method: 'POST', expect: [404, 409],
+          body: { decision: yes ? 'approve' : 'deny', reason: reason || undefined, operator: operator || undefined } });
+        notice(what + ' ' + d.decision + ' by ' + d.decided_by + (d.reason ? ': ' + d.reason : '.'));
+      } catch (e) {
+        if (e.status !== 404 && e.status !== 409) {
+          btns.forEach((b) => { b.disabled = false; });
+          return notice('Could not decide: ' + e.message, 'error');
+        }
+        notice(what + ' is no longer waiting: decided, timed out or withdrawn.', 'error');
+      }
+      gone.add(p.id);
+      el.remove();
+      showPending(list.children.length);
+      loop.now();
+    }
+
+    const loop = startLoop(c, async () => {
+      const all = (await api('/admin/approvals')).approvals.filter((p) => !gone.has(p.id));
+      if (!c.alive()) return;
+      showPending(all.length);
+      const s = JSON.stringify(all);
+      if (s !== sig) { // only what changed touches the page
+        sig = s;
+        syncRows(list, all, (p) => p.id, card, (el, p) => { el._p = p; });
+        setText(count, plural(all.length, 'call') + ' waiting,');
+        empty.hidden = !!all.length;
+      }
+      tick();
+      status.hidden = true;
+      c.markLoaded();
+    }, REFRESH_MS.approvals, loadFailed(status, c));
+  }
+
   /* ------------------------------------------------------------------ start */
 
-  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall };
+  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall, approvals: viewApprovals };
 
   $('origin').textContent = ORIGIN;
   $('origin').title = 'The gateway this console manages';
@@ -1910,4 +2009,5 @@
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshNow(); });
   if (!parseRoute() || !location.hash) history.replaceState(null, '', '#/agents');
   route();
+  pollPending();
 })();
