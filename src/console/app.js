@@ -6,9 +6,9 @@
   const TOKEN_KEY = 'switchboard.adminToken';
   const ORIGIN = location.origin;
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000 };
+  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000, approvals: 2000 };
   const TRANSPORTS = { sse: 'Legacy SSE', streamable_http: 'Streamable HTTP' };
-  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call' };
+  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call', approvals: 'Approvals' };
 
   const $ = (id) => document.getElementById(id);
   const viewEl = $('view');
@@ -39,6 +39,9 @@
     setProps(el, props);
     return add(el, kids);
   }
+
+  // <button type="button" class="btn cls">
+  const button = (cls, props, ...kids) => h('button', Object.assign({ type: 'button', class: cls ? 'btn ' + cls : 'btn' }, props), kids);
 
   function sv(tag, props, ...kids) {
     const el = document.createElementNS(SVG_NS, tag);
@@ -178,7 +181,7 @@
     return h('time', { datetime: iso, title: isNaN(d) ? iso : localIso(d) }, text);
   }
 
-  const agoEl = (iso) => (iso ? timeEl(iso, fmtAgo(secsSince(iso))) : h('span', { class: 'muted' }, 'never'));
+  const agoEl = (iso) => (iso ? timeEl(iso, fmtAgo(secsSince(iso))) : muted('never'));
   // Cluster mode names a legacy session's replica in its id (`<node>~<uuid>`): the node is
   // shown beside it, so the short form is the uuid's.
   const shortId = (id) => {
@@ -186,7 +189,9 @@
     return own.length > 12 ? own.slice(0, 8) : own;
   };
   const absUrl = (p) => (/^[a-z][a-z0-9+.-]*:/i.test(p) ? p : ORIGIN + p);
-  const dash = () => h('span', { class: 'muted' }, '\u2014');
+  const muted = (...kids) => h('span', { class: 'muted' }, kids);
+  const faint = (...kids) => h('span', { class: 'muted small' }, kids);
+  const dash = () => muted('\u2014');
   const orDash = (v) => (v == null || v === '' ? dash() : v);
   const badge = (text, kind, props) => h('span', Object.assign({ class: 'badge' + (kind ? ' ' + kind : '') }, props || {}), text);
 
@@ -281,7 +286,7 @@
     if (msg) {
       bannerEl.append(h('span', { class: 'banner-msg' }, msg));
       if (action) {
-        bannerEl.append(h('button', { type: 'button', class: 'btn small', onclick: () => askToken(false).then(refreshNow, () => {}) }, 'Enter token'));
+        bannerEl.append(button('small', { onclick: () => askToken(false).then(refreshNow, () => {}) }, 'Enter token'));
       }
     }
     bannerEl.hidden = !msg;
@@ -310,8 +315,8 @@
     }
   }
 
-  // fetch + JSON + the error rules: 401 asks for the token and retries, network failures
-  // and other errors go to the banner (except statuses the caller expects, e.g. 404).
+  // fetch + JSON (opts.body goes as JSON) + the error rules: 401 asks for the token and retries,
+  // network failures and other errors go to the banner (except statuses the caller expects, e.g. 404).
   async function api(path, opts) {
     opts = opts || {};
     const method = opts.method || 'GET';
@@ -320,9 +325,10 @@
       const token = getToken();
       const headers = { Accept: 'application/json' };
       if (token) headers.Authorization = 'Bearer ' + token;
+      if (opts.body) headers['Content-Type'] = 'application/json';
       let res, text;
       try {
-        res = await fetch(path, { method, headers, cache: 'no-store', credentials: 'same-origin' });
+        res = await fetch(path, { method, headers, body: opts.body && JSON.stringify(opts.body), cache: 'no-store', credentials: 'same-origin' });
         text = res.status === 204 ? '' : await res.text();
       } catch (e) {
         setNetDown(true);
@@ -507,7 +513,7 @@
   }
 
   function copyButton(label, getText, targetEl) {
-    const btn = h('button', { type: 'button', class: 'btn small copy', 'aria-label': 'Copy ' + label }, 'Copy');
+    const btn = button('small copy', { 'aria-label': 'Copy ' + label }, 'Copy');
     let timer = 0;
     btn.addEventListener('click', async () => {
       const ok = await copyText(getText());
@@ -584,7 +590,7 @@
   function viewAgents(r, c) {
     const status = loadingEl('agents');
     const countEl = h('p', { class: 'sub' });
-    const reloadBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'reload' }, 'Reload agents');
+    const reloadBtn = button('', { 'data-testid': 'reload' }, 'Reload agents');
     const reloadResult = h('div', { class: 'reload-result', 'data-testid': 'reload-result', role: 'status', hidden: true });
     const fileErrs = h('section', { class: 'panel danger-panel file-errors', 'aria-labelledby': 'file-errors-title', hidden: true });
     const grid = h('div', { class: 'agent-grid' });
@@ -630,7 +636,7 @@
         h('div', { class: 'reload-line' },
           h('strong', null, 'Reloaded at ' + clock(new Date()) + ': '),
           parts.length ? parts : 'no changes.',
-          (res.unchanged || []).length ? h('span', { class: 'muted' }, plural(res.unchanged.length, 'agent') + ' unchanged') : null),
+          (res.unchanged || []).length ? muted(plural(res.unchanged.length, 'agent') + ' unchanged') : null),
         errors.length ? h('ul', { class: 'error-list' }, errors.map((e) => h('li', { class: 'load-error' }, e))) : null);
       reloadResult.hidden = false;
     }
@@ -645,26 +651,26 @@
       if (a.expose_agent) exposed.push(h('span', { class: 'chip agent-tool', title: 'The agent tool: takes a task and runs the agent\u2019s model' }, a.name));
       if (a.expose_tools) for (const t of a.tools) exposed.push(h('span', { class: 'chip', title: t.description || t.name }, t.name));
       const inner = !a.expose_tools && a.tools.length
-        ? [h('dt', null, 'Inner tools'), h('dd', { class: 'chips' }, a.tools.map((t) => h('span', { class: 'chip muted-chip', title: t.description || t.name }, t.name)), h('span', { class: 'muted small' }, 'model only'))]
+        ? [h('dt', null, 'Inner tools'), h('dd', { class: 'chips' }, a.tools.map((t) => h('span', { class: 'chip muted-chip', title: t.description || t.name }, t.name)), faint('model only'))]
         : null;
       const model = a.model
         ? [h('span', null, a.model.provider + ' \u00b7 ', h('strong', null, a.model.model)), ' ',
             a.model.api_key_set ? badge('API key set', 'ok') : badge('no API key', 'warn')]
-        : h('span', { class: 'muted' }, 'none');
+        : muted('none');
       const sessLink = h('a', { href: '#/sessions?agent=' + encodeURIComponent(a.name) });
-      const sessDetail = h('span', { class: 'muted' });
+      const sessDetail = muted();
       const calls = h('strong', { class: 'num' });
       const errRate = h('strong', { class: 'num' });
-      const lat = h('span', { class: 'muted' });
+      const lat = muted();
       const el = h('article', { class: 'card agent' + (a.load_errors.length ? ' has-errors' : ''), 'data-testid': 'agent', 'data-agent': a.name },
         h('header', { class: 'card-head' },
           h('h2', { class: 'agent-name' }, a.name),
           h('span', { class: 'file', title: 'Agent file' }, a.file)),
-        h('p', { class: 'desc' }, a.description || h('span', { class: 'muted' }, 'No description.')),
+        h('p', { class: 'desc' }, a.description || muted('No description.')),
         h('dl', { class: 'facts urls' }, urlRow('Streamable HTTP', 'url-mcp', mcpUrl), urlRow('Legacy SSE', 'url-sse', sseUrl)),
         h('dl', { class: 'facts' },
           h('dt', null, 'MCP tools'),
-          h('dd', { class: 'chips' }, exposed.length ? exposed : h('span', { class: 'muted' }, 'none exposed')),
+          h('dd', { class: 'chips' }, exposed.length ? exposed : muted('none exposed')),
           inner,
           h('dt', null, 'Model'), h('dd', null, model),
           h('dt', null, 'Sessions'), h('dd', null, sessLink, ' ', sessDetail),
@@ -759,7 +765,7 @@
 
     const status = loadingEl('sessions');
     const count = h('span', { class: 'count', 'data-testid': 'session-count' });
-    const capped = h('span', { class: 'muted small' });
+    const capped = faint();
     const agentSel = h('select', { id: 'f-agent' });
     const clientSel = h('select', { id: 'f-client' });
     const transportSel = h('select', { id: 'f-transport' },
@@ -767,7 +773,7 @@
       h('option', { value: 'streamable_http' }, TRANSPORTS.streamable_http),
       h('option', { value: 'sse' }, TRANSPORTS.sse));
     transportSel.value = f.transport;
-    const clearBtn = h('button', { type: 'button', class: 'btn small', hidden: true }, 'Clear filters');
+    const clearBtn = button('small', { hidden: true }, 'Clear filters');
     const filters = h('div', { class: 'filters', role: 'search', 'aria-label': 'Filter sessions' },
       h('label', { class: 'filter' }, h('span', null, 'Agent'), agentSel),
       h('label', { class: 'filter' }, h('span', null, 'Client'), clientSel),
@@ -843,7 +849,7 @@
     function createRow(s) {
       const tr = h('tr', { 'data-testid': 'session', 'data-session-id': s.id, 'data-agent': s.agent, 'data-transport': s.transport });
       tr._cells = SESSION_COLS.map((col) => h('td', { class: col.num ? 'num' : null }));
-      const endBtn = h('button', { type: 'button', class: 'btn small danger-outline', 'data-testid': 'end-session', 'aria-label': 'End session ' + shortId(s.id) + ' of ' + s.agent }, 'End session');
+      const endBtn = button('small danger-outline', { 'data-testid': 'end-session', 'aria-label': 'End session ' + shortId(s.id) + ' of ' + s.agent }, 'End session');
       endBtn.addEventListener('click', async () => {
         const res = await endSession(s);
         if (res) removeRow(tr);
@@ -879,7 +885,7 @@
       patch(cClient, orDash(s.client));
       patch(cIp, s.client_ip ? h('span', { class: 'mono' }, s.client_ip) : dash());
       patch(cMcp, s.mcp_client_name
-        ? h('span', { title: s.user_agent || '' }, s.mcp_client_name, s.mcp_client_version ? h('span', { class: 'muted' }, ' ' + s.mcp_client_version) : null)
+        ? h('span', { title: s.user_agent || '' }, s.mcp_client_name, s.mcp_client_version ? muted(' ' + s.mcp_client_version) : null)
         : (s.user_agent ? h('span', { class: 'muted', title: s.user_agent }, 'not initialized') : dash()));
       patch(cProto, orDash(s.protocol_version));
       patch(cAge, timeEl(s.created_at, fmtDur(s.age_secs)));
@@ -900,7 +906,7 @@
       let content;
       if (f.agent || f.client || f.transport) {
         content = [h('p', null, 'Nothing to show: no sessions match the filters.'),
-          h('button', { type: 'button', class: 'btn small', onclick: () => setFilters({ agent: '', client: '', transport: '' }) }, 'Clear filters')];
+          button('small', { onclick: () => setFilters({ agent: '', client: '', transport: '' }) }, 'Clear filters')];
       } else if (agentNames && agentNames.length) {
         const base = ORIGIN + '/agents/' + encodeURIComponent(agentNames[0]);
         content = h('p', null, 'No live sessions: connect a client to ', h('code', null, base + '/sse'), ' (or ', h('code', null, base + '/mcp'), ').');
@@ -960,7 +966,7 @@
   function viewSession(r, c) {
     const id = r.id;
     const status = loadingEl('the session');
-    const endBtn = h('button', { type: 'button', class: 'btn danger-outline', 'data-testid': 'end-session', hidden: true }, 'End session');
+    const endBtn = button('danger-outline', { 'data-testid': 'end-session', hidden: true }, 'End session');
     const back = h('a', { class: 'back', href: '#/sessions' }, '\u2190 All sessions');
     const sub = h('p', { class: 'sub' }, h('code', { class: 'mono wrap' }, id));
     const body = h('div', { class: 'session-detail' });
@@ -995,19 +1001,19 @@
         field('Agent', h('a', { href: '#/sessions?agent=' + encodeURIComponent(s.agent) }, s.agent)),
         field('Transport', badge(TRANSPORTS[s.transport] || s.transport, s.transport === 'sse' ? 'sse' : 'http')),
         s.node ? field('Replica', h('span', { class: 'mono' }, s.node)) : null,
-        field('Client', s.client ? h('a', { href: '#/sessions?client=' + encodeURIComponent(s.client) }, s.client) : h('span', { class: 'muted' }, 'none (open access)')),
+        field('Client', s.client ? h('a', { href: '#/sessions?client=' + encodeURIComponent(s.client) }, s.client) : muted('none (open access)')),
         field('Client IP', s.client_ip ? h('span', { class: 'mono' }, s.client_ip) : dash()),
         field('User agent', orDash(s.user_agent)),
         field('MCP client', orDash(mcp)),
         field('Protocol version', orDash(s.protocol_version)),
-        field('Started', [timeEl(s.created_at, fmtAgo(s.age_secs)), h('span', { class: 'muted' }, ' \u00b7 age ' + fmtDur(s.age_secs))]),
-        field('Last activity', [timeEl(s.last_active_at, fmtAgo(s.idle_secs)), h('span', { class: 'muted' }, ' \u00b7 idle ' + fmtDur(s.idle_secs))]),
+        field('Started', [timeEl(s.created_at, fmtAgo(s.age_secs)), muted(' \u00b7 age ' + fmtDur(s.age_secs))]),
+        field('Last activity', [timeEl(s.last_active_at, fmtAgo(s.idle_secs)), muted(' \u00b7 idle ' + fmtDur(s.idle_secs))]),
         field('Requests', num(s.requests)),
         field('Errors', s.errors ? h('span', { class: 'bad' }, num(s.errors)) : '0'),
         field('Calls in flight', num(s.calls_in_flight)),
         field('LLM tokens', num(s.llm_prompt_tokens) + ' prompt \u00b7 ' + num(s.llm_completion_tokens) + ' completion'),
         field('State', s.parked
-          ? [badge('parked'), h('span', { class: 'muted' }, ' idle: its engine restarts on its next request')]
+          ? [badge('parked'), muted(' idle: its engine restarts on its next request')]
           : badge('active', 'ok')));
       const calls = (s.recent_calls || []).slice().reverse();
       const outcomeKind = { ok: 'ok', error: 'err', invalid_arguments: 'warn', cancelled: null };
@@ -1030,7 +1036,7 @@
       patch(body,
         h('section', { class: 'panel' }, facts),
         h('section', { class: 'panel-plain' },
-          h('h2', null, 'Recent calls ', h('span', { class: 'muted small' }, 'newest first, the last 20')),
+          h('h2', null, 'Recent calls ', faint('newest first, the last 20')),
           callsEl));
     }
 
@@ -1077,7 +1083,7 @@
       h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col' }, 'Agents'), h('th', { scope: 'col' }, 'Limits'), usageHead()));
     const pt = table('clients-table', h('tr', null, h('th', { scope: 'col' }, 'IP address'), usageHead()));
     clientsSec.append(h('h2', null, 'Clients'), ct.wrap);
-    peersSec.append(h('h2', null, 'Peers ', h('span', { class: 'muted small' }, 'recent client IP addresses, each with the default limits')), pt.wrap);
+    peersSec.append(h('h2', null, 'Peers ', faint('recent client IP addresses, each with the default limits')), pt.wrap);
     const peersEmpty = h('p', { class: 'empty small-empty' }, 'No MCP client has connected recently.');
     peersSec.append(peersEmpty);
 
@@ -1094,13 +1100,13 @@
       const cells = tr._cells;
       patch(cells[offset], sessionsHref && u.sessions
         ? h('a', { href: sessionsHref }, num(u.sessions))
-        : num(u.sessions), maxSessions != null ? h('span', { class: 'muted' }, ' / ' + num(maxSessions)) : null);
+        : num(u.sessions), maxSessions != null ? muted(' / ' + num(maxSessions)) : null);
       patch(cells[offset + 1], num(u.requests));
       patch(cells[offset + 2], num(u.requests_last_minute));
       patch(cells[offset + 3], num(u.agent_runs));
       patch(cells[offset + 4], u.rate_limited ? h('span', { class: 'bad' }, num(u.rate_limited)) : '0');
       patch(cells[offset + 5], u.rate_limited_last_minute ? h('strong', { class: 'bad' }, num(u.rate_limited_last_minute)) : '0');
-      patch(cells[offset + 6], u.last_rate_limited_at ? agoEl(u.last_rate_limited_at) : h('span', { class: 'muted' }, 'never'));
+      patch(cells[offset + 6], u.last_rate_limited_at ? agoEl(u.last_rate_limited_at) : muted('never'));
     }
 
     function nameCell(td, name, u, mono) {
@@ -1121,7 +1127,7 @@
     startLoop(c, async () => {
       const [v, p] = await Promise.all([api('/admin/clients'), api('/admin/policies', { expect: [404] }).catch(() => null)]);
       if (!c.alive()) return;
-      if (p) patch(rulesSec, h('h2', null, 'Policies ', h('span', { class: 'muted small' }, p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
+      if (p) patch(rulesSec, h('h2', null, 'Policies ', faint(p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
       const d = v.default_limits;
       patch(access, v.open
         ? [h('h2', null, badge('open access', 'warn'), ' No clients are configured'),
@@ -1129,7 +1135,7 @@
         : [h('h2', null, badge('token access', 'ok'), ' ' + plural(v.clients.length, 'client') + ' configured'),
            h('p', null, 'Every MCP request needs a client\u2019s bearer token: missing or unknown \u2192 401, an agent the client may not use \u2192 403, over a limit \u2192 429. Each client has its own limits; tokens are never shown.')]);
       patch(limitsEl,
-        h('h2', null, 'Default limits ', h('span', { class: 'muted small' }, v.open ? 'per client IP' : 'for clients that do not override them')),
+        h('h2', null, 'Default limits ', faint(v.open ? 'per client IP' : 'for clients that do not override them')),
         h('div', { class: 'stats' },
           stat('Requests', num(d.requests_per_minute), 'per minute, sustained'),
           stat('Burst', num(d.burst), 'requests at once'),
@@ -1148,7 +1154,7 @@
         tr.classList.toggle('limited', limitedNow);
         nameCell(tr._cells[0], h('a', { href: clientHref(x.name) }, x.name), x.usage, false);
         patch(tr._cells[1], x.agents.includes('*')
-          ? h('span', { class: 'muted' }, 'all agents')
+          ? muted('all agents')
           : h('span', { class: 'chips' }, x.agents.map((a) => h('span', { class: 'chip' }, a))));
         patch(tr._cells[2], limitsText(x.limits, d));
         usageCells(tr, x.usage, '#/sessions?client=' + encodeURIComponent(x.name), x.limits.max_sessions, 3);
@@ -1174,7 +1180,7 @@
   function rulesTable(rules) {
     const t = table('policies-table', h('tr', null, ['Rule', 'Effect', 'About', 'Tools'].map((x) => h('th', { scope: 'col' }, x))));
     const about = (r) => [['client', r.clients, true], ['subject', r.subjects], ['scope', r.scopes], ['group', r.groups]]
-      .filter((a) => a[1].length).map((a) => h('div', null, h('span', { class: 'muted small' }, a[0] + ' '), chipList(a[1], a[2])));
+      .filter((a) => a[1].length).map((a) => h('div', null, faint(a[0] + ' '), chipList(a[1], a[2])));
     t.tbody.append(...rules.map((r) => h('tr', { 'data-testid': 'policy', 'data-policy': r.key },
       h('td', null, h('code', null, r.key), r.name ? [' ', h('strong', null, r.name)] : null),
       h('td', null, badge(r.effect, r.effect === 'allow' ? 'ok' : 'err')),
@@ -1207,14 +1213,14 @@
       patch(body,
         h('p', null, v.configured ? badge('[[clients]]', 'ok') : badge('OAuth client id', 'info'), ' agents: ',
           v.agents.includes('*') ? 'all' : v.agents.join(', '),
-          v.configured ? null : h('span', { class: 'muted small' }, ' — as far as rules about client ids go; rules about a token’s subject, scopes and groups apply too')),
+          v.configured ? null : faint(' — as far as rules about client ids go; rules about a token’s subject, scopes and groups apply too')),
         h('section', { class: 'panel-plain' }, h('h2', null, 'Rules about it'),
           v.policies.length ? rulesTable(v.policies) : h('p', { class: 'muted' }, 'No rule names this client.')),
         h('section', { class: 'panel-plain', 'data-testid': 'client-tools' }, h('h2', null, 'Tools it may call'),
           h('dl', { class: 'facts' }, v.tools.map((a) => [h('dt', null, a.agent),
             h('dd', { class: 'chips' }, a.allowed.map((t) => tool(a.agent, t, true)),
-              a.allowed.length ? null : h('span', { class: 'muted small' }, a.agent_allowed ? 'none' : 'none: [[clients]] agents leaves it out'),
-              a.denied.length ? [h('span', { class: 'muted small' }, '\u00b7 not allowed:'), a.denied.map((t) => tool(a.agent, t, false))] : null)]))));
+              a.allowed.length ? null : faint(a.agent_allowed ? 'none' : 'none: [[clients]] agents leaves it out'),
+              a.denied.length ? [faint('\u00b7 not allowed:'), a.denied.map((t) => tool(a.agent, t, false))] : null)]))));
       status.hidden = true;
       c.markLoaded();
     }, REFRESH_MS.client, loadFailed(status, c));
@@ -1368,7 +1374,7 @@
       const back = (n - 1 - i) * cfg.bucket;
       fill(tip,
         h('div', { class: 'tip-time' }, clock(from) + '\u2013' + clock(to),
-          h('span', { class: 'muted' }, i === n - 1 ? ' now, still filling' : ' ' + fmtDur(back) + ' ago')),
+          muted(i === n - 1 ? ' now, still filling' : ' ' + fmtDur(back) + ' ago')),
         cfg.series.map((s) => h('div', { class: 'tip-row' },
           h('span', { class: 'sw ' + s.cls + (s.kind === 'bar' ? '' : ' sw-line') }), s.label + ': ',
           h('strong', null, s.values[i] == null ? '\u2014' : s.fmt(s.values[i])))),
@@ -1605,7 +1611,7 @@
 
     const status = loadingEl('the audit trail');
     const count = h('span', { class: 'count', 'data-testid': 'audit-count' });
-    const note = h('span', { class: 'muted small' });
+    const note = faint();
     const inputs = {};
     const field = (k, label, el) => { inputs[k] = el; return h('label', { class: 'filter' }, h('span', null, label), el); };
     const textInput = (k, list) => h('input', { type: 'search', id: 'af-' + k, 'data-testid': 'filter-' + k, value: f[k], list: list || null, spellcheck: 'false', autocomplete: 'off' });
@@ -1618,7 +1624,7 @@
       h('option', { value: '' }, 'Choose\u2026'), RANGES.map((x) => h('option', { value: x[0] }, x[1])));
     const agentList = h('datalist', { id: 'af-agents' });
     const clientList = h('datalist', { id: 'af-clients' });
-    const clearBtn = h('button', { type: 'button', class: 'btn small' }, 'Clear filters');
+    const clearBtn = button('small', null, 'Clear filters');
     const form = h('form', { class: 'filters audit-filters', role: 'search', 'aria-label': 'Filter the audit trail', 'data-testid': 'audit-filters' },
       h('label', { class: 'filter' }, h('span', null, 'Time range'), rangeSel),
       field('from', 'From', timeInput('from')),
@@ -1637,8 +1643,8 @@
       ['Time', 'Outcome', 'Principal', 'Client', 'Agent', 'Tool', 'Duration', 'Error'].map((x, i) =>
         h('th', { scope: 'col', class: i === 6 ? 'num' : null }, x))));
     const emptyHost = h('div');
-    const olderBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-older', hidden: true }, 'Older records');
-    const newestBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'audit-newest', hidden: true }, 'Back to the newest');
+    const olderBtn = button('', { 'data-testid': 'audit-older', hidden: true }, 'Older records');
+    const newestBtn = button('', { 'data-testid': 'audit-newest', hidden: true }, 'Back to the newest');
     const more = h('div', { class: 'more' }, olderBtn, newestBtn);
     viewEl.append(pageHead('Audit trail', h('p', { class: 'sub' }, count, ' ', note), null), form, status, t.wrap, emptyHost, more);
     t.wrap.hidden = true;
@@ -1715,7 +1721,7 @@
       clearBtn.hidden = !anyFilter();
       if (records.length) { emptyHost.replaceChildren(); return; }
       patch(emptyHost, h('div', { class: 'empty', 'data-testid': 'empty' }, anyFilter()
-        ? [h('p', null, 'No records match the filters.'), h('button', { type: 'button', class: 'btn small', onclick: () => clearBtn.click() }, 'Clear filters')]
+        ? [h('p', null, 'No records match the filters.'), button('small', { onclick: () => clearBtn.click() }, 'Clear filters')]
         : h('p', null, 'No tool calls recorded yet: every call a client makes, and each call an agent makes for it, appears here.')));
     }
 
@@ -1839,18 +1845,18 @@
             h('div', { class: 'tnode-main' },
               h('span', { class: 'kind' }, kind),
               h('code', { class: 'tnode-tool', 'data-testid': 'node-tool' }, x.tool),
-              h('span', { class: 'muted' }, 'of ', h('span', { 'data-testid': 'node-agent' }, x.agent)),
+              muted('of ', h('span', { 'data-testid': 'node-agent' }, x.agent)),
               outcomeBadge(x.outcome),
               h('span', { class: 'tnode-dur', 'data-testid': 'duration' }, fmtMs(x.duration_ms))),
             track),
           h('div', { class: 'tnode-facts' },
             h('span', null, badge(x.decision, x.decision === 'allow' ? 'ok' : 'err'),
-              x.rule ? [' by ', h('code', { 'data-testid': 'node-rule' }, x.rule)] : h('span', { class: 'muted' }, ' no rule')),
+              x.rule ? [' by ', h('code', { 'data-testid': 'node-rule' }, x.rule)] : muted(' no rule')),
             h('span', { class: 'muted', title: 'When it began, from the start of the client\u2019s call' }, 'at +' + fmtMs(offset)),
             runFacts),
           x.error ? h('p', { class: 'tnode-error', 'data-testid': 'node-error' }, x.error) : null,
           h('details', { class: 'args' },
-            h('summary', null, 'Arguments ', h('span', { class: 'muted small' }, 'as recorded (redacted)')),
+            h('summary', null, 'Arguments ', faint('as recorded (redacted)')),
             h('pre', { class: 'args-json', 'data-testid': 'node-arguments' }, args === undefined ? 'null' : args),
             h('p', { class: 'muted small mono wrap' }, 'sha256 ' + x.arguments_sha256)),
           ch.length ? h('ol', { class: 'tchildren' }, ch.map(node)) : null);
@@ -1862,7 +1868,7 @@
         root ? null : h('p', { class: 'panel', 'data-testid': 'call-unfinished' }, 'The client\u2019s call has no record yet: it is still running, or its record is not written yet. Its calls so far:'),
         h('section', { class: 'panel' }, h('div', { class: 'call-facts' },
           field('Outcome', [outcomeBadge(head.outcome), ' ', fmtMs(head.duration_ms)]),
-          field('Started', [timeEl(head.time, fmtWhen(head.time)), h('span', { class: 'muted' }, ' \u00b7 ' + fmtAgo(secsSince(head.time)))]),
+          field('Started', [timeEl(head.time, fmtWhen(head.time)), muted(' \u00b7 ' + fmtAgo(secsSince(head.time)))]),
           field('Principal', orDash(head.principal)),
           field('Client', head.client ? h('a', { href: clientHref(head.client) }, head.client) : dash()),
           field('Transport', head.transport ? badge(TRANSPORTS[head.transport] || head.transport, head.transport === 'sse' ? 'sse' : 'http') : dash()),
@@ -1893,9 +1899,107 @@
     }, REFRESH_MS.audit, loadFailed(status, c));
   }
 
+  /* ------------------------------------------------------------------ view: approvals */
+
+  const pendingEl = $('approvals-count');
+  const showPending = (n) => { setText(pendingEl, n); pendingEl.hidden = !n; };
+
+  // The nav's count on the other views too (the view keeps it itself), every 2 s while shown.
+  async function pollPending() {
+    if (!document.hidden && !tokenDlg.open && !banner.auth && ctx && ctx.route.view !== 'approvals') {
+      try { showPending((await api('/admin/approvals')).approvals.length); } catch (e) { /* the view says why */ }
+    }
+    setTimeout(pollPending, REFRESH_MS.approvals);
+  }
+
+  function viewApprovals(r, c) {
+    const status = loadingEl('the calls waiting');
+    const count = h('span', { class: 'count' });
+    const opInput = h('input', { type: 'text', 'data-testid': 'operator', placeholder: 'admin@<your address>' });
+    try { opInput.value = localStorage.getItem('switchboard.operator') || ''; } catch (e) { /* not kept */ }
+    const list = h('div', { class: 'approvals' });
+    const empty = h('p', { class: 'empty', 'data-testid': 'empty', hidden: true },
+      'No calls wait for an operator: they appear here as they come.');
+    viewEl.append(pageHead('Approvals', h('p', { class: 'sub' }, count, ' oldest first'),
+      h('label', { class: 'filter' }, 'Deciding as', opInput)), status, list, empty);
+    const gone = new Set(); // decided here: a list fetched before must not bring them back
+    let sig = '';
+
+    function card(p) {
+      const reason = h('input', { type: 'text', 'data-testid': 'reason', placeholder: 'Reason (a denial tells the caller)' });
+      const btn = (yes) => button(yes ? 'primary' : 'danger-outline', { 'data-testid': yes ? 'approve' : 'deny',
+        onclick: () => decide(p, yes, el, reason.value.trim()) }, yes ? 'Approve' : 'Deny');
+      const el = h('article', { class: 'card', 'data-testid': 'approval', 'data-id': p.id },
+        h('header', { class: 'card-head' },
+          h('h2', null, h('code', null, p.tool), muted(' of ' + p.agent)),
+          faint('waiting ', h('strong'), ' \u00b7 denied in ', h('strong'))),
+        p.message ? h('p', { class: 'appr-msg' }, p.message) : null,
+        h('dl', { class: 'facts' },
+          h('dt', null, 'For'), h('dd', null, p.caller),
+          h('dt', null, 'Rule'), h('dd', null, h('code', null, p.rule), p.conditions ? [' when ', h('code', null, p.conditions)] : null),
+          h('dt', null, 'Arguments'), h('dd', null, h('pre', { class: 'args-json' }, JSON.stringify(p.arguments, null, 2))),
+          p.root_id ? [h('dt', null, 'Audit'), h('dd', null, h('a', { href: callHref(p.root_id) }, 'The call\u2019s tree'))] : null),
+        h('div', { class: 'appr-act' }, reason, btn(true), btn(false)));
+      return el;
+    }
+
+    // How long each has waited and has left, every second.
+    function tick() {
+      const now = serverNow();
+      for (const el of list.children) {
+        const [waited, left] = el.querySelectorAll('strong');
+        const secs = (el._p.expires_ms - now) / 1000;
+        setText(waited, fmtDur((now - el._p.requested_ms) / 1000));
+        setText(left, secs > 0 ? fmtDur(secs) : 'now');
+        left.classList.toggle('bad', secs < 30);
+      }
+    }
+    const timer = setInterval(tick, 1000);
+    c.onCleanup(() => clearInterval(timer));
+
+    async function decide(p, yes, el, reason) {
+      const operator = opInput.value.trim();
+      try { localStorage.setItem('switchboard.operator', operator); } catch (e) { /* not kept */ }
+      const btns = el.querySelectorAll('button');
+      btns.forEach((b) => { b.disabled = true; });
+      const what = p.tool + ' of ' + p.agent;
+      try {
+        const d = await api('/admin/approvals/' + encodeURIComponent(p.id), { method: 'POST', expect: [404, 409],
+          body: { decision: yes ? 'approve' : 'deny', reason: reason || undefined, operator: operator || undefined } });
+        notice(what + ' ' + d.decision + ' by ' + d.decided_by + (d.reason ? ': ' + d.reason : '.'));
+      } catch (e) {
+        if (e.status !== 404 && e.status !== 409) {
+          btns.forEach((b) => { b.disabled = false; });
+          return notice('Could not decide: ' + e.message, 'error');
+        }
+        notice(what + ' is no longer waiting: decided, timed out or withdrawn.', 'error');
+      }
+      gone.add(p.id);
+      el.remove();
+      showPending(list.children.length);
+      loop.now();
+    }
+
+    const loop = startLoop(c, async () => {
+      const all = (await api('/admin/approvals')).approvals.filter((p) => !gone.has(p.id));
+      if (!c.alive()) return;
+      showPending(all.length);
+      const s = JSON.stringify(all);
+      if (s !== sig) { // only what changed touches the page
+        sig = s;
+        syncRows(list, all, (p) => p.id, card, (el, p) => { el._p = p; });
+        setText(count, plural(all.length, 'call') + ' waiting,');
+        empty.hidden = !!all.length;
+      }
+      tick();
+      status.hidden = true;
+      c.markLoaded();
+    }, REFRESH_MS.approvals, loadFailed(status, c));
+  }
+
   /* ------------------------------------------------------------------ start */
 
-  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall };
+  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall, approvals: viewApprovals };
 
   $('origin').textContent = ORIGIN;
   $('origin').title = 'The gateway this console manages';
@@ -1905,4 +2009,5 @@
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshNow(); });
   if (!parseRoute() || !location.hash) history.replaceState(null, '', '#/agents');
   route();
+  pollPending();
 })();

@@ -16,6 +16,7 @@ mod cluster_oauth;
 mod config_errors;
 mod conformance;
 mod console;
+mod console_approvals;
 mod console_audit;
 mod default_agent;
 mod early_answers;
