@@ -1,13 +1,17 @@
 //! `GET /admin/approvals` and `POST /admin/approvals/{id}`: the calls waiting for an
 //! operator's approval (`[[approvals]]` with `by = "operator"`), and the decision that lets
 //! one run or denies it.
+//!
+//! Cluster mode: a call waits on the replica running it, and its approval id names that
+//! replica (`<node>~<uuid>`). The list gathers every live replica's own list (asked with
+//! `scope=local`, as a hop, the way `GET /admin/sessions` gathers sessions).
 
 use poem::web::{Data, RemoteAddr};
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::dto::ErrorBody;
+use super::dto::{ErrorBody, Scope};
 use super::{AdminAuth, AdminErrors, ApiTags, handle_error};
 use crate::approvals::queue::{DecideError, Decision, Pending};
 use crate::state::AppState;
@@ -55,7 +59,7 @@ pub struct PendingApproval {
     pub requested_ms: i64,
     /// When it is denied if nobody decides (Unix ms).
     pub expires_ms: i64,
-    /// Cluster mode: the replica the call waits on.
+    /// Cluster mode: the replica the call waits on (its node id).
     pub node: Option<String>,
 }
 
@@ -89,6 +93,10 @@ impl PendingApproval {
 pub struct ApprovalList {
     /// The pending calls.
     pub approvals: Vec<PendingApproval>,
+    /// Cluster mode, every replica's list: replicas that did not answer (their pending
+    /// calls are missing here).
+    #[oai(skip_serializing_if_is_none)]
+    pub unreachable_nodes: Option<Vec<String>>,
 }
 
 /// What the operator decided.
@@ -159,7 +167,8 @@ impl ApprovalsApi {
     ///
     /// Calls waiting for an operator's approval (`[[approvals]]` rules with
     /// `by = "operator"`), oldest first: the agent, tool, redacted arguments, who the call
-    /// is for and when it is denied if nobody decides.
+    /// is for and when it is denied if nobody decides. In cluster mode every live replica's,
+    /// each with its `node`; replicas that did not answer are in `unreachable_nodes`.
     #[oai(
         path = "/approvals",
         method = "get",
@@ -170,15 +179,35 @@ impl ApprovalsApi {
         &self,
         _auth: AdminAuth,
         state: Data<&AppState>,
+        /// Cluster mode: every live replica's pending calls (`cluster`, the default) or this
+        /// replica's only (`local`).
+        scope: Query<Option<Scope>>,
     ) -> ListApprovalsResponse {
-        let approvals = state
+        let mut approvals: Vec<PendingApproval> = state
             .approvals()
             .queue()
             .list()
             .into_iter()
             .map(PendingApproval::of)
             .collect();
-        ListApprovalsResponse::Ok(Json(ApprovalList { approvals }))
+        let mut unreachable_nodes = None;
+        if let Some(cluster) = state.cluster()
+            && scope.0 != Some(Scope::Local)
+        {
+            let (items, missing) = super::views::gather_from_others(
+                cluster,
+                "/admin/approvals?scope=local",
+                "approvals",
+            )
+            .await;
+            approvals.extend(items.into_iter().filter_map(parse_json::<PendingApproval>));
+            approvals.sort_by(|a, b| (a.requested_ms, &a.id).cmp(&(b.requested_ms, &b.id)));
+            unreachable_nodes = Some(missing);
+        }
+        ListApprovalsResponse::Ok(Json(ApprovalList {
+            approvals,
+            unreachable_nodes,
+        }))
     }
 
     /// Approve or deny a call
@@ -235,6 +264,11 @@ impl ApprovalsApi {
             }
         }
     }
+}
+
+/// An admin object from another replica's JSON.
+fn parse_json<T: poem_openapi::types::ParseFromJSON>(value: serde_json::Value) -> Option<T> {
+    T::parse_from_json(Some(value)).ok()
 }
 
 fn not_waiting(id: &str) -> ErrorBody {
