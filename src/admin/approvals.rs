@@ -4,8 +4,12 @@
 //!
 //! Cluster mode: a call waits on the replica running it, and its approval id names that
 //! replica (`<node>~<uuid>`). The list gathers every live replica's own list (asked with
-//! `scope=local`, as a hop, the way `GET /admin/sessions` gathers sessions).
+//! `scope=local`, as a hop, the way `GET /admin/sessions` gathers sessions); a decision for
+//! a call waiting elsewhere is forwarded (as a hop, the way a legacy POST reaches its
+//! stream's replica) to the replica its id names, whose queue alone can deliver it, and its
+//! answer is relayed.
 
+use poem::Request;
 use poem::web::{Data, RemoteAddr};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -14,6 +18,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use super::dto::{ErrorBody, Scope};
 use super::{AdminAuth, AdminErrors, ApiTags, handle_error};
 use crate::approvals::queue::{DecideError, Decision, Pending};
+use crate::cluster::Cluster;
+use crate::cluster::forward::ForwardError;
 use crate::state::AppState;
 
 /// The approvals operations.
@@ -158,6 +164,20 @@ pub enum DecideResponse {
     /// The call was withdrawn by its caller just as the decision came.
     #[oai(status = 409)]
     Gone(Json<ErrorBody>),
+    /// Cluster mode: the replica where the call waits did not answer, or answered with an
+    /// error; the decision may not have reached it (`GET /admin/approvals` shows whether the
+    /// call still waits).
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
+    /// Cluster mode: the call waits on another replica, and Redis, which says where that
+    /// replica is, does not answer.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before asking again.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 }
 
@@ -214,7 +234,9 @@ impl ApprovalsApi {
     ///
     /// `{"decision": "approve"}` lets the call run; `{"decision": "deny", "reason": "..."}`
     /// ends it with a tool error (`isError: true`) that says it was denied and why. Either
-    /// goes into the call's audit record with who decided.
+    /// goes into the call's audit record with who decided. In cluster mode any replica
+    /// takes the decision for a call waiting on any replica: it is handed to that replica
+    /// (the one the id names), and its answer is this answer.
     #[oai(
         path = "/approvals/:id",
         method = "post",
@@ -225,6 +247,7 @@ impl ApprovalsApi {
         &self,
         _auth: AdminAuth,
         state: Data<&AppState>,
+        req: &Request,
         peer: &RemoteAddr,
         /// The approval request's id.
         id: Path<String>,
@@ -244,6 +267,27 @@ impl ApprovalsApi {
             by: by.clone(),
             reason: clean(body.reason),
         };
+        // Cluster mode: the call waits on the replica its id names, and only that replica
+        // can deliver the decision (a hop is never handed on again).
+        if let Some(cluster) = state.cluster()
+            && let Some(node) = crate::approvals::owner(&id.0)
+            && node != cluster.node_id()
+            && !cluster.is_hop(req.headers())
+        {
+            let client_ip = peer
+                .as_socket_addr()
+                .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+            let request_id = req
+                .extensions()
+                .get::<crate::mcp::request::RequestId>()
+                .map_or_else(String::new, |r| r.0.to_string());
+            let answer =
+                decide_elsewhere(cluster, node, &id.0, &decision, client_ip, &request_id).await;
+            if matches!(answer, DecideResponse::Ok(_)) {
+                state.metrics().cluster_event("approval_forwarded");
+            }
+            return answer;
+        }
         let reason = decision.reason.clone();
         let approve = decision.approve;
         match state.approvals().queue().decide(&id.0, decision) {
@@ -264,6 +308,107 @@ impl ApprovalsApi {
             }
         }
     }
+}
+
+/// Hands `decision` on the call `id` to replica `node`, where it waits, and relays that
+/// replica's answer. One attempt, never repeated: the owner's queue delivers a decision at
+/// most once, and an attempt whose outcome is unknown answers 502 saying so.
+async fn decide_elsewhere(
+    cluster: &Cluster,
+    node: &str,
+    id: &str,
+    decision: &Decision,
+    client_ip: std::net::IpAddr,
+    request_id: &str,
+) -> DecideResponse {
+    let body = serde_json::json!({
+        "decision": if decision.approve { "approve" } else { "deny" },
+        "reason": decision.reason,
+        // Who decided is named here: the owner would see this replica as the peer.
+        "operator": decision.by,
+    });
+    let path = format!("/admin/approvals/{}", crate::net::percent_encode(id));
+    let relayed = match cluster
+        .forward(
+            node,
+            &path,
+            None,
+            request_id,
+            client_ip,
+            bytes::Bytes::from(body.to_string()),
+        )
+        .await
+    {
+        Ok(relayed) => relayed,
+        Err(ForwardError::OwnerGone) => {
+            tracing::info!(%id, %node, "A decision names a replica that is not in the cluster.");
+            return DecideResponse::NotFound(Json(ErrorBody::new(
+                "approval_not_found",
+                format!(
+                    "no call waits for approval under id {id:?}: it waited on replica {node:?}, which is not a live member of the cluster"
+                ),
+            )));
+        }
+        Err(ForwardError::OwnerUnreachable { reason, .. }) => {
+            tracing::warn!(%id, %node, error = %reason, "The replica where a call waits for approval did not take the decision.");
+            return DecideResponse::BadGateway(Json(ErrorBody::new(
+                "approval_node_unreachable",
+                format!(
+                    "the call {id:?} waits on replica {node:?}, which did not answer ({reason}): the decision may not have reached it; GET /admin/approvals shows whether the call still waits"
+                ),
+            )));
+        }
+        Err(ForwardError::Redis(e)) => {
+            return DecideResponse::Unavailable(
+                Json(ErrorBody::new(
+                    "redis_unreachable",
+                    format!(
+                        "the call {id:?} waits on replica {node:?}, and the cluster's Redis, which says where it is, does not answer: {e}"
+                    ),
+                )),
+                cluster.heartbeat().as_secs().max(1),
+            );
+        }
+    };
+    let status = relayed.status.as_u16();
+    let answer = serde_json::from_slice::<serde_json::Value>(&relayed.body).ok();
+    let response = match status {
+        200 => answer.and_then(parse_json::<Decided>).map(|d| {
+            tracing::info!(%id, %node, decided_by = %d.decided_by, decision = %d.decision, "Handed an operator's decision to the replica where the call waits.");
+            DecideResponse::Ok(Json(d))
+        }),
+        404 => answer
+            .and_then(parse_json::<ErrorBody>)
+            .map(|e| DecideResponse::NotFound(Json(e))),
+        409 => answer
+            .and_then(parse_json::<ErrorBody>)
+            .map(|e| DecideResponse::Gone(Json(e))),
+        _ => None,
+    };
+    response.unwrap_or_else(|| {
+        tracing::warn!(%id, %node, status, "The replica where a call waits for approval answered a decision with an error.");
+        let said: String = String::from_utf8_lossy(&relayed.body)
+            .trim()
+            .chars()
+            .take(200)
+            .collect();
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(" ({said})")
+        };
+        let outcome = if status == 200 {
+            "it took the decision, but its answer cannot be read"
+        } else {
+            "the decision may not have reached it"
+        };
+        DecideResponse::BadGateway(Json(ErrorBody::new(
+            "approval_node_failed",
+            format!(
+                "the call {id:?} waits on replica {node:?}, which answered the decision with HTTP {status}{said}: {outcome}; GET /admin/approvals shows whether the call still waits"
+            ),
+        )))
+    })
 }
 
 /// An admin object from another replica's JSON.
