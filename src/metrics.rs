@@ -268,7 +268,7 @@ impl Metrics {
         );
         cluster_registry.register(
             "cluster_events",
-            "Cluster mode: sessions taken over from another replica, legacy POSTs forwarded to the stream's replica, sessions ended because another replica ended them",
+            "Cluster mode: sessions taken over from another replica, legacy POSTs forwarded to the stream's replica, sessions ended because another replica ended them, operators' decisions forwarded to the replica where the call waits",
             m.cluster_events.clone(),
         );
         cluster_registry.register(
@@ -284,7 +284,7 @@ impl Metrics {
     }
 
     /// Cluster mode: `event` happened (`session_taken_over`, `post_forwarded`,
-    /// `session_ended_elsewhere`).
+    /// `session_ended_elsewhere`, `approval_forwarded`).
     pub fn cluster_event(&self, event: &'static str) {
         self.cluster_events
             .get_or_create(&ClusterLabels { event })
@@ -590,10 +590,11 @@ const LIMITS: [&str; 3] = [
 /// The outcomes of `switchboard_tool_calls_total`.
 const TOOL_OUTCOMES: [&str; 4] = ["ok", "error", "invalid_arguments", "cancelled"];
 /// The events of `switchboard_cluster_events_total`.
-const CLUSTER_EVENTS: [&str; 3] = [
+const CLUSTER_EVENTS: [&str; 4] = [
     "session_taken_over",
     "post_forwarded",
     "session_ended_elsewhere",
+    "approval_forwarded",
 ];
 
 /// What the gateway serves, as the labels of its metrics can name it.

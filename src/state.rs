@@ -123,6 +123,7 @@ impl AppState {
                 settings.audit.redact_common_secrets,
             ),
             metrics.clone(),
+            cluster.as_ref().map(Cluster::node_id),
         );
         let agents = Arc::new(ServedAgents::new(
             registry,

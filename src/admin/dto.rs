@@ -33,7 +33,7 @@ pub enum TransportName {
     StreamableHttp,
 }
 
-/// Which sessions a listing covers.
+/// Which replicas a listing covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum Scope {

@@ -1,5 +1,6 @@
 //! The admin API's views of the gateway's parts (agents, sessions, clients, traffic), and
-//! in cluster mode the merged view of every replica's sessions.
+//! in cluster mode the merged view of every replica's sessions (and the gathering of any
+//! cluster-wide list from the replicas).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -77,39 +78,48 @@ pub(super) async fn cluster_sessions(
     cluster: &crate::cluster::Cluster,
     query: &str,
 ) -> (Vec<SessionView>, Vec<String>) {
+    let (items, missing) = gather_from_others(cluster, query, "sessions").await;
+    (items.into_iter().filter_map(parse_view).collect(), missing)
+}
+
+/// Cluster mode: asks every other live replica for its own part of a cluster-wide list
+/// (`query`, a `scope=local` request, as a hop) and collects the items of the array `field`
+/// of each answer; with the replicas that did not answer (each logged), whose items are
+/// missing. Redis not answering the list of replicas is logged and gives nothing.
+pub(super) async fn gather_from_others(
+    cluster: &crate::cluster::Cluster,
+    query: &str,
+    field: &'static str,
+) -> (Vec<serde_json::Value>, Vec<String>) {
     let answers = match cluster.get_from_others(query).await {
         Ok(answers) => answers,
         Err(e) => {
-            tracing::warn!(error = %e, "Cannot list the other replicas' sessions.");
+            tracing::warn!(error = %e, list = field, "Cannot ask the other replicas for their part of a list.");
             return (Vec::new(), Vec::new());
         }
     };
-    let mut views = Vec::new();
+    let mut items = Vec::new();
     let mut missing = Vec::new();
     for (node, answer) in answers {
         match answer {
             Ok((200, mut body)) => {
-                let sessions = body
-                    .get_mut("sessions")
-                    .map(serde_json::Value::take)
-                    .and_then(|s| match s {
-                        serde_json::Value::Array(items) => Some(items),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                views.extend(sessions.into_iter().filter_map(parse_view));
+                if let Some(serde_json::Value::Array(part)) =
+                    body.get_mut(field).map(serde_json::Value::take)
+                {
+                    items.extend(part);
+                }
             }
             Ok((status, _)) => {
-                tracing::warn!(%node, status, "A replica refused to list its sessions.");
+                tracing::warn!(%node, status, list = field, "A replica refused to give its part of a list.");
                 missing.push(node);
             }
             Err(e) => {
-                tracing::warn!(%node, error = %e, "A replica did not list its sessions.");
+                tracing::warn!(%node, error = %e, list = field, "A replica did not give its part of a list.");
                 missing.push(node);
             }
         }
     }
-    (views, missing)
+    (items, missing)
 }
 
 pub(super) fn parse_view(value: serde_json::Value) -> Option<SessionView> {

@@ -10,6 +10,13 @@
 //!
 //! The gate sits where a tool runs: the client's own call (`mcp::handler`) and each call an
 //! agent's model makes (`agents::run`), after `[[policies]]` allowed it.
+//!
+//! Cluster mode: a call waits on the replica running it, which never changes (the waiting
+//! call is a future in that process), so an approval's id names its replica
+//! (`<node>~<uuid>`, as a legacy session's id names the replica holding its stream). Any
+//! replica lists every replica's pending calls (`GET /admin/approvals?scope=local` on each)
+//! and hands a decision for another replica's call to that replica, which alone can deliver
+//! it (see `admin::approvals`). A single gateway's ids are plain UUIDs.
 
 pub mod queue;
 
@@ -59,15 +66,24 @@ pub struct Approvals {
     queue: Arc<Queue>,
     redaction: Redaction,
     metrics: Arc<Metrics>,
+    /// Cluster mode: this replica's node id, which its approvals' ids and entries name.
+    node: Option<String>,
 }
 
 impl Approvals {
-    /// The service, showing arguments redacted by `redaction`.
-    pub fn new(queue: Arc<Queue>, redaction: Redaction, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// The service, showing arguments redacted by `redaction`; `node`: this replica's id in
+    /// cluster mode (`None` for a single gateway).
+    pub fn new(
+        queue: Arc<Queue>,
+        redaction: Redaction,
+        metrics: Arc<Metrics>,
+        node: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             queue,
             redaction,
             metrics,
+            node,
         })
     }
 
@@ -75,6 +91,27 @@ impl Approvals {
     pub fn queue(&self) -> &Arc<Queue> {
         &self.queue
     }
+
+    /// Cluster mode: this replica's node id.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+}
+
+/// A new approval id: a UUID (v7, so ids sort by time), prefixed with `node~` in cluster mode.
+pub fn new_id(node: Option<&str>) -> String {
+    let uuid = uuid::Uuid::now_v7();
+    match node {
+        Some(node) => format!("{node}~{uuid}"),
+        None => uuid.to_string(),
+    }
+}
+
+/// The replica an approval id names (cluster mode), if it names one.
+pub fn owner(id: &str) -> Option<&str> {
+    id.split_once('~')
+        .map(|(node, _)| node)
+        .filter(|node| !node.is_empty())
 }
 
 /// Who can approve a call: carried in its `CallContext`, down through every hop.
@@ -177,7 +214,7 @@ impl Approvers {
         let started = Instant::now();
         let requested_ms = unix_ms();
         let by = ask.rule.by;
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = new_id(self.service.as_ref().and_then(|s| s.node()));
         let finish =
             |decision: &'static str, decided_by: Option<String>, reason: Option<String>| {
                 if let Some(service) = &self.service {
@@ -231,7 +268,7 @@ impl Approvers {
                     message: ask.rule.message.clone(),
                     requested_ms,
                     expires_ms: requested_ms + ask.rule.timeout.as_millis() as i64,
-                    node: None,
+                    node: service.node.clone(),
                 };
                 let waiting = format!(
                     "{} waits for an operator's approval (id {id}, up to {} s)",
@@ -404,4 +441,22 @@ fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_replica_in_cluster_mode_only() {
+        let single = new_id(None);
+        assert!(uuid::Uuid::parse_str(&single).is_ok(), "{single}");
+        assert_eq!(owner(&single), None);
+        let clustered = new_id(Some("gw-1"));
+        assert_eq!(owner(&clustered), Some("gw-1"));
+        let (_, uuid) = clustered.split_once('~').unwrap();
+        assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{clustered}");
+        assert_eq!(owner("~abc"), None);
+    }
 }

@@ -73,8 +73,9 @@ impl Cluster {
             })
     }
 
-    /// Forwards a legacy POST to replica `node`: same path and query, same body, the
-    /// client's `Authorization` and request id, and its address.
+    /// Forwards a POST to replica `node` (a legacy session's message, an operator's decision
+    /// on an approval waiting there): same path and query, same body, the client's
+    /// `Authorization` and request id, and its address.
     ///
     /// # Errors
     /// See [`ForwardError`].

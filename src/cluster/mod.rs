@@ -13,7 +13,9 @@
 //! - **Sessions** ([`sessions`]): Streamable HTTP sessions any replica can serve.
 //! - **Resumption** ([`events`]): Streamable HTTP stream events kept in Redis, so that a
 //!   client resumes (`Last-Event-ID`) on any replica.
-//! - **Forwarding** ([`forward`]): legacy POSTs that land away from their stream's replica.
+//! - **Forwarding** ([`forward`]): legacy POSTs that land away from their stream's replica,
+//!   operators' decisions on approvals waiting on another replica, and the other replicas'
+//!   parts of the admin API's cluster-wide lists (sessions, pending approvals).
 //! - **Limits** ([`limits`]): request and agent-run rates per client across the replicas.
 //!
 //! Keys, all under the configured prefix: `node:<id>` (string, PX = node TTL), `nodes` (set),

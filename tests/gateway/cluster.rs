@@ -114,7 +114,12 @@ impl Replica {
     }
 
     /// With the agents of `agents` and `env` added to the environment.
-    fn start_with(config: &Path, data: &Path, agents: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(
+        config: &Path,
+        data: &Path,
+        agents: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = serve_agents(config, data, agents);
         command.envs(env.iter().copied());
         let gateway = spawn_binary(&mut command);
@@ -201,7 +206,7 @@ pub(crate) fn cluster_config(dir: &Path, redis_url: &str, extra: &str) -> PathBu
 }
 
 /// Polls `check` until it holds or [`DEADLINE`] passes; returns how long it took.
-async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

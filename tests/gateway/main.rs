@@ -12,6 +12,7 @@ mod audit_pg;
 mod binary;
 mod clients;
 mod cluster;
+mod cluster_approvals;
 mod cluster_oauth;
 mod config_errors;
 mod conformance;
