@@ -10,6 +10,7 @@
 //! depends on it) and `mcp` (the tools of an upstream MCP server, [`upstream`]).
 
 pub mod agent;
+pub mod ask_user;
 pub mod servicenow;
 pub mod upstream;
 
@@ -103,8 +104,11 @@ pub struct CallContext {
     pub policies: Arc<Policies>,
     /// Where the records of this call's own calls go (the audit trail).
     pub audit: crate::audit::Scope,
-    /// Who can approve a call that needs it (`[[approvals]]`): operators, and the client.
+    /// Who can approve a call that needs it (`[[approvals]]`): the operators' service.
     pub approvals: crate::approvals::Approvers,
+    /// The calling user, when their MCP client can be asked something (an approval by the
+    /// client, `ask_user`): through every hop of the call.
+    pub user: Option<Arc<crate::ask::ClientAsker>>,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -148,18 +152,20 @@ impl CallContext {
         if rules.is_empty() {
             return Ok(None);
         }
-        self.approvals
-            .gate(
-                rules,
-                agent,
-                tool,
-                args,
-                &self.identity,
-                record,
-                &self.cancel,
-                self.progress.as_deref(),
-            )
-            .await
+        // Boxed: the wait is rare and its state is large; inline, it would be copied with
+        // every call's future.
+        Box::pin(self.approvals.gate(
+            rules,
+            agent,
+            tool,
+            args,
+            &self.identity,
+            record,
+            self.user.as_deref(),
+            &self.cancel,
+            self.progress.as_deref(),
+        ))
+        .await
     }
 
     /// Whether `[[policies]]` let the caller call `tool` of `agent`.
@@ -217,6 +223,8 @@ pub enum ToolConfig {
     Agent(agent::AgentToolConfig),
     /// The tools of an upstream MCP server.
     Mcp(upstream::UpstreamToolConfig),
+    /// `ask_user`: the model asks the calling user a question.
+    AskUser(ask_user::AskUserConfig),
 }
 
 /// A built tool kind: the definitions it offers and the code that runs them.
@@ -228,6 +236,8 @@ pub enum ToolKind {
     Agent(Arc<agent::AgentTool>),
     /// An upstream MCP server's tools.
     Upstream(Arc<upstream::UpstreamTools>),
+    /// `ask_user`.
+    AskUser(Arc<ask_user::AskUser>),
 }
 
 impl ToolKind {
@@ -238,6 +248,7 @@ impl ToolKind {
             ToolKind::ServiceNow(tools) => tools.definitions(),
             ToolKind::Agent(tool) => vec![tool.definition()],
             ToolKind::Upstream(tools) => tools.definitions(),
+            ToolKind::AskUser(tool) => vec![tool.definition()],
         }
     }
 
@@ -268,12 +279,14 @@ impl ToolKind {
             }
             ToolKind::Agent(tool) => tool.call(args, ctx).await.map(Output::Text),
             ToolKind::Upstream(tools) => tools.call(name, args, ctx).await,
+            // Boxed, as its wait for the user is large and rare.
+            ToolKind::AskUser(tool) => Box::pin(tool.call(args, ctx)).await.map(Output::Text),
         }
     }
 }
 
 /// The `type` values of `[[tools]]`.
-pub const TOOL_TYPES: &str = "servicenow, agent, mcp";
+pub const TOOL_TYPES: &str = "servicenow, agent, mcp, ask_user";
 
 impl ToolConfig {
     /// Parses one `[[tools]]` table.
@@ -303,6 +316,7 @@ impl ToolConfig {
             "servicenow" => parse_kind(table, ToolConfig::Servicenow),
             "agent" => parse_kind(table, ToolConfig::Agent),
             "mcp" => parse_kind(table, ToolConfig::Mcp),
+            "ask_user" => parse_kind(table, ToolConfig::AskUser),
             other => {
                 return Err(vec![(
                     "type".into(),
@@ -341,6 +355,7 @@ impl ToolConfig {
             ToolConfig::Servicenow(c) => c.value_errors(),
             ToolConfig::Agent(c) => c.validate(),
             ToolConfig::Mcp(c) => c.validate(),
+            ToolConfig::AskUser(c) => c.validate(),
         }
     }
 
@@ -354,6 +369,7 @@ impl ToolConfig {
                 .collect(),
             ToolConfig::Agent(c) => vec![c.tool_name().to_owned()],
             ToolConfig::Mcp(_) => Vec::new(),
+            ToolConfig::AskUser(_) => vec![ask_user::NAME.to_owned()],
         }
     }
 
@@ -379,6 +395,7 @@ impl ToolConfig {
             ToolConfig::Servicenow(c) => c.validate(),
             ToolConfig::Agent(c) => c.validate(),
             ToolConfig::Mcp(c) => c.validate(),
+            ToolConfig::AskUser(c) => c.validate(),
         }
     }
 
@@ -413,6 +430,7 @@ impl ToolConfig {
             ToolConfig::Mcp(c) => Ok(ToolKind::Upstream(Arc::new(upstream::UpstreamTools::new(
                 c.clone(),
             )))),
+            ToolConfig::AskUser(c) => Ok(ToolKind::AskUser(Arc::new(ask_user::AskUser::new(c)))),
         }
     }
 }
