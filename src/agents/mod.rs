@@ -399,7 +399,10 @@ impl Agent {
     /// (as listed now) when exposed.
     pub fn exposed_tool_count(&self) -> usize {
         let inner = if self.spec.expose_tools {
-            self.all_tool_definitions().len()
+            self.all_tool_definitions()
+                .iter()
+                .filter(|t| t.name != crate::tools::ask_user::NAME)
+                .count()
         } else {
             0
         };
@@ -451,9 +454,17 @@ impl Agent {
     }
 
     /// Runs tool `name`; `None` when the agent has no such tool.
-    /// Whether this agent has other agents as tools.
-    pub fn delegates(&self) -> bool {
-        self.kinds.iter().any(|k| matches!(k, ToolKind::Agent(_)))
+    /// Whether a call of this agent may need to ask its user something: it has
+    /// `ask_user`, `[[approvals]]` by the client, or other agents as tools (which may).
+    pub fn may_ask_user(&self) -> bool {
+        self.kinds
+            .iter()
+            .any(|k| matches!(k, ToolKind::Agent(_) | ToolKind::AskUser(_)))
+            || self
+                .spec
+                .approvals
+                .iter()
+                .any(|r| r.by == crate::config::approvals::Approver::Client)
     }
 
     pub async fn call_tool(

@@ -119,9 +119,6 @@ pub fn owner(id: &str) -> Option<&str> {
 pub struct Approvers {
     /// The gateway's service; `None` (tests): a call that needs approval is refused.
     pub service: Option<Arc<Approvals>>,
-    /// The client's MCP session, when the gateway can ask it (legacy sessions whose
-    /// client declared elicitation; see [`ClientAsker`]).
-    pub client: Option<Arc<ClientAsker>>,
 }
 
 /// The call that needs approval.
@@ -161,6 +158,7 @@ impl Approvers {
         arguments: &serde_json::Map<String, Value>,
         identity: &Identity,
         record: Option<&Entry>,
+        user: Option<&ClientAsker>,
         cancel: &CancellationToken,
         progress: Option<&(dyn Fn(String) + Send + Sync)>,
     ) -> Result<Option<Approval>, Denied> {
@@ -191,7 +189,7 @@ impl Approvers {
                 progress(message);
             }
         };
-        let result = self.ask(ask, cancel, &report).await;
+        let result = self.ask(ask, user, cancel, &report).await;
         let approval = match &result {
             Ok(a) => a,
             Err(d) => &d.approval,
@@ -208,6 +206,7 @@ impl Approvers {
     pub async fn ask(
         &self,
         ask: Ask<'_>,
+        user: Option<&ClientAsker>,
         cancel: &CancellationToken,
         report: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Approval, Denied> {
@@ -319,7 +318,7 @@ impl Approvers {
                 }
             }
             Approver::Client => {
-                let Some(asker) = &self.client else {
+                let Some(asker) = user else {
                     return Err(Denied {
                         message: format!(
                             "{} requires approval by the calling user ({}), but this client cannot be asked: \

@@ -73,11 +73,7 @@ impl AgentServer {
         let agent_tool = spec
             .expose_agent
             .then(|| tools::agent::task_tool(spec.name.as_str(), &spec.description));
-        let may_ask = agent.delegates()
-            || spec
-                .approvals
-                .iter()
-                .any(|r| r.by == crate::config::approvals::Approver::Client);
+        let may_ask = agent.may_ask_user();
         Self {
             agent,
             stop_calls,
@@ -105,7 +101,13 @@ impl AgentServer {
     pub fn visible_tools(&self) -> Vec<Tool> {
         let mut tools: Vec<Tool> = self.agent_tool.iter().cloned().collect();
         if self.agent.spec.expose_tools {
-            tools.extend(self.agent.all_tool_definitions());
+            // `ask_user` is the model's way to the user, not a tool for the user's client.
+            tools.extend(
+                self.agent
+                    .all_tool_definitions()
+                    .into_iter()
+                    .filter(|t| t.name != tools::ask_user::NAME),
+            );
         }
         tools
     }
@@ -228,8 +230,8 @@ impl AgentServer {
             audit: entry.as_ref().map(audit::Entry::child).unwrap_or_default(),
             approvals: Approvers {
                 service: Some(self.approvals.clone()),
-                client: asker,
             },
+            user: asker,
         };
         let verdict = match ctx.permit(agent, name) {
             Ok(verdict) => verdict,
@@ -357,7 +359,7 @@ impl AgentServer {
                     ),
                     Err(e) => Some(Err(e)),
                 }
-            } else if self.agent.spec.expose_tools {
+            } else if self.agent.spec.expose_tools && name != tools::ask_user::NAME {
                 self.agent.call_tool(name, args, ctx).await
             } else {
                 None

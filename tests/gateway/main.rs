@@ -7,6 +7,7 @@ mod support;
 mod admin_api;
 mod agent_runtime;
 mod approvals;
+mod ask_user;
 mod audit;
 mod audit_pg;
 mod binary;

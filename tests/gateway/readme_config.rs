@@ -40,7 +40,8 @@ fn accepted() -> (Keys, Keys) {
             "description = \"x\"\n{PROBE} = 1\n[model]\nmodel = \"m\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"servicenow\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"agent\"\nagent = \"other\"\n{PROBE} = 1\n\
-             [[tools]]\ntype = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\n{PROBE} = 1\n"
+             [[tools]]\ntype = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\n{PROBE} = 1\n\
+             [[tools]]\ntype = \"ask_user\"\n{PROBE} = 1\n"
         ),
     )
     .unwrap();
@@ -59,7 +60,7 @@ fn accepted() -> (Keys, Keys) {
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    let tool_types = ["servicenow", "agent", "mcp"];
+    let tool_types = ["servicenow", "agent", "mcp", "ask_user"];
     let (mut server, mut agent) = (Keys::new(), Keys::new());
     for line in text.lines() {
         let Some((file, rest)) = line.trim().split_once(": ") else {
@@ -101,7 +102,7 @@ fn accepted() -> (Keys, Keys) {
     );
     assert_eq!(
         agent.len(),
-        5,
+        6,
         "`switchboard check` named the keys of every agent table and tool kind:\n{text}"
     );
     (server, agent)
