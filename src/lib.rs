@@ -19,7 +19,7 @@
 //! - [`edge`]: the HTTP edge of the agents' MCP URLs: screen (Host/Origin guard, sizes),
 //!   client address, route, admit (who, limits), then the transport.
 //! - [`mcp`]: the MCP server side: the served agents, their handler, Streamable HTTP and
-//!   legacy SSE.
+//!   legacy SSE; and one agent over stdio (`switchboard stdio`).
 //! - [`metrics`]: Prometheus metrics at `/metrics`.
 //! - [`permissions`]: the `[[policies]]` rules in force, swapped whole when a reload re-reads
 //!   `switchboard.toml`.

@@ -35,6 +35,9 @@ struct Cli {
 enum Command {
     /// Serve the agents over MCP (the default).
     Serve(ServeArgs),
+    /// Serve one agent to one MCP client over stdin/stdout, for hosts that start their servers
+    /// (Claude Desktop, VS Code, Cursor, MAF's MCPStdioTool). Logs go to stderr.
+    Stdio(StdioArgs),
     /// Validate switchboard.toml and every agent file; print every error.
     Check(CheckArgs),
     /// Print the admin API's OpenAPI spec (YAML), as checked in at openapi/admin.yaml.
@@ -67,16 +70,36 @@ struct CheckArgs {
     agents: PathBuf,
 }
 
+/// What a running gateway loads: `serve`'s and `stdio`'s options.
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    check: CheckArgs,
+    /// Data directory (embedded incident store, audit trail).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+}
+
 #[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
-    check: CheckArgs,
-    /// Data directory (embedded incident store).
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
+    run: RunArgs,
     /// Listen address, overriding [server] listen.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Clone)]
+struct StdioArgs {
+    /// The agent to serve: its file's name in the agents directory, without `.toml`.
+    agent: String,
+    /// Call as this configured client (a [[clients]] name): its [[policies]] apply, and logs
+    /// and audit records name it. No token is asked (the process runs as you); without it the
+    /// caller is anonymous.
+    #[arg(long = "as", value_name = "CLIENT")]
+    as_client: Option<String>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +116,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Serve(args)) => serve(args, vars),
+        Some(Command::Stdio(args)) => stdio(args, vars),
         None => serve(cli.serve, vars),
     };
     match result {
@@ -254,6 +278,7 @@ fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
+    let ServeArgs { run: args, listen } = args;
     let (mut settings, specs) = match validate(&args.check, &vars) {
         Ok(v) => v,
         Err(errors) => {
@@ -265,7 +290,7 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         }
     };
     let startup_warnings = warnings(&settings, &specs);
-    if let Some(listen) = args.listen {
+    if let Some(listen) = listen {
         settings.listen = listen;
     }
     // For containers: the names clients use to reach the gateway, without a config file.
@@ -399,4 +424,145 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         tracing::info!("Stopped.");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `switchboard stdio <agent>`: the same validation as `serve`, then one agent served over
+/// stdin/stdout (see `switchboard::mcp::stdio`) until the client closes stdin or a signal
+/// comes. stdout carries JSON-RPC only: every message here goes to stderr.
+fn stdio(args: StdioArgs, vars: Vars) -> anyhow::Result<ExitCode> {
+    use switchboard::config::audit::JsonlTarget;
+    let (mut settings, specs) = match validate(&args.run.check, &vars) {
+        Ok(v) => v,
+        Err(errors) => {
+            eprint!("{errors}");
+            eprintln!(
+                "Not starting: fix the errors above (`switchboard check` runs the same validation)."
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if !specs.iter().any(|s| s.name.as_str() == args.agent) {
+        let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        eprintln!(
+            "error: unknown agent {:?}: the agents in {} are {}",
+            args.agent,
+            args.run.check.agents.display(),
+            if names.is_empty() {
+                "none (add agents/<name>.toml files)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+        eprintln!("Not starting: name one of them (switchboard stdio <agent>).");
+        return Ok(ExitCode::FAILURE);
+    }
+    let client = match stdio_client(&args, &settings) {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("error: {message}");
+            eprintln!(
+                "Not starting: name a configured client with --as, or leave it out to call anonymously."
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // stdout is the MCP channel here: the JSON-lines copy of the trail cannot go there.
+    let jsonl_dropped = settings.audit.jsonl == Some(JsonlTarget::Stdout);
+    if jsonl_dropped {
+        settings.audit.jsonl = None;
+    }
+    // A local server for one client: two workers are plenty, whatever the machine.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async move {
+        if jsonl_dropped {
+            tracing::warn!("[audit] jsonl = \"stdout\" is not followed by switchboard stdio, whose stdout carries MCP: records still go to the audit store; give a file path to keep the JSON lines too.");
+        }
+        let data = &args.run.data;
+        let registry = match AgentRegistry::build(&args.run.check.agents, &vars, specs, Resources::new(data)) {
+            Ok(r) => r,
+            Err(errors) => {
+                eprint!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let Some(agent) = registry.get(&args.agent).cloned() else {
+            eprintln!("error: agent {:?} was validated but not built", args.agent);
+            return Ok(ExitCode::FAILURE);
+        };
+        // Best effort, bounded: an upstream that is down now is retried when a call needs it.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), agent.connect_upstreams()).await;
+        let metrics = registry.resources().metrics.clone();
+        let trail = match switchboard::audit::Trail::start(&settings.audit, data, metrics.clone()).await {
+            Ok(trail) => trail,
+            Err(e) => {
+                eprintln!("error: [audit]: {e}");
+                eprintln!("Not starting: the audit trail cannot be kept (set [audit] enabled = false to run without one).");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let tools = agent.exposed_tool_count();
+        let session = switchboard::mcp::stdio::StdioSession::new(agent, &settings, trail, metrics, client.clone());
+        tracing::info!(agent = %args.agent, tools, caller = %client.as_deref().unwrap_or("anonymous"), session = %session.id(), data = %data.display(), "Serving over stdio.");
+        // Non-blocking pipes when the host gave pipes (Linux), else tokio's blocking stdio.
+        let (stdin, stdout) = rmcp::transport::stdio_pipes();
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_server(stdin, stdout);
+        let ended = session.serve(transport, switchboard::shutdown::signal()).await;
+        drop(registry);
+        match ended {
+            Ok(how) => {
+                tracing::info!(ended = ?how, "Stopped.");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Stdio session failed.");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    });
+    // A read of a terminal's stdin (not a pipe) cannot be cancelled: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
+}
+
+/// The configured client `--as` names, checked: it exists and may use the agent.
+fn stdio_client(
+    args: &StdioArgs,
+    settings: &ServerSpec,
+) -> Result<Option<std::sync::Arc<str>>, String> {
+    let Some(name) = args.as_client.as_deref() else {
+        return Ok(None);
+    };
+    let file = args
+        .run
+        .check
+        .config
+        .as_deref()
+        .unwrap_or(Path::new("switchboard.toml"))
+        .display()
+        .to_string();
+    let Some(client) = settings.clients.iter().find(|c| c.name == name) else {
+        let names: Vec<&str> = settings.clients.iter().map(|c| c.name.as_str()).collect();
+        return Err(if names.is_empty() {
+            format!(
+                "--as {name:?}: no clients are configured ([[clients]] in {file}, or MCP_SECRET_TOKEN)"
+            )
+        } else {
+            format!(
+                "--as {name:?}: unknown client: the clients of {file} are {}",
+                names.join(", ")
+            )
+        });
+    };
+    if !client.agents.allows(&args.agent) {
+        return Err(format!(
+            "--as {name:?}: {file}: {}.agents: client {name:?} may not use agent {:?}",
+            client.limits_key, args.agent
+        ));
+    }
+    Ok(Some(std::sync::Arc::from(name)))
 }

@@ -85,7 +85,7 @@ pub struct AuditRecordView {
     pub agent: String,
     /// The tool, as that agent names it.
     pub tool: String,
-    /// `streamable_http` or `sse`.
+    /// `streamable_http`, `sse` or `stdio`.
     pub transport: Option<String>,
     /// The MCP session.
     pub session: Option<String>,

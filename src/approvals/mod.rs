@@ -68,6 +68,9 @@ pub struct Approvals {
     metrics: Arc<Metrics>,
     /// Cluster mode: this replica's node id, which its approvals' ids and entries name.
     node: Option<String>,
+    /// Whether an operator can see the queue (an admin API serves it); `false` in
+    /// `switchboard stdio`, where a call that needs an operator is refused at once.
+    operators: bool,
 }
 
 impl Approvals {
@@ -84,6 +87,20 @@ impl Approvals {
             redaction,
             metrics,
             node,
+            operators: true,
+        })
+    }
+
+    /// The service of a process that serves no admin API (`switchboard stdio`): no operator
+    /// can see its queue, so a call a `by = "operator"` rule covers is refused at once, saying
+    /// so, instead of waiting out its timeout; `by = "client"` rules ask the caller as usual.
+    pub fn without_operators(redaction: Redaction, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Queue::new(metrics.clone()),
+            redaction,
+            metrics,
+            node: None,
+            operators: false,
         })
     }
 
@@ -249,6 +266,15 @@ impl Approvers {
             arguments: &arguments,
         };
         match by {
+            Approver::Operator if !service.operators => Err(Denied {
+                message: format!(
+                    "{} needs an operator's approval ({}), and this server (switchboard stdio) has no \
+                     admin API where an operator could give it: call the agent through a gateway \
+                     (switchboard serve), or have the rule ask you instead (by = \"client\")",
+                    ask.tool, ask.rule.key
+                ),
+                approval: finish("unavailable", None, None),
+            }),
             Approver::Operator => {
                 let pending = Pending {
                     id: id.clone(),

@@ -200,7 +200,7 @@ pub struct Record {
     pub agent: String,
     /// The tool called (as that agent names it).
     pub tool: String,
-    /// `streamable_http` or `sse`; `None` where no transport carried the call.
+    /// `streamable_http`, `sse` or `stdio`; `None` where no transport carried the call.
     pub transport: Option<String>,
     /// The MCP session, if any.
     pub session: Option<String>,
@@ -248,7 +248,7 @@ pub struct RunFacts {
 /// Where the call came in: the transport and session of the client's request.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    /// `streamable_http` or `sse`.
+    /// `streamable_http`, `sse` or `stdio`.
     pub transport: Option<&'static str>,
     /// The MCP session id.
     pub session: Option<Arc<str>>,

@@ -21,10 +21,14 @@
 //! (params that do not fit the method, unknown methods) get -32602 or -32601 from the
 //! handler ([`handler`]). Streamable HTTP sessions older than MCP 2025-11-25 get no SSE
 //! priming events ([`rmcp_answers::WithoutPriming`]).
+//!
+//! `switchboard stdio <agent>` serves one agent to one client over stdin and stdout instead
+//! ([`stdio`]): the same handler, no HTTP edge; its one caller is named on the command line.
 
 pub mod handler;
 pub mod request;
 pub mod rmcp_answers;
 pub mod served;
 pub mod sse;
+pub mod stdio;
 pub mod streamable;

@@ -125,6 +125,13 @@ impl SessionStats {
         }
     }
 
+    /// The counters of a session no [`super::SessionStore`] keeps: the one session of
+    /// `switchboard stdio`, which has no registry to be listed or ended in. Ending it is
+    /// cancelling [`SessionStats::ended`].
+    pub fn unregistered(peer: Peer) -> Self {
+        Self::new(peer)
+    }
+
     /// Marks an HTTP request of this session as inside the transport until the guard drops.
     pub fn enter(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::AcqRel);

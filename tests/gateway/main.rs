@@ -37,6 +37,7 @@ mod readme_config;
 mod reload;
 mod sessions;
 mod shipped_agents;
+mod stdio;
 mod store;
 mod table_api;
 mod transport_rules;

@@ -33,11 +33,17 @@ pub fn structured(result: &rmcp::model::CallToolResult) -> Value {
         .expect("structured content")
 }
 
-/// rmcp's client over Streamable HTTP at `url` (agent `agent`): list every tool with
-/// described schemas, then create → get → resolve without notes (-32602) → resolve → search
-/// → get an unknown incident (`isError`).
+/// rmcp's client over Streamable HTTP at `url` (agent `agent`): [`every_tool`].
 pub async fn every_tool_over_streamable_http(url: &str, agent: &str) {
     let client = rmcp_client(url).await;
+    every_tool(&client, agent).await;
+    client.cancel().await.unwrap();
+}
+
+/// rmcp's `client` of agent `agent`, on any transport: list every tool with described
+/// schemas, then create → get → resolve without notes (-32602) → resolve → search → get an
+/// unknown incident (`isError`).
+pub async fn every_tool(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, agent: &str) {
     let info = client.peer_info().expect("server info");
     assert_eq!(
         info.server_info.as_ref().unwrap().name,
@@ -159,8 +165,6 @@ pub async fn every_tool_over_streamable_http(url: &str, agent: &str) {
         .await
         .unwrap();
     assert_eq!(missing.is_error, Some(true));
-
-    client.cancel().await.unwrap();
 }
 
 /// A legacy HTTP+SSE client at `url` (agent `agent`): list, create → get → update → search,
