@@ -105,6 +105,19 @@ pub struct CallContext {
     pub audit: crate::audit::Scope,
     /// Who can approve a call that needs it (`[[approvals]]`): operators, and the client.
     pub approvals: crate::approvals::Approvers,
+    /// The MCP session the client's call came in on (`None`: a request without one, such
+    /// as a stateless MCP 2026-07-28 call), for tools that keep something per session.
+    pub session: Option<ClientSession>,
+}
+
+/// The MCP session a call came in on.
+#[derive(Debug, Clone)]
+pub struct ClientSession {
+    /// Its id (Streamable HTTP: `Mcp-Session-Id`; legacy SSE: `session_id`).
+    pub id: Arc<str>,
+    /// Cancelled when the session ends (client `DELETE`, idle timeout, admin kill, agent
+    /// removed, shutdown).
+    pub ended: CancellationToken,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -215,8 +228,8 @@ pub enum ToolConfig {
     Servicenow(servicenow::ServiceNowToolConfig),
     /// Another agent of this gateway, as one tool.
     Agent(agent::AgentToolConfig),
-    /// The tools of an upstream MCP server.
-    Mcp(upstream::UpstreamToolConfig),
+    /// The tools of an upstream MCP server (boxed: the largest entry by far).
+    Mcp(Box<upstream::UpstreamToolConfig>),
 }
 
 /// A built tool kind: the definitions it offers and the code that runs them.
@@ -302,7 +315,7 @@ impl ToolConfig {
         let recovered = match kind.as_str() {
             "servicenow" => parse_kind(table, ToolConfig::Servicenow),
             "agent" => parse_kind(table, ToolConfig::Agent),
-            "mcp" => parse_kind(table, ToolConfig::Mcp),
+            "mcp" => parse_kind(table, |c| ToolConfig::Mcp(Box::new(c))),
             other => {
                 return Err(vec![(
                     "type".into(),
@@ -411,7 +424,7 @@ impl ToolConfig {
                 ))))
             }
             ToolConfig::Mcp(c) => Ok(ToolKind::Upstream(Arc::new(upstream::UpstreamTools::new(
-                c.clone(),
+                (**c).clone(),
             )))),
         }
     }
