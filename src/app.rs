@@ -380,6 +380,17 @@ pub async fn run(
     {
         tracing::warn!("Connections still open after the grace period; exiting anyway.");
     }
+    // The processes of stdio upstreams end with the gateway, gracefully (bounded), and
+    // are waited for: none is left behind.
+    if tokio::time::timeout(
+        crate::tools::upstream::STOP_LIMIT + std::time::Duration::from_secs(1),
+        state.stop_upstreams(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("Upstream MCP server processes still ending at exit.");
+    }
     // Every call answered has its record queued: write them before the process ends.
     if let Some(trail) = state.audit()
         && tokio::time::timeout(crate::audit::SHUTDOWN_FLUSH, trail.flush())

@@ -13,7 +13,7 @@
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
 //! - [`agents`]: validated agent specs, built agents and the registry of them.
 //! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
-//! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`).
+//! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`: over HTTP, or a process over stdio).
 //! - [`incidents`]: the incident model and its stores: embedded SQLite, or a ServiceNow
 //!   instance through the Table API.
 //! - [`edge`]: the HTTP edge of the agents' MCP URLs: screen (Host/Origin guard, sizes),

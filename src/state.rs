@@ -243,6 +243,12 @@ impl AppState {
         self.0.draining.store(true, Ordering::Relaxed);
     }
 
+    /// Ends the processes of every agent's stdio upstreams and waits until they have (the
+    /// last step of shutdown).
+    pub async fn stop_upstreams(&self) {
+        self.0.agents.stop_upstreams().await;
+    }
+
     /// Reloads the agents and `switchboard.toml`'s `[[policies]]` now (see
     /// [`ServedAgents::reload`]).
     pub async fn reload(&self) -> Reload {

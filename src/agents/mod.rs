@@ -326,17 +326,36 @@ impl Agent {
     /// # Errors
     /// A config error naming the tool entry whose resource could not be opened.
     pub fn build(spec: AgentSpec, resources: &Resources) -> Result<Self, Error> {
+        Self::rebuild(spec, resources, None)
+    }
+
+    /// [`Self::build`] for a new version of `previous`: the stdio upstreams (`command`)
+    /// whose entry did not change are taken over, running processes and all (so a reload
+    /// that changes something else does not restart them or lose their sessions' state).
+    ///
+    /// # Errors
+    /// A config error naming the tool entry whose resource could not be opened.
+    pub fn rebuild(
+        spec: AgentSpec,
+        resources: &Resources,
+        previous: Option<&Agent>,
+    ) -> Result<Self, Error> {
         let mut kinds = Vec::with_capacity(spec.tools.len());
         let mut by_name = HashMap::new();
         let mut definitions = Vec::new();
+        let mut taken = Vec::new();
         for (i, config) in spec.tools.iter().enumerate() {
-            let kind = config.build(resources).map_err(|e| {
-                Error::key(
-                    &spec.file,
-                    format!("tools[{i}]"),
-                    format!("cannot start: {e}"),
-                )
-            })?;
+            let kept = previous.and_then(|p| p.same_process(config, &mut taken));
+            let kind = match kept {
+                Some(kind) => kind,
+                None => config.build(resources).map_err(|e| {
+                    Error::key(
+                        &spec.file,
+                        format!("tools[{i}]"),
+                        format!("cannot start: {e}"),
+                    )
+                })?,
+            };
             if let ToolKind::ServiceNow(tools) = &kind
                 && let Some(hint) = tools.missing_settings()
             {
@@ -369,6 +388,40 @@ impl Agent {
             definitions,
             metrics: resources.metrics.clone(),
         })
+    }
+
+    /// This agent's stdio upstream that `config` would start the same way, if any (and not
+    /// in `taken` yet: it is added).
+    fn same_process(&self, config: &ToolConfig, taken: &mut Vec<usize>) -> Option<ToolKind> {
+        let ToolConfig::Mcp(config) = config else {
+            return None;
+        };
+        let (i, up) = self
+            .kinds
+            .iter()
+            .enumerate()
+            .find_map(|(i, kind)| match kind {
+                ToolKind::Upstream(up) if !taken.contains(&i) && up.same_process(config) => {
+                    Some((i, up))
+                }
+                _ => None,
+            })?;
+        taken.push(i);
+        Some(ToolKind::Upstream(up.clone()))
+    }
+
+    /// The agent's stdio upstreams (`command`): the tools whose processes it runs.
+    pub fn stdio_upstreams(&self) -> impl Iterator<Item = &Arc<tools::upstream::UpstreamTools>> {
+        self.kinds.iter().filter_map(|kind| match kind {
+            ToolKind::Upstream(up) if up.is_stdio() => Some(up),
+            _ => None,
+        })
+    }
+
+    /// Ends the processes of the agent's stdio upstreams for good, and waits until they
+    /// have (each within its bound).
+    pub async fn stop_upstreams(&self) {
+        futures::future::join_all(self.stdio_upstreams().map(|up| up.stop())).await;
     }
 
     /// The gateway's metrics.
@@ -409,27 +462,34 @@ impl Agent {
         usize::from(self.spec.expose_agent) + inner
     }
 
-    /// Connects the agent's upstream MCP servers and lists their tools; failures are
-    /// logged, and retried on the next call or listing that needs them. Those reached by
-    /// token exchange wait for a caller (`connect_missing_upstreams`, a call).
+    /// Connects the agent's upstream MCP servers and lists their tools (starts the
+    /// processes of stdio ones); failures are logged, and retried on the next call or listing
+    /// that needs them. Those reached by token exchange wait for a caller, and those with a
+    /// process per MCP session for a session (`connect_missing_upstreams`, a call).
     pub async fn connect_upstreams(&self) {
-        self.connect_upstreams_where(&Identity::default(), |_| true)
+        self.connect_upstreams_where(&Identity::default(), None, |up| !up.per_session())
             .await;
     }
 
     /// Connects the upstream MCP servers that have no tools listed yet (never connected, or
     /// down so far), so a listing shows what they offer; those reached by token exchange for
-    /// `identity`, when it is an OAuth-identified caller.
-    pub async fn connect_missing_upstreams(&self, identity: &Identity) {
-        self.connect_upstreams_where(identity, |up| up.definitions().is_empty())
+    /// `identity`, when it is an OAuth-identified caller; those with a process per MCP session
+    /// with `session`'s.
+    pub async fn connect_missing_upstreams(
+        &self,
+        identity: &Identity,
+        session: Option<&tools::ClientSession>,
+    ) {
+        self.connect_upstreams_where(identity, session, |up| up.definitions().is_empty())
             .await;
     }
 
-    /// Lists the tools of the upstream MCP servers reached by token exchange that have none
-    /// listed yet, for `identity` (an agent run, so its model sees them).
-    pub async fn connect_caller_upstreams(&self, identity: &Identity) {
-        self.connect_upstreams_where(identity, |up| {
-            up.acts_for_caller() && up.definitions().is_empty()
+    /// Lists the tools of the upstream MCP servers reached by token exchange, or with a
+    /// process per MCP session, that have none listed yet, for the caller of `ctx` (an agent
+    /// run, so its model sees them).
+    pub async fn connect_caller_upstreams(&self, ctx: &CallContext) {
+        self.connect_upstreams_where(&ctx.identity, ctx.session.as_ref(), |up| {
+            (up.acts_for_caller() || up.per_session()) && up.definitions().is_empty()
         })
         .await;
     }
@@ -437,6 +497,7 @@ impl Agent {
     async fn connect_upstreams_where(
         &self,
         identity: &Identity,
+        session: Option<&tools::ClientSession>,
         wanted: impl Fn(&tools::upstream::UpstreamTools) -> bool,
     ) {
         let for_caller = identity.token.is_some();
@@ -447,7 +508,7 @@ impl Agent {
             _ => None,
         });
         for up in pending {
-            if let Err(e) = up.connect(identity).await {
+            if let Err(e) = up.connect(identity, session).await {
                 tracing::warn!(agent = %self.name(), error = %e, "Upstream MCP server not available.");
             }
         }
@@ -482,17 +543,19 @@ impl Agent {
             return Some(kind.call(name, args, ctx).await);
         }
         // Not listed (yet): an upstream may have connected late or added the tool. One
-        // reached for the caller (token exchange) that cannot be, for this caller, says why
-        // when the name could be one of its tools.
+        // reached for the caller (token exchange) that cannot be, for this caller, or a stdio
+        // one whose process is down, says why when the name could be one of its tools.
         let mut refused = None;
         for kind in upstreams.by_ref() {
             let ToolKind::Upstream(up) = kind else {
                 continue;
             };
-            match up.connect(&ctx.identity).await {
+            match up.connect(&ctx.identity, ctx.session.as_ref()).await {
                 Ok(()) if offers(kind) => return Some(kind.call(name, args, ctx).await),
                 Ok(()) => {}
-                Err(e) if up.acts_for_caller() && name.starts_with(up.prefix()) => {
+                Err(e)
+                    if (up.acts_for_caller() || up.is_stdio()) && name.starts_with(up.prefix()) =>
+                {
                     refused.get_or_insert(e);
                 }
                 Err(_) => {}

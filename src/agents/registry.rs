@@ -27,6 +27,9 @@ pub struct AgentRegistry {
     vars: Vars,
     /// Problems of the last reload, by file (a broken file keeps its previous version).
     errors: BTreeMap<PathBuf, Vec<String>>,
+    /// Stdio upstreams that reloads left without an agent (changed or removed), until
+    /// [`Self::take_retired`] hands them over to be stopped.
+    retired: Vec<Arc<tools::upstream::UpstreamTools>>,
 }
 
 /// What a reload did.
@@ -95,6 +98,7 @@ impl AgentRegistry {
             dir: dir.to_path_buf(),
             vars: vars.clone(),
             errors: BTreeMap::new(),
+            retired: Vec::new(),
         })
     }
 
@@ -166,7 +170,8 @@ impl AgentRegistry {
             let mut built = BTreeMap::new();
             let mut failed = Vec::new();
             for (name, spec) in &candidates {
-                match Agent::build(spec.clone(), &self.resources) {
+                let previous = self.agents.get(name).map(|a| &**a);
+                match Agent::rebuild(spec.clone(), &self.resources, previous) {
                     Ok(agent) => {
                         built.insert(name.clone(), Arc::new(agent));
                     }
@@ -208,6 +213,17 @@ impl AgentRegistry {
             .map(|(n, _)| n.to_string())
             .collect();
         report.errors = errors.0.values().flatten().cloned().collect();
+        // The stdio upstreams no agent has any more: their processes are to end.
+        for old in self.agents.values() {
+            for up in old.stdio_upstreams() {
+                let kept = next
+                    .values()
+                    .any(|agent| agent.stdio_upstreams().any(|u| Arc::ptr_eq(u, up)));
+                if !kept && !self.retired.iter().any(|r| Arc::ptr_eq(r, up)) {
+                    self.retired.push(up.clone());
+                }
+            }
+        }
         let agents: Vec<Arc<Agent>> = next.values().cloned().collect();
         self.directory.set(&agents);
         self.agents = next;
@@ -275,6 +291,18 @@ impl AgentRegistry {
                 return;
             }
         }
+    }
+
+    /// The stdio upstreams the reloads so far left without an agent (their agent changed
+    /// the entry, or was removed): the caller stops them ([`tools::upstream::UpstreamTools::stop`]).
+    pub fn take_retired(&mut self) -> Vec<Arc<tools::upstream::UpstreamTools>> {
+        std::mem::take(&mut self.retired)
+    }
+
+    /// Ends the processes of every agent's stdio upstreams (gateway shutdown), and waits
+    /// until they have.
+    pub async fn stop_upstreams(&self) {
+        futures::future::join_all(self.agents.values().map(|a| a.stop_upstreams())).await;
     }
 
     /// Problems of the last reload, by file.

@@ -138,7 +138,7 @@ impl Agent {
         let name = self.name();
         let mut conversation = llm::Conversation::new(&self.spec.instructions, task);
         // The model is offered only what the caller may call (`[[policies]]`, every hop).
-        Box::pin(self.connect_caller_upstreams(&ctx.identity)).await;
+        Box::pin(self.connect_caller_upstreams(ctx)).await;
         let mut tools = self.all_tool_definitions();
         tools.retain(|t| ctx.permit(name.as_str(), &t.name).is_ok());
         let inner = ctx.nested();

@@ -138,8 +138,13 @@ impl ServerHandler for AgentServer {
     ) -> Result<ListToolsResult, McpError> {
         let identity = identity_of(&context.extensions);
         if self.agent.spec.expose_tools {
+            let session = session_of(&context, &origin_of(&context.extensions));
             // Boxed for the same reason as a call's future (see `call_tool`).
-            Box::pin(self.agent.connect_missing_upstreams(&identity)).await;
+            Box::pin(
+                self.agent
+                    .connect_missing_upstreams(&identity, session.as_ref()),
+            )
+            .await;
         }
         let mut tools = self.visible_tools();
         let policies = self.policies.load();
@@ -217,9 +222,10 @@ impl AgentServer {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let agent = self.agent.name().as_str();
+        let origin = origin_of(&context.extensions);
+        let session = session_of(context, &origin);
         // The client's call is the root of its audit tree.
-        let entry = audit::Scope::top(self.trail.clone(), origin_of(&context.extensions))
-            .begin(agent, name, &args, 0);
+        let entry = audit::Scope::top(self.trail.clone(), origin).begin(agent, name, &args, 0);
         let ctx = CallContext {
             cancel,
             depth: 0,
@@ -232,6 +238,7 @@ impl AgentServer {
                 service: Some(self.approvals.clone()),
             },
             user: asker,
+            session,
         };
         let verdict = match ctx.permit(agent, name) {
             Ok(verdict) => verdict,
@@ -541,6 +548,20 @@ fn progress_reporter(
         let _ = tx.send(message);
     });
     Some((report, forwarder))
+}
+
+/// The MCP session of a request that came in at `origin` (the processes of stdio upstreams
+/// with `process = "per_session"` end with it); `None` for a request without one (no
+/// session's counters: a stateless request).
+fn session_of(
+    context: &RequestContext<RoleServer>,
+    origin: &audit::Origin,
+) -> Option<tools::ClientSession> {
+    let stats = context.extensions.get::<Arc<SessionStats>>()?;
+    Some(tools::ClientSession {
+        id: origin.session.clone()?,
+        ended: stats.ended(),
+    })
 }
 
 /// Resolves when the session of `context` ends (never, for a request without one).

@@ -275,7 +275,17 @@ impl ServedAgents {
         let names: Vec<&str> = registry.iter().map(|a| a.name().as_str()).collect();
         let config = self.permissions.reread(&names);
         drop(names);
+        let retired = registry.take_retired();
         drop(registry);
+        // The processes of stdio upstreams whose agent changed them or is gone end now
+        // (sessions still on the previous version get a tool error saying so).
+        if !retired.is_empty() {
+            futures::future::join_all(retired.iter().map(|up| up.stop())).await;
+            tracing::debug!(
+                upstreams = retired.len(),
+                "Stopped the processes of stdio upstreams no agent has any more."
+            );
+        }
         for name in &report.removed {
             for id in self.sessions.ids_of(name) {
                 self.sessions.end(&id).await;
@@ -306,6 +316,12 @@ impl ServedAgents {
         }
         tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, errors = report.errors.len(), "Agents reloaded.");
         reload
+    }
+
+    /// Ends the processes of every agent's stdio upstreams (shutdown), and waits until they
+    /// have.
+    pub async fn stop_upstreams(&self) {
+        self.registry.lock().await.stop_upstreams().await;
     }
 
     /// Reloads whenever a file in `dir` or the file `config` changes (debounced: changes

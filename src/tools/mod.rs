@@ -109,6 +109,19 @@ pub struct CallContext {
     /// The calling user, when their MCP client can be asked something (an approval by the
     /// client, `ask_user`): through every hop of the call.
     pub user: Option<Arc<crate::ask::ClientAsker>>,
+    /// The MCP session the client's call came in on (`None`: a request without one, such
+    /// as a stateless MCP 2026-07-28 call), for tools that keep something per session.
+    pub session: Option<ClientSession>,
+}
+
+/// The MCP session a call came in on.
+#[derive(Debug, Clone)]
+pub struct ClientSession {
+    /// Its id (Streamable HTTP: `Mcp-Session-Id`; legacy SSE: `session_id`).
+    pub id: Arc<str>,
+    /// Cancelled when the session ends (client `DELETE`, idle timeout, admin kill, agent
+    /// removed, shutdown).
+    pub ended: CancellationToken,
 }
 
 /// LLM tokens spent, shared by a call and the runs it starts.
@@ -221,8 +234,8 @@ pub enum ToolConfig {
     Servicenow(servicenow::ServiceNowToolConfig),
     /// Another agent of this gateway, as one tool.
     Agent(agent::AgentToolConfig),
-    /// The tools of an upstream MCP server.
-    Mcp(upstream::UpstreamToolConfig),
+    /// The tools of an upstream MCP server (boxed: the largest entry by far).
+    Mcp(Box<upstream::UpstreamToolConfig>),
     /// `ask_user`: the model asks the calling user a question.
     AskUser(ask_user::AskUserConfig),
 }
@@ -315,7 +328,7 @@ impl ToolConfig {
         let recovered = match kind.as_str() {
             "servicenow" => parse_kind(table, ToolConfig::Servicenow),
             "agent" => parse_kind(table, ToolConfig::Agent),
-            "mcp" => parse_kind(table, ToolConfig::Mcp),
+            "mcp" => parse_kind(table, |c| ToolConfig::Mcp(Box::new(c))),
             "ask_user" => parse_kind(table, ToolConfig::AskUser),
             other => {
                 return Err(vec![(
@@ -428,7 +441,7 @@ impl ToolConfig {
                 ))))
             }
             ToolConfig::Mcp(c) => Ok(ToolKind::Upstream(Arc::new(upstream::UpstreamTools::new(
-                c.clone(),
+                (**c).clone(),
             )))),
             ToolConfig::AskUser(c) => Ok(ToolKind::AskUser(Arc::new(ask_user::AskUser::new(c)))),
         }

@@ -42,3 +42,4 @@ mod store;
 mod table_api;
 mod transport_rules;
 mod upstream_auth;
+mod upstream_stdio;

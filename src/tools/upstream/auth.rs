@@ -137,7 +137,7 @@ impl UpstreamAuth {
         };
         Self {
             kind: auth.kind,
-            upstream: config.url.clone(),
+            upstream: config.url.clone().unwrap_or_default(),
             http,
             endpoint,
             discovered: tokio::sync::Mutex::new(None),
@@ -147,7 +147,10 @@ impl UpstreamAuth {
                 .clone()
                 .unwrap_or_else(|| SecretString::from(String::new())),
             scope: auth.scopes.join(" "),
-            resource: auth.resource.clone().unwrap_or_else(|| config.url.clone()),
+            resource: auth
+                .resource
+                .clone()
+                .unwrap_or_else(|| config.url.clone().unwrap_or_default()),
             audience: auth.audience.clone(),
         }
     }

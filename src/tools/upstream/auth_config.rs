@@ -92,6 +92,20 @@ impl UpstreamAuthConfig {
         self.kind != AuthKind::None
     }
 
+    /// Whether the table sets nothing (absent, or `type = "none"` alone).
+    pub fn is_empty(&self) -> bool {
+        self.kind == AuthKind::None
+            && self.issuer.is_none()
+            && self.token_url.is_none()
+            && self.client_id.is_none()
+            && self.client_secret.is_none()
+            && self.scopes.is_empty()
+            && self.resource.is_none()
+            && self.audience.is_none()
+            && self.max_sessions.is_none()
+            && self.session_idle_secs.is_none()
+    }
+
     /// Checks what serde cannot: `(key within the table, message)` pairs. A token kind needs
     /// `client_id`, `client_secret` and one of `issuer`/`token_url` (`https://`, or `http://`
     /// on loopback: the secret is sent there); `none` takes no other key; the session keys

@@ -7,12 +7,12 @@ use super::*;
 /// Bound on every wait of these tests, so that a bug fails a test instead of hanging it.
 fn config(url: &str) -> UpstreamToolConfig {
     UpstreamToolConfig {
-        url: url.to_owned(),
+        url: Some(url.to_owned()),
         headers: BTreeMap::from([("x-api-key".to_owned(), "key-123".to_owned())]),
         prefix: "up_".to_owned(),
         allow: None,
         timeout_secs: 10,
-        auth: Default::default(),
+        ..UpstreamToolConfig::default()
     }
 }
 
@@ -32,13 +32,13 @@ fn validate_rejects_bad_values_by_key_without_leaking_header_values() {
     let cases: &[Case] = &[
         (
             "ftp url",
-            |c| c.url = "ftp://example.com/mcp".to_owned(),
+            |c| c.url = Some("ftp://example.com/mcp".to_owned()),
             "url",
         ),
-        ("relative url", |c| c.url = "/mcp".to_owned(), "url"),
+        ("relative url", |c| c.url = Some("/mcp".to_owned()), "url"),
         (
             "not a url",
-            |c| c.url = "http://exa mple.com".to_owned(),
+            |c| c.url = Some("http://exa mple.com".to_owned()),
             "url",
         ),
         (
@@ -185,12 +185,12 @@ fn an_auth_table_is_validated_key_by_key_without_showing_the_secret() {
     assert_eq!(cfg.validate(), vec![]);
     // A token goes over https://, or http:// on loopback only.
     let mut cfg = with_auth(EXCHANGE);
-    cfg.url = "http://upstream.example.com/mcp".to_owned();
+    cfg.url = Some("http://upstream.example.com/mcp".to_owned());
     let errors = cfg.validate();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].0, "url");
     assert!(errors[0].1.contains("not loopback"), "{errors:?}");
-    cfg.url = "http://127.0.0.1:9000/mcp".to_owned();
+    cfg.url = Some("http://127.0.0.1:9000/mcp".to_owned());
     assert_eq!(cfg.validate(), vec![]);
 }
 
@@ -203,4 +203,155 @@ fn debug_output_redacts_the_client_secret() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// A `command` upstream as an agent file would give it (a secret in `env`).
+fn stdio(command: &str) -> UpstreamToolConfig {
+    UpstreamToolConfig {
+        command: Some(command.to_owned()),
+        args: vec!["server.js".to_owned()],
+        env: BTreeMap::from([("API_KEY".to_owned(), "s3cret-env".to_owned())]),
+        cwd: Some("/srv/mcp".to_owned()),
+        prefix: "fs_".to_owned(),
+        ..UpstreamToolConfig::default()
+    }
+}
+
+/// A case of a `command` upstream: its name, the change, the keys it must report.
+type StdioCase = (
+    &'static str,
+    fn(&mut UpstreamToolConfig),
+    &'static [&'static str],
+);
+
+#[test]
+fn a_command_upstream_is_validated_key_by_key_without_showing_env_values() {
+    assert_eq!(stdio("node").validate(), vec![]);
+    let mut per_session = stdio("npx");
+    per_session.process = ProcessMode::PerSession;
+    per_session.max_processes = Some(5);
+    assert_eq!(per_session.validate(), vec![]);
+    let cases: &[StdioCase] = &[
+        (
+            "both url and command",
+            |c| c.url = Some("http://localhost:9000/mcp".to_owned()),
+            &["command"],
+        ),
+        ("neither url nor command", |c| c.command = None, &["url"]),
+        (
+            "empty command",
+            |c| c.command = Some("  ".to_owned()),
+            &["command"],
+        ),
+        (
+            "NUL in an argument",
+            |c| c.args.push("a\0b".to_owned()),
+            &["args[1]"],
+        ),
+        (
+            "bad variable name",
+            |c| {
+                c.env.insert("A=B".to_owned(), "v".to_owned());
+            },
+            &["env.A=B"],
+        ),
+        (
+            "NUL in a secret value",
+            |c| {
+                c.env.insert("TOKEN".to_owned(), "s3cret\0".to_owned());
+            },
+            &["env.TOKEN"],
+        ),
+        ("empty cwd", |c| c.cwd = Some(String::new()), &["cwd"]),
+        (
+            "headers with a command",
+            |c| {
+                c.headers
+                    .insert("Authorization".to_owned(), "Bearer s3cret".to_owned());
+            },
+            &["headers"],
+        ),
+        (
+            "[tools.auth] with a command",
+            |c| c.auth = toml::from_str("type = \"client_credentials\"").unwrap(),
+            &["auth"],
+        ),
+        (
+            "max_processes with one process per agent",
+            |c| c.max_processes = Some(3),
+            &["max_processes"],
+        ),
+        (
+            "no process at all per session",
+            |c| {
+                c.process = ProcessMode::PerSession;
+                c.max_processes = Some(0);
+            },
+            &["max_processes"],
+        ),
+        (
+            "several at once",
+            |c| {
+                c.command = Some(String::new());
+                c.timeout_secs = 0;
+                c.prefix = "a.b".to_owned();
+            },
+            &["command", "prefix", "timeout_secs"],
+        ),
+    ];
+    for (case, change, keys) in cases {
+        let mut cfg = stdio("node");
+        change(&mut cfg);
+        let errors = cfg.validate();
+        let got: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(got, *keys, "{case}: {errors:?}");
+        assert!(
+            errors.iter().all(|(_, m)| !m.contains("s3cret")),
+            "{case}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_keys_of_a_command_upstream_are_refused_next_to_a_url() {
+    let mut cfg = config("http://localhost:9000/mcp");
+    cfg.args = vec!["x".to_owned()];
+    cfg.env.insert("A".to_owned(), "b".to_owned());
+    cfg.cwd = Some("/tmp".to_owned());
+    cfg.process = ProcessMode::PerSession;
+    cfg.max_processes = Some(2);
+    let errors = cfg.validate();
+    let got: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(got, ["args", "env", "cwd", "process", "max_processes"]);
+    assert!(errors[0].1.contains("only with command"), "{errors:?}");
+}
+
+#[test]
+fn debug_output_redacts_env_values_and_the_target_names_the_command_only() {
+    let cfg = stdio("node");
+    let text = format!("{cfg:?}");
+    assert!(text.contains("API_KEY"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(cfg.target(), "\"node\" (stdio)");
+    assert_eq!(
+        config("http://localhost:9000/mcp").target(),
+        "http://localhost:9000/mcp"
+    );
+}
+
+#[test]
+fn the_same_process_is_the_same_command_args_env_and_listing() {
+    let a = stdio("node");
+    assert!(a.same_process(&stdio("node")));
+    let mut b = stdio("node");
+    b.args.push("--verbose".to_owned());
+    assert!(!a.same_process(&b));
+    let mut b = stdio("node");
+    b.env.insert("API_KEY".to_owned(), "other".to_owned());
+    assert!(!a.same_process(&b), "a changed secret is a change");
+    let mut b = stdio("node");
+    b.prefix = "other_".to_owned();
+    assert!(!a.same_process(&b));
+    let url = config("http://localhost:9000/mcp");
+    assert!(!url.same_process(&url.clone()), "only command upstreams");
 }

@@ -1,4 +1,6 @@
-//! `type = "mcp"`: the tools of an upstream MCP server (rmcp client over Streamable HTTP).
+//! `type = "mcp"`: the tools of an upstream MCP server (rmcp client), reached over
+//! Streamable HTTP (`url`) or started by the gateway and spoken to over stdio (`command`,
+//! [`stdio`]: its processes, their restarts and their stderr).
 //!
 //! # Connection
 //!
@@ -31,8 +33,8 @@
 //! The client's background tasks are children of a token cancelled when the
 //! `UpstreamTools` is dropped, so none outlives it.
 //!
-//! Header values and tokens are secrets: they are never logged, and the configuration's
-//! `Debug` output redacts them.
+//! Header values, `env` values and tokens are secrets: they are never logged, and the
+//! configuration's `Debug` output redacts them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +51,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientCacheConfig, ServiceError, ServiceExt as _};
 use tokio_util::sync::CancellationToken;
 
-use super::{CallContext, Error, Output};
+use super::{CallContext, ClientSession, Error, Output};
 use crate::identity::Identity;
 
 mod auth;
@@ -58,15 +60,18 @@ mod config;
 mod http;
 mod lanes;
 mod outcome;
+mod stderr;
+mod stdio;
 
 pub use auth_config::{AuthKind, UpstreamAuthConfig};
-pub use config::UpstreamToolConfig;
+pub use config::{ProcessMode, UpstreamToolConfig};
+pub use stdio::{INHERITED, STOP_LIMIT};
 
 use auth::UpstreamAuth;
 use lanes::{Connection, Lane, LaneUse, Lanes};
 use outcome::{error_chain, failure_detail, into_output, is_transport_failure, transport_detail};
 
-/// The upstream's tools as last listed, by any lane.
+/// The upstream's tools as last listed, by any lane or process.
 #[derive(Default)]
 struct Catalog {
     /// The definitions: prefixed, filtered by `allow`.
@@ -75,12 +80,81 @@ struct Catalog {
     names: HashMap<String, String>,
 }
 
+/// The upstream's tools as offered: the last listing, renamed `prefix + name` and filtered
+/// by `allow`. Shared by the calls and (stdio) the processes' supervisors.
+struct Listing {
+    prefix: String,
+    allow: Option<Vec<String>>,
+    /// How logs name the upstream.
+    target: String,
+    /// A `std` mutex: held only to read or swap fields, never across `.await`.
+    catalog: Mutex<Catalog>,
+}
+
+impl Listing {
+    fn new(config: &UpstreamToolConfig) -> Self {
+        Self {
+            prefix: config.prefix.clone(),
+            allow: config.allow.clone(),
+            target: config.target(),
+            catalog: Mutex::new(Catalog::default()),
+        }
+    }
+
+    /// Keeps the allowed `tools`, prefixed. Returns how many were kept.
+    fn store(&self, tools: Vec<Tool>) -> usize {
+        let mut names = HashMap::new();
+        let mut definitions = Vec::new();
+        for mut tool in tools {
+            let upstream = tool.name.to_string();
+            if let Some(allow) = &self.allow
+                && !allow.contains(&upstream)
+            {
+                continue;
+            }
+            let prefixed = format!("{}{upstream}", self.prefix);
+            tool.name = prefixed.clone().into();
+            if names.insert(prefixed, upstream).is_none() {
+                definitions.push(tool);
+            }
+        }
+        if let Some(allow) = &self.allow {
+            for missing in allow.iter().filter(|a| !names.values().any(|u| u == *a)) {
+                tracing::warn!(upstream = %self.target, tool = %missing, "Allowed tool not offered by the upstream MCP server.");
+            }
+        }
+        let count = definitions.len();
+        let mut catalog = self.catalog();
+        catalog.tools = definitions;
+        catalog.names = names;
+        count
+    }
+
+    /// The definitions as last listed.
+    fn definitions(&self) -> Vec<Tool> {
+        self.catalog().tools.clone()
+    }
+
+    /// The upstream's name of the tool offered as `name`.
+    fn upstream_name(&self, name: &str) -> Option<String> {
+        self.catalog().names.get(name).cloned()
+    }
+
+    fn catalog(&self) -> MutexGuard<'_, Catalog> {
+        self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// A built `type = "mcp"` tool kind.
 pub struct UpstreamTools {
     config: UpstreamToolConfig,
+    /// How logs and errors name the upstream: its URL, or its command.
+    target: String,
     auth: UpstreamAuth,
-    /// A `std` mutex: held only to read or swap fields, never across `.await`.
-    catalog: Mutex<Catalog>,
+    /// The tools as last listed.
+    listing: Arc<Listing>,
+    /// A `command` upstream's processes; `None` for a `url` one.
+    processes: Option<stdio::Processes>,
     /// The session of every call, unless the upstream is reached by token exchange.
     shared: Arc<Lane>,
     /// Token exchange: a session per caller's access token.
@@ -114,10 +188,14 @@ impl UpstreamTools {
                     .unwrap_or(auth_config::DEFAULT_SESSION_IDLE_SECS),
             ),
         );
+        let listing = Arc::new(Listing::new(&config));
+        let processes = stdio::Processes::new(&config, listing.clone());
         Self {
+            target: config.target(),
             config,
             auth,
-            catalog: Mutex::new(Catalog::default()),
+            listing,
+            processes,
             shared: Arc::default(),
             callers,
             cancel: CancellationToken::new(),
@@ -127,7 +205,7 @@ impl UpstreamTools {
 
     /// The upstream's tools (prefixed, filtered) as last listed.
     pub fn definitions(&self) -> Vec<Tool> {
-        self.catalog().tools.clone()
+        self.listing.definitions()
     }
 
     /// What the upstream's tool names are prefixed with.
@@ -142,13 +220,24 @@ impl UpstreamTools {
     }
 
     /// Connects (or reconnects) and refreshes the tool list, for `identity` (whose token
-    /// is exchanged when the upstream is reached by token exchange).
+    /// is exchanged when the upstream is reached by token exchange). A stdio upstream: starts
+    /// its process (`session`'s, with a process per session; without a session, one just to
+    /// list the tools when none are listed yet) and waits until it is up or has failed.
     ///
     /// Bounded by `timeout_secs`.
     ///
     /// # Errors
     /// A message saying why the upstream cannot be used.
-    pub async fn connect(&self, identity: &Identity) -> Result<(), Error> {
+    pub async fn connect(
+        &self,
+        identity: &Identity,
+        session: Option<&ClientSession>,
+    ) -> Result<(), Error> {
+        if let Some(processes) = &self.processes {
+            return tokio::time::timeout(self.timeout(), processes.connect(session))
+                .await
+                .unwrap_or_else(|_| Err(self.timed_out()));
+        }
         let lane = self.lane(identity)?;
         let work = async {
             let mut retried = false;
@@ -201,17 +290,46 @@ impl UpstreamTools {
     ) -> Result<Output, Error> {
         // Dropping `work` (timeout or cancel) abandons the upstream request; rmcp then sends
         // `notifications/cancelled` for it.
-        let work = tokio::time::timeout(
-            self.timeout(),
-            self.call_authorized(name, args, &ctx.identity),
-        );
+        let work = async {
+            match &self.processes {
+                Some(processes) => processes.call(name, args, ctx.session.as_ref()).await,
+                None => self.call_authorized(name, args, &ctx.identity).await,
+            }
+        };
+        let work = tokio::time::timeout(self.timeout(), work);
         tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
-                tracing::debug!(url = %self.config.url, tool = %name, "Upstream call cancelled by the caller.");
+                tracing::debug!(upstream = %self.target, tool = %name, "Upstream call cancelled by the caller.");
                 Err(Error::Cancelled)
             }
             result = work => result.unwrap_or_else(|_| Err(self.timed_out())),
+        }
+    }
+
+    /// Whether the upstream is a process the gateway starts (`command`).
+    pub fn is_stdio(&self) -> bool {
+        self.processes.is_some()
+    }
+
+    /// Whether the upstream runs a process per MCP session (`process = "per_session"`).
+    pub fn per_session(&self) -> bool {
+        self.is_stdio() && self.config.process == ProcessMode::PerSession
+    }
+
+    /// Whether `config` would start the same processes as this: a reload that keeps such an
+    /// entry keeps these tools, and with them their running processes.
+    pub fn same_process(&self, config: &UpstreamToolConfig) -> bool {
+        self.config.same_process(config)
+    }
+
+    /// Ends a `command` upstream's processes for good (agent reloaded or removed, gateway
+    /// shutting down): each is closed gracefully (stdin closed, then SIGTERM, then SIGKILL,
+    /// its process group swept), and waited for, within a bound. Later calls fail with a
+    /// tool error saying so. Nothing for a `url` upstream.
+    pub async fn stop(&self) {
+        if let Some(processes) = &self.processes {
+            processes.stop().await;
         }
     }
 
@@ -230,7 +348,7 @@ impl UpstreamTools {
             let before = lane.slot.rejections();
             match self.call_inner(&lane, name, args.clone(), before).await {
                 Err(_) if lane.slot.rejections() != before && !retried => {
-                    tracing::debug!(url = %self.config.url, tool = %name, "The upstream MCP server refused the token (401); calling again with a new one.");
+                    tracing::debug!(upstream = %self.target, tool = %name, "The upstream MCP server refused the token (401); calling again with a new one.");
                     retried = true;
                 }
                 Err(_) if lane.slot.rejections() != before => return Err(self.token_refused()),
@@ -275,7 +393,7 @@ impl UpstreamTools {
         self.callers.get(token).map_err(|lanes::Full(max)| {
             Error::Failed(format!(
                 "upstream MCP server {} has {max} callers' sessions open and all in use (auth.max_sessions); retry shortly",
-                self.config.url
+                self.target
             ))
         })
     }
@@ -305,15 +423,15 @@ impl UpstreamTools {
             }
         };
         lane.install(connection.clone());
-        let count = self.store_tools(tools);
-        tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Connected to the upstream MCP server.");
+        let count = self.listing.store(tools);
+        tracing::debug!(upstream = %self.target, session = connection.id, tools = count, "Connected to the upstream MCP server.");
         Ok(connection)
     }
 
     /// Opens a client session: `initialize` with our identity, the configured headers, and
     /// the lane's token on every request.
     async fn open(&self, lane: &Lane) -> Result<Connection, Error> {
-        let url = &self.config.url;
+        let url = self.config.url.as_deref().unwrap_or_default();
         // reqwest (rustls, provider chosen by the process) panics when building a client
         // without a crypto provider; `net::install_crypto_provider` installs one at startup.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
@@ -333,7 +451,7 @@ impl UpstreamTools {
         let client = http::AuthorizedClient::new(reqwest::Client::default(), lane.slot.clone());
         let transport = StreamableHttpClientTransport::with_client(
             client,
-            StreamableHttpClientTransportConfig::with_uri(url.as_str()).custom_headers(headers),
+            StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
         );
         let identity = ClientConfig::new(
             ClientCapabilities::default(),
@@ -358,8 +476,8 @@ impl UpstreamTools {
             Ok(tools) => {
                 // A stale list (of a session dropped meanwhile) must not overwrite a newer one.
                 if lane.is_current(connection) {
-                    let count = self.store_tools(tools);
-                    tracing::debug!(url = %self.config.url, session = connection.id, tools = count, "Listed the upstream MCP server's tools.");
+                    let count = self.listing.store(tools);
+                    tracing::debug!(upstream = %self.target, session = connection.id, tools = count, "Listed the upstream MCP server's tools.");
                 }
                 Ok(())
             }
@@ -372,55 +490,22 @@ impl UpstreamTools {
         }
     }
 
-    /// Keeps the allowed `tools`, prefixed. Returns how many were kept.
-    fn store_tools(&self, tools: Vec<Tool>) -> usize {
-        let mut names = HashMap::new();
-        let mut definitions = Vec::new();
-        for mut tool in tools {
-            let upstream = tool.name.to_string();
-            if let Some(allow) = &self.config.allow
-                && !allow.contains(&upstream)
-            {
-                continue;
-            }
-            let prefixed = format!("{}{upstream}", self.config.prefix);
-            tool.name = prefixed.clone().into();
-            if names.insert(prefixed, upstream).is_none() {
-                definitions.push(tool);
-            }
-        }
-        if let Some(allow) = &self.config.allow {
-            for missing in allow.iter().filter(|a| !names.values().any(|u| u == *a)) {
-                tracing::warn!(url = %self.config.url, tool = %missing, "Allowed tool not offered by the upstream MCP server.");
-            }
-        }
-        let count = definitions.len();
-        let mut catalog = self.catalog();
-        catalog.tools = definitions;
-        catalog.names = names;
-        count
-    }
-
     /// Drops `connection` if it is still `lane`'s, so that the next call reconnects.
     fn discard(&self, lane: &Lane, connection: &Arc<Connection>) {
         if lane.forget(connection) {
-            tracing::debug!(url = %self.config.url, session = connection.id, "Dropped the upstream MCP session; the next call reconnects.");
+            tracing::debug!(upstream = %self.target, session = connection.id, "Dropped the upstream MCP session; the next call reconnects.");
         }
         connection.close();
     }
 
     fn upstream_name(&self, name: &str) -> Option<String> {
-        self.catalog().names.get(name).cloned()
-    }
-
-    fn catalog(&self) -> MutexGuard<'_, Catalog> {
-        self.catalog.lock().unwrap_or_else(PoisonError::into_inner)
+        self.listing.upstream_name(name)
     }
 
     fn token_refused(&self) -> Error {
         Error::Failed(format!(
             "upstream MCP server {} refused the token the gateway obtained for it (HTTP 401), again with a new one: check [tools.auth] (resource, audience, scopes) against what the upstream accepts",
-            self.config.url
+            self.target
         ))
     }
 
@@ -431,7 +516,7 @@ impl UpstreamTools {
     fn timed_out(&self) -> Error {
         Error::TimedOut(format!(
             "upstream MCP server {} did not answer within {}s",
-            self.config.url,
+            self.target,
             self.config.timeout_secs.max(1)
         ))
     }
@@ -439,7 +524,7 @@ impl UpstreamTools {
     fn unknown_tool(&self, name: &str) -> Error {
         Error::InvalidArguments(format!(
             "unknown tool {name:?}: the upstream MCP server {} does not offer it{}",
-            self.config.url,
+            self.target,
             if self.config.allow.is_some() {
                 " (or `allow` leaves it out)"
             } else {
@@ -451,7 +536,7 @@ impl UpstreamTools {
     fn unreachable(&self, detail: &str) -> Error {
         Error::Failed(format!(
             "upstream MCP server {} is not reachable: {detail} (check that it is running and that its url and headers are right)",
-            self.config.url
+            self.target
         ))
     }
 
@@ -459,7 +544,7 @@ impl UpstreamTools {
         match e {
             ClientInitializeError::JsonRpcError(data) => Error::Failed(format!(
                 "upstream MCP server {} refused the MCP handshake: {} (code {})",
-                self.config.url, data.message, data.code.0
+                self.target, data.message, data.code.0
             )),
             ClientInitializeError::TransportError { error, .. } => {
                 self.unreachable(&failure_detail(&error))
@@ -476,12 +561,12 @@ impl UpstreamTools {
             ServiceError::Timeout { .. } => self.timed_out(),
             ServiceError::McpError(data) => Error::Failed(format!(
                 "upstream MCP server {} could not list its tools: {} (code {})",
-                self.config.url, data.message, data.code.0
+                self.target, data.message, data.code.0
             )),
             other if is_transport_failure(&other) => self.unreachable(&transport_detail(&other)),
             other => Error::Failed(format!(
                 "upstream MCP server {} could not list its tools: {}",
-                self.config.url,
+                self.target,
                 error_chain(&other)
             )),
         }
@@ -505,12 +590,12 @@ impl UpstreamTools {
             }
             ServiceError::McpError(data) => Error::Failed(format!(
                 "upstream MCP server {} failed on {tool}: {} (code {})",
-                self.config.url, data.message, data.code.0
+                self.target, data.message, data.code.0
             )),
             ServiceError::Timeout { .. } => self.timed_out(),
             other => Error::Failed(format!(
                 "upstream MCP server {} failed on {tool}: {}",
-                self.config.url,
+                self.target,
                 error_chain(&other)
             )),
         }

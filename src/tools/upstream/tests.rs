@@ -244,12 +244,12 @@ impl Upstream {
 
 fn config(url: &str) -> UpstreamToolConfig {
     UpstreamToolConfig {
-        url: url.to_owned(),
+        url: Some(url.to_owned()),
         headers: BTreeMap::from([("x-api-key".to_owned(), "key-123".to_owned())]),
         prefix: "up_".to_owned(),
         allow: None,
         timeout_secs: 10,
-        auth: Default::default(),
+        ..UpstreamToolConfig::default()
     }
 }
 
@@ -285,7 +285,7 @@ async fn connect_lists_every_page_prefixed_with_schemas_and_descriptions() {
     assert!(tools.definitions().is_empty(), "nothing before connecting");
 
     // Act
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
 
     // Assert
     let defs = tools.definitions();
@@ -326,7 +326,7 @@ async fn allow_keeps_only_the_named_upstream_tools() {
     ]);
     let tools = UpstreamTools::new(cfg);
 
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
 
     assert_eq!(names(&tools.definitions()), ["up_add", "up_echo"]);
     let refused = call(&tools, "up_fail", json!({})).await;
@@ -399,7 +399,7 @@ async fn arguments_the_upstream_rejects_with_32602_are_invalid_arguments() {
 async fn unknown_name_lists_again_once_and_finds_a_tool_added_later() {
     let upstream = Upstream::start().await;
     let tools = UpstreamTools::new(config(&upstream.url));
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
     let lists = upstream.seen.lists.load(Ordering::SeqCst);
 
     // Not offered: one refresh (three pages), then an error.
@@ -464,7 +464,7 @@ async fn one_session_serves_many_and_concurrent_calls() {
     call(&tools, "up_echo", json!({"text": "again"}))
         .await
         .unwrap();
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
 
     assert_eq!(upstream.initializes(), 1, "one initialize for every call");
     assert_eq!(
@@ -485,7 +485,7 @@ async fn upstream_down_fails_naming_the_url_and_nothing_is_listed() {
     drop(listener);
     let tools = UpstreamTools::new(config(&url));
 
-    let connected = tokio::time::timeout(WAIT, tools.connect(&Identity::default()))
+    let connected = tokio::time::timeout(WAIT, tools.connect(&Identity::default(), None))
         .await
         .unwrap();
     let called = call(&tools, "up_echo", json!({"text": "hi"})).await;
@@ -524,10 +524,10 @@ async fn connect_after_the_upstream_stopped_fails_and_drops_the_session() {
     let upstream = Upstream::start().await;
     let url = upstream.url.clone();
     let tools = UpstreamTools::new(config(&url));
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
 
     upstream.stop().await;
-    let result = tokio::time::timeout(WAIT, tools.connect(&Identity::default()))
+    let result = tokio::time::timeout(WAIT, tools.connect(&Identity::default(), None))
         .await
         .unwrap();
 
@@ -612,7 +612,7 @@ async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
     let mut cfg = config(&upstream.url);
     cfg.timeout_secs = 1;
     let tools = UpstreamTools::new(cfg);
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
 
     let result = call(&tools, "up_slow", json!({})).await;
 
@@ -630,7 +630,7 @@ async fn a_call_slower_than_timeout_secs_fails_naming_the_timeout() {
 async fn dropping_the_tools_closes_the_session() {
     let upstream = Upstream::start().await;
     let tools = UpstreamTools::new(config(&upstream.url));
-    tools.connect(&Identity::default()).await.unwrap();
+    tools.connect(&Identity::default(), None).await.unwrap();
     let connection = tools.shared.current().unwrap();
     assert!(!connection.service.is_closed());
 

@@ -1,6 +1,6 @@
 //! What the tests share: the stand-ins for what cannot run here (a scripted LLM, a ServiceNow
 //! instance), the real programs the tests drive (the gateway binary, Chromium, nginx with the
-//! compose file's balancer config, oidc-provider, PostgreSQL), an upstream MCP server recording the tokens it gets, the MCP scenarios run on both incident stores, and small
+//! compose file's balancer config, oidc-provider, PostgreSQL), an upstream MCP server recording the tokens it gets, stdio upstreams (the MCP reference server, a tiny one of ours), the MCP scenarios run on both incident stores, and small
 //! helpers.
 
 pub mod binary;
@@ -14,4 +14,5 @@ pub mod oidc;
 pub mod policies;
 pub mod postgres;
 pub mod scenarios;
+pub mod stdio_upstream;
 pub mod upstream_mcp;
