@@ -2,10 +2,12 @@
 //!
 //! An agent file goes `AgentConfig` (serde, in `config::agent`) → [`AgentSpec::validate`]
 //! (pure: no I/O) → [`Agent::build`] (opens stores, makes clients). Validation never repeats
-//! in build.
+//! in build. A file with a `[workflow]` instead of a `[model]` is an agent whose run is its
+//! [`workflow`]'s steps.
 
 pub mod registry;
 pub mod run;
+pub mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -47,6 +49,40 @@ pub struct AgentSpec {
     pub tools: Vec<ToolConfig>,
     /// `[[approvals]]`: the calls that wait for a person, first covering rule first.
     pub approvals: Vec<crate::config::approvals::ApprovalRule>,
+    /// `[workflow]`: the file is a workflow of these steps instead of an agent with a model.
+    pub workflow: Option<workflow::WorkflowSpec>,
+}
+
+/// A reference from one agent file to another agent, for the checks across files.
+#[derive(Debug, Clone)]
+pub struct Reference<'a> {
+    /// The key naming the agent (`tools[0].agent`, `workflow.steps[1]`).
+    pub key: std::borrow::Cow<'a, str>,
+    /// The agent (or workflow) named.
+    pub target: &'a str,
+    /// Whether the target must be an agent with a model (a handoff step).
+    pub needs_model: bool,
+}
+
+impl AgentSpec {
+    /// Every agent this one runs: its `type = "agent"` tools, its workflow's steps.
+    pub fn references(&self) -> Vec<Reference<'_>> {
+        let tools = self.tools.iter().enumerate().filter_map(|(i, t)| {
+            t.target_agent().map(|target| Reference {
+                key: format!("tools[{i}].agent").into(),
+                target,
+                needs_model: false,
+            })
+        });
+        let steps = self.workflow.iter().flat_map(|w| {
+            w.references().into_iter().map(|r| Reference {
+                key: r.key.into(),
+                target: r.target,
+                needs_model: r.needs_model,
+            })
+        });
+        tools.chain(steps).collect()
+    }
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -91,10 +127,24 @@ impl AgentSpec {
         }
         let expose_agent = c.expose.contains(&Expose::Agent);
         let expose_tools = c.expose.contains(&Expose::Tools);
+        let is_workflow = c.workflow.is_some();
+        if is_workflow && c.model.is_some() {
+            err(
+                "model",
+                "a workflow runs its steps, not a model: remove [model] (or [workflow])".into(),
+            );
+        }
+        if is_workflow && !c.instructions.trim().is_empty() {
+            err(
+                "instructions",
+                "a workflow has no model to instruct: give the agents of its steps their instructions, or a step its `input`".into(),
+            );
+        }
         let model = match c.model {
+            Some(_) if is_workflow => None,
             Some(m) => validate_model(m, key_hint, &mut err),
             None => {
-                if expose_agent {
+                if expose_agent && !is_workflow {
                     err(
                         "model",
                         "missing [model]: an agent exposed as \"agent\" needs a model to run"
@@ -165,6 +215,23 @@ impl AgentSpec {
                 }
             }
         }
+        let workflow = c.workflow.and_then(|config| {
+            let names: Vec<String> = tools.iter().flat_map(ToolConfig::tool_names).collect();
+            let open = tools.iter().any(|t| matches!(t, ToolConfig::Mcp(_)));
+            let file_tools = workflow::spec::FileTools {
+                names: &names,
+                open,
+            };
+            match workflow::spec::validate(config, &file_tools) {
+                Ok(spec) => Some(spec),
+                Err(problems) => {
+                    for (key, msg) in problems {
+                        err(&key, msg);
+                    }
+                    None
+                }
+            }
+        });
         let approvals = match crate::config::approvals::validate(file, c.approvals) {
             Ok(rules) => rules,
             Err(problems) => {
@@ -184,6 +251,7 @@ impl AgentSpec {
                 model,
                 tools,
                 approvals,
+                workflow,
             })
         } else {
             Err(errors)
@@ -318,6 +386,8 @@ pub struct Agent {
     definitions: Vec<Tool>,
     /// Where LLM requests are counted.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The workflow it runs instead of a model, when its file has a `[workflow]`.
+    workflow: Option<workflow::Workflow>,
 }
 
 impl Agent {
@@ -361,6 +431,12 @@ impl Agent {
             .map(|m| LlmClient::new(m, &m.key_hint))
             .transpose()
             .map_err(|e| Error::key(&spec.file, "model", e))?;
+        let workflow = spec
+            .workflow
+            .clone()
+            .map(|w| workflow::Workflow::build(w, resources))
+            .transpose()
+            .map_err(|e| Error::key(&spec.file, "workflow", format!("cannot start: {e}")))?;
         Ok(Self {
             spec,
             llm,
@@ -368,6 +444,7 @@ impl Agent {
             by_name,
             definitions,
             metrics: resources.metrics.clone(),
+            workflow,
         })
     }
 
@@ -450,12 +527,17 @@ impl Agent {
         }
     }
 
-    /// Runs tool `name`; `None` when the agent has no such tool.
-    /// Whether this agent has other agents as tools.
+    /// Whether this agent runs other agents (as tools, or as a workflow's steps).
     pub fn delegates(&self) -> bool {
-        self.kinds.iter().any(|k| matches!(k, ToolKind::Agent(_)))
+        self.workflow.is_some() || self.kinds.iter().any(|k| matches!(k, ToolKind::Agent(_)))
     }
 
+    /// The workflow it runs, when its file has a `[workflow]`.
+    pub fn workflow(&self) -> Option<&workflow::Workflow> {
+        self.workflow.as_ref()
+    }
+
+    /// Runs tool `name`; `None` when the agent has no such tool.
     pub async fn call_tool(
         &self,
         name: &str,

@@ -12,7 +12,8 @@ use futures::future::BoxFuture;
 
 use super::{Agent, AgentName, AgentSpec};
 use crate::config::{self, Error, Errors, Vars, agent::AgentConfig};
-use crate::tools::{self, AgentRunner, CallContext, Resources};
+use crate::tools::{self, AgentRunner, CallContext, Resources, RunEnd};
+use rmcp::model::Tool;
 
 /// The agents being served, by name, and what a reload needs to rebuild them.
 pub struct AgentRegistry {
@@ -241,10 +242,10 @@ impl AgentRegistry {
                 errors.add(&problem.error.file, problem.error.to_string());
                 let culprits: Vec<&str> = match &problem.kind {
                     ProblemKind::Cycle(cycle) => cycle.iter().map(String::as_str).collect(),
-                    ProblemKind::Unknown(_) if candidates.contains_key(&problem.agent) => {
+                    ProblemKind::BadTarget(_) if candidates.contains_key(&problem.agent) => {
                         vec![problem.agent.as_str()]
                     }
-                    ProblemKind::Unknown(target) => vec![target.as_str()],
+                    ProblemKind::BadTarget(target) => vec![target.as_str()],
                 };
                 for name in culprits {
                     if candidates.remove(name).is_some() {
@@ -375,6 +376,30 @@ impl AgentRunner for Directory {
             target.run(task, &ctx).await.map_err(Into::into)
         })
     }
+
+    fn run_agent_offering(
+        &self,
+        agent: &str,
+        task: String,
+        exits: Vec<Tool>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<RunEnd, tools::Error>> {
+        let target = self.get(agent);
+        let name = agent.to_owned();
+        Box::pin(async move {
+            let Some(target) = target else {
+                return Err(tools::Error::Failed(format!(
+                    "agent {name:?} is not available"
+                )));
+            };
+            ctx.permit(&name, &name)
+                .map_err(|refused| tools::Error::Failed(refused.message))?;
+            target
+                .run_offering(task, &exits, &ctx)
+                .await
+                .map_err(Into::into)
+        })
+    }
 }
 
 /// A reference between agents that breaks the rules: what startup refuses and a reload
@@ -391,8 +416,9 @@ struct ReferenceProblem {
 
 #[derive(Debug)]
 enum ProblemKind {
-    /// A tool runs an agent that does not exist: its name.
-    Unknown(String),
+    /// A tool or step runs an agent that does not exist, or that cannot serve as it must (a
+    /// handoff step that is no agent with a model): its name.
+    BadTarget(String),
     /// The agent reaches itself: the agents of the cycle, from it.
     Cycle(Vec<String>),
 }
@@ -410,8 +436,9 @@ impl FileErrors {
     }
 }
 
-/// `type = "agent"` tools must name existing agents and must not form a cycle (an agent
-/// calling itself is one). A cycle is reported on every agent of it, from that agent.
+/// `type = "agent"` tools and workflow steps must name existing agents (a handoff step one
+/// with a model) and must not form a cycle (an agent calling itself is one). A cycle is
+/// reported on every agent of it, from that agent.
 fn check_agent_references(specs: &[AgentSpec]) -> Vec<Error> {
     reference_problems(specs)
         .into_iter()
@@ -427,48 +454,60 @@ fn reference_problems(specs: &[AgentSpec]) -> Vec<ReferenceProblem> {
     let mut ordered: Vec<&AgentSpec> = specs.iter().collect();
     ordered.sort_by(|a, b| a.name.cmp(&b.name));
     for spec in ordered {
-        for (i, tool) in spec.tools.iter().enumerate() {
-            if let Some(target) = tool.target_agent()
-                && !by_name.contains_key(target)
-            {
-                problems.push(ReferenceProblem {
-                    agent: spec.name.clone(),
-                    kind: ProblemKind::Unknown(target.to_owned()),
-                    error: Error::key(
-                        &spec.file,
-                        format!("tools[{i}].agent"),
-                        format!(
-                            "unknown agent {target:?}; agents here: {}",
-                            known.join(", ")
-                        ),
-                    ),
-                });
-            }
+        let references = spec.references();
+        for reference in &references {
+            let target = reference.target;
+            let message = match by_name.get(target) {
+                None if reference.key.starts_with("workflow.") => format!(
+                    "unknown step {target:?}: no agent or workflow has that name; agents here: {}",
+                    known.join(", ")
+                ),
+                None => format!(
+                    "unknown agent {target:?}; agents here: {}",
+                    known.join(", ")
+                ),
+                Some(found) if reference.needs_model && found.workflow.is_some() => format!(
+                    "{target:?} is a workflow: a handoff step is an agent with a [model], whose model can take the conversation and hand it on"
+                ),
+                Some(found) if reference.needs_model && found.model.is_none() => format!(
+                    "agent {target:?} has no [model]: a handoff step is an agent whose model can take the conversation and hand it on"
+                ),
+                Some(_) => continue,
+            };
+            problems.push(ReferenceProblem {
+                agent: spec.name.clone(),
+                kind: ProblemKind::BadTarget(target.to_owned()),
+                error: Error::key(&spec.file, reference.key.as_ref(), message),
+            });
         }
         if let Some(cycle) = find_cycle(spec.name.as_str(), &by_name) {
-            let index = spec
-                .tools
+            let first = references
                 .iter()
-                .position(|t| t.target_agent() == cycle.get(1).copied())
-                .unwrap_or(0);
+                .find(|r| Some(r.target) == cycle.get(1).copied());
+            let key = first.map_or_else(|| "tools[0].agent".to_owned(), |r| r.key.to_string());
+            let message = if key.starts_with("workflow.") {
+                format!(
+                    "steps run each other in a cycle: {}; a workflow may not reach itself",
+                    cycle.join(" -> ")
+                )
+            } else {
+                format!(
+                    "agents call each other in a cycle: {}; an agent may not reach itself",
+                    cycle.join(" -> ")
+                )
+            };
             problems.push(ReferenceProblem {
                 agent: spec.name.clone(),
                 kind: ProblemKind::Cycle(cycle.iter().map(|n| (*n).to_owned()).collect()),
-                error: Error::key(
-                    &spec.file,
-                    format!("tools[{index}].agent"),
-                    format!(
-                        "agents call each other in a cycle: {}; an agent may not reach itself",
-                        cycle.join(" -> ")
-                    ),
-                ),
+                error: Error::key(&spec.file, key, message),
             });
         }
     }
     problems
 }
 
-/// A path `start -> ... -> start` through `type = "agent"` tools, if there is one.
+/// A path `start -> ... -> start` through the agents agents run (`type = "agent"` tools,
+/// workflow steps), if there is one.
 fn find_cycle<'a>(
     start: &'a str,
     by_name: &HashMap<&'a str, &'a AgentSpec>,
@@ -483,9 +522,10 @@ fn find_cycle<'a>(
         let Some(spec) = by_name.get(node) else {
             return false;
         };
-        for target in spec.tools.iter().filter_map(|t| t.target_agent()) {
+        for reference in spec.references() {
+            let target = reference.target;
             if target == start {
-                path.push(target);
+                path.push(start);
                 return true;
             }
             if let Some((&key, _)) = by_name.get_key_value(target)
