@@ -40,3 +40,4 @@ mod store;
 mod table_api;
 mod transport_rules;
 mod upstream_auth;
+mod workflows;
