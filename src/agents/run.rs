@@ -321,7 +321,7 @@ impl Agent {
         let verdict = match ctx.permit(agent, tool) {
             Ok(verdict) => verdict,
             Err(refused) => {
-                tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call by the model refused by [[policies]].");
+                tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call inside a run refused by [[policies]].");
                 if let Some(entry) = entry {
                     entry.finish(
                         &ctx.identity,

@@ -710,3 +710,74 @@ async fn the_shipped_incident_review_gathers_records_then_writes_the_review() {
     c.cancel().await.unwrap();
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_workflows_approvals_hold_a_step_until_an_operator_decides() {
+    let fake = FakeLlm::start(vec![Step::Text("triaged"), Step::EchoTask("written: ")]).await;
+    let gw = gateway(&fake).await;
+    let c = client(&gw, "gated").await;
+    let handle = start_call(&c, "gated", json!({"task": "go"})).await;
+
+    // The writer step waits; its model has not been asked.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let (_, body) = gw.get_json("/admin/approvals").await;
+        let list = body["approvals"].as_array().unwrap().clone();
+        if let Some(first) = list.first() {
+            break first.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing waits: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (waiting["agent"].as_str(), waiting["tool"].as_str()),
+        (Some("gated"), Some("writer"))
+    );
+    assert_eq!(waiting["arguments"], json!({"task": "triaged"}));
+    assert_eq!(fake.received().len(), 1);
+    let resp = crate::support::helpers::http()
+        .post(gw.url(&format!(
+            "/admin/approvals/{}",
+            waiting["id"].as_str().unwrap()
+        )))
+        .json(&json!({"decision": "approve", "operator": "olivia"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // Approved: the step runs, and its record says who approved it.
+    assert_eq!(tool_text(&call_result(handle).await), "written: triaged");
+    let tree = audit_tree(&gw, "gated").await;
+    assert_eq!(tree[2]["tool"], "writer");
+    assert_eq!(tree[2]["approval"]["decision"], "approved");
+    assert_eq!(tree[2]["approval"]["decided_by"], "olivia");
+    c.cancel().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_workflow_past_its_timeout_cancels_its_steps_and_says_which_key_to_raise() {
+    let fake = FakeLlm::start(vec![Step::Hang]).await;
+    let gw = gateway(&fake).await;
+    let c = client(&gw, "slow").await;
+    let result = ask(&c, "slow", "go").await;
+    assert_eq!(result.is_error, Some(true));
+    assert_eq!(
+        tool_text(&result),
+        "the workflow did not finish within 1 s (timeout_secs in [workflow])"
+    );
+    fake.wait_abandoned().await;
+    assert_eq!(
+        summary(&audit_tree(&gw, "slow").await),
+        [
+            row("slow", "slow", 0, "timeout"),
+            row("slow", "triage", 1, "cancelled"),
+        ]
+    );
+    c.cancel().await.unwrap();
+    gw.stop().await;
+}
