@@ -5,6 +5,7 @@
 //! in build. A file with a `[workflow]` instead of a `[model]` is an agent whose run is its
 //! [`workflow`]'s steps.
 
+mod references;
 pub mod registry;
 pub mod run;
 pub mod workflow;
@@ -18,6 +19,7 @@ use rmcp::model::{JsonObject, Tool};
 use secrecy::ExposeSecret;
 
 pub use crate::config::AgentName;
+pub use references::Reference;
 pub use registry::AgentRegistry;
 
 use crate::config::Error;
@@ -51,38 +53,6 @@ pub struct AgentSpec {
     pub approvals: Vec<crate::config::approvals::ApprovalRule>,
     /// `[workflow]`: the file is a workflow of these steps instead of an agent with a model.
     pub workflow: Option<workflow::WorkflowSpec>,
-}
-
-/// A reference from one agent file to another agent, for the checks across files.
-#[derive(Debug, Clone)]
-pub struct Reference<'a> {
-    /// The key naming the agent (`tools[0].agent`, `workflow.steps[1]`).
-    pub key: std::borrow::Cow<'a, str>,
-    /// The agent (or workflow) named.
-    pub target: &'a str,
-    /// Whether the target must be an agent with a model (a handoff step).
-    pub needs_model: bool,
-}
-
-impl AgentSpec {
-    /// Every agent this one runs: its `type = "agent"` tools, its workflow's steps.
-    pub fn references(&self) -> Vec<Reference<'_>> {
-        let tools = self.tools.iter().enumerate().filter_map(|(i, t)| {
-            t.target_agent().map(|target| Reference {
-                key: format!("tools[{i}].agent").into(),
-                target,
-                needs_model: false,
-            })
-        });
-        let steps = self.workflow.iter().flat_map(|w| {
-            w.references().into_iter().map(|r| Reference {
-                key: r.key.into(),
-                target: r.target,
-                needs_model: r.needs_model,
-            })
-        });
-        tools.chain(steps).collect()
-    }
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
