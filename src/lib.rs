@@ -11,7 +11,8 @@
 //! - [`background`]: the work a serving gateway does besides requests (sweeper, heartbeat).
 //! - [`console`]: the admin console at `/ui`, a page over the admin API.
 //! - [`config`]: `switchboard.toml` and `agents/*.toml`: parsing, interpolation, errors.
-//! - [`agents`]: validated agent specs, built agents and the registry of them.
+//! - [`agents`]: validated agent specs, built agents, workflows of agents and the registry of
+//!   them.
 //! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
 //! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`: over HTTP, or a process over stdio).
 //! - [`incidents`]: the incident model and its stores: embedded SQLite, or a ServiceNow

@@ -75,6 +75,38 @@ pub struct ToolView {
     pub description: Option<String>,
 }
 
+/// The workflow an agent file runs instead of a model.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WorkflowView {
+    /// `sequential`, `concurrent` or `handoff`.
+    pub kind: String,
+    /// Its steps, in order.
+    pub steps: Vec<WorkflowStepView>,
+    /// `concurrent`: the step that merges the results.
+    pub aggregator: Option<WorkflowStepView>,
+    /// `handoff`: most handoffs in one run.
+    pub max_handoffs: Option<u32>,
+    /// Timeout of a whole run, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// A step of a workflow.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct WorkflowStepView {
+    /// The step's name.
+    pub name: String,
+    /// The agent (or workflow) it runs.
+    pub agent: Option<String>,
+    /// The tool (of the workflow's own `[[tools]]`) it calls.
+    pub tool: Option<String>,
+    /// `fail` or `continue`: what its failure does.
+    pub on_error: String,
+    /// `handoff`: the steps it may hand the conversation to.
+    pub handoffs: Vec<String>,
+}
+
 /// The model an agent runs on.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -103,6 +135,8 @@ pub struct AgentView {
     pub expose_tools: bool,
     /// Its model, if it has one.
     pub model: Option<ModelView>,
+    /// Its workflow, if its file is one (it then has no model).
+    pub workflow: Option<Box<WorkflowView>>,
     /// The tools its model can call (and, with `expose_tools`, MCP clients too).
     pub tools: Vec<ToolView>,
     /// Its MCP URLs.

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dto::{
     AgentUrls, AgentView, ErrorBody, LimitsView, ModelView, SessionCounts, SessionView, ToolView,
-    TrafficPoint, TransportName, UsageView,
+    TrafficPoint, TransportName, UsageView, WorkflowStepView, WorkflowView,
 };
 use crate::mcp::served::ServedAgent;
 use crate::sessions::{SessionInfo, Transport};
@@ -225,6 +225,7 @@ pub(super) fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
             model: m.model.clone(),
             api_key_set: m.api_key.is_some(),
         }),
+        workflow: spec.workflow.as_ref().map(|w| Box::new(workflow_view(w))),
         tools: e
             .agent
             .all_tool_definitions()
@@ -244,5 +245,33 @@ pub(super) fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
             total: (sse + streamable) as u64,
         },
         load_errors: state.agents().load_errors(&spec.file),
+    }
+}
+
+fn workflow_view(w: &crate::agents::workflow::WorkflowSpec) -> WorkflowView {
+    use crate::agents::workflow::{StepSpec, Target};
+    use crate::config::workflow::{OnError, WorkflowKind};
+    let step = |s: &StepSpec| WorkflowStepView {
+        name: s.name.clone(),
+        agent: match &s.target {
+            Target::Agent(a) => Some(a.clone()),
+            Target::Tool(_) => None,
+        },
+        tool: match &s.target {
+            Target::Tool(t) => Some(t.clone()),
+            Target::Agent(_) => None,
+        },
+        on_error: match s.on_error {
+            OnError::Fail => "fail".into(),
+            OnError::Continue => "continue".into(),
+        },
+        handoffs: s.handoffs.clone(),
+    };
+    WorkflowView {
+        kind: w.kind.as_str().into(),
+        steps: w.steps.iter().map(step).collect(),
+        aggregator: w.aggregator.as_ref().map(step),
+        max_handoffs: (w.kind == WorkflowKind::Handoff).then_some(w.max_handoffs),
+        timeout_secs: w.timeout.as_secs(),
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! An agent file goes `AgentConfig` (serde, in `config::agent`) → [`AgentSpec::validate`]
 //! (pure: no I/O) → [`Agent::build`] (opens stores, makes clients). Validation never repeats
-//! in build.
+//! in build. A file with a `[workflow]` instead of a `[model]` is an agent whose run is its
+//! [`workflow`]'s steps.
 
+mod references;
 pub mod registry;
 pub mod run;
+pub mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -16,6 +19,7 @@ use rmcp::model::{JsonObject, Tool};
 use secrecy::ExposeSecret;
 
 pub use crate::config::AgentName;
+pub use references::Reference;
 pub use registry::AgentRegistry;
 
 use crate::config::Error;
@@ -47,6 +51,8 @@ pub struct AgentSpec {
     pub tools: Vec<ToolConfig>,
     /// `[[approvals]]`: the calls that wait for a person, first covering rule first.
     pub approvals: Vec<crate::config::approvals::ApprovalRule>,
+    /// `[workflow]`: the file is a workflow of these steps instead of an agent with a model.
+    pub workflow: Option<workflow::WorkflowSpec>,
 }
 
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -91,10 +97,24 @@ impl AgentSpec {
         }
         let expose_agent = c.expose.contains(&Expose::Agent);
         let expose_tools = c.expose.contains(&Expose::Tools);
+        let is_workflow = c.workflow.is_some();
+        if is_workflow && c.model.is_some() {
+            err(
+                "model",
+                "a workflow runs its steps, not a model: remove [model] (or [workflow])".into(),
+            );
+        }
+        if is_workflow && !c.instructions.trim().is_empty() {
+            err(
+                "instructions",
+                "a workflow has no model to instruct: give the agents of its steps their instructions, or a step its `input`".into(),
+            );
+        }
         let model = match c.model {
+            Some(_) if is_workflow => None,
             Some(m) => validate_model(m, key_hint, &mut err),
             None => {
-                if expose_agent {
+                if expose_agent && !is_workflow {
                     err(
                         "model",
                         "missing [model]: an agent exposed as \"agent\" needs a model to run"
@@ -165,6 +185,23 @@ impl AgentSpec {
                 }
             }
         }
+        let workflow = c.workflow.and_then(|config| {
+            let names: Vec<String> = tools.iter().flat_map(ToolConfig::tool_names).collect();
+            let open = tools.iter().any(|t| matches!(t, ToolConfig::Mcp(_)));
+            let file_tools = workflow::spec::FileTools {
+                names: &names,
+                open,
+            };
+            match workflow::spec::validate(config, &file_tools) {
+                Ok(spec) => Some(spec),
+                Err(problems) => {
+                    for (key, msg) in problems {
+                        err(&key, msg);
+                    }
+                    None
+                }
+            }
+        });
         let approvals = match crate::config::approvals::validate(file, c.approvals) {
             Ok(rules) => rules,
             Err(problems) => {
@@ -184,6 +221,7 @@ impl AgentSpec {
                 model,
                 tools,
                 approvals,
+                workflow,
             })
         } else {
             Err(errors)
@@ -318,6 +356,8 @@ pub struct Agent {
     definitions: Vec<Tool>,
     /// Where LLM requests are counted.
     metrics: Arc<crate::metrics::Metrics>,
+    /// The workflow it runs instead of a model, when its file has a `[workflow]`.
+    workflow: Option<workflow::Workflow>,
 }
 
 impl Agent {
@@ -380,6 +420,12 @@ impl Agent {
             .map(|m| LlmClient::new(m, &m.key_hint))
             .transpose()
             .map_err(|e| Error::key(&spec.file, "model", e))?;
+        let workflow = spec
+            .workflow
+            .clone()
+            .map(|w| workflow::Workflow::build(w, resources))
+            .transpose()
+            .map_err(|e| Error::key(&spec.file, "workflow", format!("cannot start: {e}")))?;
         Ok(Self {
             spec,
             llm,
@@ -387,6 +433,7 @@ impl Agent {
             by_name,
             definitions,
             metrics: resources.metrics.clone(),
+            workflow,
         })
     }
 
@@ -514,13 +561,16 @@ impl Agent {
         }
     }
 
-    /// Runs tool `name`; `None` when the agent has no such tool.
+    /// Whether this agent runs other agents (as tools, or as a workflow's steps).
+    pub fn delegates(&self) -> bool {
+        self.workflow.is_some() || self.kinds.iter().any(|k| matches!(k, ToolKind::Agent(_)))
+    }
+
     /// Whether a call of this agent may need to ask its user something: it has
-    /// `ask_user`, `[[approvals]]` by the client, or other agents as tools (which may).
+    /// `ask_user`, `[[approvals]]` by the client, or runs other agents (which may).
     pub fn may_ask_user(&self) -> bool {
-        self.kinds
-            .iter()
-            .any(|k| matches!(k, ToolKind::Agent(_) | ToolKind::AskUser(_)))
+        self.delegates()
+            || self.kinds.iter().any(|k| matches!(k, ToolKind::AskUser(_)))
             || self
                 .spec
                 .approvals
@@ -528,6 +578,12 @@ impl Agent {
                 .any(|r| r.by == crate::config::approvals::Approver::Client)
     }
 
+    /// The workflow it runs, when its file has a `[workflow]`.
+    pub fn workflow(&self) -> Option<&workflow::Workflow> {
+        self.workflow.as_ref()
+    }
+
+    /// Runs tool `name`; `None` when the agent has no such tool.
     pub async fn call_tool(
         &self,
         name: &str,

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
+use rmcp::model::Tool;
 
+use super::references::{ProblemKind, check_agent_references, reference_problems};
 use super::{Agent, AgentName, AgentSpec};
 use crate::config::{self, Error, Errors, Vars, agent::AgentConfig};
-use crate::tools::{self, AgentRunner, CallContext, Resources};
+use crate::tools::{self, AgentRunner, CallContext, Resources, RunEnd};
 
 /// The agents being served, by name, and what a reload needs to rebuild them.
 pub struct AgentRegistry {
@@ -257,10 +259,10 @@ impl AgentRegistry {
                 errors.add(&problem.error.file, problem.error.to_string());
                 let culprits: Vec<&str> = match &problem.kind {
                     ProblemKind::Cycle(cycle) => cycle.iter().map(String::as_str).collect(),
-                    ProblemKind::Unknown(_) if candidates.contains_key(&problem.agent) => {
+                    ProblemKind::BadTarget(_) if candidates.contains_key(&problem.agent) => {
                         vec![problem.agent.as_str()]
                     }
-                    ProblemKind::Unknown(target) => vec![target.as_str()],
+                    ProblemKind::BadTarget(target) => vec![target.as_str()],
                 };
                 for name in culprits {
                     if candidates.remove(name).is_some() {
@@ -403,26 +405,30 @@ impl AgentRunner for Directory {
             target.run(task, &ctx).await.map_err(Into::into)
         })
     }
-}
 
-/// A reference between agents that breaks the rules: what startup refuses and a reload
-/// must not serve.
-#[derive(Debug)]
-struct ReferenceProblem {
-    /// The agent whose file has the problem.
-    agent: AgentName,
-    /// What is wrong.
-    kind: ProblemKind,
-    /// The problem, naming the file and the `tools[i].agent` key.
-    error: Error,
-}
-
-#[derive(Debug)]
-enum ProblemKind {
-    /// A tool runs an agent that does not exist: its name.
-    Unknown(String),
-    /// The agent reaches itself: the agents of the cycle, from it.
-    Cycle(Vec<String>),
+    fn run_agent_offering(
+        &self,
+        agent: &str,
+        task: String,
+        exits: Vec<Tool>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<RunEnd, tools::Error>> {
+        let target = self.get(agent);
+        let name = agent.to_owned();
+        Box::pin(async move {
+            let Some(target) = target else {
+                return Err(tools::Error::Failed(format!(
+                    "agent {name:?} is not available"
+                )));
+            };
+            ctx.permit(&name, &name)
+                .map_err(|refused| tools::Error::Failed(refused.message))?;
+            target
+                .run_offering(task, &exits, &ctx)
+                .await
+                .map_err(Into::into)
+        })
+    }
 }
 
 /// Problems by file, each message once, in the order found.
@@ -436,101 +442,6 @@ impl FileErrors {
             messages.push(message);
         }
     }
-}
-
-/// `type = "agent"` tools must name existing agents and must not form a cycle (an agent
-/// calling itself is one). A cycle is reported on every agent of it, from that agent.
-fn check_agent_references(specs: &[AgentSpec]) -> Vec<Error> {
-    reference_problems(specs)
-        .into_iter()
-        .map(|p| p.error)
-        .collect()
-}
-
-fn reference_problems(specs: &[AgentSpec]) -> Vec<ReferenceProblem> {
-    let by_name: HashMap<&str, &AgentSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
-    let mut known: Vec<&str> = by_name.keys().copied().collect();
-    known.sort_unstable();
-    let mut problems = Vec::new();
-    let mut ordered: Vec<&AgentSpec> = specs.iter().collect();
-    ordered.sort_by(|a, b| a.name.cmp(&b.name));
-    for spec in ordered {
-        for (i, tool) in spec.tools.iter().enumerate() {
-            if let Some(target) = tool.target_agent()
-                && !by_name.contains_key(target)
-            {
-                problems.push(ReferenceProblem {
-                    agent: spec.name.clone(),
-                    kind: ProblemKind::Unknown(target.to_owned()),
-                    error: Error::key(
-                        &spec.file,
-                        format!("tools[{i}].agent"),
-                        format!(
-                            "unknown agent {target:?}; agents here: {}",
-                            known.join(", ")
-                        ),
-                    ),
-                });
-            }
-        }
-        if let Some(cycle) = find_cycle(spec.name.as_str(), &by_name) {
-            let index = spec
-                .tools
-                .iter()
-                .position(|t| t.target_agent() == cycle.get(1).copied())
-                .unwrap_or(0);
-            problems.push(ReferenceProblem {
-                agent: spec.name.clone(),
-                kind: ProblemKind::Cycle(cycle.iter().map(|n| (*n).to_owned()).collect()),
-                error: Error::key(
-                    &spec.file,
-                    format!("tools[{index}].agent"),
-                    format!(
-                        "agents call each other in a cycle: {}; an agent may not reach itself",
-                        cycle.join(" -> ")
-                    ),
-                ),
-            });
-        }
-    }
-    problems
-}
-
-/// A path `start -> ... -> start` through `type = "agent"` tools, if there is one.
-fn find_cycle<'a>(
-    start: &'a str,
-    by_name: &HashMap<&'a str, &'a AgentSpec>,
-) -> Option<Vec<&'a str>> {
-    fn visit<'a>(
-        node: &'a str,
-        start: &'a str,
-        by_name: &HashMap<&'a str, &'a AgentSpec>,
-        path: &mut Vec<&'a str>,
-        seen: &mut std::collections::HashSet<&'a str>,
-    ) -> bool {
-        let Some(spec) = by_name.get(node) else {
-            return false;
-        };
-        for target in spec.tools.iter().filter_map(|t| t.target_agent()) {
-            if target == start {
-                path.push(target);
-                return true;
-            }
-            if let Some((&key, _)) = by_name.get_key_value(target)
-                && seen.insert(key)
-            {
-                path.push(key);
-                if visit(key, start, by_name, path, seen) {
-                    return true;
-                }
-                path.pop();
-            }
-        }
-        false
-    }
-    let mut path = vec![start];
-    let mut seen = std::collections::HashSet::new();
-    visit(start, start, by_name, &mut path, &mut seen).then_some(path)
 }
 
 /// The `*.toml` files of `dir`, sorted; hidden files and other extensions are ignored.

@@ -1,18 +1,25 @@
-//! One run of an agent: the LLM tool-calling loop.
+//! One run of an agent: the LLM tool-calling loop (a workflow's run is in `workflow`).
 //!
 //! System instructions + task → completion with the agent's tools → the tool calls the model
 //! asks for, run in parallel → their results fed back → ... until a final answer or
 //! `max_turns`. A tool's failure goes back to the model as that tool's result; the run itself
 //! fails only on model errors, timeouts, `max_turns`, depth or cancellation, each with a
 //! message that says what to fix.
+//!
+//! Every call the agent makes is a hop ([`Agent::hop`]): its audit record, `[[policies]]`,
+//! `[[approvals]]`, then the call, whose own calls hang under its record. A workflow's steps
+//! are hops of the workflow the same way.
+//!
+//! A run can be offered exits ([`Agent::run_offering`]): tools that are not the agent's, whose
+//! call ends the run (a handoff to another agent of a workflow).
 
 use std::time::{Duration, Instant};
 
-use rmcp::model::JsonObject;
+use rmcp::model::{JsonObject, Tool};
 
 use super::Agent;
 use crate::llm::{self, ToolCall};
-use crate::tools::{self, CallContext};
+use crate::tools::{self, CallContext, RunEnd};
 
 /// How deeply agents may call agents (a run at depth 0 is one called by an MCP client).
 pub const MAX_DEPTH: u32 = 4;
@@ -40,13 +47,33 @@ pub enum Error {
     /// The caller gave up.
     #[error("cancelled")]
     Cancelled,
+    /// A step of a workflow failed (and its `on_error` is `fail`).
+    #[error("step {step:?} ({target}) failed: {error}")]
+    Step {
+        /// The step's name.
+        step: String,
+        /// What it runs: `agent servicenow`, `tool search_incident`.
+        target: String,
+        /// Why it failed.
+        error: tools::Error,
+    },
+    /// A whole workflow run took too long.
+    #[error("the workflow did not finish within {0} s (timeout_secs in [workflow])")]
+    WorkflowTimeout(u64),
 }
 
 impl From<Error> for tools::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Cancelled => tools::Error::Cancelled,
-            e @ Error::RunTimeout(_) => tools::Error::TimedOut(e.to_string()),
+            Error::Cancelled
+            | Error::Step {
+                error: tools::Error::Cancelled,
+                ..
+            } => tools::Error::Cancelled,
+            e @ (Error::RunTimeout(_) | Error::WorkflowTimeout(_)) => {
+                tools::Error::TimedOut(e.to_string())
+            }
+            // A step refused or timed out is the workflow failing, not it being refused.
             other => tools::Error::Failed(other.to_string()),
         }
     }
@@ -66,14 +93,39 @@ pub struct Usage {
 }
 
 impl Agent {
-    /// Runs the agent on `task` and returns its final answer.
+    /// Runs the agent (or the workflow) on `task` and returns its final answer.
     ///
     /// # Errors
     /// See [`Error`].
     pub async fn run(&self, task: String, ctx: &CallContext) -> Result<String, Error> {
+        match self.run_offering(task, &[], ctx).await? {
+            RunEnd::Answer(answer) => Ok(answer),
+            // Only an offered exit ends a run this way, and none was offered.
+            RunEnd::Chose { .. } => Ok(String::new()),
+        }
+    }
+
+    /// Runs the agent on `task`, offering its model `exits` besides its own tools: the run
+    /// ends with the model's answer, or when it calls one of them. A workflow runs as
+    /// [`Self::run`] does (it has no model to offer them to).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn run_offering(
+        &self,
+        task: String,
+        exits: &[Tool],
+        ctx: &CallContext,
+    ) -> Result<RunEnd, Error> {
+        if let Some(workflow) = &self.workflow {
+            // Boxed: an agent's run need not carry a workflow's state machine inline.
+            return Box::pin(self.run_workflow(workflow, task, ctx))
+                .await
+                .map(RunEnd::Answer);
+        }
         let started = Instant::now();
         let mut usage = Usage::default();
-        let result = self.run_bounded(task, ctx, &mut usage).await;
+        let result = self.run_bounded(task, exits, ctx, &mut usage).await;
         if let Some(model) = &self.spec.model {
             ctx.audit.note_run(crate::audit::RunFacts {
                 model: model.model.clone(),
@@ -109,16 +161,17 @@ impl Agent {
     async fn run_bounded(
         &self,
         task: String,
+        exits: &[Tool],
         ctx: &CallContext,
         usage: &mut Usage,
-    ) -> Result<String, Error> {
+    ) -> Result<RunEnd, Error> {
         let (Some(llm), Some(model)) = (&self.llm, &self.spec.model) else {
             return Err(Error::NoModel(self.name().to_string()));
         };
         if ctx.depth > MAX_DEPTH {
             return Err(Error::TooDeep);
         }
-        let run = self.run_loop(llm, model.max_turns, task, ctx, usage);
+        let run = self.run_loop(llm, model.max_turns, task, exits, ctx, usage);
         tokio::select! {
             result = tokio::time::timeout(model.run_timeout, run) => {
                 result.unwrap_or(Err(Error::RunTimeout(model.run_timeout.as_secs())))
@@ -132,15 +185,19 @@ impl Agent {
         llm: &llm::LlmClient,
         max_turns: u32,
         task: String,
+        exits: &[Tool],
         ctx: &CallContext,
         usage: &mut Usage,
-    ) -> Result<String, Error> {
+    ) -> Result<RunEnd, Error> {
         let name = self.name();
         let mut conversation = llm::Conversation::new(&self.spec.instructions, task);
         // The model is offered only what the caller may call (`[[policies]]`, every hop).
         Box::pin(self.connect_caller_upstreams(ctx)).await;
         let mut tools = self.all_tool_definitions();
         tools.retain(|t| ctx.permit(name.as_str(), &t.name).is_ok());
+        // An exit shadows a tool of the same name: calling it ends the run.
+        tools.retain(|t| !exits.iter().any(|e| e.name == t.name));
+        tools.extend(exits.iter().cloned());
         let inner = ctx.nested();
         for turn in 1..=max_turns {
             ctx.report(|| format!("{name}: model turn {turn}"));
@@ -167,7 +224,19 @@ impl Agent {
             usage.llm_time += completion.latency;
             if completion.tool_calls.is_empty() {
                 ctx.report(|| format!("{name}: done"));
-                return Ok(completion.content.unwrap_or_default());
+                return Ok(RunEnd::Answer(completion.content.unwrap_or_default()));
+            }
+            // An exit ends the run; the other calls of the same turn are not made.
+            if let Some(call) = completion
+                .tool_calls
+                .iter()
+                .find(|c| exits.iter().any(|e| e.name == c.name))
+            {
+                ctx.report(|| format!("{name}: {}", call.name));
+                return Ok(RunEnd::Chose {
+                    tool: call.name.clone(),
+                    arguments: serde_json::from_str(&call.arguments).unwrap_or_default(),
+                });
             }
             conversation.push_assistant(&completion);
             for call in &completion.tool_calls {
@@ -202,35 +271,71 @@ impl Agent {
                 }
             }
         };
-        let entry = ctx
-            .audit
-            .begin(self.name().as_str(), &call.name, &args, ctx.depth);
+        let started = Instant::now();
+        let name = call.name.as_str();
+        let outcome = self
+            .hop(name, args, ctx, |args, ctx| async move {
+                match self.call_tool(name, args, &ctx).await {
+                    Some(result) => result,
+                    None => Err(tools::Error::Failed(format!(
+                        "there is no tool named {name:?}; use one of the tools offered"
+                    ))),
+                }
+            })
+            .await;
+        tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "Tool call by the model.");
+        match outcome {
+            Ok(output) => output.into_text(),
+            Err(tools::Error::InvalidArguments(m)) => {
+                format!("error: invalid arguments for {}: {m}", call.name)
+            }
+            Err(tools::Error::Failed(m) | tools::Error::TimedOut(m) | tools::Error::Denied(m)) => {
+                format!("error: {m}")
+            }
+            Err(tools::Error::Cancelled) => "error: cancelled".to_owned(),
+        }
+    }
+
+    /// One call this agent makes, of its tool `tool` with `args` (a call of its model, or a
+    /// step of its workflow): its audit record, `[[policies]]` for the caller, this agent's
+    /// `[[approvals]]`, then `call`, given the arguments back and the context it runs in (the
+    /// calls it makes hang under its record).
+    ///
+    /// # Errors
+    /// [`tools::Error::Denied`] when `[[policies]]` refuse the call or its approval is denied,
+    /// [`tools::Error::Cancelled`] when it is withdrawn; else whatever `call` returns.
+    pub(super) async fn hop<T, F, Fut>(
+        &self,
+        tool: &str,
+        args: JsonObject,
+        ctx: &CallContext,
+        call: F,
+    ) -> Result<T, tools::Error>
+    where
+        F: FnOnce(JsonObject, CallContext) -> Fut,
+        Fut: Future<Output = Result<T, tools::Error>>,
+    {
+        let agent = self.name().as_str();
+        let entry = ctx.audit.begin(agent, tool, &args, ctx.depth);
         // A tool the caller may not call is not offered, but the model may name it anyway.
-        let verdict = match ctx.permit(self.name().as_str(), &call.name) {
+        let verdict = match ctx.permit(agent, tool) {
             Ok(verdict) => verdict,
             Err(refused) => {
-                tracing::info!(agent = %self.name(), tool = %call.name, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call by the model refused by [[policies]].");
-                let text = format!("error: {}", refused.message);
+                tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = refused.rule.as_deref().unwrap_or("none"), "Tool call inside a run refused by [[policies]].");
                 if let Some(entry) = entry {
                     entry.finish(
                         &ctx.identity,
                         crate::audit::Verdict::deny(refused.rule),
                         crate::audit::Outcome::Refused,
-                        Some(refused.message),
+                        Some(refused.message.clone()),
                     );
                 }
-                return text;
+                return Err(tools::Error::Denied(refused.message));
             }
         };
         // A call `[[approvals]]` cover waits for its approval; the model reads a denial.
         let verdict = match ctx
-            .approve(
-                &self.spec.approvals,
-                self.name().as_str(),
-                &call.name,
-                &args,
-                entry.as_ref(),
-            )
+            .approve(&self.spec.approvals, agent, tool, &args, entry.as_ref())
             .await
         {
             Ok(None) => verdict,
@@ -241,10 +346,6 @@ impl Agent {
                 } else {
                     tools::Error::Denied(denied.message)
                 };
-                let text = match &error {
-                    tools::Error::Denied(m) => format!("error: {m}"),
-                    _ => "error: cancelled".to_owned(),
-                };
                 if let Some(entry) = entry {
                     let (outcome, message) = error.audit_outcome();
                     entry.finish(
@@ -254,51 +355,28 @@ impl Agent {
                         Some(message),
                     );
                 }
-                return text;
+                return Err(error);
             }
         };
         // The calls this one makes hang under its record.
-        let own;
         let call_ctx = match &entry {
-            Some(entry) => {
-                own = CallContext {
-                    audit: entry.child(),
-                    ..ctx.clone()
-                };
-                &own
-            }
-            None => ctx,
+            Some(entry) => CallContext {
+                audit: entry.child(),
+                ..ctx.clone()
+            },
+            None => ctx.clone(),
         };
-        let started = Instant::now();
-        let outcome = self.call_tool(&call.name, args, call_ctx).await;
+        let outcome = call(args, call_ctx).await;
         if let Some(entry) = entry {
             let (result, error) = match &outcome {
-                Some(Ok(_)) => (crate::audit::Outcome::Ok, None),
-                Some(Err(e)) => {
+                Ok(_) => (crate::audit::Outcome::Ok, None),
+                Err(e) => {
                     let (result, text) = e.audit_outcome();
                     (result, Some(text))
                 }
-                None => (
-                    crate::audit::Outcome::Error,
-                    Some(format!("unknown tool {:?}", call.name)),
-                ),
             };
             entry.finish(&ctx.identity, verdict, result, error);
         }
-        tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = matches!(outcome, Some(Ok(_))), "Tool call by the model.");
-        match outcome {
-            Some(Ok(output)) => output.into_text(),
-            Some(Err(tools::Error::InvalidArguments(m))) => {
-                format!("error: invalid arguments for {}: {m}", call.name)
-            }
-            Some(Err(
-                tools::Error::Failed(m) | tools::Error::TimedOut(m) | tools::Error::Denied(m),
-            )) => format!("error: {m}"),
-            Some(Err(tools::Error::Cancelled)) => "error: cancelled".to_owned(),
-            None => format!(
-                "error: there is no tool named {:?}; use one of the tools offered",
-                call.name
-            ),
-        }
+        outcome
     }
 }

@@ -19,8 +19,12 @@ pub struct AgentConfig {
     /// loop), `"tools"` (its inner tools, directly), or both. Default: both.
     #[serde(default = "default_expose")]
     pub expose: Vec<Expose>,
-    /// The model that runs the agent. Required when `expose` has `"agent"`.
+    /// The model that runs the agent. Required when `expose` has `"agent"`, unless the file
+    /// is a workflow.
     pub model: Option<ModelConfig>,
+    /// `[workflow]`: the file is a workflow of other agents (and of its own tools) instead of
+    /// an agent with a model ([`super::workflow`]).
+    pub workflow: Option<super::workflow::WorkflowConfig>,
     /// The tools the agent (and, with `expose = ["tools"]`, its clients) can call. Each
     /// entry is parsed by its `type` in validation ([`crate::tools::ToolConfig::parse`]).
     #[serde(default)]

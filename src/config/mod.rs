@@ -17,6 +17,7 @@ pub mod name;
 pub mod oauth;
 pub mod policies;
 pub mod proxies;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -212,7 +212,8 @@ impl CallContext {
     }
 }
 
-/// Runs agents of this gateway by name; implemented by `agents`, used by the `agent` kind.
+/// Runs agents of this gateway by name; implemented by `agents`, used by the `agent` kind and
+/// by workflows.
 pub trait AgentRunner: Send + Sync + 'static {
     /// Runs agent `agent` on `task` and returns its final answer.
     fn run_agent(
@@ -221,6 +222,31 @@ pub trait AgentRunner: Send + Sync + 'static {
         task: String,
         ctx: CallContext,
     ) -> BoxFuture<'static, Result<String, Error>>;
+
+    /// Runs agent `agent` on `task`, offering its model `exits` besides its own tools: calling
+    /// one ends the run ([`RunEnd::Chose`]).
+    fn run_agent_offering(
+        &self,
+        agent: &str,
+        task: String,
+        exits: Vec<Tool>,
+        ctx: CallContext,
+    ) -> BoxFuture<'static, Result<RunEnd, Error>>;
+}
+
+/// How a run that was offered exits ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// The model's final answer.
+    Answer(String),
+    /// The model called the offered exit `tool` with `arguments` (`{}` when they were not a
+    /// JSON object).
+    Chose {
+        /// The exit's name.
+        tool: String,
+        /// Its arguments.
+        arguments: JsonObject,
+    },
 }
 
 /// One `[[tools]]` entry of an agent file, parsed by its `type`.

@@ -278,3 +278,64 @@ fn oauth_settings_are_checked_naming_file_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn workflow_steps_must_not_form_a_cycle_through_workflows_or_agent_tools() {
+    // Arrange: a -> b -> a (workflows), helper -> loop -> helper (an agent tool and a step).
+    let errors = errors_of("agents/workflow-cycle");
+    // Assert: each file of each cycle says so, naming the key of its first hop.
+    for expected in [
+        "agents/workflow-cycle/a.toml: workflow.steps[0]: steps run each other in a cycle: a -> b -> a; a workflow may not reach itself",
+        "agents/workflow-cycle/b.toml: workflow.steps[1].agent: steps run each other in a cycle: b -> a -> b; a workflow may not reach itself",
+        "agents/workflow-cycle/helper.toml: tools[0].agent: agents call each other in a cycle: helper -> loop -> helper; an agent may not reach itself",
+        "agents/workflow-cycle/loop.toml: workflow.steps[1]: steps run each other in a cycle: loop -> helper -> loop; a workflow may not reach itself",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "expected\n  {expected}\ngot\n  {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+}
+
+#[test]
+fn a_broken_workflow_names_its_file_and_every_key() {
+    let errors = errors_of("agents/workflow-broken");
+    let cases = [
+        "agents/workflow-broken/unknown.toml: workflow.steps[1]: unknown step \"nobody\": no agent or workflow has that name; agents here: agent, handoff, unknown",
+        "agents/workflow-broken/handoff.toml: workflow.steps[1]: \"unknown\" is a workflow: a handoff step is an agent with a [model]",
+        "agents/workflow-broken/shape.toml: model: a workflow runs its steps, not a model",
+        "agents/workflow-broken/shape.toml: instructions: a workflow has no model to instruct",
+        "agents/workflow-broken/shape.toml: workflow.steps[1].input: unknown placeholder `{{inptu}}`",
+        "agents/workflow-broken/shape.toml: workflow.steps[2].tool: unknown tool \"search_incident\": this file has no [[tools]]",
+        "agents/workflow-broken/shape.toml: workflow.steps[3]: step name \"agent\" is already used by workflow.steps[0]",
+        "agents/workflow-broken/shape.toml: workflow.steps[4].input: {{steps.after}} names no step before this one",
+        "agents/workflow-broken/shape.toml: workflow.steps[5]: needs `agent` (an agent or workflow to run) or `tool`",
+        "agents/workflow-broken/shape.toml: workflow.steps[6].arguments: only for tool steps",
+        "agents/workflow-broken/shape.toml: workflow.aggregator: only applies to kind = \"concurrent\", not \"sequential\"",
+        "agents/workflow-broken/shape.toml: workflow.max_handoffs: only applies to kind = \"handoff\", not \"sequential\"",
+    ];
+    for expected in cases {
+        assert!(
+            errors.iter().any(|e| e.starts_with(expected)),
+            "expected an error starting with\n  {expected}\ngot\n  {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), cases.len(), "{errors:#?}");
+}
+
+#[test]
+fn check_command_refuses_an_unknown_workflow_step_naming_file_and_key() {
+    let out = crate::support::binary::switchboard()
+        .args(["check", "--agents"])
+        .arg(fixture("agents/workflow-broken"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown.toml: workflow.steps[1]: unknown step \"nobody\""),
+        "{stderr}"
+    );
+}

@@ -43,3 +43,4 @@ mod table_api;
 mod transport_rules;
 mod upstream_auth;
 mod upstream_stdio;
+mod workflows;

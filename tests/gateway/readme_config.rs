@@ -41,7 +41,9 @@ fn accepted() -> (Keys, Keys) {
              [[tools]]\ntype = \"servicenow\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"agent\"\nagent = \"other\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\n{PROBE} = 1\n\
-             [[tools]]\ntype = \"ask_user\"\n{PROBE} = 1\n"
+             [[tools]]\ntype = \"ask_user\"\n{PROBE} = 1\n\
+             [workflow]\nkind = \"sequential\"\nsteps = [{{ agent = \"other\", {PROBE} = 1 }}]\n\
+             {PROBE} = 1\n"
         ),
     )
     .unwrap();
@@ -102,8 +104,8 @@ fn accepted() -> (Keys, Keys) {
     );
     assert_eq!(
         agent.len(),
-        6,
-        "`switchboard check` named the keys of every agent table and tool kind:\n{text}"
+        8,
+        "`switchboard check` named the keys of every agent table, tool kind and workflow table:\n{text}"
     );
     (server, agent)
 }
@@ -170,8 +172,9 @@ fn documented_server_keys(readme: &str) -> Keys {
 }
 
 /// The keys of the README's `agents/<name>.toml` table: its first column (`[model] key`,
-/// `[[tools]] key` after a `[[tools]] type = "..."` row), and for a tool kind's own row the
-/// keys its description names (`` `url` ``, `` `prefix = "gh_"` ``).
+/// `[workflow] key`, `[workflow.steps] key`, `[[tools]] key` after a `[[tools]] type = "..."`
+/// row), and for a tool kind's own row the keys its description names (`` `url` ``,
+/// `` `prefix = "gh_"` ``).
 fn documented_agent_keys(readme: &str) -> Keys {
     let section = readme
         .split("### `agents/<name>.toml`")
@@ -217,6 +220,13 @@ fn documented_agent_keys(readme: &str) -> Keys {
                 .or_default()
                 .insert("model".into());
             ("model".to_owned(), k.to_owned())
+        } else if let Some(k) = first.strip_prefix("[workflow] ") {
+            keys.entry(String::new())
+                .or_default()
+                .insert("workflow".into());
+            ("workflow".to_owned(), k.to_owned())
+        } else if let Some(k) = first.strip_prefix("[workflow.steps] ") {
+            ("workflow.steps".to_owned(), k.to_owned())
         } else if let Some(k) = first.strip_prefix("[[tools]] ") {
             (tool.clone(), k.to_owned())
         } else {

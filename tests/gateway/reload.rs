@@ -481,3 +481,55 @@ async fn an_agent_still_used_by_another_keeps_serving_after_its_file_is_removed(
     assert_eq!(report["errors"], json!([]), "{report}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_a_workflow_whose_new_version_names_an_unknown_agent() {
+    // Arrange: alpha (the incident tools) and flow, a workflow whose one step runs alpha.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("alpha.toml"), agent_file("alpha", &[])).unwrap();
+    let flow = |steps: &str| {
+        format!("description = \"Flow.\"\n[workflow]\nkind = \"sequential\"\nsteps = {steps}\n")
+    };
+    std::fs::write(dir.join("flow.toml"), flow("[\"alpha\"]")).unwrap();
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: dir.clone(),
+        ..Options::default()
+    })
+    .await;
+    let (_, view) = agent(&gw, "flow").await;
+    assert_eq!(view["workflow"]["kind"], "sequential", "{view}");
+    assert_eq!(view["workflow"]["steps"][0]["agent"], "alpha", "{view}");
+
+    // Act: the new version names an agent nobody defines.
+    std::fs::write(dir.join("flow.toml"), flow("[\"alpha\", \"ghost\"]")).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+
+    // Assert: not applied, the error names file and key, the previous version serves.
+    assert_eq!(report["changed"], json!([]), "{report}");
+    let errors = load_errors_of(&gw, "flow.toml").await;
+    assert!(
+        errors.iter().any(|e| e.ends_with(
+            "flow.toml: workflow.steps[1]: unknown step \"ghost\": no agent or workflow has that name; agents here: alpha, flow"
+        )),
+        "{errors:#?}"
+    );
+    let (_, view) = agent(&gw, "flow").await;
+    assert_eq!(view["workflow"]["steps"].as_array().unwrap().len(), 1);
+
+    // An agent the workflow still uses keeps serving after its file is removed.
+    std::fs::write(dir.join("flow.toml"), flow("[\"alpha\"]")).unwrap();
+    std::fs::remove_file(dir.join("alpha.toml")).unwrap();
+    let (_, report) = gw.post_json("/admin/reload").await;
+    assert_eq!(report["removed"], json!([]), "{report}");
+    assert!(
+        report["errors"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .unwrap()
+            .contains("alpha.toml: removed, but flow still uses it (workflow.steps[0])")),
+        "{report}"
+    );
+    assert_eq!(agent(&gw, "alpha").await.0, 200);
+    gw.stop().await;
+}

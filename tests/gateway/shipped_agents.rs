@@ -30,6 +30,23 @@ fn shipped_agents_are_valid_without_any_environment() {
         }
         other => panic!("expected an unconfigured Table API store, got {other:?}"),
     }
+
+    // The incident review is a workflow over the shipped agents: records first, then the review.
+    let review = specs
+        .iter()
+        .find(|s| s.name.as_str() == "incident-review")
+        .expect("incident-review workflow ships");
+    assert!(review.model.is_none() && review.expose_agent);
+    let workflow = review
+        .workflow
+        .as_ref()
+        .expect("incident-review is a workflow");
+    let steps: Vec<(&str, &str)> = workflow
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.tool_name()))
+        .collect();
+    assert_eq!(steps, [("records", "servicenow"), ("review", "helpdesk")]);
 }
 
 #[test]
@@ -45,5 +62,7 @@ fn check_command_accepts_the_shipped_agents() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("servicenow"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("servicenow"), "{stdout}");
+    assert!(stdout.contains("incident-review"), "{stdout}");
 }

@@ -2,8 +2,8 @@
 //!
 //! Each request takes the next step of the script (in order). It records what it received
 //! (path, query, headers, body) and can answer with tool calls, text, an echo of the last
-//! tool result, errors with `Retry-After`, slow, held or malformed answers, or an answer that
-//! never comes (whose abandonment it reports).
+//! tool result or of its task, errors with `Retry-After`, slow, held or malformed answers, or
+//! an answer that never comes (whose abandonment it reports).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,9 @@ pub enum Step {
     Text(&'static str),
     /// The model answers with `prefix` + the content of the last tool message it was sent.
     Echo(&'static str),
+    /// The model answers with `prefix` + the content of the last user message it was sent
+    /// (its task): the answer follows the request, whichever request takes this step.
+    EchoTask(&'static str),
     /// An HTTP error with an optional `Retry-After` and an OpenAI-style error body.
     Status(u16, Option<&'static str>),
     /// Wait, then take the inner step.
@@ -192,6 +195,17 @@ impl FakeEndpoint {
                     .unwrap_or("(no tool result)");
                 completion(
                     json!({"role": "assistant", "content": format!("{prefix}{last_tool}")}),
+                    "stop",
+                )
+            }
+            Step::EchoTask(prefix) => {
+                let task = body["messages"]
+                    .as_array()
+                    .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or("(no task)");
+                completion(
+                    json!({"role": "assistant", "content": format!("{prefix}{task}")}),
                     "stop",
                 )
             }
