@@ -61,9 +61,9 @@ impl Redaction {
 
     /// The arguments to keep, and the SHA-256 (hex) of `arguments` as given.
     pub fn apply(&self, arguments: &Map<String, Value>) -> (Value, String) {
-        let digest = match serde_json::to_vec(arguments) {
-            Ok(bytes) => hex(&Sha256::digest(&bytes)),
-            Err(_) => String::new(),
+        let (digest, received) = match serde_json::to_vec(arguments) {
+            Ok(bytes) => (hex(&Sha256::digest(&bytes)), bytes.len()),
+            Err(_) => (String::new(), 0),
         };
         let mut kept = Value::Object(arguments.clone());
         if !self.names.is_empty() {
@@ -72,7 +72,13 @@ impl Redaction {
         for path in &self.paths {
             redact_path(&mut kept, path);
         }
-        let size = serde_json::to_vec(&kept).map_or(0, |b| b.len());
+        // Redaction changes the size by a few bytes per field: only arguments near the limit
+        // are measured again.
+        let size = if received + 1024 > MAX_KEPT_BYTES {
+            serde_json::to_vec(&kept).map_or(0, |b| b.len())
+        } else {
+            received
+        };
         if size > MAX_KEPT_BYTES {
             kept = Value::String(format!(
                 "[{size} bytes: too large to keep; see arguments_sha256]"
@@ -86,7 +92,12 @@ fn redact_names(value: &mut Value, names: &HashSet<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if names.contains(&key.to_lowercase()) {
+                let hit = if key.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                    names.contains(&key.to_lowercase())
+                } else {
+                    names.contains(key.as_str())
+                };
+                if hit {
                     *v = Value::String(REDACTED.to_owned());
                 } else {
                     redact_names(v, names);
@@ -116,11 +127,13 @@ fn redact_path(value: &mut Value, path: &[String]) {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 #[cfg(test)]
