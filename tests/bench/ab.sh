@@ -5,7 +5,8 @@
 #
 #   tests/bench/ab.sh NAME=BINARY[@EXTRA.toml] NAME=BINARY[@EXTRA.toml] ...
 #
-# Each variant serves the shipped agents on its own port and data directory with the same
+# Each variant serves the shipped agents (or $AGENTS, e.g. only servicenow.toml for an older
+# build that cannot read newer files) on its own port and data directory with the same
 # switchboard.toml as run.sh (a client token, rate limits on but high), plus the TOML of
 # EXTRA.toml if given (e.g. `[audit]` `enabled = false`). The load: mcpload, one thread,
 # c = 16 and 64, both transports, REPS rounds (default 5) of WARMUP + DUR seconds (2 + 5).
@@ -55,7 +56,7 @@ for v in "$@"; do
     echo; echo "[[clients]]"; echo 'name = "bench"'; echo "token = \"$TOKEN\""; echo 'agents = ["*"]'
   } > "$cfg"
   port=$((port + 1))
-  ("$bin" serve --config "$cfg" --agents "$ROOT/agents" --data "$GWDIR/data-$name" --listen "127.0.0.1:$port") \
+  ("$bin" serve --config "$cfg" --agents "${AGENTS:-$ROOT/agents}" --data "$GWDIR/data-$name" --listen "127.0.0.1:$port") \
     >>"$OUT/server-$name.log" 2>&1 &
   pid=$!; PIDS+=("$pid"); wait_port "$port"
   NAMES+=("$name"); PORTS+=("$port"); GPIDS+=("$pid")
@@ -83,7 +84,7 @@ for rep in $(seq "$REPS"); do
               --server-pid "${GPIDS[$i]}" -c "$c" -d "$DUR" --warmup "$WARMUP" --threads 1 \
               --tool search_incident --args "$ARGS" --bearer "$TOKEN" --label "${NAMES[$i]}#$rep" 2>/dev/null) || true
         echo "$out" | tail -n 1 >> "$RAW"
-        echo "  ${NAMES[$i]} #$rep $t c=$c: $(echo "$out" | tail -n 1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r.get(\"calls_per_s\",0):.0f} calls/s")' 2>/dev/null || echo '?')"
+        echo "  ${NAMES[$i]} #$rep $t c=$c: $(echo "$out" | tail -n 1 | grep -o '"calls_per_s":[0-9.]*' | cut -d: -f2) calls/s"
       done
     done
   done
