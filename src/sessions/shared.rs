@@ -149,7 +149,11 @@ impl SessionStore {
         }
         let _ = shared.cluster.touch_session(id, shared.ttl).await;
         let id: Arc<str> = Arc::from(id);
+        // Two requests of the session may arrive here at once: one takes it over, the other
+        // finds it taken.
+        let mut took_over = false;
         let entry = self.map.entry(id.clone()).or_insert_with(|| {
+            took_over = true;
             tracing::info!(session = %id, agent = %agent, transport = Transport::StreamableHttp.as_str(), "Session taken over from another replica.");
             let stats = Arc::new(SessionStats::new(peer));
             stats.set_client(caller.name().cloned());
@@ -167,7 +171,9 @@ impl SessionStore {
         });
         let busy = entry.stats.enter();
         drop(entry);
-        shared.metrics.cluster_event("session_taken_over");
+        if took_over {
+            shared.metrics.cluster_event("session_taken_over");
+        }
         Ok(Some(busy))
     }
 
