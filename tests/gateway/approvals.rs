@@ -5,21 +5,17 @@
 //! decline, dismiss, a client that cannot be asked). Every decision is in the call's audit
 //! record.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::{
-    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    Implementation, ProtocolVersion,
-};
-use rmcp::service::{RequestContext, RunningService};
-use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use rmcp::model::{ElicitationAction, ProtocolVersion};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
+use crate::support::asking::{User, agents_with_rules, decide_at, pending};
 use crate::support::fake_llm::{FakeLlm, Step};
 use crate::support::helpers::{
-    Options, Recorder, TestGateway, call_result, fixture, http, settings_with_clients, start_call,
-    tool_text,
+    Options, Recorder, TestGateway, call_result, http, settings_with_clients, start_call, tool_text,
 };
 
 const CLIENTS: &str = r#"
@@ -52,13 +48,7 @@ by = "client"
 /// The runtime fixture agents on `fake`, the servicenow agent with `rules` appended.
 async fn gateway(fake: &FakeLlm, rules: &str) -> (TestGateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["servicenow.toml", "helpdesk.toml"] {
-        let mut text = std::fs::read_to_string(fixture("agents/runtime").join(f)).unwrap();
-        if f == "servicenow.toml" {
-            text.push_str(rules);
-        }
-        std::fs::write(dir.path().join(f), text).unwrap();
-    }
+    agents_with_rules(dir.path(), rules);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.path().to_owned(),
         vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
@@ -85,34 +75,9 @@ async fn client(gw: &TestGateway, agent: &str) -> RunningService<RoleClient, Rec
     Recorder::default().serve(transport).await.unwrap()
 }
 
-/// Waits (up to 10 s) until `n` calls wait for an operator; they, oldest first.
-async fn pending(gw: &TestGateway, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = gw.get_json("/admin/approvals").await;
-        assert_eq!(status, 200, "{body}");
-        let list = body["approvals"].as_array().unwrap().clone();
-        if list.len() == n {
-            return list;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {n} pending approvals: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// `POST /admin/approvals/{id}` with `body`: status and JSON.
 async fn decide(gw: &TestGateway, id: &str, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(gw.url(&format!("/admin/approvals/{id}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    decide_at(gw.url(&format!("/admin/approvals/{id}")), body).await
 }
 
 /// The audit records of `tool`, newest first.
@@ -402,70 +367,20 @@ async fn a_call_an_agent_run_makes_waits_for_the_operator_inside_the_run() {
     gw.stop().await;
 }
 
-/// A client that answers elicitation requests as told (or cannot be asked).
-#[derive(Clone)]
-struct Approver {
-    /// `None`: the client does not declare elicitation.
-    answer: Option<(ElicitationAction, Option<&'static str>)>,
-    asked: Arc<Mutex<Vec<String>>>,
-    protocol: ProtocolVersion,
-}
+/// How a user answers an approval request: the action, and the reason written in the form.
+type Answer = Option<(ElicitationAction, Option<&'static str>)>;
 
-impl ClientHandler for Approver {
-    async fn create_elicitation(
-        &self,
-        request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        if let ElicitRequestParams::FormElicitationParams { message, .. } = &request {
-            self.asked.lock().unwrap().push(message.clone());
-        }
-        let (action, reason) = self.answer.clone().expect("asked without the capability");
-        let mut result = ElicitResult::new(action);
-        if let Some(reason) = reason {
-            result = result.with_content(json!({"reason": reason}));
-        }
-        Ok(result)
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        let capabilities = if self.answer.is_some() {
-            ClientCapabilities::builder().enable_elicitation().build()
-        } else {
-            ClientCapabilities::default()
-        };
-        ClientConfig::new(capabilities, Implementation::new("approver", "1.0"))
-            .with_protocol_version(self.protocol.clone())
-    }
-}
-
-/// Connects `approver`: a session at its protocol before 2026-07-28; at 2026-07-28, the
-/// stateless lifecycle (`server/discover`, no session).
-async fn connect(
-    approver: Approver,
-    transport: rmcp::transport::StreamableHttpClientTransport<reqwest::Client>,
-) -> RunningService<RoleClient, Approver> {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
-    if approver.protocol >= ProtocolVersion::V_2026_07_28 {
-        let preferred_versions = vec![approver.protocol.clone()];
-        approver
-            .serve_with_lifecycle(
-                transport,
-                ClientLifecycleMode::Discover { preferred_versions },
-            )
-            .await
-            .expect("discover lifecycle must work")
-    } else {
-        approver.serve(transport).await.unwrap()
-    }
+/// A user at `protocol` answering `answer` (the reason as the form's `reason` field).
+fn approver(protocol: ProtocolVersion, answer: Answer) -> User {
+    User::new(
+        protocol,
+        answer.map(|(action, reason)| (action, reason.map(|r| json!({"reason": r})))),
+    )
 }
 
 /// Calls update_incident (state Resolved) as a client answering `answer`: the result, and
 /// what the client was asked.
-async fn call_as(
-    gw: &TestGateway,
-    answer: Option<(ElicitationAction, Option<&'static str>)>,
-) -> (rmcp::model::CallToolResult, Vec<String>) {
+async fn call_as(gw: &TestGateway, answer: Answer) -> (rmcp::model::CallToolResult, Vec<String>) {
     call_at(gw, ProtocolVersion::V_2025_11_25, answer).await
 }
 
@@ -474,23 +389,13 @@ async fn call_as(
 async fn call_at(
     gw: &TestGateway,
     protocol: ProtocolVersion,
-    answer: Option<(ElicitationAction, Option<&'static str>)>,
+    answer: Answer,
 ) -> (rmcp::model::CallToolResult, Vec<String>) {
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/servicenow/mcp"))
-        .auth_header("t-help");
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
     let stateless = protocol >= ProtocolVersion::V_2026_07_28;
-    let c = connect(
-        Approver {
-            answer,
-            asked: asked.clone(),
-            protocol,
-        },
-        transport,
-    )
-    .await;
+    let user = approver(protocol, answer);
+    let c = user
+        .connect(&gw.url("/agents/servicenow/mcp"), Some("t-help"))
+        .await;
     let arguments = json!({"number": "INC0012345", "state": "Resolved", "close_notes": "fixed"});
     let result = if stateless {
         c.call_tool(
@@ -503,8 +408,7 @@ async fn call_at(
         call_result(start_call(c.peer(), "update_incident", arguments).await).await
     };
     let _ = c.cancel().await;
-    let asked = asked.lock().unwrap().clone();
-    (result, asked)
+    (result, user.messages())
 }
 
 #[tokio::test]
@@ -599,18 +503,11 @@ async fn a_2026_07_28_client_approves_in_an_input_required_round() {
 
     // The wire: the first answer is input_required with the question and a state; a state
     // that is not one this gateway gave (or given to another caller) is refused clearly.
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/servicenow/mcp"))
-        .auth_header("t-help");
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-    let c = connect(
-        Approver {
-            answer: Some((ElicitationAction::Accept, None)),
-            asked: Arc::default(),
-            protocol: ProtocolVersion::V_2026_07_28,
-        },
-        transport,
+    let c = approver(
+        ProtocolVersion::V_2026_07_28,
+        Some((ElicitationAction::Accept, None)),
     )
+    .connect(&gw.url("/agents/servicenow/mcp"), Some("t-help"))
     .await;
     let params = rmcp::model::CallToolRequestParams::new("update_incident").with_arguments(
         json!({"number": "INC0012346", "state": "Resolved", "close_notes": "fixed"})
@@ -684,20 +581,13 @@ async fn a_run_deep_inside_a_2026_07_28_call_asks_its_user_and_goes_on() {
     ])
     .await;
     let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    let config = StreamableHttpClientTransportConfig::with_uri(gw.url("/agents/helpdesk/mcp"))
-        .auth_header("t-help");
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let c = connect(
-        Approver {
-            answer: Some((ElicitationAction::Accept, Some("go ahead"))),
-            asked: asked.clone(),
-            protocol: ProtocolVersion::V_2026_07_28,
-        },
-        transport,
-    )
-    .await;
+    let user = approver(
+        ProtocolVersion::V_2026_07_28,
+        Some((ElicitationAction::Accept, Some("go ahead"))),
+    );
+    let c = user
+        .connect(&gw.url("/agents/helpdesk/mcp"), Some("t-help"))
+        .await;
     // rmcp's call_tool drives the rounds: input_required, then the retry with the answer.
     let result = c
         .call_tool(
@@ -713,7 +603,7 @@ async fn a_run_deep_inside_a_2026_07_28_call_asks_its_user_and_goes_on() {
     let answer = tool_text(&result);
     assert!(answer.starts_with("helpdesk: servicenow: "), "{answer}");
     assert!(answer.contains("Resolved"), "{answer}");
-    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert_eq!(user.messages().len(), 1);
     let records = records_of(&gw, "update_incident").await;
     assert_eq!(records[0]["approval"]["decision"], "approved");
     assert_eq!(records[0]["approval"]["reason"], "go ahead");

@@ -2,18 +2,12 @@
 //! MCP client (elicitation on a session, an `input_required` round on 2026-07-28), and reads
 //! the answer, a refusal, or that the user cannot be asked.
 
-use std::sync::{Arc, Mutex};
-
-use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
-    ElicitationAction, Implementation, ProtocolVersion,
-};
-use rmcp::service::{RequestContext, RunningService};
-use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use rmcp::model::{CallToolRequestParams, ElicitationAction, ProtocolVersion};
 use serde_json::{Value, json};
 
+use crate::support::asking::User;
 use crate::support::fake_llm::{FakeLlm, Step};
-use crate::support::helpers::{Options, TestGateway, fixture, tool_text};
+use crate::support::helpers::{Options, TestGateway, tool_text};
 
 const ASKER: &str = r#"
 description = "Opens incidents, asking the user what it needs to know."
@@ -32,67 +26,6 @@ type = "ask_user"
 timeout_secs = 5
 "#;
 
-/// A user whose client answers as told (`None`: cannot be asked).
-#[derive(Clone)]
-struct User {
-    answer: Option<(ElicitationAction, Option<Value>)>,
-    protocol: ProtocolVersion,
-    asked: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl ClientHandler for User {
-    async fn create_elicitation(
-        &self,
-        request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        if let ElicitRequestParams::FormElicitationParams {
-            message,
-            requested_schema,
-            ..
-        } = &request
-        {
-            self.asked.lock().unwrap().push((
-                message.clone(),
-                serde_json::to_value(requested_schema).unwrap(),
-            ));
-        }
-        let (action, content) = self.answer.clone().expect("asked without the capability");
-        let mut result = ElicitResult::new(action);
-        if let Some(content) = content {
-            result = result.with_content(content);
-        }
-        Ok(result)
-    }
-
-    fn get_info(&self) -> ClientConfig {
-        let capabilities = if self.answer.is_some() {
-            ClientCapabilities::builder().enable_elicitation().build()
-        } else {
-            ClientCapabilities::default()
-        };
-        ClientConfig::new(capabilities, Implementation::new("user", "1.0"))
-            .with_protocol_version(self.protocol.clone())
-    }
-}
-
-async fn connect(gw: &TestGateway, user: User) -> RunningService<RoleClient, User> {
-    use rmcp::{ClientLifecycleMode, ClientServiceExt};
-    let transport =
-        rmcp::transport::StreamableHttpClientTransport::from_uri(gw.url("/agents/asker/mcp"));
-    if user.protocol >= ProtocolVersion::V_2026_07_28 {
-        let preferred_versions = vec![user.protocol.clone()];
-        user.serve_with_lifecycle(
-            transport,
-            ClientLifecycleMode::Discover { preferred_versions },
-        )
-        .await
-        .expect("discover lifecycle must work")
-    } else {
-        user.serve(transport).await.unwrap()
-    }
-}
-
 /// Runs the asker as `user`; its answer (the model echoes the tool's result) and what the
 /// user was asked.
 async fn run_as(
@@ -100,16 +33,8 @@ async fn run_as(
     protocol: ProtocolVersion,
     answer: Option<(ElicitationAction, Option<Value>)>,
 ) -> (String, Vec<(String, Value)>) {
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let c = connect(
-        gw,
-        User {
-            answer,
-            protocol,
-            asked: asked.clone(),
-        },
-    )
-    .await;
+    let user = User::new(protocol, answer);
+    let c = user.connect(&gw.url("/agents/asker/mcp"), None).await;
     let result = c
         .call_tool(
             CallToolRequestParams::new("asker").with_arguments(
@@ -122,7 +47,7 @@ async fn run_as(
         .await
         .expect("the run is answered");
     let _ = c.cancel().await;
-    let asked = asked.lock().unwrap().clone();
+    let asked = user.asked.lock().unwrap().clone();
     (tool_text(&result), asked)
 }
 
@@ -147,7 +72,6 @@ async fn the_model_asks_and_reads_the_answer_a_refusal_or_that_nobody_can_be_ask
     .await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("asker.toml"), ASKER).unwrap();
-    let _ = fixture("agents/runtime");
     let gw = TestGateway::spawn_with(Options {
         agents_dir: dir.path().to_owned(),
         vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),

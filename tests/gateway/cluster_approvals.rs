@@ -15,8 +15,9 @@ use rmcp::{RoleClient, model::CallToolResult};
 use serde_json::{Value, json};
 
 use crate::cluster::{RedisServer, Replica, cluster_config, eventually};
+use crate::support::asking::{agents_with_rules, decide_at};
 use crate::support::fake_llm::FakeLlm;
-use crate::support::helpers::{Recorder, call_result, fixture, http, start_call, tool_text};
+use crate::support::helpers::{Recorder, call_result, http, start_call, tool_text};
 
 /// How long a test waits for something that should happen.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -47,13 +48,7 @@ impl Pair {
         let tmp = tempfile::tempdir().unwrap();
         let agents = tmp.path().join("agents");
         std::fs::create_dir(&agents).unwrap();
-        for f in ["servicenow.toml", "helpdesk.toml"] {
-            let mut text = std::fs::read_to_string(fixture("agents/runtime").join(f)).unwrap();
-            if f == "servicenow.toml" {
-                text.push_str(OPERATOR_RULE);
-            }
-            std::fs::write(agents.join(f), text).unwrap();
-        }
+        agents_with_rules(&agents, OPERATOR_RULE);
         let config = cluster_config(tmp.path(), &redis.url(), "");
         let env = [("FAKE_LLM_URL", fake.url.as_str())];
         let a = Replica::start_with(&config, &tmp.path().join("data-a"), &agents, &env);
@@ -108,14 +103,7 @@ async fn listed(replica: &Replica, query: &str, n: usize) -> Value {
 
 /// `POST /admin/approvals/{id}` on `replica` with `body`: status and JSON.
 async fn decide(replica: &Replica, id: &str, body: Value) -> (u16, Value) {
-    let resp = http()
-        .post(replica.url(&format!("/admin/approvals/{id}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    decide_at(replica.url(&format!("/admin/approvals/{id}")), body).await
 }
 
 /// Resolves INC0012345 on `c` (the call the rule covers): the call, once it waits.

@@ -12,11 +12,12 @@ use rmcp::model::CallToolResult;
 use rmcp::service::{RequestHandle, RoleClient, RunningService};
 use serde_json::{Value, json};
 
+use crate::support::asking::{agents_with_rules, pending};
 use crate::support::browser::{Browser, PAGE_DEADLINE};
 use crate::support::fake_llm::FakeLlm;
 use crate::support::helpers::{
-    Options, TestGateway, call_result, fixture, rmcp_client_with, settings_with_clients,
-    start_call, tool_text,
+    Options, TestGateway, call_result, rmcp_client_with, settings_with_clients, start_call,
+    tool_text,
 };
 
 const CLIENTS: &str = r#"
@@ -41,13 +42,7 @@ const CARDS: &str = "[data-testid=\"approval\"]";
 /// The runtime fixture agents, servicenow with [`RULE`] appended, `work_notes` redacted.
 async fn gateway(fake: &FakeLlm) -> (TestGateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["servicenow.toml", "helpdesk.toml"] {
-        let mut text = std::fs::read_to_string(fixture("agents/runtime").join(f)).unwrap();
-        if f == "servicenow.toml" {
-            text.push_str(RULE);
-        }
-        std::fs::write(dir.path().join(f), text).unwrap();
-    }
+    agents_with_rules(dir.path(), RULE);
     let mut settings = settings_with_clients(CLIENTS, &[]);
     settings.audit.redact =
         vec![switchboard::config::audit::RedactRule::parse("work_notes").unwrap()];
@@ -79,24 +74,6 @@ async fn answer(handle: RequestHandle<RoleClient>) -> CallToolResult {
     tokio::time::timeout(Duration::from_secs(10), call_result(handle))
         .await
         .expect("the call is answered within 10 s of the decision")
-}
-
-/// Waits (up to 10 s) until `n` calls wait according to the admin API; they, oldest first.
-async fn pending(gw: &TestGateway, n: usize) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = gw.get_json("/admin/approvals").await;
-        assert_eq!(status, 200, "{body}");
-        let list = body["approvals"].as_array().unwrap().clone();
-        if list.len() == n {
-            return list;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {n} pending approvals: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn js(browser: &Browser, script: &str) -> Value {

@@ -3,6 +3,7 @@
 //! compose file's balancer config, oidc-provider, PostgreSQL), an upstream MCP server recording the tokens it gets, stdio upstreams (the MCP reference server, a tiny one of ours), the MCP scenarios run on both incident stores, and small
 //! helpers.
 
+pub mod asking;
 pub mod binary;
 pub mod browser;
 pub mod cut_proxy;
