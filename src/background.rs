@@ -51,13 +51,15 @@ async fn sweeper(state: AppState) {
     }
 }
 
-/// Forgets the limiter state and usage of peers that have been idle, every minute.
+/// Forgets the limiter state and usage of peers that have been idle, and drops expired
+/// tasks, every minute.
 async fn pruner(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         state.limits().prune();
         state.clients().prune();
+        state.tasks().sweep().await;
     }
 }
 

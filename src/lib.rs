@@ -25,6 +25,8 @@
 //! - [`permissions`]: the `[[policies]]` rules in force, swapped whole when a reload re-reads
 //!   `switchboard.toml`.
 //! - [`traffic`]: the last 15 minutes of calls per agent, for the admin API and console.
+//! - [`tasks`]: agent runs served as MCP tasks (the `io.modelcontextprotocol/tasks`
+//!   extension): started, polled, answered and cancelled, kept in `tasks.db` or Redis.
 //! - [`sessions`]: the registry of live MCP sessions of both transports: ending, parking,
 //!   expiring, and sharing them with other replicas in cluster mode.
 //! - [`auth`]: constant-time token checks.
@@ -68,6 +70,7 @@ pub mod ratelimit;
 pub mod sessions;
 pub mod shutdown;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 pub mod tools;
 pub mod traffic;

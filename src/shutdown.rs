@@ -75,6 +75,11 @@ pub async fn drain(state: &crate::state::AppState, grace: std::time::Duration) {
     state.begin_draining();
     let calls = || state.sessions().in_flight_total();
     let finished = wait_until(grace, || calls() == 0).await;
+    // Tasks run for minutes: they are not waited for, but end `failed`, saying why.
+    state
+        .tasks()
+        .shut_down(std::time::Duration::from_secs(2))
+        .await;
     if !finished {
         tracing::warn!(
             calls = calls(),

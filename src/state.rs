@@ -50,6 +50,8 @@ struct Parts {
     trail: Option<Arc<crate::audit::Trail>>,
     /// Calls waiting for a person's approval (`[[approvals]]`).
     approvals: Arc<crate::approvals::Approvals>,
+    /// Agent runs served as MCP tasks (`tasks.db`, or Redis in cluster mode).
+    tasks: crate::tasks::Tasks,
     /// Root cancellation token: cancelled on shutdown, which ends every session.
     cancel: CancellationToken,
     /// Cancelled when shutdown's grace period is over: calls still running are answered
@@ -125,6 +127,10 @@ impl AppState {
             metrics.clone(),
             cluster.as_ref().map(Cluster::node_id),
         );
+        let tasks = match &cluster {
+            Some(c) => crate::tasks::Tasks::shared(settings.tasks, c.clone()),
+            None => crate::tasks::Tasks::open(settings.tasks, registry.resources().data_dir()),
+        };
         let agents = Arc::new(ServedAgents::new(
             registry,
             Serving {
@@ -136,6 +142,7 @@ impl AppState {
                 permissions: permissions.clone(),
                 trail: trail.clone(),
                 approvals: approvals.clone(),
+                tasks: tasks.clone(),
             },
         ));
         Self(Arc::new(Parts {
@@ -150,6 +157,7 @@ impl AppState {
             cluster,
             trail,
             approvals,
+            tasks,
             cancel,
             stop_calls,
             draining: AtomicBool::new(false),
@@ -211,6 +219,11 @@ impl AppState {
     /// The approvals service: the calls waiting for an operator.
     pub fn approvals(&self) -> &Arc<crate::approvals::Approvals> {
         &self.0.approvals
+    }
+
+    /// Agent runs served as MCP tasks.
+    pub fn tasks(&self) -> &crate::tasks::Tasks {
+        &self.0.tasks
     }
 
     /// This replica's cluster membership; `None` in single-node mode.

@@ -34,6 +34,8 @@ enum ApiTags {
     Audit,
     /// Calls waiting for an operator's approval.
     Approvals,
+    /// Agent runs served as MCP tasks.
+    Tasks,
 }
 
 /// Admin access, checked per request: the bearer token when one is configured, else a
@@ -229,6 +231,7 @@ mod audit;
 mod health;
 mod permissions;
 mod responses;
+mod tasks;
 mod views;
 
 pub use api::AdminApi;
@@ -236,6 +239,7 @@ pub use approvals::ApprovalsApi;
 pub use audit::AuditApi;
 pub use health::HealthApi;
 pub use permissions::PermissionsApi;
+pub use tasks::TasksApi;
 
 /// The methods a path of this API serves, for the `Allow` header of a 405.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
@@ -252,8 +256,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         | ["admin", "cluster"]
         | ["admin", "audit"]
         | ["admin", "audit", _]
-        | ["admin", "approvals"] => Some("GET"),
-        ["admin", "approvals", _] => Some("POST"),
+        | ["admin", "approvals"]
+        | ["admin", "tasks"] => Some("GET"),
+        ["admin", "approvals", _] | ["admin", "tasks", _, "cancel"] => Some("POST"),
         ["admin", "sessions", _] => Some("GET, DELETE"),
         ["admin", "reload"] => Some("POST"),
         ["healthz"] | ["readyz"] => Some("GET"),

@@ -3,13 +3,30 @@
 
 use poem_openapi::OpenApiService;
 
-use super::{AdminApi, ApprovalsApi, AuditApi, HealthApi, PermissionsApi};
+use super::{AdminApi, ApprovalsApi, AuditApi, HealthApi, PermissionsApi, TasksApi};
 
 /// The admin API and the probes, as one OpenAPI service.
-pub fn service() -> OpenApiService<(AdminApi, PermissionsApi, AuditApi, ApprovalsApi, HealthApi), ()>
-{
+#[allow(clippy::type_complexity)]
+pub fn service() -> OpenApiService<
+    (
+        AdminApi,
+        PermissionsApi,
+        AuditApi,
+        ApprovalsApi,
+        TasksApi,
+        HealthApi,
+    ),
+    (),
+> {
     OpenApiService::new(
-        (AdminApi, PermissionsApi, AuditApi, ApprovalsApi, HealthApi),
+        (
+            AdminApi,
+            PermissionsApi,
+            AuditApi,
+            ApprovalsApi,
+            TasksApi,
+            HealthApi,
+        ),
         "Switchboard admin API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -9,6 +9,10 @@
 //!   capability: the call runs in a task and its request answers `input_required` with the
 //!   question; the client's retry brings the answer ([`rounds`]).
 //!
+//! - **A call run as an MCP task** ([`crate::tasks`]) whose client declares the capability:
+//!   the task turns `input_required` with the question, and `tasks/update` brings the answer
+//!   (the same asker as the rounds).
+//!
 //! Any other client cannot be asked: [`ClientAsker::of`] is `None` and whoever wanted to ask
 //! says so in its error.
 
@@ -94,7 +98,15 @@ impl ClientAsker {
                 .is_some_and(|c| can_elicit_forms(&c))
     }
 
-    /// The asker of a call served in `input_required` rounds.
+    /// Whether the client of `context`, whose call runs as an MCP task, can be asked in the
+    /// task's `inputRequests` (it declares form elicitation, at any protocol version).
+    pub fn can_be_asked_in_task(context: &RequestContext<RoleServer>) -> bool {
+        context
+            .client_capabilities()
+            .is_some_and(|c| can_elicit_forms(&c))
+    }
+
+    /// The asker of a call served in `input_required` rounds, or as a task.
     pub fn rounds(asker: rounds::Asker) -> Self {
         Self {
             way: Way::Rounds(asker),

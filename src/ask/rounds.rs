@@ -13,6 +13,10 @@
 //! comes back for is cancelled when its question expires (its own timeout plus a minute),
 //! which withdraws it like a cancelled call. Parked calls live in this replica's memory: in
 //! cluster mode the retry has to reach the same replica.
+//!
+//! The same [`Call`] and [`Asker`] serve a call run as an MCP task ([`crate::tasks`]): there
+//! the question goes into the task's `inputRequests` instead of an `input_required` answer,
+//! and `tasks/update` brings the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +44,13 @@ pub struct Need {
     pub timeout: Duration,
     /// Where the answer goes.
     reply: oneshot::Sender<Value>,
+}
+
+impl Need {
+    /// Hands the client's answer to the call that asked (which may have stopped waiting).
+    pub fn answer(self, value: Value) {
+        let _ = self.reply.send(value);
+    }
 }
 
 /// The asking end a call carries: it hands questions to whoever serves the call.
@@ -82,9 +93,12 @@ impl Asker {
 
 /// A call's task and the questions it asks.
 pub struct Call {
-    task: JoinHandle<Result<CallToolResponse, McpError>>,
-    needs: mpsc::Receiver<Need>,
-    cancel: CancellationToken,
+    /// The call's task: its answer.
+    pub(crate) task: JoinHandle<Result<CallToolResponse, McpError>>,
+    /// The questions it asks.
+    pub(crate) needs: mpsc::Receiver<Need>,
+    /// Cancels it (and withdraws a question it waits on).
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Call {
@@ -187,7 +201,7 @@ impl Rounds {
         };
         // The call may have stopped waiting meanwhile (its question timed out): it goes on
         // to its result either way.
-        let _ = question.reply.send(answer);
+        question.answer(answer);
         self.drive(call, owner, cancel).await
     }
 

@@ -36,6 +36,7 @@ pub mod events;
 pub mod forward;
 pub mod limits;
 pub mod sessions;
+pub mod tasks;
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -17,6 +17,7 @@ pub mod name;
 pub mod oauth;
 pub mod policies;
 pub mod proxies;
+pub mod tasks;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -69,6 +70,9 @@ pub struct GatewayConfig {
     /// `[audit]`: the audit trail of every tool call (on by default).
     #[serde(default)]
     pub audit: audit::AuditConfig,
+    /// `[tasks]`: agent runs served as MCP tasks (how long results are kept).
+    #[serde(default)]
+    pub tasks: tasks::TasksConfig,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -226,6 +230,8 @@ pub struct ServerSpec {
     pub policies: std::sync::Arc<policies::Policies>,
     /// `[audit]`: the audit trail.
     pub audit: audit::AuditSpec,
+    /// `[tasks]`: agent runs served as MCP tasks.
+    pub tasks: tasks::TasksSpec,
     /// The file these settings were read from, re-read on every reload for its
     /// `[[policies]]`; `None`: none was (no file, or settings made in code).
     pub source: Option<GatewaySource>,
@@ -348,6 +354,7 @@ impl ServerSpec {
             oauth: None,
             policies: std::sync::Arc::default(),
             audit: audit::AuditSpec::default(),
+            tasks: tasks::TasksSpec::default(),
             source: None,
         }
     }
@@ -403,10 +410,11 @@ fn from_gateway_config(
         .transpose();
     let policies = policies::validate(path, config.policies);
     let audit = audit::validate(path, config.audit);
-    let (mut settings, (limits, clients), cluster, oauth, policies, audit) =
-        match (settings, clients, cluster, oauth, policies, audit) {
-            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a)) => (s, c, cl, o, p, a),
-            (s, c, cl, o, p, a) => {
+    let tasks = tasks::validate(path, config.tasks);
+    let (mut settings, (limits, clients), cluster, oauth, policies, audit, tasks) =
+        match (settings, clients, cluster, oauth, policies, audit, tasks) {
+            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a), Ok(t)) => (s, c, cl, o, p, a, t),
+            (s, c, cl, o, p, a, t) => {
                 let mut errors = Errors::default();
                 errors.extend(s.err().unwrap_or_default().0);
                 errors.extend(c.err().unwrap_or_default());
@@ -414,11 +422,13 @@ fn from_gateway_config(
                 errors.extend(o.err().unwrap_or_default());
                 errors.extend(p.err().unwrap_or_default());
                 errors.extend(a.err().unwrap_or_default());
+                errors.extend(t.err().unwrap_or_default());
                 return Err(errors);
             }
         };
     settings.oauth = oauth;
     settings.audit = audit;
+    settings.tasks = tasks;
     settings.policies = std::sync::Arc::new(policies);
     settings.limits = limits;
     settings.clients = clients;

@@ -16,9 +16,10 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, CustomRequest, CustomResult, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-    ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
+    CustomRequest, CustomResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, Tool, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -33,6 +34,7 @@ use crate::audit;
 use crate::config::policies::Refused;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
+use crate::tasks::{self, Tasks};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -57,6 +59,9 @@ pub struct AgentServer {
     /// client, or an agent it delegates to may have some): only then is a 2026-07-28 call
     /// run in a task of its own so that it can ask.
     may_ask: bool,
+    /// Agent runs served as MCP tasks, for clients that declare the extension; `None`: the
+    /// extension is not offered (`switchboard stdio`).
+    tasks: Option<Tasks>,
 }
 
 impl AgentServer {
@@ -68,6 +73,7 @@ impl AgentServer {
         trail: Option<Arc<audit::Trail>>,
         approvals: Arc<Approvals>,
         rounds: Arc<Rounds>,
+        tasks: Option<Tasks>,
     ) -> Self {
         let spec = &agent.spec;
         let agent_tool = spec
@@ -83,6 +89,7 @@ impl AgentServer {
             trail,
             approvals,
             rounds,
+            tasks,
         }
     }
 
@@ -120,7 +127,14 @@ impl AgentServer {
 impl ServerHandler for AgentServer {
     fn get_info(&self) -> ServerConfig {
         let spec = &self.agent.spec;
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = match self.tasks {
+            Some(_) => ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tasks()
+                .build(),
+            None => ServerCapabilities::builder().enable_tools().build(),
+        };
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new(
                     format!("switchboard/{}", spec.name),
@@ -183,20 +197,118 @@ impl ServerHandler for AgentServer {
                 .resume(state, request.input_responses, owner, &context.ct)
                 .await;
         }
+        // Only a call of the agent tool can become a task, and only then are the client's
+        // capabilities looked at: other calls pay nothing for the extension.
+        if let Some(tasks) = &self.tasks
+            && self.is_agent_tool(&request.name)
+            && context
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks())
+        {
+            return self.start_task(tasks, request, context).await;
+        }
         if self.may_ask && ClientAsker::rounds_possible(&context) {
             let owner = self.owner(&request.name, &context);
             let this = self.clone();
             let request_context = context.clone();
             let call = Call::spawn(move |asker, cancel| async move {
                 let asker = Arc::new(ClientAsker::rounds(asker));
-                this.call(request, &request_context, cancel, Some(asker))
+                this.call(request, &request_context, cancel, Some(asker), None)
                     .await
             });
             return self.rounds.drive(call, owner, &context.ct).await;
         }
         let asker = ClientAsker::of(&context).map(Arc::new);
         let cancel = context.ct.clone();
-        self.call(request, &context, cancel, asker).await
+        self.call(request, &context, cancel, asker, None).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let tasks = self.tasks_or_refuse()?;
+        let record = tasks
+            .get(&request.task_id, &self.task_owner("", &context))
+            .await?;
+        Ok(GetTaskResult::new(tasks.detailed(&record)))
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let tasks = self.tasks_or_refuse()?;
+        tasks
+            .update(
+                &request.task_id,
+                request.input_responses,
+                &self.task_owner("", &context),
+            )
+            .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let tasks = self.tasks_or_refuse()?;
+        tasks
+            .cancel(&request.task_id, &self.task_owner("", &context))
+            .await
+    }
+}
+
+impl AgentServer {
+    fn tasks_or_refuse(&self) -> Result<&Tasks, McpError> {
+        // rmcp answers -32601 before this when the extension is not advertised.
+        self.tasks.as_ref().ok_or_else(|| {
+            McpError::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                "tasks are not served here",
+                None,
+            )
+        })
+    }
+
+    /// Who a task of `tool` started by the caller of `context` belongs to.
+    fn task_owner(&self, tool: &str, context: &RequestContext<RoleServer>) -> tasks::Owner {
+        tasks::Owner {
+            agent: self.agent.name().as_str().to_owned(),
+            tool: tool.to_owned(),
+            principal: identity_of(&context.extensions).attribution(),
+        }
+    }
+
+    /// Starts the call of the agent tool as a task: answered at once with the task; the run
+    /// goes on without the request and without the session (a client may leave and poll from
+    /// another). Its progress becomes the task's status message; its questions, the task's
+    /// `inputRequests`, when the client declares form elicitation.
+    async fn start_task(
+        &self,
+        tasks: &Tasks,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, McpError> {
+        let owner = self.task_owner(&request.name, &context);
+        let can_ask = ClientAsker::can_be_asked_in_task(&context);
+        let mut run_context = context;
+        // The run outlives the request and its session: neither ending cancels it.
+        run_context.extensions.remove::<Arc<SessionStats>>();
+        let this = self.clone();
+        let task = tasks
+            .start(owner, move |asker, cancel, progress| async move {
+                let asker = can_ask.then(|| Arc::new(ClientAsker::rounds(asker)));
+                this.call(request, &run_context, cancel, asker, Some(progress))
+                    .await
+            })
+            .await?;
+        Ok(rmcp::model::CallToolResponse::Task(CreateTaskResult::new(
+            task,
+        )))
     }
 }
 
@@ -211,13 +323,16 @@ impl AgentServer {
     }
 
     /// Serves a `tools/call`: `[[policies]]`, approval, the call, its audit record, metrics.
-    /// `cancel` fires when the caller gives up; `asker` is how its client can be asked.
+    /// `cancel` fires when the caller gives up; `asker` is how its client can be asked;
+    /// `task_progress`: a task's reporter (its status message), instead of the request's
+    /// progress notifications.
     async fn call(
         &self,
         request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
         cancel: CancellationToken,
         asker: Option<Arc<ClientAsker>>,
+        task_progress: Option<ProgressFn>,
     ) -> Result<rmcp::model::CallToolResponse, McpError> {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
@@ -254,7 +369,10 @@ impl AgentServer {
                 return Err(self.refuse(&ctx, name, refused));
             }
         };
-        let (progress, forwarder) = progress_reporter(context).unzip();
+        let (progress, forwarder) = match task_progress {
+            Some(progress) => (Some(progress), None),
+            None => progress_reporter(context).unzip(),
+        };
         let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
         let (verdict, outcome) = match self

@@ -96,6 +96,8 @@ pub struct ServedAgents {
     approvals: Arc<crate::approvals::Approvals>,
     /// Calls parked until their 2026-07-28 client comes back with input.
     rounds: Arc<crate::ask::rounds::Rounds>,
+    /// Agent runs served as MCP tasks.
+    tasks: crate::tasks::Tasks,
 }
 
 /// The parts [`ServedAgents`] serves the agents with, besides the registry.
@@ -116,6 +118,8 @@ pub struct Serving {
     pub trail: Option<Arc<crate::audit::Trail>>,
     /// Where calls that need a person's approval wait.
     pub approvals: Arc<crate::approvals::Approvals>,
+    /// Agent runs served as MCP tasks.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl ServedAgents {
@@ -130,6 +134,7 @@ impl ServedAgents {
             permissions,
             trail,
             approvals,
+            tasks,
         } = serving;
         let metrics = registry.resources().metrics.clone();
         metrics.policies_in_force(permissions.load().rules().len());
@@ -147,6 +152,7 @@ impl ServedAgents {
             trail,
             approvals,
             rounds: Arc::default(),
+            tasks,
         };
         let agents = match served.registry.try_lock() {
             Ok(registry) => registry
@@ -223,6 +229,7 @@ impl ServedAgents {
             self.trail.clone(),
             self.approvals.clone(),
             self.rounds.clone(),
+            Some(self.tasks.clone()),
         );
         let manager = self.managers().get(&name).cloned();
         let (streamable, manager) = streamable::service(

@@ -115,6 +115,8 @@ impl StdioSession {
             trail.clone(),
             approvals,
             Arc::default(),
+            // A stdio client holds the process for as long as it likes: no tasks.
+            None,
         );
         let stats = Arc::new(SessionStats::unregistered(Peer {
             client: client.clone(),

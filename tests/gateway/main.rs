@@ -20,6 +20,7 @@ mod conformance;
 mod console;
 mod console_approvals;
 mod console_audit;
+
 mod default_agent;
 mod early_answers;
 mod hops;
@@ -40,6 +41,7 @@ mod shipped_agents;
 mod stdio;
 mod store;
 mod table_api;
+mod tasks;
 mod transport_rules;
 mod upstream_auth;
 mod upstream_stdio;

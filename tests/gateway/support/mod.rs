@@ -16,4 +16,5 @@ pub mod policies;
 pub mod postgres;
 pub mod scenarios;
 pub mod stdio_upstream;
+pub mod tasks;
 pub mod upstream_mcp;
