@@ -6,9 +6,9 @@
   const TOKEN_KEY = 'switchboard.adminToken';
   const ORIGIN = location.origin;
   const SVG_NS = 'http://www.w3.org/2000/svg';
-  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000, approvals: 2000 };
+  const REFRESH_MS = { agents: 5000, sessions: 2000, session: 2000, clients: 2000, client: 2000, traffic: 5000, audit: 5000, approvals: 2000, tasks: 2000 };
   const TRANSPORTS = { sse: 'Legacy SSE', streamable_http: 'Streamable HTTP' };
-  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call', approvals: 'Approvals' };
+  const TITLES = { agents: 'Agents', sessions: 'Sessions', session: 'Session', clients: 'Clients', client: 'Client', traffic: 'Traffic', audit: 'Audit', call: 'Call', approvals: 'Approvals', tasks: 'Tasks' };
 
   const $ = (id) => document.getElementById(id);
   const viewEl = $('view');
@@ -24,7 +24,7 @@
   const confirmNo = $('confirm-no');
   const signoutBtn = $('signout');
 
-  /* ------------------------------------------------------------------ DOM helpers */
+  /* DOM helpers */
 
   function add(el, kids) {
     for (const k of kids.flat(Infinity)) {
@@ -84,7 +84,7 @@
     if (el.getAttribute(name) !== value) el.setAttribute(name, value);
   }
 
-  /* ------------------------------------------------------------------ formatting */
+  /* formatting */
 
   const nf = new Intl.NumberFormat('en-US');
   const num = (n) => (n == null ? '\u2014' : nf.format(n));
@@ -195,7 +195,7 @@
   const orDash = (v) => (v == null || v === '' ? dash() : v);
   const badge = (text, kind, props) => h('span', Object.assign({ class: 'badge' + (kind ? ' ' + kind : '') }, props || {}), text);
 
-  /* ------------------------------------------------------------------ token */
+  /* token */
 
   function getToken() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
@@ -268,7 +268,7 @@
     refreshNow();
   });
 
-  /* ------------------------------------------------------------------ banner and notices */
+  /* banner and notices */
 
   const banner = { net: false, auth: false, errors: new Map() };
   let bannerSig = '';
@@ -305,7 +305,7 @@
     noticeTimer = setTimeout(() => { noticeEl.hidden = true; }, 4000);
   }
 
-  /* ------------------------------------------------------------------ API */
+  /* API */
 
   class ApiError extends Error {
     constructor(status, code, message) {
@@ -367,7 +367,7 @@
     }
   }
 
-  /* ------------------------------------------------------------------ router and refresh loops */
+  /* router and refresh loops */
 
   let gen = 0;
   let ctx = null;
@@ -496,7 +496,7 @@
     return { wrap: h('div', { class: 'table-wrap' }, t), table: t, tbody };
   }
 
-  /* ------------------------------------------------------------------ copy */
+  /* copy */
 
   async function copyText(text) {
     if (navigator.clipboard && window.isSecureContext) {
@@ -535,7 +535,7 @@
     return btn;
   }
 
-  /* ------------------------------------------------------------------ dialogs */
+  /* dialogs */
 
   function confirmDialog(message, yesLabel) {
     return new Promise((resolve) => {
@@ -585,7 +585,7 @@
     }
   }
 
-  /* ------------------------------------------------------------------ view: agents */
+  /* view: agents */
 
   function viewAgents(r, c) {
     const status = loadingEl('agents');
@@ -732,7 +732,7 @@
     }, REFRESH_MS.agents, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: sessions */
+  /* view: sessions */
 
   const SESSION_COLS = [
     { key: 'id', label: 'Session', get: (s) => s.id },
@@ -961,7 +961,7 @@
     }, REFRESH_MS.sessions, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: one session */
+  /* view: one session */
 
   function viewSession(r, c) {
     const id = r.id;
@@ -1056,7 +1056,7 @@
     }, REFRESH_MS.session, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: clients */
+  /* view: clients */
 
   function viewClients(r, c) {
     const status = loadingEl('clients');
@@ -1200,7 +1200,7 @@
     ];
   }
 
-  /* ------------------------------------------------------------------ view: client */
+  /* view: client */
 
   function viewClient(r, c) {
     const status = loadingEl('client');
@@ -1226,7 +1226,7 @@
     }, REFRESH_MS.client, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ charts */
+  /* charts */
 
   function niceStep(raw) {
     if (!(raw > 0)) return 1;
@@ -1419,7 +1419,7 @@
     if (hover != null && hover < n) show(hover);
   }
 
-  /* ------------------------------------------------------------------ view: traffic */
+  /* view: traffic */
 
   function viewTraffic(r, c) {
     let selected = r.params.get('agent') || '';
@@ -1560,7 +1560,7 @@
     }, REFRESH_MS.traffic, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: audit */
+  /* view: audit */
 
   const OUTCOMES = ['ok', 'error', 'refused', 'cancelled', 'timeout'];
   // A mark besides the colour, so outcomes differ without colour too.
@@ -1792,7 +1792,7 @@
     }, REFRESH_MS.audit, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: one call's tree */
+  /* view: one call's tree */
 
   function viewCall(r, c) {
     const id = r.id;
@@ -1899,7 +1899,7 @@
     }, REFRESH_MS.audit, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ view: approvals */
+  /* view: approvals */
 
   const pendingEl = $('approvals-count');
   const showPending = (n) => { setText(pendingEl, n); pendingEl.hidden = !n; };
@@ -1997,9 +1997,51 @@
     }, REFRESH_MS.approvals, loadFailed(status, c));
   }
 
-  /* ------------------------------------------------------------------ start */
+  /* view: tasks */
 
-  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall, approvals: viewApprovals };
+  function viewTasks(r, c) {
+    const status = loadingEl('tasks');
+    const t = table('tasks', h('tr', null, ['Task', 'Agent', 'Caller', 'Status', 'Progress', 'Age', ''].map((x) => h('th', null, x))));
+    viewEl.append(pageHead('Tasks', h('p', { class: 'sub' }, 'Running and recent, newest first')), status, t.wrap);
+    const ended = (k) => /^(completed|failed|cancelled)$/.test(k.status);
+    function row(k) {
+      const tr = h('tr', { 'data-testid': 'task', 'data-id': k.id });
+      tr._td = [0, 1, 2, 3, 4, 5].map(() => h('td'));
+      tr._b = button('small danger-outline', { 'data-testid': 'cancel-task', onclick: () => cancel(tr._k, tr._b) }, 'Cancel');
+      tr.append(...tr._td, h('td', null, tr._b));
+      return tr;
+    }
+    function update(tr, k) {
+      tr._k = k;
+      const v = [h('span', { class: 'mono' }, shortId(k.id)), k.agent, orDash(k.principal),
+        badge(k.status, { working: 'http', input_required: 'warn', completed: 'ok', failed: 'err' }[k.status]),
+        orDash(k.status_message), timeEl(k.created_at, fmtDur(k.age_secs))];
+      tr._td.forEach((td, i) => patch(td, v[i]));
+      tr._b.hidden = ended(k);
+    }
+    async function cancel(k, btn) {
+      if (!await confirmDialog('Cancel task ' + shortId(k.id) + ' of ' + k.agent + '?', 'Cancel task')) return;
+      btn.disabled = true;
+      try {
+        await api('/admin/tasks/' + encodeURIComponent(k.id) + '/cancel', { method: 'POST', expect: [404, 409] });
+        notice('Task ' + shortId(k.id) + ' cancelled.');
+      } catch (e) {
+        notice(e.status === 404 || e.status === 409 ? 'Task ' + shortId(k.id) + ' had ended.' : e.message, 'error');
+      }
+      loop.now();
+    }
+    const loop = startLoop(c, async () => {
+      const all = (await api('/admin/tasks')).tasks;
+      if (!c.alive()) return;
+      syncRows(t.tbody, all, (k) => k.id, row, update);
+      status.hidden = true;
+      c.markLoaded();
+    }, REFRESH_MS.tasks, loadFailed(status, c));
+  }
+
+  /* start */
+
+  const VIEWS = { agents: viewAgents, sessions: viewSessions, session: viewSession, clients: viewClients, client: viewClient, traffic: viewTraffic, audit: viewAudit, call: viewCall, approvals: viewApprovals, tasks: viewTasks };
 
   $('origin').textContent = ORIGIN;
   $('origin').title = 'The gateway this console manages';

@@ -20,6 +20,7 @@ mod conformance;
 mod console;
 mod console_approvals;
 mod console_audit;
+mod console_tasks;
 
 mod default_agent;
 mod early_answers;
