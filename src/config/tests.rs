@@ -180,3 +180,32 @@ fn metrics_are_private_by_default_and_public_when_said() {
         err.0[0]
     );
 }
+
+#[test]
+fn tasks_settings_default_and_their_errors_name_file_and_key() {
+    let ok = gateway_from_text(Path::new("sb.toml"), "", &vars(&[])).unwrap();
+    assert_eq!(ok.tasks.ttl, Duration::from_secs(3600));
+    assert_eq!(ok.tasks.poll_interval, Duration::from_secs(1));
+    let set = gateway_from_text(
+        Path::new("sb.toml"),
+        "[tasks]\nttl_secs = 60\npoll_interval_ms = 250\n",
+        &vars(&[]),
+    )
+    .unwrap();
+    assert_eq!(set.tasks.ttl, Duration::from_secs(60));
+    assert_eq!(set.tasks.poll_interval, Duration::from_millis(250));
+    let err = gateway_from_text(
+        Path::new("sb.toml"),
+        "[tasks]\nttl_secs = 0\npoll_interval_ms = 0\n",
+        &vars(&[]),
+    )
+    .unwrap_err();
+    let messages: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "sb.toml: tasks.ttl_secs: must be at least 1 (seconds a finished task's result is kept)",
+            "sb.toml: tasks.poll_interval_ms: must be between 1 and 60000",
+        ]
+    );
+}

@@ -521,3 +521,46 @@ async fn in_a_cluster_any_replica_answers_for_a_task_and_cancels_it() {
     assert!(listed["tasks"][0]["node"].as_str().is_some(), "{listed}");
     drop(redis);
 }
+
+/// A workflow is served like an agent: a declaring client gets it as a task, whose progress
+/// names its steps and whose result is the last step's answer.
+#[tokio::test]
+async fn a_workflow_runs_as_a_task_with_its_steps_as_progress() {
+    let gate = Arc::new(Notify::new());
+    let fake = FakeLlm::start(vec![
+        Step::EchoTask("triage: "),
+        held(&gate, Step::EchoTask("records: ")),
+        Step::EchoTask("writer: "),
+    ])
+    .await;
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: crate::support::helpers::fixture("agents/workflows"),
+        vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
+        ..Options::default()
+    })
+    .await;
+    let c = Raw::stateless(
+        &gw.url("/agents/review/mcp"),
+        None,
+        task_capabilities(false),
+    );
+    let created = c.call("review", "VPN down").await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    let id = created["taskId"].as_str().unwrap().to_owned();
+
+    // While the second step's model request is held, the status names that step.
+    fake.wait_requests(2).await;
+    let step = c
+        .poll_until(&id, "on its second step", |r| {
+            r["statusMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("records"))
+        })
+        .await;
+    assert_eq!(step["status"], "working", "{step}");
+    gate.notify_one();
+    let done = c.poll_status(&id, "completed").await;
+    let answer = done["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(answer.starts_with("writer: Task: VPN down\n"), "{answer}");
+    gw.stop().await;
+}
