@@ -82,6 +82,12 @@ struct ApprovalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    agent: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClusterLabels {
     event: &'static str,
 }
@@ -117,6 +123,8 @@ pub struct Metrics {
     audit_held: Gauge,
     approvals: Family<ApprovalLabels, Counter>,
     approvals_pending: Gauge,
+    tasks: Family<TaskLabels, Counter>,
+    tasks_running: Gauge,
     policies: Gauge,
     introspection_rate_limited: Counter,
     stateless: Family<StatelessLabels, Counter>,
@@ -171,6 +179,8 @@ impl Metrics {
             audit_held: Gauge::default(),
             approvals: Family::default(),
             approvals_pending: Gauge::default(),
+            tasks: Family::default(),
+            tasks_running: Gauge::default(),
             policies: Gauge::default(),
             introspection_rate_limited: Counter::default(),
             cluster_events: Family::default(),
@@ -252,6 +262,16 @@ impl Metrics {
             m.approvals_pending.clone(),
         );
         registry.register(
+            "tasks",
+            "Agent runs served as MCP tasks that ended, by agent and final status (completed, failed, cancelled)",
+            m.tasks.clone(),
+        );
+        registry.register(
+            "tasks_running",
+            "Agent runs served as MCP tasks running on this replica",
+            m.tasks_running.clone(),
+        );
+        registry.register(
             "policies",
             "[[policies]] rules in force",
             m.policies.clone(),
@@ -313,6 +333,21 @@ impl Metrics {
         self.approvals
             .get_or_create(&ApprovalLabels { by, decision })
             .inc();
+    }
+
+    /// A task of `agent` ended `status`.
+    pub fn task_ended(&self, agent: &str, status: &'static str) {
+        self.tasks
+            .get_or_create(&TaskLabels {
+                agent: agent.to_owned(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Tasks running on this replica.
+    pub fn tasks_running(&self, n: usize) {
+        self.tasks_running.set(n as i64);
     }
 
     /// Calls waiting for an operator on this replica.

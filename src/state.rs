@@ -128,8 +128,12 @@ impl AppState {
             cluster.as_ref().map(Cluster::node_id),
         );
         let tasks = match &cluster {
-            Some(c) => crate::tasks::Tasks::shared(settings.tasks, c.clone()),
-            None => crate::tasks::Tasks::open(settings.tasks, registry.resources().data_dir()),
+            Some(c) => crate::tasks::Tasks::shared(settings.tasks, c.clone(), metrics.clone()),
+            None => crate::tasks::Tasks::open(
+                settings.tasks,
+                registry.resources().data_dir(),
+                metrics.clone(),
+            ),
         };
         let agents = Arc::new(ServedAgents::new(
             registry,

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ask::rounds::{Asker, Call, Need};
 use crate::cluster::Cluster;
 use crate::config::tasks::TasksSpec;
+use crate::metrics::Metrics;
 use crate::tools::ProgressFn;
 use record::{Record, now_ms};
 use sqlite::SqliteTasks;
@@ -134,6 +135,7 @@ struct Inner {
     /// The tasks running here, by id. Entered before a task's first write and left after
     /// its last, so a task in the store that is not running anywhere can be told apart.
     running: DashMap<String, Running>,
+    metrics: Arc<Metrics>,
 }
 
 /// What an operator's cancel did.
@@ -149,22 +151,28 @@ pub enum Cancelled {
 
 impl Tasks {
     /// The tasks of a single gateway, in `tasks.db` in `data_dir` (see [`SqliteTasks::open`]).
-    pub fn open(spec: TasksSpec, data_dir: &std::path::Path) -> Self {
+    pub fn open(spec: TasksSpec, data_dir: &std::path::Path, metrics: Arc<Metrics>) -> Self {
         let store = Store::Sqlite(Arc::new(SqliteTasks::open(data_dir)));
-        Self::with_store(spec, store, None)
+        Self::with_store(spec, store, None, metrics)
     }
 
     /// The tasks of a replica of `cluster`, in Redis.
-    pub fn shared(spec: TasksSpec, cluster: Cluster) -> Self {
-        Self::with_store(spec, Store::Redis(cluster.clone()), Some(cluster))
+    pub fn shared(spec: TasksSpec, cluster: Cluster, metrics: Arc<Metrics>) -> Self {
+        Self::with_store(spec, Store::Redis(cluster.clone()), Some(cluster), metrics)
     }
 
-    fn with_store(spec: TasksSpec, store: Store, cluster: Option<Cluster>) -> Self {
+    fn with_store(
+        spec: TasksSpec,
+        store: Store,
+        cluster: Option<Cluster>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             spec,
             cluster,
             running: DashMap::new(),
+            metrics,
         }))
     }
 
@@ -226,8 +234,10 @@ impl Tasks {
                 done: done.clone(),
             },
         );
+        self.0.metrics.tasks_running(self.0.running.len());
         if let Err(e) = self.0.store.put(&record).await {
             self.0.running.remove(&record.id);
+            self.0.metrics.tasks_running(self.0.running.len());
             tracing::warn!(agent = %record.agent, error = %e, "Task could not be stored.");
             return Err(McpError::internal_error(
                 "the task could not be recorded; call again without the tasks extension, or later",
@@ -248,6 +258,7 @@ impl Tasks {
             let id = record.id.clone();
             this.drive(record, call, steps, controls).await;
             this.0.running.remove(&id);
+            this.0.metrics.tasks_running(this.0.running.len());
             done.cancel();
         });
         Ok(task)
@@ -322,7 +333,9 @@ impl Tasks {
                 Err(e) => record.fail(&format!("the run stopped unexpectedly: {e}"), now, ttl),
             },
         }
-        tracing::info!(task = %record.id, agent = %record.agent, status = record::status_name(record.status), "Task ended.");
+        let status = record::status_name(record.status);
+        tracing::info!(task = %record.id, agent = %record.agent, status, "Task ended.");
+        self.0.metrics.task_ended(&record.agent, status);
         self.save(&mut record).await;
     }
 
@@ -575,4 +588,32 @@ fn control_of(mail: Value) -> Option<Control> {
     }
     let answer = mail.get("answer")?.clone();
     serde_json::from_value(answer).ok().map(Control::Answer)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_through_redis_carries_answers_and_cancels_intact() {
+        let mut responses = InputResponses::new();
+        responses.insert(
+            "ask_user".into(),
+            json!({"action": "accept", "content": {"answer": "Lyon"}}),
+        );
+        let mail = mail_of(&Control::Answer(responses.clone()));
+        let Some(Control::Answer(back)) =
+            control_of(serde_json::from_str(&mail.to_string()).unwrap())
+        else {
+            panic!("not an answer: {mail}");
+        };
+        assert_eq!(back, responses);
+        let Some(Control::Cancel(by)) = control_of(mail_of(&Control::Cancel("the client".into())))
+        else {
+            panic!("not a cancel");
+        };
+        assert_eq!(by, "the client");
+        assert!(control_of(json!({"other": 1})).is_none());
+    }
 }

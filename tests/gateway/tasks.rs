@@ -196,6 +196,20 @@ async fn cancelling_a_task_stops_its_run_and_drops_its_model_request() {
     let again = c.request("tasks/cancel", json!({"taskId": id})).await;
     assert!(again.get("error").is_none(), "{again}");
     assert_eq!(c.get(&id).await["result"]["status"], "cancelled");
+    let metrics = crate::support::helpers::http()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchboard_tasks_total{agent=\"helpdesk\",status=\"cancelled\"} 1",
+        "switchboard_tasks_running 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
     gw.stop().await;
 }
 
@@ -426,7 +440,8 @@ async fn a_gateway_that_stops_or_crashes_leaves_its_running_tasks_failed_saying_
 async fn a_finished_task_is_kept_for_its_ttl_then_unknown() {
     let fake = FakeLlm::start(vec![Step::Text("short-lived")]).await;
     let mut settings = settings_with_clients(CLIENTS, &[]);
-    settings.tasks.ttl = std::time::Duration::from_millis(300);
+    // Long enough to read the result on a loaded machine, short enough to see it go.
+    settings.tasks.ttl = std::time::Duration::from_secs(2);
     let gw = TestGateway::spawn_with(Options {
         agents_dir: crate::support::helpers::fixture("agents/runtime"),
         vars: [("FAKE_LLM_URL".to_owned(), fake.url.clone())].into(),
@@ -444,7 +459,7 @@ async fn a_finished_task_is_kept_for_its_ttl_then_unknown() {
         .unwrap()
         .to_owned();
     let done = c.poll_status(&id, "completed").await;
-    assert!(done["ttlMs"].as_u64().unwrap() >= 300, "{done}");
+    assert!(done["ttlMs"].as_u64().unwrap() >= 2000, "{done}");
     let gone = c.poll_until(&id, "expired", |r| r.is_null()).await;
     assert!(gone.is_null());
     let answer: Value = c.get(&id).await;
