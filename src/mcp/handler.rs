@@ -16,14 +16,16 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult,
-    CustomRequest, CustomResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool, UpdateTaskParams,
+    CallToolRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
+
+mod as_task;
 
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
@@ -34,7 +36,7 @@ use crate::audit;
 use crate::config::policies::Refused;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
-use crate::tasks::{self, Tasks};
+use crate::tasks::Tasks;
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -259,56 +261,6 @@ impl ServerHandler for AgentServer {
         tasks
             .cancel(&request.task_id, &self.task_owner("", &context))
             .await
-    }
-}
-
-impl AgentServer {
-    fn tasks_or_refuse(&self) -> Result<&Tasks, McpError> {
-        // rmcp answers -32601 before this when the extension is not advertised.
-        self.tasks.as_ref().ok_or_else(|| {
-            McpError::new(
-                ErrorCode::METHOD_NOT_FOUND,
-                "tasks are not served here",
-                None,
-            )
-        })
-    }
-
-    /// Who a task of `tool` started by the caller of `context` belongs to.
-    fn task_owner(&self, tool: &str, context: &RequestContext<RoleServer>) -> tasks::Owner {
-        tasks::Owner {
-            agent: self.agent.name().as_str().to_owned(),
-            tool: tool.to_owned(),
-            principal: identity_of(&context.extensions).attribution(),
-        }
-    }
-
-    /// Starts the call of the agent tool as a task: answered at once with the task; the run
-    /// goes on without the request and without the session (a client may leave and poll from
-    /// another). Its progress becomes the task's status message; its questions, the task's
-    /// `inputRequests`, when the client declares form elicitation.
-    async fn start_task(
-        &self,
-        tasks: &Tasks,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<rmcp::model::CallToolResponse, McpError> {
-        let owner = self.task_owner(&request.name, &context);
-        let can_ask = ClientAsker::can_be_asked_in_task(&context);
-        let mut run_context = context;
-        // The run outlives the request and its session: neither ending cancels it.
-        run_context.extensions.remove::<Arc<SessionStats>>();
-        let this = self.clone();
-        let task = tasks
-            .start(owner, move |asker, cancel, progress| async move {
-                let asker = can_ask.then(|| Arc::new(ClientAsker::rounds(asker)));
-                this.call(request, &run_context, cancel, asker, Some(progress))
-                    .await
-            })
-            .await?;
-        Ok(rmcp::model::CallToolResponse::Task(CreateTaskResult::new(
-            task,
-        )))
     }
 }
 
