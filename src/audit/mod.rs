@@ -382,7 +382,8 @@ impl Scope {
         depth: u32,
     ) -> Option<Entry> {
         let trail = self.trail.clone()?;
-        let id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let mut text = uuid::Uuid::encode_buffer();
+        let id: Arc<str> = Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text));
         let (arguments, arguments_sha256) = trail.redaction.apply(arguments);
         Some(Entry {
             root: self.root.clone().unwrap_or_else(|| id.clone()),

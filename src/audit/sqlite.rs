@@ -1,12 +1,18 @@
 //! The trail on one node: `audit.db`, its own SQLite file in the data directory (WAL,
 //! `synchronous=FULL`: a written batch survives a crash), written in batches by the trail's
 //! writer and read by the admin API.
+//!
+//! Writing is what the trail costs a busy gateway, so a record costs one row and two index
+//! entries (root, time): `seq` is the rowid (in write order; retention deletes the oldest, so
+//! it keeps rising), record ids are fresh UUIDs (no uniqueness index to keep), and a batch
+//! goes in by multi-row statements. Files made before this keep their `AUTOINCREMENT` and
+//! unique id index; both still work.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Row, params};
+use rusqlite::{Connection, OpenFlags, Row};
 
 use super::{Filter, Outcome, Record};
 
@@ -15,8 +21,8 @@ pub const FILE_NAME: &str = "audit.db";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_record (
-    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
-    id                TEXT NOT NULL UNIQUE,
+    seq               INTEGER PRIMARY KEY,
+    id                TEXT NOT NULL,
     root_id           TEXT NOT NULL,
     parent_id         TEXT,
     time_ms           INTEGER NOT NULL,
@@ -91,43 +97,23 @@ impl SqliteTrail {
     pub fn write(&self, batch: &[Record]) -> Result<(), rusqlite::Error> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO audit_record (id, root_id, parent_id, time_ms, principal, \
-                 client, agent, tool, transport, session, depth, arguments, arguments_sha256, \
-                 decision, rule, outcome, error, duration_ms, model, turns, prompt_tokens, \
-                 completion_tokens, approval) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-            )?;
-            for r in batch {
-                insert.execute(params![
-                    r.id,
-                    r.root_id,
-                    r.parent_id,
-                    r.time_ms,
-                    r.principal,
-                    r.client,
-                    r.agent,
-                    r.tool,
-                    r.transport,
-                    r.session,
-                    r.depth,
-                    r.arguments.to_string(),
-                    r.arguments_sha256,
-                    r.decision,
-                    r.rule,
-                    r.outcome.as_str(),
-                    r.error,
-                    r.duration_ms,
-                    r.model,
-                    r.turns,
-                    r.prompt_tokens.map(|t| t as i64),
-                    r.completion_tokens.map(|t| t as i64),
-                    r.approval
-                        .as_ref()
-                        .and_then(|a| serde_json::to_string(a).ok()),
-                ])?;
+        // Rows go in by statements of 32, 16, ..., 1 rows: a statement's own work (opening
+        // the table and its indexes, ending) is paid once per chunk, not once per row, with at
+        // most six statements to keep prepared.
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let n = CHUNKS
+                .iter()
+                .copied()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            let mut insert = tx.prepare_cached(&insert_sql(n))?;
+            for (i, r) in chunk.iter().enumerate() {
+                bind(&mut insert, i * INSERT_COLUMNS, r)?;
             }
+            insert.raw_execute()?;
+            rest = tail;
         }
         tx.commit()
     }
@@ -204,6 +190,74 @@ impl SqliteTrail {
     }
 }
 
+/// The columns a record is written in, in [`bind`]'s order.
+const INSERT_COLUMN_NAMES: &str = "id, root_id, parent_id, time_ms, principal, client, agent, \
+    tool, transport, session, depth, arguments, arguments_sha256, decision, rule, outcome, \
+    error, duration_ms, model, turns, prompt_tokens, completion_tokens, approval";
+
+/// How many columns [`bind`] binds per record.
+const INSERT_COLUMNS: usize = 23;
+
+/// The rows per insert statement, largest first (see [`SqliteTrail::write`]).
+const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// The statement inserting `rows` records.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_record ({INSERT_COLUMN_NAMES}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..INSERT_COLUMNS {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", row * INSERT_COLUMNS + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Binds record `r` to the parameters after `offset` of `insert`.
+fn bind(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    offset: usize,
+    r: &Record,
+) -> Result<(), rusqlite::Error> {
+    let arguments = r.arguments.to_string();
+    let approval = r
+        .approval
+        .as_ref()
+        .and_then(|a| serde_json::to_string(a).ok());
+    let at = |k: usize| offset + k;
+    insert.raw_bind_parameter(at(1), &r.id)?;
+    insert.raw_bind_parameter(at(2), &r.root_id)?;
+    insert.raw_bind_parameter(at(3), &r.parent_id)?;
+    insert.raw_bind_parameter(at(4), r.time_ms)?;
+    insert.raw_bind_parameter(at(5), &r.principal)?;
+    insert.raw_bind_parameter(at(6), &r.client)?;
+    insert.raw_bind_parameter(at(7), &r.agent)?;
+    insert.raw_bind_parameter(at(8), &r.tool)?;
+    insert.raw_bind_parameter(at(9), &r.transport)?;
+    insert.raw_bind_parameter(at(10), &r.session)?;
+    insert.raw_bind_parameter(at(11), r.depth)?;
+    insert.raw_bind_parameter(at(12), arguments)?;
+    insert.raw_bind_parameter(at(13), &r.arguments_sha256)?;
+    insert.raw_bind_parameter(at(14), &r.decision)?;
+    insert.raw_bind_parameter(at(15), &r.rule)?;
+    insert.raw_bind_parameter(at(16), r.outcome.as_str())?;
+    insert.raw_bind_parameter(at(17), &r.error)?;
+    insert.raw_bind_parameter(at(18), r.duration_ms)?;
+    insert.raw_bind_parameter(at(19), &r.model)?;
+    insert.raw_bind_parameter(at(20), r.turns)?;
+    insert.raw_bind_parameter(at(21), r.prompt_tokens.map(|t| t as i64))?;
+    insert.raw_bind_parameter(at(22), r.completion_tokens.map(|t| t as i64))?;
+    insert.raw_bind_parameter(at(23), approval)?;
+    Ok(())
+}
+
 /// Brings a file made by an earlier version up to the schema: columns added since then.
 fn add_missing_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('audit_record')")?;
@@ -265,4 +319,67 @@ fn record(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
             .get::<_, Option<String>>(23)?
             .and_then(|a| serde_json::from_str(&a).ok()),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize, root: &str) -> Record {
+        Record {
+            id: format!("rec-{n:03}"),
+            root_id: root.to_owned(),
+            parent_id: (n > 0).then(|| "rec-000".to_owned()),
+            time_ms: 1_000 + n as i64,
+            principal: Some("alice".to_owned()),
+            client: None,
+            agent: "servicenow".to_owned(),
+            tool: format!("tool-{n}"),
+            transport: Some("sse".to_owned()),
+            session: None,
+            depth: u32::from(n > 0),
+            arguments: serde_json::json!({"n": n, "text": "it's \"quoted\""}),
+            arguments_sha256: "ab".repeat(32),
+            decision: "allow".to_owned(),
+            rule: None,
+            approval: None,
+            outcome: if n % 2 == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::Error
+            },
+            error: (n % 2 == 1).then(|| format!("failed {n}")),
+            duration_ms: n as f64 / 2.0,
+            model: (n == 0).then(|| "gpt".to_owned()),
+            turns: (n == 0).then_some(2),
+            prompt_tokens: (n == 0).then_some(10),
+            completion_tokens: (n == 0).then_some(5),
+        }
+    }
+
+    /// A batch goes in by statements of 32, 16, ... rows: 45 records (32 + 8 + 4 + 1) and then
+    /// 3 more (2 + 1) all come back, each exactly as written, in write order.
+    #[tokio::test]
+    async fn batches_of_any_size_are_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let trail = SqliteTrail::open(dir.path()).unwrap();
+        let first: Vec<Record> = (0..45).map(|n| record(n, "rec-000")).collect();
+        let second: Vec<Record> = (45..48).map(|n| record(n, "other")).collect();
+        trail.write(&first).unwrap();
+        trail.write(&second).unwrap();
+        let listed = trail
+            .list(Filter {
+                limit: 100,
+                ..Filter::default()
+            })
+            .await
+            .unwrap();
+        let written: Vec<Record> = first.iter().chain(&second).rev().cloned().collect();
+        let read: Vec<Record> = listed.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(read, written);
+        let seqs: Vec<i64> = listed.iter().map(|(seq, _)| *seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+        assert_eq!(trail.tree("rec-000".to_owned()).await.unwrap(), first);
+    }
 }
