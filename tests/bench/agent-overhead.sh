@@ -104,7 +104,7 @@ TOML
 
 start fake-llm $P_LLM "$FAKE" --listen 127.0.0.1:$P_LLM --latency-ms "$LATENCY_MS"
 start switchboard $P_GW env OPENAI_BASE_URL="$LLM_URL/v1" OPENAI_API_KEY=bench OPENAI_MODEL=fake \
-  "$GW" serve --config "$GWDIR/switchboard.toml" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
+  RUST_LOG=${RUST_LOG:-info,switchboard::mcp::handler=debug} "$GW" serve --config "$GWDIR/switchboard.toml" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
 GPID=$SPID
 
 # Sanity: one agent run over Streamable HTTP with curl; it must reach the fake and succeed.

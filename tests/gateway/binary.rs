@@ -180,7 +180,9 @@ async fn a_call_without_a_session_is_logged_and_counted_under_its_client() {
             .arg(fixture("agents/valid"))
             .arg("--data")
             .arg(tmp.path().join("data"))
-            .env("MCP_SECRET_TOKEN", "seed-token"),
+            .env("MCP_SECRET_TOKEN", "seed-token")
+            // Tool-call lines are `debug` (the audit trail keeps the per-call record).
+            .env("RUST_LOG", "info,switchboard::mcp::handler=debug"),
     );
     let addr = gateway.addr.clone();
     // MCP 2026-07-28: no handshake, no session; version and capabilities in `_meta`.
