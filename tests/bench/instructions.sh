@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Instructions per call (callgrind: deterministic, unlike time on a shared machine; not part of
+# the test suite). For each NAME=BINARY[@EXTRA.toml]: the gateway under valgrind, counters
+# zeroed once it serves, then CALLS (default 2000) `search_incident` calls at c = 4 over each
+# transport, dumped after each; prints instructions per call (all threads, user space).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+MCPLOAD="$ROOT/target/bench/release/mcpload"
+CALLS=${CALLS:-2000}; DUR=${DUR:-90}; TOKEN=bench-token
+OUT=${OUT:-$ROOT/target/bench/instructions/$(date -u +%Y%m%dT%H%M%SZ)}; mkdir -p "$OUT"
+port=18990
+for v in "$@"; do
+  name=${v%%=*}; spec=${v#*=}; bin=${spec%%@*}; extra=""
+  [ "$spec" != "$bin" ] && extra=${spec#*@}
+  dir=$(mktemp -d); cfg="$dir/switchboard.toml"
+  {
+    echo "[limits]"; echo "requests_per_minute = 100000000"; echo "burst = 1000000"
+    echo "agent_runs_per_minute = 1000"; echo "max_sessions = 100000"
+    [ -n "$extra" ] && cat "$extra"
+    echo; echo "[[clients]]"; echo 'name = "bench"'; echo "token = \"$TOKEN\""; echo 'agents = ["*"]'
+  } > "$cfg"
+  port=$((port + 1))
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.%p" "$bin" serve --config "$cfg" \
+    --agents "${AGENTS:-$ROOT/agents}" --data "$dir/data" --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+  for t in sse streamable; do
+    path=$([ $t = sse ] && echo sse || echo mcp)
+    # A few calls first (first-use costs), then zero and measure.
+    "$MCPLOAD" --transport $t --url "http://127.0.0.1:$port/agents/servicenow/$path" -c 4 \
+      --max-calls 200 -d 15 --tool search_incident --args '{"query":"VPN","limit":5}' --bearer "$TOKEN" >/dev/null 2>&1
+    callgrind_control -z "$pid" >/dev/null
+    "$MCPLOAD" --transport $t --url "http://127.0.0.1:$port/agents/servicenow/$path" -c 4 -d "$DUR" \
+      --max-calls "$CALLS" --tool search_incident --args '{"query":"VPN","limit":5}' --bearer "$TOKEN" >/dev/null 2>&1
+    sleep 1 # the audit writer's batch (50 ms gather) is part of the calls' cost
+    callgrind_control -d "$t" "$pid" >/dev/null
+    f=$(ls -t "$OUT/$name.$pid".* | head -1)
+    ir=$(grep -m1 '^summary:' "$f" | awk '{print $2}')
+    echo "$name $t: $((ir / CALLS)) instructions/call ($f)"
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$dir"
+done
