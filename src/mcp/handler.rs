@@ -16,9 +16,12 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CustomRequest,
-    CustomResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResult, CancelTaskParams, CompleteRequestParams,
+    CompleteResult, ContentBlock, CustomRequest, CustomResult, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
@@ -34,6 +37,7 @@ use crate::ask::ClientAsker;
 use crate::ask::rounds::{Call, Owner, Rounds};
 use crate::audit;
 use crate::config::policies::Refused;
+use crate::federation;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tasks::Tasks;
@@ -121,6 +125,30 @@ impl AgentServer {
         tools
     }
 
+    /// The connections of the session of `context` to the agent's `[[servers]]`; `None`
+    /// without any.
+    fn federated(&self, context: &RequestContext<RoleServer>) -> Option<Arc<federation::Session>> {
+        let federation = self.agent.federation()?;
+        let session = session_of(context, &origin_of(&context.extensions));
+        Some(federation.session(&context.peer, session.as_ref()))
+    }
+
+    /// [`Self::federated`], or `-32601` for method `M` (nothing but federated servers
+    /// serves it).
+    fn federated_or_refuse<M: rmcp::model::ConstString + Default>(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Arc<federation::Session>, McpError> {
+        self.federated(context)
+            .ok_or_else(McpError::method_not_found::<M>)
+    }
+
+    /// Whether the agent federates servers, whose messages outside a request (`list_changed`,
+    /// resource updates, logs) reach its clients on their sessions' own streams.
+    pub fn relays(&self) -> bool {
+        self.agent.federation().is_some()
+    }
+
     fn is_agent_tool(&self, name: &str) -> bool {
         self.agent_tool.as_ref().is_some_and(|t| t.name == name)
     }
@@ -129,12 +157,32 @@ impl AgentServer {
 impl ServerHandler for AgentServer {
     fn get_info(&self) -> ServerConfig {
         let spec = &self.agent.spec;
-        let capabilities = match self.tasks {
-            Some(_) => ServerCapabilities::builder()
+        let capabilities = if self.agent.federation().is_some() {
+            // What the federated upstreams may offer; a request for something none of them
+            // offers gets an empty list, or the upstream's own error.
+            #[allow(deprecated)]
+            let builder = ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_resources()
                 .enable_tools()
-                .enable_tasks()
-                .build(),
-            None => ServerCapabilities::builder().enable_tools().build(),
+                .enable_prompts_list_changed()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
+                .enable_tool_list_changed();
+            match self.tasks {
+                Some(_) => builder.enable_tasks().build(),
+                None => builder.build(),
+            }
+        } else {
+            match self.tasks {
+                Some(_) => ServerCapabilities::builder()
+                    .enable_tools()
+                    .enable_tasks()
+                    .build(),
+                None => ServerCapabilities::builder().enable_tools().build(),
+            }
         };
         ServerConfig::new(capabilities)
             .with_server_info(
@@ -163,6 +211,9 @@ impl ServerHandler for AgentServer {
             .await;
         }
         let mut tools = self.visible_tools();
+        if let Some(federated) = self.federated(&context) {
+            tools.extend(federated.list_tools().await);
+        }
         let policies = self.policies.load();
         if !policies.is_empty() {
             let (who, agent) = (identity.who(), self.agent.name().as_str());
@@ -184,6 +235,115 @@ impl ServerHandler for AgentServer {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.visible_tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListPromptsRequestMethod>(&context)?;
+        Ok(ListPromptsResult::with_all_items(
+            federated.list_prompts().await,
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::GetPromptRequestMethod>(&context)?;
+        federated
+            .get_prompt(request, &downstream(&context))
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListResourcesRequestMethod>(&context)?;
+        Ok(ListResourcesResult::with_all_items(
+            federated.list_resources().await,
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListResourceTemplatesRequestMethod>(&context)?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            federated.list_resource_templates().await,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ReadResourceRequestMethod>(&context)?;
+        federated
+            .read_resource(request, &downstream(&context))
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::SubscribeRequestMethod>(&context)?;
+        federated
+            .subscribe(request.uri, true, &downstream(&context))
+            .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::UnsubscribeRequestMethod>(&context)?;
+        federated
+            .subscribe(request.uri, false, &downstream(&context))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let federated = self.federated_or_refuse::<rmcp::model::CompleteRequestMethod>(&context)?;
+        federated.complete(request, &downstream(&context)).await
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated = self.federated_or_refuse::<rmcp::model::SetLevelRequestMethod>(&context)?;
+        federated
+            .set_level(request.level, &downstream(&context))
+            .await
     }
 
     async fn call_tool(
@@ -349,6 +509,10 @@ impl AgentServer {
         };
         if let Some(entry) = entry {
             let (result, error) = match &outcome {
+                Some(Ok(Output::Mcp(r))) if r.is_error == Some(true) => (
+                    audit::Outcome::Error,
+                    Some(tools::upstream::content_text(&r.content)),
+                ),
                 Some(Ok(_)) => (audit::Outcome::Ok, None),
                 Some(Err(e)) => {
                     let (result, text) = e.audit_outcome();
@@ -436,6 +600,21 @@ impl AgentServer {
                     ),
                     Err(e) => Some(Err(e)),
                 }
+            } else if self.agent.spec.expose_tools
+                && name != tools::ask_user::NAME
+                && self.agent.has_tool(name)
+            {
+                self.agent.call_tool(name, args, ctx).await
+            } else if let Some(federated) = self.federated(context) {
+                let down = federation::Downstream {
+                    id: context.id.clone(),
+                    progress: context.meta.get_progress_token(),
+                    cancel: &ctx.cancel,
+                };
+                federated
+                    .call_tool(name, args, &down)
+                    .await
+                    .map(|result| result.map(|r| Output::Mcp(Box::new(r))))
             } else if self.agent.spec.expose_tools && name != tools::ask_user::NAME {
                 self.agent.call_tool(name, args, ctx).await
             } else {
@@ -465,6 +644,7 @@ impl AgentServer {
     ) {
         let agent = self.agent.name();
         let label = match outcome {
+            Ok(Output::Mcp(result)) if result.is_error == Some(true) => "error",
             Ok(_) => "ok",
             Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
             Err(tools::Error::Failed(_)) => "error",
@@ -522,6 +702,7 @@ fn into_response(
 ) -> Result<rmcp::model::CallToolResponse, McpError> {
     match outcome {
         Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
+        Ok(Output::Mcp(result)) => Ok((*result).into()),
         Ok(Output::Text(text)) => {
             Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
         }
@@ -618,6 +799,15 @@ fn progress_reporter(
         let _ = tx.send(message);
     });
     Some((report, forwarder))
+}
+
+/// The client request of `context`, as a federated upstream's request serves it.
+fn downstream(context: &RequestContext<RoleServer>) -> federation::Downstream<'_> {
+    federation::Downstream {
+        id: context.id.clone(),
+        progress: context.meta.get_progress_token(),
+        cancel: &context.ct,
+    }
 }
 
 /// The MCP session of a request that came in at `origin` (the processes of stdio upstreams
