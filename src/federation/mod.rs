@@ -343,6 +343,9 @@ impl Session {
             () = down.cancel.cancelled() => return Err(Failure::Cancelled),
             () = tokio::time::sleep_until(deadline) => return Err(timed_out()),
         };
+        // Registered before it is sent: the upstream may send progress or a request of its
+        // own before `send_request_with_option` returns.
+        let registered = conn.in_flight.register(down.id.clone(), down.progress.clone());
         let handle = match conn
             .service
             .send_request_with_option(request, PeerRequestOptions::no_options())
@@ -354,16 +357,14 @@ impl Session {
                 return Err(Failure::Unreachable(broken(&server.target, &e)));
             }
         };
-        let _registered = conn.in_flight.register(
-            handle.id.clone(),
-            handle.progress_token.clone(),
-            down.id.clone(),
-            down.progress.clone(),
-        );
+        registered.sent(handle.id.clone(), handle.progress_token.clone());
         let (id, peer) = (handle.id.clone(), handle.peer.clone());
         let reason = tokio::select! {
             answer = handle.await_response() => return match answer {
-                Ok(result) => Ok(result),
+                Ok(result) => {
+                    registered.flush(PROGRESS_FLUSH).await;
+                    Ok(result)
+                }
                 Err(ServiceError::McpError(e)) => Err(Failure::Upstream(e)),
                 Err(e) => {
                     self.discard(i, &conn).await;
@@ -788,6 +789,9 @@ enum Listed {
     Resource(Resource),
     Template(ResourceTemplate),
 }
+
+/// How long an answer waits for the progress notifications sent before it.
+const PROGRESS_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn broken(target: &str, e: &ServiceError) -> String {
     format!(

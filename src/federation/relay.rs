@@ -21,7 +21,7 @@
 // every session before it: relayed as they are.
 #![allow(deprecated)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rmcp::model::{
@@ -36,12 +36,14 @@ use rmcp::service::{
     RequestContext,
 };
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, RoleServer, ServiceError};
+use tokio::sync::Notify;
 
 /// One upstream request in flight, and the client request it serves.
 struct Call {
     seq: u64,
-    upstream_id: RequestId,
-    upstream_token: ProgressToken,
+    /// The upstream request's id and progress token; `None` until it is sent (the upstream
+    /// may answer with progress or a request of its own before the sender learns them).
+    upstream: Option<(RequestId, ProgressToken)>,
     client_id: RequestId,
     client_token: Option<ProgressToken>,
 }
@@ -53,6 +55,10 @@ pub(super) struct InFlight {
     /// entries at most (the calls of one session), so a vector.
     calls: Mutex<Vec<Call>>,
     next: AtomicU64,
+    /// Progress notifications being forwarded to the client now.
+    forwarding: AtomicUsize,
+    /// Signalled when one has been forwarded.
+    forwarded: Notify,
 }
 
 /// Keeps a call registered until dropped.
@@ -67,21 +73,53 @@ impl Drop for Registered<'_> {
     }
 }
 
+impl Registered<'_> {
+    /// Records the upstream request's id and progress token, once it is sent.
+    pub(super) fn sent(&self, upstream_id: RequestId, upstream_token: ProgressToken) {
+        if let Some(call) = self
+            .in_flight
+            .calls()
+            .iter_mut()
+            .find(|c| c.seq == self.seq)
+        {
+            call.upstream = Some((upstream_id, upstream_token));
+        }
+    }
+
+    /// Waits (at most `limit`) until the progress notifications the upstream sent before its
+    /// answer have gone to the client: rmcp hands each notification to a task of its own, so
+    /// the answer can overtake them, and a notification after the answer has no stream left.
+    pub(super) async fn flush(&self, limit: std::time::Duration) {
+        let in_flight = self.in_flight;
+        let drained = async {
+            // Let the tasks of notifications that arrived with the answer start.
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            loop {
+                let notified = in_flight.forwarded.notified();
+                if in_flight.forwarding.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, drained).await;
+    }
+}
+
 impl InFlight {
-    /// Registers upstream request `upstream_id` (progress token `upstream_token`) as serving
-    /// the client's request `client_id` (progress token `client_token`, if it asked).
+    /// Registers a request about to be sent upstream for the client's request `client_id`
+    /// (progress token `client_token`, if it asked); [`Registered::sent`] completes it.
     pub(super) fn register(
         &self,
-        upstream_id: RequestId,
-        upstream_token: ProgressToken,
         client_id: RequestId,
         client_token: Option<ProgressToken>,
     ) -> Registered<'_> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         self.calls().push(Call {
             seq,
-            upstream_id,
-            upstream_token,
+            upstream: None,
             client_id,
             client_token,
         });
@@ -91,12 +129,20 @@ impl InFlight {
         }
     }
 
-    /// The client's progress token for the upstream's `token`.
+    /// The client's progress token for the upstream's `token`: of the call sent with it, or
+    /// else of the latest call not sent yet (its progress can come first).
     fn client_token(&self, token: &ProgressToken) -> Option<ProgressToken> {
-        self.calls()
+        let calls = self.calls();
+        let call = calls
             .iter()
-            .find(|c| &c.upstream_token == token)
-            .and_then(|c| c.client_token.clone())
+            .find(|c| c.upstream.as_ref().is_some_and(|(_, t)| t == token))
+            .or_else(|| {
+                calls
+                    .iter()
+                    .filter(|c| c.upstream.is_none())
+                    .max_by_key(|c| c.seq)
+            })?;
+        call.client_token.clone()
     }
 
     /// The client request behind an upstream request that came on the stream of
@@ -104,7 +150,9 @@ impl InFlight {
     fn client_request(&self, origin: Option<&InboundStreamOrigin>) -> Option<RequestId> {
         let calls = self.calls();
         if let Some(InboundStreamOrigin::OutboundRequest(id)) = origin
-            && let Some(call) = calls.iter().find(|c| &c.upstream_id == id)
+            && let Some(call) = calls
+                .iter()
+                .find(|c| c.upstream.as_ref().is_some_and(|(u, _)| u == id))
         {
             return Some(call.client_id.clone());
         }
@@ -116,6 +164,23 @@ impl InFlight {
 
     fn calls(&self) -> MutexGuard<'_, Vec<Call>> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts a progress notification as being forwarded until dropped.
+struct Forwarding<'a>(&'a InFlight);
+
+impl<'a> Forwarding<'a> {
+    fn start(in_flight: &'a InFlight) -> Self {
+        in_flight.forwarding.fetch_add(1, Ordering::SeqCst);
+        Self(in_flight)
+    }
+}
+
+impl Drop for Forwarding<'_> {
+    fn drop(&mut self) {
+        self.0.forwarding.fetch_sub(1, Ordering::SeqCst);
+        self.0.forwarded.notify_waiters();
     }
 }
 
@@ -341,6 +406,7 @@ impl ClientHandler for Relay {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        let _forwarding = Forwarding::start(&self.in_flight);
         let (Some(client), Some(token)) = (
             self.client.get(),
             self.in_flight.client_token(&params.progress_token),

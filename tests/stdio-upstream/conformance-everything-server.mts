@@ -1,5 +1,14 @@
 #!/usr/bin/env node
 
+// Vendored from github.com/modelcontextprotocol/conformance at tag v0.1.16 (the suite pinned in
+// tests/conformance), examples/servers/typescript/everything-server.ts: the suite's own
+// reference server, which passes all of its server scenarios. One change: the type-only
+// imports are marked `type`, so that Node 22 runs the file as it is (type stripping, no
+// build step). Its dependencies (@modelcontextprotocol/sdk, express, cors, zod) are those
+// of server-everything, pinned in tests/stdio-upstream/package-lock.json.
+// tests/gateway/conformance.rs runs the suite through the gateway against it.
+// License: MIT / Apache-2.0, as the conformance repository's LICENSE says.
+
 /**
  * MCP Everything Server - Conformance Test Server
  *
