@@ -345,7 +345,9 @@ impl Session {
         };
         // Registered before it is sent: the upstream may send progress or a request of its
         // own before `send_request_with_option` returns.
-        let registered = conn.in_flight.register(down.id.clone(), down.progress.clone());
+        let registered = conn
+            .in_flight
+            .register(down.id.clone(), down.progress.clone());
         let handle = match conn
             .service
             .send_request_with_option(request, PeerRequestOptions::no_options())
