@@ -547,3 +547,149 @@ async fn an_upstream_that_dies_mid_call_fails_the_call_and_the_next_call_works()
     })
     .await;
 }
+
+/// A client of the gateway at `url` sending `token` as its bearer.
+async fn connect_as(url: &str, token: &str, person: &Person) -> PersonClient {
+    use rmcp::ServiceExt as _;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    switchboard::net::install_crypto_provider();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(token),
+    );
+    person.clone().serve(transport).await.unwrap()
+}
+
+#[tokio::test]
+async fn policies_metrics_sessions_and_audit_cover_federated_calls() {
+    // Arrange: a client that [[policies]] let call only `every/t_kinds` and `every/t_ask`.
+    let upstream = TestUpstream::start().await;
+    let rules = r#"
+[[clients]]
+name = "desk"
+token = "t-desk"
+agents = ["*"]
+
+[[policies]]
+name = "desk-kinds"
+effect = "allow"
+clients = ["desk"]
+tools = ["every/t_kinds", "every/t_ask"]
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("switchboard.toml");
+    std::fs::write(&file, rules).unwrap();
+    let loaded = switchboard::config::load_gateway(&file, true, &Default::default()).unwrap();
+    let mut options = Options::default();
+    options.settings.clients = loaded.clients;
+    options.settings.policies = loaded.policies;
+    options.settings.source = loaded.source;
+    let (gw, _tmp) = gateway_with(&url_server(&upstream.url, "t_", ""), options).await;
+    let c = connect_as(&gw.url("/agents/every/mcp"), "t-desk", &Person::able()).await;
+
+    // Act + Assert: tools/list shows what the caller may call; the others are refused
+    // before they reach the upstream.
+    let names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["t_kinds", "t_ask"]);
+    assert_eq!(call(&c, "t_kinds", json!({})).await, every_kind());
+    let refused = c
+        .call_tool(CallToolRequestParams::new("t_wait"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("-32602"), "{refused}");
+    assert_eq!(upstream.seen.cancelled.load(Ordering::SeqCst), 0);
+
+    // The session's recent calls, the metrics and the audit trail have them.
+    let id = gw.state.sessions().list()[0].id.to_string();
+    let (status, session) = gw.get_json(&format!("/admin/sessions/{id}")).await;
+    assert_eq!(status, 200, "{session}");
+    let calls: Vec<(String, String)> = session["recent_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["tool"].as_str().unwrap().to_owned(),
+                c["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        calls.contains(&("t_kinds".to_owned(), "ok".to_owned())),
+        "{calls:?}"
+    );
+    let metrics = crate::support::helpers::http()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"switchboard_tool_calls_total{agent="every",tool="t_kinds",outcome="ok"} 1"#
+        ),
+        "{metrics}"
+    );
+    gw.state.audit().expect("the trail is on").flush().await;
+    let (status, page) = gw.get_json("/admin/audit?agent=every").await;
+    assert_eq!(status, 200, "{page}");
+    let records: Vec<(String, String)> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tool"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        records.contains(&("t_kinds".to_owned(), "ok".to_owned())),
+        "{records:?}"
+    );
+    assert!(
+        records.contains(&("t_wait".to_owned(), "refused".to_owned())),
+        "{records:?}"
+    );
+}
+
+#[test]
+fn switchboard_check_names_the_file_and_key_of_a_bad_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agents = tmp.path().join("agents");
+    std::fs::create_dir(&agents).unwrap();
+    std::fs::write(
+        agents.join("fed.toml"),
+        "description = \"x\"\nexpose = [\"servers\"]\n\n[[servers]]\nurl = \"http://127.0.0.1:1/mcp\"\ncommand = \"node\"\n\n[[servers]]\ncommand = \"node\"\nproces = \"per_session\"\ndeny = [\"\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        agents.join("hidden.toml"),
+        "description = \"x\"\nexpose = [\"tools\"]\n[[tools]]\ntype = \"servicenow\"\n\n[[servers]]\nurl = \"http://127.0.0.1:1/mcp\"\n",
+    )
+    .unwrap();
+    let out = crate::support::binary::switchboard()
+        .arg("check")
+        .arg("--agents")
+        .arg(&agents)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    for expected in [
+        "fed.toml: servers[0].command: give either url",
+        "fed.toml: servers[1].proces: unknown field",
+        "fed.toml: servers[1].deny[0]: a denied name must not be empty",
+        "hidden.toml: servers: [[servers]] are federated only with \"servers\" in expose",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+}
