@@ -28,6 +28,9 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
 mod as_task;
+mod federated;
+
+use federated::downstream;
 
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
@@ -122,30 +125,6 @@ impl AgentServer {
             );
         }
         tools
-    }
-
-    /// The connections of the session of `context` to the agent's `[[servers]]`; `None`
-    /// without any.
-    fn federated(&self, context: &RequestContext<RoleServer>) -> Option<Arc<federation::Session>> {
-        let federation = self.agent.federation()?;
-        let session = session_of(context, &origin_of(&context.extensions));
-        Some(federation.session(&context.peer, session.as_ref()))
-    }
-
-    /// [`Self::federated`], or `-32601` for method `M` (nothing but federated servers
-    /// serves it).
-    fn federated_or_refuse<M: rmcp::model::ConstString + Default>(
-        &self,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<Arc<federation::Session>, McpError> {
-        self.federated(context)
-            .ok_or_else(McpError::method_not_found::<M>)
-    }
-
-    /// Whether the agent federates servers, whose messages outside a request (`list_changed`,
-    /// resource updates, logs) reach its clients on their sessions' own streams.
-    pub fn relays(&self) -> bool {
-        self.agent.federation().is_some()
     }
 
     fn is_agent_tool(&self, name: &str) -> bool {
@@ -798,15 +777,6 @@ fn progress_reporter(
         let _ = tx.send(message);
     });
     Some((report, forwarder))
-}
-
-/// The client request of `context`, as a federated upstream's request serves it.
-fn downstream(context: &RequestContext<RoleServer>) -> federation::Downstream<'_> {
-    federation::Downstream {
-        id: context.id.clone(),
-        progress: context.meta.get_progress_token(),
-        cancel: &context.ct,
-    }
 }
 
 /// The MCP session of a request that came in at `origin` (the processes of stdio upstreams
