@@ -14,6 +14,8 @@
 //! - [`agents`]: validated agent specs, built agents, workflows of agents and the registry of
 //!   them.
 //! - [`llm`]: an agent's model client (async-openai), built only from its `[model]`.
+//! - [`federation`]: an agent file's `[[servers]]`: upstream MCP servers served as part of
+//!   the agent's own, with full passthrough (prompts, resources, progress, elicitation...).
 //! - [`tools`]: tool kinds agents use (`servicenow`, `agent`, `mcp`: over HTTP, or a process over stdio).
 //! - [`incidents`]: the incident model and its stores: embedded SQLite, or a ServiceNow
 //!   instance through the Table API.
@@ -57,6 +59,7 @@ pub mod config;
 pub mod console;
 pub mod edge;
 pub mod error;
+pub mod federation;
 pub mod healthcheck;
 pub mod identity;
 pub mod incidents;

@@ -45,6 +45,9 @@ pub struct AgentSpec {
     pub expose_agent: bool,
     /// Whether MCP clients see the inner tools.
     pub expose_tools: bool,
+    /// `[[servers]]`: the upstream MCP servers federated into the agent's MCP server
+    /// (`expose` has `"servers"` exactly when there are some).
+    pub servers: Vec<crate::federation::ServerConfig>,
     /// The model, when configured.
     pub model: Option<ModelSpec>,
     /// Its tools, validated.
@@ -93,10 +96,15 @@ impl AgentSpec {
             );
         }
         if c.expose.is_empty() {
-            err("expose", "must list \"agent\", \"tools\" or both".into());
+            err(
+                "expose",
+                "must list \"agent\", \"tools\", \"servers\" or several".into(),
+            );
         }
         let expose_agent = c.expose.contains(&Expose::Agent);
         let expose_tools = c.expose.contains(&Expose::Tools);
+        let expose_servers = c.expose.contains(&Expose::Servers);
+        let servers = validate_servers(c.servers, expose_servers, &mut err);
         let is_workflow = c.workflow.is_some();
         if is_workflow && c.model.is_some() {
             err(
@@ -218,6 +226,7 @@ impl AgentSpec {
                 instructions: c.instructions,
                 expose_agent,
                 expose_tools,
+                servers,
                 model,
                 tools,
                 approvals,
@@ -227,6 +236,56 @@ impl AgentSpec {
             Err(errors)
         }
     }
+}
+
+/// The `[[servers]]` entries, parsed and checked; `expose` must have `"servers"` exactly
+/// when there are some.
+fn validate_servers(
+    tables: Vec<toml::Table>,
+    exposed: bool,
+    err: &mut impl FnMut(&str, String),
+) -> Vec<crate::federation::ServerConfig> {
+    if exposed && tables.is_empty() {
+        err(
+            "expose",
+            "[\"servers\"] exposes federated MCP servers, but the file has no [[servers]]: add one (url or command), or remove \"servers\"".into(),
+        );
+    }
+    if !exposed && !tables.is_empty() {
+        err(
+            "servers",
+            "[[servers]] are federated only with \"servers\" in expose: add it (expose = [\"servers\"])".into(),
+        );
+    }
+    let mut servers = Vec::with_capacity(tables.len());
+    for (i, table) in tables.into_iter().enumerate() {
+        let recovered = crate::config::deserialize_recovering::<crate::federation::ServerConfig>(
+            table,
+            Vec::new(),
+        );
+        let mut problems = recovered.errors;
+        if let Some(server) = recovered.value {
+            let reported: Vec<String> = problems.iter().map(|(k, _)| k.clone()).collect();
+            problems.extend(
+                server
+                    .validate()
+                    .into_iter()
+                    .filter(|(k, _)| !reported.contains(k)),
+            );
+            if problems.is_empty() {
+                servers.push(server);
+            }
+        }
+        for (key, msg) in problems {
+            let key = if key.is_empty() {
+                format!("servers[{i}]")
+            } else {
+                format!("servers[{i}].{key}")
+            };
+            err(&key, msg);
+        }
+    }
+    servers
 }
 
 fn validate_model(
@@ -358,6 +417,8 @@ pub struct Agent {
     metrics: Arc<crate::metrics::Metrics>,
     /// The workflow it runs instead of a model, when its file has a `[workflow]`.
     workflow: Option<workflow::Workflow>,
+    /// Its `[[servers]]`, federated; `None` without any.
+    federation: Option<Arc<crate::federation::Federation>>,
 }
 
 impl Agent {
@@ -426,6 +487,7 @@ impl Agent {
             .map(|w| workflow::Workflow::build(w, resources))
             .transpose()
             .map_err(|e| Error::key(&spec.file, "workflow", format!("cannot start: {e}")))?;
+        let federation = crate::federation::Federation::new(&spec.servers);
         Ok(Self {
             spec,
             llm,
@@ -434,6 +496,7 @@ impl Agent {
             definitions,
             metrics: resources.metrics.clone(),
             workflow,
+            federation,
         })
     }
 
@@ -469,6 +532,14 @@ impl Agent {
     /// have (each within its bound).
     pub async fn stop_upstreams(&self) {
         futures::future::join_all(self.stdio_upstreams().map(|up| up.stop())).await;
+        if let Some(federation) = &self.federation {
+            federation.stop().await;
+        }
+    }
+
+    /// Its `[[servers]]`, federated; `None` without any.
+    pub fn federation(&self) -> Option<&Arc<crate::federation::Federation>> {
+        self.federation.as_ref()
     }
 
     /// The gateway's metrics.
@@ -581,6 +652,16 @@ impl Agent {
     /// The workflow it runs, when its file has a `[workflow]`.
     pub fn workflow(&self) -> Option<&workflow::Workflow> {
         self.workflow.as_ref()
+    }
+
+    /// Whether one of the agent's own tools (as listed now) is named `name`.
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+            || self
+                .kinds
+                .iter()
+                .filter(|k| !k.is_static())
+                .any(|k| k.definitions().iter().any(|d| d.name == name))
     }
 
     /// Runs tool `name`; `None` when the agent has no such tool.

@@ -500,7 +500,8 @@ fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Erro
             };
             // Whatever can still be checked is, so that one problem does not hide another:
             // with a bad name, the whole file (a name derived from the file's stands in);
-            // with keys that were wrong, the [[tools]] entries, which do not depend on them.
+            // with keys that were wrong, the [[tools]] and [[servers]] entries, which do not
+            // depend on them.
             let stand_in = || {
                 let stem: String = stem
                     .chars()
@@ -526,7 +527,10 @@ fn validate_text(file: &Path, text: &str, vars: &Vars) -> Result<AgentSpec, Erro
                     AgentSpec::validate_with_variables(name, file, config, &variables)
             {
                 errors.extend(more.into_iter().filter(|e| {
-                    !only_tools || e.key.as_deref().is_some_and(|k| k.starts_with("tools["))
+                    !only_tools
+                        || e.key
+                            .as_deref()
+                            .is_some_and(|k| k.starts_with("tools[") || k.starts_with("servers["))
                 }));
             }
             Err(errors)

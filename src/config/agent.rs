@@ -32,6 +32,11 @@ pub struct AgentConfig {
     /// Tool calls that wait for a person's approval ([`super::approvals`]).
     #[serde(default)]
     pub approvals: Vec<super::approvals::ApprovalConfig>,
+    /// `[[servers]]`: upstream MCP servers federated into the agent's MCP server (with
+    /// `expose = ["servers", ...]`). Each entry is parsed in validation
+    /// ([`crate::federation::ServerConfig`]).
+    #[serde(default)]
+    pub servers: Vec<toml::Table>,
 }
 
 fn default_expose() -> Vec<Expose> {
@@ -46,6 +51,9 @@ pub enum Expose {
     Agent,
     /// The agent's inner tools, each as an MCP tool.
     Tools,
+    /// The upstream servers of `[[servers]]`, federated: their tools, prompts, resources
+    /// and completions.
+    Servers,
 }
 
 /// Which API serves the model.

@@ -16,16 +16,21 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CustomRequest,
-    CustomResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
-    UpdateTaskParams,
+    CallToolRequestParams, CallToolResult, CancelTaskParams, CompleteRequestParams, CompleteResult,
+    ContentBlock, CustomRequest, CustomResult, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, Tool, UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tokio_util::sync::CancellationToken;
 
 mod as_task;
+mod federated;
+
+use federated::downstream;
 
 use super::request::{identity_of, origin_of};
 use crate::agents::Agent;
@@ -34,6 +39,7 @@ use crate::ask::ClientAsker;
 use crate::ask::rounds::{Call, Owner, Rounds};
 use crate::audit;
 use crate::config::policies::Refused;
+use crate::federation;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tasks::Tasks;
@@ -129,12 +135,32 @@ impl AgentServer {
 impl ServerHandler for AgentServer {
     fn get_info(&self) -> ServerConfig {
         let spec = &self.agent.spec;
-        let capabilities = match self.tasks {
-            Some(_) => ServerCapabilities::builder()
+        let capabilities = if self.agent.federation().is_some() {
+            // What the federated upstreams may offer; a request for something none of them
+            // offers gets an empty list, or the upstream's own error.
+            #[allow(deprecated)]
+            let builder = ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_resources()
                 .enable_tools()
-                .enable_tasks()
-                .build(),
-            None => ServerCapabilities::builder().enable_tools().build(),
+                .enable_prompts_list_changed()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
+                .enable_tool_list_changed();
+            match self.tasks {
+                Some(_) => builder.enable_tasks().build(),
+                None => builder.build(),
+            }
+        } else {
+            match self.tasks {
+                Some(_) => ServerCapabilities::builder()
+                    .enable_tools()
+                    .enable_tasks()
+                    .build(),
+                None => ServerCapabilities::builder().enable_tools().build(),
+            }
         };
         ServerConfig::new(capabilities)
             .with_server_info(
@@ -163,6 +189,9 @@ impl ServerHandler for AgentServer {
             .await;
         }
         let mut tools = self.visible_tools();
+        if let Some(federated) = self.federated(&context) {
+            tools.extend(federated.list_tools().await);
+        }
         let policies = self.policies.load();
         if !policies.is_empty() {
             let (who, agent) = (identity.who(), self.agent.name().as_str());
@@ -184,6 +213,115 @@ impl ServerHandler for AgentServer {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.visible_tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListPromptsRequestMethod>(&context)?;
+        Ok(ListPromptsResult::with_all_items(
+            federated.list_prompts().await,
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::GetPromptRequestMethod>(&context)?;
+        federated
+            .get_prompt(request, &downstream(&context))
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListResourcesRequestMethod>(&context)?;
+        Ok(ListResourcesResult::with_all_items(
+            federated.list_resources().await,
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ListResourceTemplatesRequestMethod>(&context)?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            federated.list_resource_templates().await,
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::ReadResourceRequestMethod>(&context)?;
+        federated
+            .read_resource(request, &downstream(&context))
+            .await
+            .map(Into::into)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::SubscribeRequestMethod>(&context)?;
+        federated
+            .subscribe(request.uri, true, &downstream(&context))
+            .await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated =
+            self.federated_or_refuse::<rmcp::model::UnsubscribeRequestMethod>(&context)?;
+        federated
+            .subscribe(request.uri, false, &downstream(&context))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let federated = self.federated_or_refuse::<rmcp::model::CompleteRequestMethod>(&context)?;
+        federated.complete(request, &downstream(&context)).await
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let federated = self.federated_or_refuse::<rmcp::model::SetLevelRequestMethod>(&context)?;
+        federated
+            .set_level(request.level, &downstream(&context))
+            .await
     }
 
     async fn call_tool(
@@ -349,6 +487,10 @@ impl AgentServer {
         };
         if let Some(entry) = entry {
             let (result, error) = match &outcome {
+                Some(Ok(Output::Mcp(r))) if r.is_error == Some(true) => (
+                    audit::Outcome::Error,
+                    Some(tools::upstream::content_text(&r.content)),
+                ),
                 Some(Ok(_)) => (audit::Outcome::Ok, None),
                 Some(Err(e)) => {
                     let (result, text) = e.audit_outcome();
@@ -436,6 +578,21 @@ impl AgentServer {
                     ),
                     Err(e) => Some(Err(e)),
                 }
+            } else if self.agent.spec.expose_tools
+                && name != tools::ask_user::NAME
+                && self.agent.has_tool(name)
+            {
+                self.agent.call_tool(name, args, ctx).await
+            } else if let Some(federated) = self.federated(context) {
+                let down = federation::Downstream {
+                    id: context.id.clone(),
+                    progress: context.meta.get_progress_token(),
+                    cancel: &ctx.cancel,
+                };
+                federated
+                    .call_tool(name, args, &down)
+                    .await
+                    .map(|result| result.map(|r| Output::Mcp(Box::new(r))))
             } else if self.agent.spec.expose_tools && name != tools::ask_user::NAME {
                 self.agent.call_tool(name, args, ctx).await
             } else {
@@ -465,6 +622,7 @@ impl AgentServer {
     ) {
         let agent = self.agent.name();
         let label = match outcome {
+            Ok(Output::Mcp(result)) if result.is_error == Some(true) => "error",
             Ok(_) => "ok",
             Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
             Err(tools::Error::Failed(_)) => "error",
@@ -526,6 +684,7 @@ fn into_response(
 ) -> Result<rmcp::model::CallToolResponse, McpError> {
     match outcome {
         Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
+        Ok(Output::Mcp(result)) => Ok((*result).into()),
         Ok(Output::Text(text)) => {
             Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
         }

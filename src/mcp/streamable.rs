@@ -53,6 +53,10 @@ pub struct TrackedSessions {
     parking: Mutex<HashMap<SessionId, CancellationToken>>,
     /// This manager as the store sees it (parks and ends its sessions).
     engine: Arc<dyn Engine>,
+    /// Whether the agent relays messages of federated servers that belong to no request
+    /// (`list_changed`, resource updates, logs): then a session's `GET` stream is rmcp's own,
+    /// carrying them. Set by every (re)build of the agent's service.
+    relays: std::sync::atomic::AtomicBool,
 }
 
 /// A session manager as the session store sees it: weak, so that the store's entries do not
@@ -267,18 +271,30 @@ impl SessionManager for TrackedSessions {
     /// The session's own `GET` stream is ours, not the worker's: the gateway sends nothing
     /// outside a request's own stream, so it carries only keep-alive comments (rmcp's
     /// "shadow stream") and ends with the session, and parking the worker leaves it open.
+    /// Except for an agent that federates servers: what they send outside a request
+    /// (`list_changed`, resource updates, logs) goes on the worker's own `GET` stream, and
+    /// a session with that stream open is not parked.
     async fn create_standalone_stream(
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let ended = self
+        let stats = self
             .store
             .stats(id)
-            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?
-            .ended();
-        Ok(futures::StreamExt::filter_map(
-            futures::stream::once(ended.cancelled_owned()),
-            |()| std::future::ready(None),
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?;
+        if self.relays.load(std::sync::atomic::Ordering::Relaxed) {
+            let open = stats.open_stream();
+            let inner = self.inner.create_standalone_stream(id).await?;
+            return Ok(futures::future::Either::Left(Held {
+                inner,
+                _open: Some(open),
+            }));
+        }
+        Ok(futures::future::Either::Right(
+            futures::StreamExt::filter_map(
+                futures::stream::once(stats.ended().cancelled_owned()),
+                |()| std::future::ready(None),
+            ),
         ))
     }
 
@@ -393,8 +409,12 @@ pub fn service(
             agent,
             parking: Mutex::new(HashMap::new()),
             engine: Arc::new(ManagerEngine(me.clone())),
+            relays: std::sync::atomic::AtomicBool::new(false),
         })
     });
+    sessions
+        .relays
+        .store(server.relays(), std::sync::atomic::Ordering::Relaxed);
     // Host and Origin are checked once for every MCP route by our own guard (see
     // `mcp::guard`), so rmcp's own allow-lists are off here.
     let mut config = StreamableHttpServerConfig::default()

@@ -71,6 +71,8 @@ pub enum Output {
     Json(Value),
     /// Plain text (an agent's answer, an upstream tool's text content).
     Text(String),
+    /// A federated upstream's tool result, passed to the client unchanged.
+    Mcp(Box<rmcp::model::CallToolResult>),
 }
 
 impl Output {
@@ -79,6 +81,7 @@ impl Output {
         match self {
             Output::Json(v) => v.to_string(),
             Output::Text(t) => t,
+            Output::Mcp(result) => upstream::content_text(&result.content),
         }
     }
 }

@@ -24,6 +24,7 @@ mod console_tasks;
 
 mod default_agent;
 mod early_answers;
+mod federation;
 mod hops;
 mod mcp_sse;
 mod mcp_streamable;

@@ -42,6 +42,7 @@ fn accepted() -> (Keys, Keys) {
              [[tools]]\ntype = \"agent\"\nagent = \"other\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"mcp\"\nurl = \"http://127.0.0.1:1/mcp\"\n{PROBE} = 1\n\
              [[tools]]\ntype = \"ask_user\"\n{PROBE} = 1\n\
+             [[servers]]\nurl = \"http://127.0.0.1:1/mcp\"\n{PROBE} = 1\n\
              [workflow]\nkind = \"sequential\"\nsteps = [{{ agent = \"other\", {PROBE} = 1 }}]\n\
              {PROBE} = 1\n"
         ),
@@ -104,7 +105,7 @@ fn accepted() -> (Keys, Keys) {
     );
     assert_eq!(
         agent.len(),
-        8,
+        9,
         "`switchboard check` named the keys of every agent table, tool kind and workflow table:\n{text}"
     );
     (server, agent)
@@ -230,6 +231,11 @@ fn documented_agent_keys(readme: &str) -> Keys {
             ("workflow.steps".to_owned(), k.to_owned())
         } else if let Some(k) = first.strip_prefix("[[tools]] ") {
             (tool.clone(), k.to_owned())
+        } else if let Some(k) = first.strip_prefix("[[servers]] ") {
+            keys.entry(String::new())
+                .or_default()
+                .insert("servers".into());
+            ("servers".to_owned(), k.to_owned())
         } else {
             (String::new(), first.clone())
         };

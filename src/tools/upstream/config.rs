@@ -382,7 +382,7 @@ impl UpstreamToolConfig {
     }
 
     /// The configured headers in the client's form, values marked sensitive.
-    pub(super) fn header_map(&self) -> Result<HashMap<HeaderName, HeaderValue>, String> {
+    pub(crate) fn header_map(&self) -> Result<HashMap<HeaderName, HeaderValue>, String> {
         self.headers
             .iter()
             .map(|(name, value)| {

@@ -65,10 +65,13 @@ mod stdio;
 
 pub use auth_config::{AuthKind, UpstreamAuthConfig};
 pub use config::{ProcessMode, UpstreamToolConfig};
+pub(crate) use stderr::StderrLog;
+pub(crate) use stdio::{Group, Launch};
 pub use stdio::{INHERITED, STOP_LIMIT};
 
 use auth::UpstreamAuth;
 use lanes::{Connection, Lane, LaneUse, Lanes};
+pub(crate) use outcome::content_text;
 use outcome::{error_chain, failure_detail, into_output, is_transport_failure, transport_detail};
 
 /// The upstream's tools as last listed, by any lane or process.

@@ -74,7 +74,7 @@ pub(super) fn into_output(result: CallToolResult, tool: &str) -> Result<Output, 
 }
 
 /// The text of `content`, one block a line; non-text blocks are described briefly.
-pub(super) fn content_text(content: &[ContentBlock]) -> String {
+pub(crate) fn content_text(content: &[ContentBlock]) -> String {
     content
         .iter()
         .map(|block| match block {

@@ -25,7 +25,7 @@ pub(super) const LINES_PER_SECOND: u32 = 50;
 pub(super) const TAIL_LINES: usize = 10;
 
 /// The log of one process's stderr.
-pub(super) struct StderrLog<R> {
+pub(crate) struct StderrLog<R> {
     reader: BufReader<R>,
     /// The line being read (at most [`MAX_LINE_BYTES`]).
     line: Vec<u8>,
@@ -47,7 +47,7 @@ pub(super) struct StderrLog<R> {
 
 impl<R: AsyncRead + Unpin> StderrLog<R> {
     /// The log of `stderr`, the stderr of `target`'s process `pid`.
-    pub(super) fn new(stderr: R, target: String, pid: Option<u32>) -> Self {
+    pub(crate) fn new(stderr: R, target: String, pid: Option<u32>) -> Self {
         Self {
             reader: BufReader::with_capacity(8 * 1024, stderr),
             line: Vec::new(),
@@ -63,13 +63,13 @@ impl<R: AsyncRead + Unpin> StderrLog<R> {
     }
 
     /// Whether the pipe is closed: [`Self::step`] has nothing more to read.
-    pub(super) fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
     }
 
     /// Reads what the pipe has (waiting until it has something) and logs every line it
     /// completes. At the end of the pipe, logs the last unfinished line and is done.
-    pub(super) async fn step(&mut self) {
+    pub(crate) async fn step(&mut self) {
         if self.done {
             return std::future::pending().await;
         }

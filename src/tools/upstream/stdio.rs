@@ -89,7 +89,7 @@ fn next_backoff(current: Duration) -> Duration {
 }
 
 /// How to start the process.
-struct Launch {
+pub(crate) struct Launch {
     command: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -101,8 +101,24 @@ struct Launch {
 }
 
 impl Launch {
+    /// How `config` (a `command` upstream) starts its process; `None` for a `url` one.
+    pub(crate) fn of(config: &UpstreamToolConfig) -> Option<Self> {
+        Some(Self {
+            command: config.command.clone()?,
+            args: config.args.clone(),
+            env: config
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd: config.cwd.as_ref().map(PathBuf::from),
+            target: config.target(),
+            timeout: Duration::from_secs(config.timeout_secs.max(1)),
+        })
+    }
+
     /// Spawns the process: its own process group, killed on drop, stderr piped.
-    fn spawn(&self) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>)> {
+    pub(crate) fn spawn(&self) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>)> {
         let mut command = tokio::process::Command::new(&self.command);
         command.args(&self.args).env_clear().kill_on_drop(true);
         for name in INHERITED {
@@ -220,20 +236,8 @@ impl Drop for Processes {
 impl Processes {
     /// The processes of `config`, when it names a `command`; none is started yet.
     pub(super) fn new(config: &UpstreamToolConfig, listing: Arc<Listing>) -> Option<Self> {
-        let command = config.command.clone()?;
         Some(Self {
-            launch: Arc::new(Launch {
-                command,
-                args: config.args.clone(),
-                env: config
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                cwd: config.cwd.as_ref().map(PathBuf::from),
-                target: config.target(),
-                timeout: Duration::from_secs(config.timeout_secs.max(1)),
-            }),
+            launch: Arc::new(Launch::of(config)?),
             listing,
             mode: config.process,
             max: config.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES).max(1),
@@ -455,7 +459,7 @@ impl Drop for Live {
 
 /// Kills what is left of a process group when dropped: the grandchildren of a server that
 /// ended (or was dropped) without taking them along.
-struct Group(Option<u32>);
+pub(crate) struct Group(pub(crate) Option<u32>);
 
 impl Drop for Group {
     fn drop(&mut self) {

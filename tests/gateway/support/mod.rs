@@ -9,6 +9,7 @@ pub mod browser;
 pub mod cut_proxy;
 pub mod fake_llm;
 pub mod fake_servicenow;
+pub mod federation;
 pub mod helpers;
 pub mod nginx;
 pub mod oidc;
