@@ -418,6 +418,11 @@ impl AdminApi {
                             finished_at: rfc3339(c.finished_at),
                             duration_ms: c.micros as f64 / 1000.0,
                             outcome: c.outcome.to_owned(),
+                            trace_url: c
+                                .trace_id
+                                .as_deref()
+                                .and_then(|id| state.settings().telemetry.trace_link(id)),
+                            trace_id: c.trace_id,
                         })
                         .collect()
                 });

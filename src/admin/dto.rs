@@ -201,6 +201,7 @@ pub struct SessionView {
 
 /// A finished tool call of a session.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallView {
     /// The tool called.
     pub tool: String,
@@ -210,6 +211,10 @@ pub struct CallView {
     pub duration_ms: f64,
     /// `ok`, `error` (a tool error result), `invalid_arguments` or `cancelled`.
     pub outcome: String,
+    /// The call's OpenTelemetry trace id (`[telemetry]` on), 32 hex digits.
+    pub trace_id: Option<String>,
+    /// A link to the trace in the tracing backend (`[telemetry] trace_url`).
+    pub trace_url: Option<String>,
 }
 
 /// One page of live sessions.

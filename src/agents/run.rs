@@ -16,9 +16,11 @@
 use std::time::{Duration, Instant};
 
 use rmcp::model::{JsonObject, Tool};
+use tracing::Instrument as _;
 
 use super::Agent;
 use crate::llm::{self, ToolCall};
+use crate::telemetry::trace;
 use crate::tools::{self, CallContext, RunEnd};
 
 /// How deeply agents may call agents (a run at depth 0 is one called by an MCP client).
@@ -79,6 +81,21 @@ impl From<Error> for tools::Error {
     }
 }
 
+impl Error {
+    /// Its `error.type` on a span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoModel(_) => "no_model",
+            Error::Llm(_) => "llm_error",
+            Error::RunTimeout(_) | Error::WorkflowTimeout(_) => "timeout",
+            Error::MaxTurns(_) => "max_turns",
+            Error::TooDeep => "too_deep",
+            Error::Cancelled => "cancelled",
+            Error::Step { .. } => "step_failed",
+        }
+    }
+}
+
 /// Token and time accounting of one run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
@@ -117,15 +134,39 @@ impl Agent {
         exits: &[Tool],
         ctx: &CallContext,
     ) -> Result<RunEnd, Error> {
+        let span = self.run_span(ctx);
         if let Some(workflow) = &self.workflow {
             // Boxed: an agent's run need not carry a workflow's state machine inline.
-            return Box::pin(self.run_workflow(workflow, task, ctx))
-                .await
-                .map(RunEnd::Answer);
+            let result = Box::pin(self.run_workflow(workflow, task, ctx))
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = &result {
+                trace::fail(&span, e.kind(), e.to_string());
+            }
+            return result.map(RunEnd::Answer);
         }
         let started = Instant::now();
         let mut usage = Usage::default();
-        let result = self.run_bounded(task, exits, ctx, &mut usage).await;
+        let result = self
+            .run_bounded(task, exits, ctx, &mut usage)
+            .instrument(span.clone())
+            .await;
+        if !span.is_disabled() {
+            trace::set(
+                &span,
+                "gen_ai.usage.input_tokens",
+                usage.prompt_tokens as i64,
+            );
+            trace::set(
+                &span,
+                "gen_ai.usage.output_tokens",
+                usage.completion_tokens as i64,
+            );
+            trace::set(&span, "switchboard.agent.turns", i64::from(usage.turns));
+            if let Err(e) = &result {
+                trace::fail(&span, e.kind(), e.to_string());
+            }
+        }
         if let Some(model) = &self.spec.model {
             ctx.audit.note_run(crate::audit::RunFacts {
                 model: model.model.clone(),
@@ -156,6 +197,23 @@ impl Agent {
             tracing::warn!(agent = %self.name(), error = %e, "Agent run failed.");
         }
         result
+    }
+
+    /// The span of a run: `invoke_agent <name>` (disabled when tracing is off).
+    fn run_span(&self, ctx: &CallContext) -> tracing::Span {
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        let model = self.spec.model.as_ref().map(|m| m.model.as_str());
+        tracing::info_span!(
+            target: trace::TARGET,
+            "invoke_agent",
+            otel.name = %format!("invoke_agent {}", self.name()),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %self.name(),
+            gen_ai.request.model = model,
+            switchboard.agent.depth = ctx.depth,
+        )
     }
 
     async fn run_bounded(
@@ -273,6 +331,19 @@ impl Agent {
         };
         let started = Instant::now();
         let name = call.name.as_str();
+        let span = if trace::on() {
+            tracing::info_span!(
+                target: trace::TARGET,
+                "execute_tool",
+                otel.name = %format!("execute_tool {name}"),
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = name,
+                gen_ai.tool.call.id = call.id.as_str(),
+                gen_ai.tool.type = "function",
+            )
+        } else {
+            tracing::Span::none()
+        };
         let outcome = self
             .hop(name, args, ctx, |args, ctx| async move {
                 match self.call_tool(name, args, &ctx).await {
@@ -282,7 +353,18 @@ impl Agent {
                     ))),
                 }
             })
+            .instrument(span.clone())
             .await;
+        if !span.is_disabled() {
+            let label = match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.label(),
+            };
+            trace::set(&span, "switchboard.tool.outcome", label);
+            if let Err(e) = &outcome {
+                trace::fail(&span, label, e.to_string());
+            }
+        }
         tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "Tool call by the model.");
         match outcome {
             Ok(output) => output.into_text(),
@@ -317,6 +399,15 @@ impl Agent {
     {
         let agent = self.name().as_str();
         let entry = ctx.audit.begin(agent, tool, &args, ctx.depth);
+        if trace::on()
+            && let Some(entry) = &entry
+        {
+            trace::set(
+                &tracing::Span::current(),
+                "switchboard.audit.record_id",
+                entry.id().to_owned(),
+            );
+        }
         // A tool the caller may not call is not offered, but the model may name it anyway.
         let verdict = match ctx.permit(agent, tool) {
             Ok(verdict) => verdict,

@@ -51,6 +51,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// How metrics, logs and spans name this failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::InvalidArguments(_) => "invalid_arguments",
+            Error::Failed(_) => "error",
+            Error::Cancelled => "cancelled",
+            Error::TimedOut(_) => "timeout",
+            Error::Denied(_) => "denied",
+        }
+    }
+
     /// How the audit trail names this failure, and its text.
     pub fn audit_outcome(&self) -> (crate::audit::Outcome, String) {
         use crate::audit::Outcome;

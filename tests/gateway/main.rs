@@ -43,6 +43,7 @@ mod stdio;
 mod store;
 mod table_api;
 mod tasks;
+mod traces;
 mod transport_rules;
 mod upstream_auth;
 mod upstream_stdio;

@@ -12,6 +12,7 @@ pub mod fake_servicenow;
 pub mod helpers;
 pub mod nginx;
 pub mod oidc;
+pub mod otlp;
 pub mod policies;
 pub mod postgres;
 pub mod scenarios;
