@@ -285,6 +285,16 @@ fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The resources agents share, for a gateway of `settings` keeping its files in `data`.
+fn resources(data: &Path, settings: &config::ServerSpec) -> Resources {
+    let mut resources = Resources::new(data);
+    resources.costs = std::sync::Arc::new(switchboard::costs::Costs::new(
+        settings.costs.clone(),
+        std::sync::Arc::new(switchboard::costs::SystemClock),
+    ));
+    resources
+}
+
 /// Logging (and, with `[telemetry]`, trace export from `runtime`) for a gateway of
 /// `settings`; `None` when no traces are exported. An exporter that cannot be built is
 /// logged, and the gateway runs without traces.
@@ -354,7 +364,7 @@ fn serve(args: ServeArgs, vars: Vars, format: LogFormat) -> anyhow::Result<ExitC
         .context("cannot start the async runtime")?;
     let traces = start_logging(format, &settings, &runtime);
     let result = runtime.block_on(async move {
-        let registry = match AgentRegistry::build(&args.check.agents, &vars, specs, Resources::new(&args.data)) {
+        let registry = match AgentRegistry::build(&args.check.agents, &vars, specs, resources(&args.data, &settings)) {
             Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");
@@ -517,7 +527,7 @@ fn stdio(args: StdioArgs, vars: Vars, format: LogFormat) -> anyhow::Result<ExitC
             tracing::warn!("[audit] jsonl = \"stdout\" is not followed by switchboard stdio, whose stdout carries MCP: records still go to the audit store; give a file path to keep the JSON lines too.");
         }
         let data = &args.run.data;
-        let registry = match AgentRegistry::build(&args.run.check.agents, &vars, specs, Resources::new(data)) {
+        let registry = match AgentRegistry::build(&args.run.check.agents, &vars, specs, resources(data, &settings)) {
             Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");

@@ -62,6 +62,26 @@ pub enum Error {
     /// A whole workflow run took too long.
     #[error("the workflow did not finish within {0} s (timeout_secs in [workflow])")]
     WorkflowTimeout(u64),
+    /// The caller's budget was used up before the run began.
+    #[error("refused: {0}")]
+    OverBudget(Box<crate::costs::OverBudget>),
+    /// The caller's budget ran out during the run: it stopped before its next model turn.
+    #[error("stopped before model turn {turn}: {over}; {}", partial_answer(.partial.as_deref()))]
+    BudgetStopped {
+        /// The budget.
+        over: Box<crate::costs::OverBudget>,
+        /// The turn that was not taken.
+        turn: u32,
+        /// What the model had said so far, if anything.
+        partial: Option<String>,
+    },
+}
+
+fn partial_answer(partial: Option<&str>) -> String {
+    match partial {
+        Some(text) => format!("the partial answer so far (incomplete): {text}"),
+        None => "there is no partial answer".to_owned(),
+    }
 }
 
 impl From<Error> for tools::Error {
@@ -81,6 +101,22 @@ impl From<Error> for tools::Error {
     }
 }
 
+/// How metrics and the cost ledger name the caller: its client, its OAuth client id, or
+/// `anonymous`.
+fn spender(identity: &crate::identity::Identity) -> String {
+    identity
+        .client
+        .as_deref()
+        .or_else(|| {
+            identity
+                .principal
+                .as_deref()
+                .and_then(|p| p.client_id.as_deref())
+        })
+        .unwrap_or("anonymous")
+        .to_owned()
+}
+
 impl Error {
     /// Its `error.type` on a span.
     pub fn kind(&self) -> &'static str {
@@ -92,6 +128,8 @@ impl Error {
             Error::TooDeep => "too_deep",
             Error::Cancelled => "cancelled",
             Error::Step { .. } => "step_failed",
+            Error::OverBudget(_) => "over_budget",
+            Error::BudgetStopped { .. } => "budget_stopped",
         }
     }
 }
@@ -107,6 +145,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Time spent waiting for the model.
     pub llm_time: Duration,
+    /// What the turns cost (`[costs] models`).
+    pub cost: f64,
 }
 
 impl Agent {
@@ -163,6 +203,7 @@ impl Agent {
                 usage.completion_tokens as i64,
             );
             trace::set(&span, "switchboard.agent.turns", i64::from(usage.turns));
+            trace::set(&span, "switchboard.cost", usage.cost);
             if let Err(e) = &result {
                 trace::fail(&span, e.kind(), e.to_string());
             }
@@ -257,7 +298,24 @@ impl Agent {
         tools.retain(|t| !exits.iter().any(|e| e.name == t.name));
         tools.extend(exits.iter().cloned());
         let inner = ctx.nested();
+        let client = spender(&ctx.identity);
+        // What the model said on its way (text beside tool calls): the partial answer of a
+        // run its budget stops.
+        let mut said: Option<String> = None;
         for turn in 1..=max_turns {
+            if let Err(over) = self.costs.check(&ctx.identity).await {
+                tracing::info!(agent = %name, client = %client, turn, budget = over.limit, "Agent run stopped by a budget.");
+                let over = Box::new(over);
+                return Err(if turn == 1 {
+                    Error::OverBudget(over)
+                } else {
+                    Error::BudgetStopped {
+                        over,
+                        turn,
+                        partial: said,
+                    }
+                });
+            }
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
             let completion = llm.complete(&conversation, &tools).await;
@@ -274,6 +332,33 @@ impl Agent {
                 c,
             );
             let completion = completion?;
+            let cost = self
+                .costs
+                .record(
+                    &ctx.identity,
+                    &client,
+                    name.as_str(),
+                    llm.model(),
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                )
+                .await;
+            self.metrics.spend(
+                &client,
+                name.as_str(),
+                llm.model(),
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                cost,
+            );
+            usage.cost += cost;
+            if let Some(text) = completion
+                .content
+                .as_deref()
+                .filter(|t| !t.trim().is_empty())
+            {
+                said = Some(text.to_owned());
+            }
             usage.turns = turn;
             usage.prompt_tokens += completion.prompt_tokens;
             usage.completion_tokens += completion.completion_tokens;

@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod costs;
 pub mod error;
 pub mod interpolate;
 pub mod name;
@@ -77,6 +78,9 @@ pub struct GatewayConfig {
     /// `[telemetry]`: OpenTelemetry traces (off by default).
     #[serde(default)]
     pub telemetry: telemetry::TelemetryConfig,
+    /// `[costs]`: model prices and the callers' budgets.
+    #[serde(default)]
+    pub costs: costs::CostsConfig,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -238,6 +242,8 @@ pub struct ServerSpec {
     pub tasks: tasks::TasksSpec,
     /// `[telemetry]`: OpenTelemetry traces.
     pub telemetry: telemetry::TelemetrySpec,
+    /// `[costs]`: model prices and budgets.
+    pub costs: costs::CostsSpec,
     /// The file these settings were read from, re-read on every reload for its
     /// `[[policies]]`; `None`: none was (no file, or settings made in code).
     pub source: Option<GatewaySource>,
@@ -362,6 +368,7 @@ impl ServerSpec {
             audit: audit::AuditSpec::default(),
             tasks: tasks::TasksSpec::default(),
             telemetry: telemetry::TelemetrySpec::default(),
+            costs: costs::CostsSpec::default(),
             source: None,
         }
     }
@@ -419,9 +426,12 @@ fn from_gateway_config(
     let audit = audit::validate(path, config.audit);
     let tasks = tasks::validate(path, config.tasks);
     let telemetry = telemetry::validate(path, config.telemetry, vars);
+    let costs = costs::validate(path, config.costs);
     let (mut settings, (limits, clients), cluster, oauth, policies, audit, tasks) =
         match (settings, clients, cluster, oauth, policies, audit, tasks) {
-            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a), Ok(t)) if telemetry.is_ok() => {
+            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a), Ok(t))
+                if telemetry.is_ok() && costs.is_ok() =>
+            {
                 (s, c, cl, o, p, a, t)
             }
             (s, c, cl, o, p, a, t) => {
@@ -434,6 +444,7 @@ fn from_gateway_config(
                 errors.extend(a.err().unwrap_or_default());
                 errors.extend(t.err().unwrap_or_default());
                 errors.extend(telemetry.err().unwrap_or_default());
+                errors.extend(costs.err().unwrap_or_default());
                 return Err(errors);
             }
         };
@@ -441,6 +452,7 @@ fn from_gateway_config(
     settings.audit = audit;
     settings.tasks = tasks;
     settings.telemetry = telemetry.unwrap_or_default();
+    settings.costs = costs.unwrap_or_default();
     settings.policies = std::sync::Arc::new(policies);
     settings.limits = limits;
     settings.clients = clients;

@@ -511,6 +511,8 @@ pub struct Resources {
     pub descriptions: std::sync::RwLock<HashMap<String, String>>,
     /// The gateway's metrics (agents record their LLM requests).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Prices and budgets (`[costs]`): runs count their spend and check their caller's budget.
+    pub costs: Arc<crate::costs::Costs>,
 }
 
 impl Resources {
@@ -522,6 +524,7 @@ impl Resources {
             runner: None,
             descriptions: Default::default(),
             metrics: Arc::default(),
+            costs: Arc::default(),
         }
     }
 

@@ -21,7 +21,7 @@ mod console;
 mod console_approvals;
 mod console_audit;
 mod console_tasks;
-
+mod costs;
 mod default_agent;
 mod early_answers;
 mod hops;
