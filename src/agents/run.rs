@@ -188,26 +188,10 @@ impl Agent {
         let started = Instant::now();
         let mut usage = Usage::default();
         let result = self
-            .run_bounded(task, exits, ctx, &mut usage)
+            .bounded(task, exits, ctx, &mut usage)
             .instrument(span.clone())
             .await;
-        if !span.is_disabled() {
-            trace::set(
-                &span,
-                "gen_ai.usage.input_tokens",
-                usage.prompt_tokens as i64,
-            );
-            trace::set(
-                &span,
-                "gen_ai.usage.output_tokens",
-                usage.completion_tokens as i64,
-            );
-            trace::set(&span, "switchboard.agent.turns", i64::from(usage.turns));
-            trace::set(&span, "switchboard.cost", usage.cost);
-            if let Err(e) = &result {
-                trace::fail(&span, e.kind(), e.to_string());
-            }
-        }
+        Self::run_outcome(&span, &usage, &result);
         if let Some(model) = &self.spec.model {
             ctx.audit.note_run(crate::audit::RunFacts {
                 model: model.model.clone(),
@@ -257,6 +241,19 @@ impl Agent {
         )
     }
 
+    /// [`Self::run_bounded`], boxed where it is built: wrapped (in its span) inline, a run's
+    /// whole state machine would be copied through the caller's frame, which debug builds
+    /// keep on the stack once per level of agents calling agents.
+    fn bounded<'a>(
+        &'a self,
+        task: String,
+        exits: &'a [Tool],
+        ctx: &'a CallContext,
+        usage: &'a mut Usage,
+    ) -> futures::future::BoxFuture<'a, Result<RunEnd, Error>> {
+        Box::pin(self.run_bounded(task, exits, ctx, usage))
+    }
+
     async fn run_bounded(
         &self,
         task: String,
@@ -303,18 +300,8 @@ impl Agent {
         // run its budget stops.
         let mut said: Option<String> = None;
         for turn in 1..=max_turns {
-            if let Err(over) = self.costs.check(&ctx.identity).await {
-                tracing::info!(agent = %name, client = %client, turn, budget = over.limit, "Agent run stopped by a budget.");
-                let over = Box::new(over);
-                return Err(if turn == 1 {
-                    Error::OverBudget(over)
-                } else {
-                    Error::BudgetStopped {
-                        over,
-                        turn,
-                        partial: said,
-                    }
-                });
+            if let Err(over) = self.check_budget(ctx).await {
+                return Err(self.over_budget(over, turn, &client, said));
             }
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
@@ -332,26 +319,7 @@ impl Agent {
                 c,
             );
             let completion = completion?;
-            let cost = self
-                .costs
-                .record(
-                    &ctx.identity,
-                    &client,
-                    name.as_str(),
-                    llm.model(),
-                    completion.prompt_tokens,
-                    completion.completion_tokens,
-                )
-                .await;
-            self.metrics.spend(
-                &client,
-                name.as_str(),
-                llm.model(),
-                completion.prompt_tokens,
-                completion.completion_tokens,
-                cost,
-            );
-            usage.cost += cost;
+            usage.cost += self.spend(ctx, &client, llm.model(), &completion).await;
             if let Some(text) = completion
                 .content
                 .as_deref()
@@ -399,6 +367,129 @@ impl Agent {
         Err(Error::MaxTurns(max_turns))
     }
 
+    /// Whether the caller's budget allows another model turn. Boxed, here, as [`Self::spend`]:
+    /// the future (a Redis request in cluster mode) is built in this frame, not in the run's,
+    /// whose (debug-build) frame is on the stack once per level of agents calling agents.
+    fn check_budget<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::costs::OverBudget>> {
+        Box::pin(self.costs.check(&ctx.identity))
+    }
+
+    /// Counts what one completion spent (`[costs]`): the caller's budget, the ledger, the
+    /// metrics; its cost.
+    fn spend<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+        client: &'a str,
+        model: &'a str,
+        completion: &llm::Completion,
+    ) -> futures::future::BoxFuture<'a, f64> {
+        let (prompt, done) = (completion.prompt_tokens, completion.completion_tokens);
+        Box::pin(async move {
+            let agent = self.name().as_str();
+            let cost = self
+                .costs
+                .record(&ctx.identity, client, agent, model, prompt, done)
+                .await;
+            self.metrics.spend(client, agent, model, prompt, done, cost);
+            cost
+        })
+    }
+
+    /// The error of a run whose caller's budget is used up before `turn`.
+    fn over_budget(
+        &self,
+        over: crate::costs::OverBudget,
+        turn: u32,
+        client: &str,
+        said: Option<String>,
+    ) -> Error {
+        tracing::info!(agent = %self.name(), client, turn, budget = over.limit, "Agent run stopped by a budget.");
+        let over = Box::new(over);
+        if turn == 1 {
+            Error::OverBudget(over)
+        } else {
+            Error::BudgetStopped {
+                over,
+                turn,
+                partial: said,
+            }
+        }
+    }
+
+    /// The span of a model's tool call: `execute_tool <name>` (disabled when tracing is off).
+    fn tool_span(call: &ToolCall) -> tracing::Span {
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        let name = call.name.as_str();
+        tracing::info_span!(
+            target: trace::TARGET,
+            "execute_tool",
+            otel.name = %format!("execute_tool {name}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = name,
+            gen_ai.tool.call.id = call.id.as_str(),
+            gen_ai.tool.type = "function",
+        )
+    }
+
+    /// The hop of a tool call of the model, boxed where it is built (see [`Self::bounded`]).
+    fn model_call<'a>(
+        &'a self,
+        name: &'a str,
+        args: JsonObject,
+        ctx: &'a CallContext,
+    ) -> futures::future::BoxFuture<'a, Result<tools::Output, tools::Error>> {
+        Box::pin(self.hop(name, args, ctx, move |args, ctx| async move {
+            match self.call_tool(name, args, &ctx).await {
+                Some(result) => result,
+                None => Err(tools::Error::Failed(format!(
+                    "there is no tool named {name:?}; use one of the tools offered"
+                ))),
+            }
+        }))
+    }
+
+    /// Records a tool call's outcome on its span.
+    fn tool_outcome<T>(span: &tracing::Span, outcome: &Result<T, tools::Error>) {
+        if span.is_disabled() {
+            return;
+        }
+        let label = match outcome {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        trace::set(span, "switchboard.tool.outcome", label);
+        if let Err(e) = outcome {
+            trace::fail(span, label, e.to_string());
+        }
+    }
+
+    /// Records a run's usage and outcome on its span.
+    fn run_outcome<T>(span: &tracing::Span, usage: &Usage, result: &Result<T, Error>) {
+        if span.is_disabled() {
+            return;
+        }
+        trace::set(
+            span,
+            "gen_ai.usage.input_tokens",
+            usage.prompt_tokens as i64,
+        );
+        trace::set(
+            span,
+            "gen_ai.usage.output_tokens",
+            usage.completion_tokens as i64,
+        );
+        trace::set(span, "switchboard.agent.turns", i64::from(usage.turns));
+        trace::set(span, "switchboard.cost", usage.cost);
+        if let Err(e) = result {
+            trace::fail(span, e.kind(), e.to_string());
+        }
+    }
+
     /// Runs one tool call of the model; whatever happens becomes the text the model reads.
     async fn execute(&self, call: &ToolCall, ctx: &CallContext) -> String {
         let args: JsonObject = if call.arguments.trim().is_empty() {
@@ -416,40 +507,12 @@ impl Agent {
         };
         let started = Instant::now();
         let name = call.name.as_str();
-        let span = if trace::on() {
-            tracing::info_span!(
-                target: trace::TARGET,
-                "execute_tool",
-                otel.name = %format!("execute_tool {name}"),
-                gen_ai.operation.name = "execute_tool",
-                gen_ai.tool.name = name,
-                gen_ai.tool.call.id = call.id.as_str(),
-                gen_ai.tool.type = "function",
-            )
-        } else {
-            tracing::Span::none()
-        };
+        let span = Self::tool_span(call);
         let outcome = self
-            .hop(name, args, ctx, |args, ctx| async move {
-                match self.call_tool(name, args, &ctx).await {
-                    Some(result) => result,
-                    None => Err(tools::Error::Failed(format!(
-                        "there is no tool named {name:?}; use one of the tools offered"
-                    ))),
-                }
-            })
+            .model_call(name, args, ctx)
             .instrument(span.clone())
             .await;
-        if !span.is_disabled() {
-            let label = match &outcome {
-                Ok(_) => "ok",
-                Err(e) => e.label(),
-            };
-            trace::set(&span, "switchboard.tool.outcome", label);
-            if let Err(e) = &outcome {
-                trace::fail(&span, label, e.to_string());
-            }
-        }
+        Self::tool_outcome(&span, &outcome);
         tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "Tool call by the model.");
         match outcome {
             Ok(output) => output.into_text(),

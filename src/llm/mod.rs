@@ -234,6 +234,16 @@ impl LlmClient {
         if !trace::on() {
             return self.request(conversation, tools, None).await;
         }
+        // Boxed: the traced path does not grow the (debug-build) frame of every run.
+        Box::pin(self.complete_traced(conversation, tools)).await
+    }
+
+    /// [`Self::complete`] in a `chat <model>` span.
+    async fn complete_traced(
+        &self,
+        conversation: &Conversation,
+        tools: &[Tool],
+    ) -> Result<Completion, Error> {
         let span = tracing::info_span!(
             target: trace::TARGET,
             "chat",

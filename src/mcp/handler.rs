@@ -236,9 +236,14 @@ impl ServerHandler for AgentServer {
         }
         let asker = ClientAsker::of(&context).map(Arc::new);
         let cancel = context.ct.clone();
-        self.call(request, &context, cancel, asker, None)
-            .instrument(span)
-            .await
+        if span.is_disabled() {
+            return self.call(request, &context, cancel, asker, None).await;
+        }
+        // Boxed where it is built: wrapped inline, the call's state machine would be copied
+        // through this frame.
+        let call: futures::future::BoxFuture<'_, _> =
+            Box::pin(self.call(request, &context, cancel, asker, None));
+        call.instrument(span).await
     }
 
     async fn get_task(
