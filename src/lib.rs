@@ -43,7 +43,8 @@
 //! - [`healthcheck`]: the probe behind `switchboard healthcheck` (container HEALTHCHECK).
 //! - [`error`]: HTTP errors of the request path and their one JSON shape.
 //! - [`shutdown`]: the SIGINT/SIGTERM/SIGHUP signals and the drain.
-//! - [`telemetry`]: logging setup.
+//! - [`telemetry`]: logging setup, and OpenTelemetry traces (`[telemetry]`).
+//! - [`costs`]: what agent runs cost (`[costs] models`) and the callers' budgets.
 
 pub mod admin;
 pub mod agents;
@@ -57,6 +58,7 @@ pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod costs;
 pub mod edge;
 pub mod error;
 pub mod federation;

@@ -104,7 +104,15 @@ struct StdioArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let format = cli.log_format;
+    // `serve` and `stdio` start logging once their config is read: with `[telemetry]` the
+    // same subscriber exports traces.
+    if !matches!(
+        cli.command,
+        None | Some(Command::Serve(_) | Command::Stdio(_))
+    ) {
+        telemetry::init(format);
+    }
     // TLS for outbound HTTPS (LLM APIs) uses ring; install it before any client exists.
     switchboard::net::install_crypto_provider();
     let vars: Vars = std::env::vars().collect();
@@ -115,9 +123,9 @@ fn main() -> ExitCode {
             print!("{}", switchboard::admin::spec::yaml());
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Serve(args)) => serve(args, vars),
-        Some(Command::Stdio(args)) => stdio(args, vars),
-        None => serve(cli.serve, vars),
+        Some(Command::Serve(args)) => serve(args, vars, format),
+        Some(Command::Stdio(args)) => stdio(args, vars, format),
+        None => serve(cli.serve, vars, format),
     };
     match result {
         Ok(code) => code,
@@ -277,11 +285,39 @@ fn check(args: &CheckArgs, vars: &Vars) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
+/// The resources agents share, for a gateway of `settings` keeping its files in `data`.
+fn resources(data: &Path, settings: &config::ServerSpec) -> Resources {
+    let mut resources = Resources::new(data);
+    resources.costs = std::sync::Arc::new(switchboard::costs::Costs::new(
+        settings.costs.clone(),
+        std::sync::Arc::new(switchboard::costs::SystemClock),
+    ));
+    resources
+}
+
+/// Logging (and, with `[telemetry]`, trace export from `runtime`) for a gateway of
+/// `settings`; `None` when no traces are exported. An exporter that cannot be built is
+/// logged, and the gateway runs without traces.
+fn start_logging(
+    format: LogFormat,
+    settings: &config::ServerSpec,
+    runtime: &tokio::runtime::Runtime,
+) -> Option<telemetry::Tracing> {
+    match telemetry::init_with(format, &settings.telemetry, runtime.handle().clone()) {
+        Ok(tracing) => tracing,
+        Err(e) => {
+            tracing::error!(error = %e, "[telemetry]: cannot export traces; running without them.");
+            None
+        }
+    }
+}
+
+fn serve(args: ServeArgs, vars: Vars, format: LogFormat) -> anyhow::Result<ExitCode> {
     let ServeArgs { run: args, listen } = args;
     let (mut settings, specs) = match validate(&args.check, &vars) {
         Ok(v) => v,
         Err(errors) => {
+            telemetry::init(format);
             eprint!("{errors}");
             eprintln!(
                 "Not starting: fix the errors above (`switchboard check` runs the same validation)."
@@ -326,8 +362,9 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let registry = match AgentRegistry::build(&args.check.agents, &vars, specs, Resources::new(&args.data)) {
+    let traces = start_logging(format, &settings, &runtime);
+    let result = runtime.block_on(async move {
+        let registry = match AgentRegistry::build(&args.check.agents, &vars, specs, resources(&args.data, &settings)) {
             Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");
@@ -423,17 +460,23 @@ fn serve(args: ServeArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         }
         tracing::info!("Stopped.");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // The last spans go out while the runtime's workers still run.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
 }
 
 /// `switchboard stdio <agent>`: the same validation as `serve`, then one agent served over
 /// stdin/stdout (see `switchboard::mcp::stdio`) until the client closes stdin or a signal
 /// comes. stdout carries JSON-RPC only: every message here goes to stderr.
-fn stdio(args: StdioArgs, vars: Vars) -> anyhow::Result<ExitCode> {
+fn stdio(args: StdioArgs, vars: Vars, format: LogFormat) -> anyhow::Result<ExitCode> {
     use switchboard::config::audit::JsonlTarget;
     let (mut settings, specs) = match validate(&args.run.check, &vars) {
         Ok(v) => v,
         Err(errors) => {
+            telemetry::init(format);
             eprint!("{errors}");
             eprintln!(
                 "Not starting: fix the errors above (`switchboard check` runs the same validation)."
@@ -478,12 +521,13 @@ fn stdio(args: StdioArgs, vars: Vars) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let traces = start_logging(format, &settings, &runtime);
     let result = runtime.block_on(async move {
         if jsonl_dropped {
             tracing::warn!("[audit] jsonl = \"stdout\" is not followed by switchboard stdio, whose stdout carries MCP: records still go to the audit store; give a file path to keep the JSON lines too.");
         }
         let data = &args.run.data;
-        let registry = match AgentRegistry::build(&args.run.check.agents, &vars, specs, Resources::new(data)) {
+        let registry = match AgentRegistry::build(&args.run.check.agents, &vars, specs, resources(data, &settings)) {
             Ok(r) => r,
             Err(errors) => {
                 eprint!("{errors}");
@@ -524,6 +568,9 @@ fn stdio(args: StdioArgs, vars: Vars) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     // A read of a terminal's stdin (not a pipe) cannot be cancelled: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     result

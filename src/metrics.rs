@@ -71,6 +71,20 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendTokenLabels {
+    client: String,
+    agent: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpendLabels {
+    client: String,
+    agent: String,
+    model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -118,6 +132,8 @@ pub struct Metrics {
     llm_requests: Family<LlmLabels, Counter>,
     llm_seconds: Family<LlmTimeLabels, Histogram, fn() -> Histogram>,
     llm_tokens: Family<TokenLabels, Counter>,
+    spent_tokens: Family<SpendTokenLabels, Counter>,
+    spent_cost: Family<SpendLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     reloads: Family<OutcomeLabels, Counter>,
     audit_records: Family<OutcomeLabels, Counter>,
     audit_held: Gauge,
@@ -174,6 +190,8 @@ impl Metrics {
             llm_requests: Family::default(),
             llm_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             llm_tokens: Family::default(),
+            spent_tokens: Family::default(),
+            spent_cost: Family::default(),
             reloads: Family::default(),
             audit_records: Family::default(),
             audit_held: Gauge::default(),
@@ -235,6 +253,16 @@ impl Metrics {
             "llm_tokens",
             "LLM tokens by agent, model and kind (prompt, completion)",
             m.llm_tokens.clone(),
+        );
+        registry.register(
+            "client_llm_tokens",
+            "LLM tokens spent by agent runs, by client, agent and kind (prompt, completion)",
+            m.spent_tokens.clone(),
+        );
+        registry.register(
+            "llm_cost",
+            "What agent runs' LLM tokens cost ([costs] models, in [costs] currency), by client, agent and model",
+            m.spent_cost.clone(),
         );
         registry.register(
             "reloads",
@@ -468,6 +496,34 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// What one completion of a run for `client` spent.
+    pub fn spend(
+        &self,
+        client: &str,
+        agent: &str,
+        model: &str,
+        prompt: u64,
+        completion: u64,
+        cost: f64,
+    ) {
+        for (kind, n) in [("prompt", prompt), ("completion", completion)] {
+            self.spent_tokens
+                .get_or_create(&SpendTokenLabels {
+                    client: client.to_owned(),
+                    agent: agent.to_owned(),
+                    kind,
+                })
+                .inc_by(n);
+        }
+        self.spent_cost
+            .get_or_create(&SpendLabels {
+                client: client.to_owned(),
+                agent: agent.to_owned(),
+                model: model.to_owned(),
+            })
+            .inc_by(cost);
     }
 
     /// A reload of the agents directory finished.

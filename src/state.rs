@@ -30,6 +30,8 @@ pub struct AppState(Arc<Parts>);
 struct Parts {
     /// Validated `[server]` settings; immutable.
     settings: Arc<ServerSpec>,
+    /// Prices, spend and budgets (`[costs]`), shared with the agents.
+    costs: Arc<crate::costs::Costs>,
     /// The agents being served.
     agents: Arc<ServedAgents>,
     /// The `[[policies]]` rules in force (re-read from `switchboard.toml` on reload).
@@ -94,6 +96,11 @@ impl AppState {
     ) -> Self {
         let settings = Arc::new(settings);
         let metrics = registry.resources().metrics.clone();
+        let costs = registry.resources().costs.clone();
+        // Cluster mode: budgets are counted cluster-wide.
+        if let Some(cluster) = &cluster {
+            costs.share(cluster.clone());
+        }
         let clients = Clients::new(&settings.clients, settings.limits)
             .with_meter_loopback(settings.meter_loopback)
             .with_oauth(settings.oauth.is_some());
@@ -151,6 +158,7 @@ impl AppState {
         ));
         Self(Arc::new(Parts {
             settings,
+            costs,
             agents,
             permissions,
             sessions,
@@ -213,6 +221,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Prices, spend and budgets (`[costs]`).
+    pub fn costs(&self) -> &crate::costs::Costs {
+        &self.0.costs
     }
 
     /// The audit trail; `None` when `[audit]` turns it off.

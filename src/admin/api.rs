@@ -8,8 +8,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 
 use super::dto::{
-    AgentTraffic, CallView, ClientView, ClientsView, ClusterView, ErrorBody, LoadErrorView,
-    NodeView, PeerView, ReloadView, Scope, SessionPage, SessionView, TrafficView, TransportName,
+    AgentTraffic, CallView, ClientView, ClientsView, ClusterView, CostsView, ErrorBody,
+    LoadErrorView, NodeView, PeerView, ReloadView, Scope, SessionPage, SessionView, SpendRow,
+    SpendTotal, TrafficView, TransportName,
 };
 use super::responses::*;
 use super::views::*;
@@ -248,6 +249,63 @@ impl AdminApi {
         }))
     }
 
+    /// Costs of agent runs
+    ///
+    /// LLM tokens and their cost (`[costs] models`) spent by agent runs, per UTC day, client
+    /// and agent, with totals per client and per agent. Kept in memory by this replica (the
+    /// last 92 days); budgets (`[costs.budgets]`) are counted cluster-wide.
+    #[oai(
+        path = "/costs",
+        method = "get",
+        operation_id = "getCosts",
+        tag = "ApiTags::Traffic"
+    )]
+    async fn costs(
+        &self,
+        _auth: AdminAuth,
+        state: Data<&AppState>,
+        /// The last this many UTC days, today included (1 to 92, default 7).
+        #[oai(
+            default = "default_days",
+            validator(minimum(value = "1"), maximum(value = "92"))
+        )]
+        days: Query<u32>,
+    ) -> CostsResponse {
+        let costs = state.costs();
+        let ledger = costs.ledger(days.0);
+        let mut clients: std::collections::BTreeMap<String, SpendTotal> = Default::default();
+        let mut agents: std::collections::BTreeMap<String, SpendTotal> = Default::default();
+        let mut rows = Vec::with_capacity(ledger.len());
+        for ((day, client, agent), spent) in ledger {
+            for (map, name) in [(&mut clients, &client), (&mut agents, &agent)] {
+                let total = map.entry(name.clone()).or_insert_with(|| SpendTotal {
+                    name: name.clone(),
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    cost: 0.0,
+                });
+                total.prompt_tokens += spent.prompt_tokens;
+                total.completion_tokens += spent.completion_tokens;
+                total.cost += spent.cost;
+            }
+            rows.push(SpendRow {
+                day,
+                client,
+                agent,
+                prompt_tokens: spent.prompt_tokens,
+                completion_tokens: spent.completion_tokens,
+                cost: spent.cost,
+            });
+        }
+        CostsResponse::Ok(Json(CostsView {
+            currency: costs.spec().currency.clone(),
+            days: days.0,
+            rows,
+            clients: clients.into_values().collect(),
+            agents: agents.into_values().collect(),
+        }))
+    }
+
     /// Get an agent
     #[oai(
         path = "/agents/:name",
@@ -418,6 +476,11 @@ impl AdminApi {
                             finished_at: rfc3339(c.finished_at),
                             duration_ms: c.micros as f64 / 1000.0,
                             outcome: c.outcome.to_owned(),
+                            trace_url: c
+                                .trace_id
+                                .as_deref()
+                                .and_then(|id| state.settings().telemetry.trace_link(id)),
+                            trace_id: c.trace_id,
                         })
                         .collect()
                 });
@@ -466,6 +529,10 @@ impl AdminApi {
 
 fn default_limit() -> u32 {
     100
+}
+
+fn default_days() -> u32 {
+    7
 }
 
 /// `GET /admin/cluster` on a gateway without `[cluster]`: this gateway, alone. Its id is the

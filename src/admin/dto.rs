@@ -201,6 +201,7 @@ pub struct SessionView {
 
 /// A finished tool call of a session.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallView {
     /// The tool called.
     pub tool: String,
@@ -210,6 +211,10 @@ pub struct CallView {
     pub duration_ms: f64,
     /// `ok`, `error` (a tool error result), `invalid_arguments` or `cancelled`.
     pub outcome: String,
+    /// The call's OpenTelemetry trace id (`[telemetry]` on), 32 hex digits.
+    pub trace_id: Option<String>,
+    /// A link to the trace in the tracing backend (`[telemetry] trace_url`).
+    pub trace_url: Option<String>,
 }
 
 /// One page of live sessions.
@@ -535,4 +540,49 @@ pub struct ClientDetailView {
     pub policies: Vec<PolicyView>,
     /// Every agent, with the tools it may call there and those it may not.
     pub tools: Vec<AgentToolsView>,
+}
+
+/// What agent runs spent (`[costs]`): per UTC day, client and agent, and totals.
+#[derive(Debug, Clone, Object)]
+pub struct CostsView {
+    /// The currency of `cost` (`[costs] currency`).
+    pub currency: String,
+    /// The UTC days covered, today included.
+    pub days: u32,
+    /// Spend per day, client and agent, oldest day first.
+    pub rows: Vec<SpendRow>,
+    /// Totals per client over the days.
+    pub clients: Vec<SpendTotal>,
+    /// Totals per agent over the days.
+    pub agents: Vec<SpendTotal>,
+}
+
+/// One day's spend of one client on one agent.
+#[derive(Debug, Clone, Object)]
+pub struct SpendRow {
+    /// The UTC day (`2026-12-06`).
+    pub day: String,
+    /// The client (its name, an OAuth client id, or `anonymous`).
+    pub client: String,
+    /// The agent whose runs spent it (a delegated agent's runs count for that agent).
+    pub agent: String,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Their cost (`[costs] models`; 0 for models without a price).
+    pub cost: f64,
+}
+
+/// A total over the days.
+#[derive(Debug, Clone, Object)]
+pub struct SpendTotal {
+    /// The client or the agent.
+    pub name: String,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Their cost.
+    pub cost: f64,
 }

@@ -4,8 +4,8 @@ use poem_openapi::ApiResponse;
 use poem_openapi::payload::Json;
 
 use super::dto::{
-    AgentView, ClientDetailView, ClientsView, ClusterView, ErrorBody, Health, LoadErrorView,
-    PoliciesView, ReloadView, SessionPage, SessionView, TrafficView,
+    AgentView, ClientDetailView, ClientsView, ClusterView, CostsView, ErrorBody, Health,
+    LoadErrorView, PoliciesView, ReloadView, SessionPage, SessionView, TrafficView,
 };
 use super::{AdminErrors, handle_error};
 
@@ -72,6 +72,15 @@ pub enum TrafficResponse {
     /// The last 15 minutes of every agent.
     #[oai(status = 200)]
     Ok(Json<TrafficView>),
+}
+}
+
+admin_response! {
+/// `GET /admin/costs`.
+pub enum CostsResponse {
+    /// Spend per day, client and agent, and the totals.
+    #[oai(status = 200)]
+    Ok(Json<CostsView>),
 }
 }
 

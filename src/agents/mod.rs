@@ -415,6 +415,8 @@ pub struct Agent {
     definitions: Vec<Tool>,
     /// Where LLM requests are counted.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Prices and budgets.
+    pub(crate) costs: Arc<crate::costs::Costs>,
     /// The workflow it runs instead of a model, when its file has a `[workflow]`.
     workflow: Option<workflow::Workflow>,
     /// Its `[[servers]]`, federated; `None` without any.
@@ -495,6 +497,7 @@ impl Agent {
             by_name,
             definitions,
             metrics: resources.metrics.clone(),
+            costs: resources.costs.clone(),
             workflow,
             federation,
         })

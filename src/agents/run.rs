@@ -16,9 +16,11 @@
 use std::time::{Duration, Instant};
 
 use rmcp::model::{JsonObject, Tool};
+use tracing::Instrument as _;
 
 use super::Agent;
 use crate::llm::{self, ToolCall};
+use crate::telemetry::trace;
 use crate::tools::{self, CallContext, RunEnd};
 
 /// How deeply agents may call agents (a run at depth 0 is one called by an MCP client).
@@ -60,6 +62,26 @@ pub enum Error {
     /// A whole workflow run took too long.
     #[error("the workflow did not finish within {0} s (timeout_secs in [workflow])")]
     WorkflowTimeout(u64),
+    /// The caller's budget was used up before the run began.
+    #[error("refused: {0}")]
+    OverBudget(Box<crate::costs::OverBudget>),
+    /// The caller's budget ran out during the run: it stopped before its next model turn.
+    #[error("stopped before model turn {turn}: {over}; {}", partial_answer(.partial.as_deref()))]
+    BudgetStopped {
+        /// The budget.
+        over: Box<crate::costs::OverBudget>,
+        /// The turn that was not taken.
+        turn: u32,
+        /// What the model had said so far, if anything.
+        partial: Option<String>,
+    },
+}
+
+fn partial_answer(partial: Option<&str>) -> String {
+    match partial {
+        Some(text) => format!("the partial answer so far (incomplete): {text}"),
+        None => "there is no partial answer".to_owned(),
+    }
 }
 
 impl From<Error> for tools::Error {
@@ -79,6 +101,39 @@ impl From<Error> for tools::Error {
     }
 }
 
+/// How metrics and the cost ledger name the caller: its client, its OAuth client id, or
+/// `anonymous`.
+fn spender(identity: &crate::identity::Identity) -> String {
+    identity
+        .client
+        .as_deref()
+        .or_else(|| {
+            identity
+                .principal
+                .as_deref()
+                .and_then(|p| p.client_id.as_deref())
+        })
+        .unwrap_or("anonymous")
+        .to_owned()
+}
+
+impl Error {
+    /// Its `error.type` on a span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoModel(_) => "no_model",
+            Error::Llm(_) => "llm_error",
+            Error::RunTimeout(_) | Error::WorkflowTimeout(_) => "timeout",
+            Error::MaxTurns(_) => "max_turns",
+            Error::TooDeep => "too_deep",
+            Error::Cancelled => "cancelled",
+            Error::Step { .. } => "step_failed",
+            Error::OverBudget(_) => "over_budget",
+            Error::BudgetStopped { .. } => "budget_stopped",
+        }
+    }
+}
+
 /// Token and time accounting of one run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
@@ -90,6 +145,8 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Time spent waiting for the model.
     pub llm_time: Duration,
+    /// What the turns cost (`[costs] models`).
+    pub cost: f64,
 }
 
 impl Agent {
@@ -117,15 +174,24 @@ impl Agent {
         exits: &[Tool],
         ctx: &CallContext,
     ) -> Result<RunEnd, Error> {
+        let span = self.run_span(ctx);
         if let Some(workflow) = &self.workflow {
             // Boxed: an agent's run need not carry a workflow's state machine inline.
-            return Box::pin(self.run_workflow(workflow, task, ctx))
-                .await
-                .map(RunEnd::Answer);
+            let result = Box::pin(self.run_workflow(workflow, task, ctx))
+                .instrument(span.clone())
+                .await;
+            if let Err(e) = &result {
+                trace::fail(&span, e.kind(), e.to_string());
+            }
+            return result.map(RunEnd::Answer);
         }
         let started = Instant::now();
         let mut usage = Usage::default();
-        let result = self.run_bounded(task, exits, ctx, &mut usage).await;
+        let result = self
+            .bounded(task, exits, ctx, &mut usage)
+            .instrument(span.clone())
+            .await;
+        Self::run_outcome(&span, &usage, &result);
         if let Some(model) = &self.spec.model {
             ctx.audit.note_run(crate::audit::RunFacts {
                 model: model.model.clone(),
@@ -156,6 +222,36 @@ impl Agent {
             tracing::warn!(agent = %self.name(), error = %e, "Agent run failed.");
         }
         result
+    }
+
+    /// The span of a run: `invoke_agent <name>` (disabled when tracing is off).
+    fn run_span(&self, ctx: &CallContext) -> tracing::Span {
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        let model = self.spec.model.as_ref().map(|m| m.model.as_str());
+        tracing::info_span!(
+            target: trace::TARGET,
+            "invoke_agent",
+            otel.name = %format!("invoke_agent {}", self.name()),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %self.name(),
+            gen_ai.request.model = model,
+            switchboard.agent.depth = ctx.depth,
+        )
+    }
+
+    /// [`Self::run_bounded`], boxed where it is built: wrapped (in its span) inline, a run's
+    /// whole state machine would be copied through the caller's frame, which debug builds
+    /// keep on the stack once per level of agents calling agents.
+    fn bounded<'a>(
+        &'a self,
+        task: String,
+        exits: &'a [Tool],
+        ctx: &'a CallContext,
+        usage: &'a mut Usage,
+    ) -> futures::future::BoxFuture<'a, Result<RunEnd, Error>> {
+        Box::pin(self.run_bounded(task, exits, ctx, usage))
     }
 
     async fn run_bounded(
@@ -199,7 +295,14 @@ impl Agent {
         tools.retain(|t| !exits.iter().any(|e| e.name == t.name));
         tools.extend(exits.iter().cloned());
         let inner = ctx.nested();
+        let client = spender(&ctx.identity);
+        // What the model said on its way (text beside tool calls): the partial answer of a
+        // run its budget stops.
+        let mut said: Option<String> = None;
         for turn in 1..=max_turns {
+            if let Err(over) = self.check_budget(ctx).await {
+                return Err(self.over_budget(over, turn, &client, said));
+            }
             ctx.report(|| format!("{name}: model turn {turn}"));
             let started = Instant::now();
             let completion = llm.complete(&conversation, &tools).await;
@@ -216,6 +319,14 @@ impl Agent {
                 c,
             );
             let completion = completion?;
+            usage.cost += self.spend(ctx, &client, llm.model(), &completion).await;
+            if let Some(text) = completion
+                .content
+                .as_deref()
+                .filter(|t| !t.trim().is_empty())
+            {
+                said = Some(text.to_owned());
+            }
             usage.turns = turn;
             usage.prompt_tokens += completion.prompt_tokens;
             usage.completion_tokens += completion.completion_tokens;
@@ -256,6 +367,129 @@ impl Agent {
         Err(Error::MaxTurns(max_turns))
     }
 
+    /// Whether the caller's budget allows another model turn. Boxed, here, as [`Self::spend`]:
+    /// the future (a Redis request in cluster mode) is built in this frame, not in the run's,
+    /// whose (debug-build) frame is on the stack once per level of agents calling agents.
+    fn check_budget<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::costs::OverBudget>> {
+        Box::pin(self.costs.check(&ctx.identity))
+    }
+
+    /// Counts what one completion spent (`[costs]`): the caller's budget, the ledger, the
+    /// metrics; its cost.
+    fn spend<'a>(
+        &'a self,
+        ctx: &'a CallContext,
+        client: &'a str,
+        model: &'a str,
+        completion: &llm::Completion,
+    ) -> futures::future::BoxFuture<'a, f64> {
+        let (prompt, done) = (completion.prompt_tokens, completion.completion_tokens);
+        Box::pin(async move {
+            let agent = self.name().as_str();
+            let cost = self
+                .costs
+                .record(&ctx.identity, client, agent, model, prompt, done)
+                .await;
+            self.metrics.spend(client, agent, model, prompt, done, cost);
+            cost
+        })
+    }
+
+    /// The error of a run whose caller's budget is used up before `turn`.
+    fn over_budget(
+        &self,
+        over: crate::costs::OverBudget,
+        turn: u32,
+        client: &str,
+        said: Option<String>,
+    ) -> Error {
+        tracing::info!(agent = %self.name(), client, turn, budget = over.limit, "Agent run stopped by a budget.");
+        let over = Box::new(over);
+        if turn == 1 {
+            Error::OverBudget(over)
+        } else {
+            Error::BudgetStopped {
+                over,
+                turn,
+                partial: said,
+            }
+        }
+    }
+
+    /// The span of a model's tool call: `execute_tool <name>` (disabled when tracing is off).
+    fn tool_span(call: &ToolCall) -> tracing::Span {
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        let name = call.name.as_str();
+        tracing::info_span!(
+            target: trace::TARGET,
+            "execute_tool",
+            otel.name = %format!("execute_tool {name}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = name,
+            gen_ai.tool.call.id = call.id.as_str(),
+            gen_ai.tool.type = "function",
+        )
+    }
+
+    /// The hop of a tool call of the model, boxed where it is built (see [`Self::bounded`]).
+    fn model_call<'a>(
+        &'a self,
+        name: &'a str,
+        args: JsonObject,
+        ctx: &'a CallContext,
+    ) -> futures::future::BoxFuture<'a, Result<tools::Output, tools::Error>> {
+        Box::pin(self.hop(name, args, ctx, move |args, ctx| async move {
+            match self.call_tool(name, args, &ctx).await {
+                Some(result) => result,
+                None => Err(tools::Error::Failed(format!(
+                    "there is no tool named {name:?}; use one of the tools offered"
+                ))),
+            }
+        }))
+    }
+
+    /// Records a tool call's outcome on its span.
+    fn tool_outcome<T>(span: &tracing::Span, outcome: &Result<T, tools::Error>) {
+        if span.is_disabled() {
+            return;
+        }
+        let label = match outcome {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        trace::set(span, "switchboard.tool.outcome", label);
+        if let Err(e) = outcome {
+            trace::fail(span, label, e.to_string());
+        }
+    }
+
+    /// Records a run's usage and outcome on its span.
+    fn run_outcome<T>(span: &tracing::Span, usage: &Usage, result: &Result<T, Error>) {
+        if span.is_disabled() {
+            return;
+        }
+        trace::set(
+            span,
+            "gen_ai.usage.input_tokens",
+            usage.prompt_tokens as i64,
+        );
+        trace::set(
+            span,
+            "gen_ai.usage.output_tokens",
+            usage.completion_tokens as i64,
+        );
+        trace::set(span, "switchboard.agent.turns", i64::from(usage.turns));
+        trace::set(span, "switchboard.cost", usage.cost);
+        if let Err(e) = result {
+            trace::fail(span, e.kind(), e.to_string());
+        }
+    }
+
     /// Runs one tool call of the model; whatever happens becomes the text the model reads.
     async fn execute(&self, call: &ToolCall, ctx: &CallContext) -> String {
         let args: JsonObject = if call.arguments.trim().is_empty() {
@@ -273,16 +507,12 @@ impl Agent {
         };
         let started = Instant::now();
         let name = call.name.as_str();
+        let span = Self::tool_span(call);
         let outcome = self
-            .hop(name, args, ctx, |args, ctx| async move {
-                match self.call_tool(name, args, &ctx).await {
-                    Some(result) => result,
-                    None => Err(tools::Error::Failed(format!(
-                        "there is no tool named {name:?}; use one of the tools offered"
-                    ))),
-                }
-            })
+            .model_call(name, args, ctx)
+            .instrument(span.clone())
             .await;
+        Self::tool_outcome(&span, &outcome);
         tracing::debug!(agent = %self.name(), tool = %call.name, elapsed_us = started.elapsed().as_micros() as u64, ok = outcome.is_ok(), "Tool call by the model.");
         match outcome {
             Ok(output) => output.into_text(),
@@ -317,6 +547,15 @@ impl Agent {
     {
         let agent = self.name().as_str();
         let entry = ctx.audit.begin(agent, tool, &args, ctx.depth);
+        if trace::on()
+            && let Some(entry) = &entry
+        {
+            trace::set(
+                &tracing::Span::current(),
+                "switchboard.audit.record_id",
+                entry.id().to_owned(),
+            );
+        }
         // A tool the caller may not call is not offered, but the model may name it anyway.
         let verdict = match ctx.permit(agent, tool) {
             Ok(verdict) => verdict,

@@ -37,6 +37,7 @@ pub mod forward;
 pub mod limits;
 pub mod sessions;
 pub mod tasks;
+pub mod usage;
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod audit;
 pub mod clients;
 pub mod cluster;
+pub mod costs;
 pub mod error;
 pub mod interpolate;
 pub mod name;
@@ -18,6 +19,7 @@ pub mod oauth;
 pub mod policies;
 pub mod proxies;
 pub mod tasks;
+pub mod telemetry;
 pub mod workflow;
 
 use std::collections::HashMap;
@@ -73,6 +75,12 @@ pub struct GatewayConfig {
     /// `[tasks]`: agent runs served as MCP tasks (how long results are kept).
     #[serde(default)]
     pub tasks: tasks::TasksConfig,
+    /// `[telemetry]`: OpenTelemetry traces (off by default).
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
+    /// `[costs]`: model prices and the callers' budgets.
+    #[serde(default)]
+    pub costs: costs::CostsConfig,
 }
 
 /// `[metrics]` of `switchboard.toml`.
@@ -232,6 +240,10 @@ pub struct ServerSpec {
     pub audit: audit::AuditSpec,
     /// `[tasks]`: agent runs served as MCP tasks.
     pub tasks: tasks::TasksSpec,
+    /// `[telemetry]`: OpenTelemetry traces.
+    pub telemetry: telemetry::TelemetrySpec,
+    /// `[costs]`: model prices and budgets.
+    pub costs: costs::CostsSpec,
     /// The file these settings were read from, re-read on every reload for its
     /// `[[policies]]`; `None`: none was (no file, or settings made in code).
     pub source: Option<GatewaySource>,
@@ -355,6 +367,8 @@ impl ServerSpec {
             policies: std::sync::Arc::default(),
             audit: audit::AuditSpec::default(),
             tasks: tasks::TasksSpec::default(),
+            telemetry: telemetry::TelemetrySpec::default(),
+            costs: costs::CostsSpec::default(),
             source: None,
         }
     }
@@ -411,9 +425,15 @@ fn from_gateway_config(
     let policies = policies::validate(path, config.policies);
     let audit = audit::validate(path, config.audit);
     let tasks = tasks::validate(path, config.tasks);
+    let telemetry = telemetry::validate(path, config.telemetry, vars);
+    let costs = costs::validate(path, config.costs);
     let (mut settings, (limits, clients), cluster, oauth, policies, audit, tasks) =
         match (settings, clients, cluster, oauth, policies, audit, tasks) {
-            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a), Ok(t)) => (s, c, cl, o, p, a, t),
+            (Ok(s), Ok(c), Ok(cl), Ok(o), Ok(p), Ok(a), Ok(t))
+                if telemetry.is_ok() && costs.is_ok() =>
+            {
+                (s, c, cl, o, p, a, t)
+            }
             (s, c, cl, o, p, a, t) => {
                 let mut errors = Errors::default();
                 errors.extend(s.err().unwrap_or_default().0);
@@ -423,12 +443,16 @@ fn from_gateway_config(
                 errors.extend(p.err().unwrap_or_default());
                 errors.extend(a.err().unwrap_or_default());
                 errors.extend(t.err().unwrap_or_default());
+                errors.extend(telemetry.err().unwrap_or_default());
+                errors.extend(costs.err().unwrap_or_default());
                 return Err(errors);
             }
         };
     settings.oauth = oauth;
     settings.audit = audit;
     settings.tasks = tasks;
+    settings.telemetry = telemetry.unwrap_or_default();
+    settings.costs = costs.unwrap_or_default();
     settings.policies = std::sync::Arc::new(policies);
     settings.limits = limits;
     settings.clients = clients;

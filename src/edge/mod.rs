@@ -33,6 +33,7 @@ use crate::sessions::Busy;
 use crate::sessions::Peer;
 use crate::sessions::shared::AdoptError;
 use crate::state::AppState;
+use crate::telemetry::trace::{self, McpRequest, RequestSpan, TraceContext};
 
 /// The poem endpoint for everything under `/agents`.
 pub struct AgentRoutes {
@@ -236,7 +237,31 @@ impl Call<'_> {
             .insert(CallerName(self.caller.name().cloned()));
         // `[[policies]]` decide per request, by who sent it.
         req.extensions_mut().insert(self.identity.clone());
-        let response = streamable::call(&self.agent.streamable, state.sessions(), req).await;
+        // `[telemetry]`: the request's span, a child of the caller's trace (`_meta`'s, else
+        // the headers'); the handler's work hangs under it.
+        let span = match (trace::on(), peek.method.as_deref()) {
+            (true, Some(method)) => {
+                let parent = peek
+                    .trace
+                    .or_else(|| TraceContext::from_headers(req.headers()));
+                let span = McpRequest {
+                    method,
+                    tool: peek.tool.as_deref(),
+                    agent: &self.agent.name,
+                    session: session.as_deref(),
+                    transport: "streamable_http",
+                    parent: parent.as_ref(),
+                }
+                .span();
+                req.extensions_mut().insert(RequestSpan(span.clone()));
+                Some(span)
+            }
+            _ => None,
+        };
+        let mut response = streamable::call(&self.agent.streamable, state.sessions(), req).await;
+        if let Some(span) = span {
+            trace_response(&mut response, &span);
+        }
         if let Some(slot) = slot
             && let Some(id) = response
                 .headers()
@@ -336,15 +361,41 @@ impl Call<'_> {
             }
             return Err(e);
         }
-        sse::post(
+        let span = match (trace::on(), &message) {
+            (true, rmcp::model::ClientJsonRpcMessage::Request(r)) => {
+                use rmcp::model::GetMeta;
+                let meta = r.request.get_meta();
+                let parent = meta
+                    .get_traceparent()
+                    .map(|traceparent| TraceContext {
+                        traceparent: traceparent.trim().to_owned(),
+                        tracestate: meta.get_tracestate().map(str::to_owned),
+                    })
+                    .or_else(|| TraceContext::from_headers(req.headers()));
+                McpRequest {
+                    method: method.unwrap_or_default(),
+                    tool,
+                    agent: &self.agent.name,
+                    session: Some(&id),
+                    transport: "sse",
+                    parent: parent.as_ref(),
+                }
+                .span()
+            }
+            _ => tracing::Span::none(),
+        };
+        let mut response = sse::post(
             &session,
             &id,
             message,
             self.identity.clone(),
             sessions,
             request_id,
+            &span,
         )
-        .await
+        .await?;
+        trace_response(&mut response, &span);
+        Ok(response)
     }
 
     /// Counts a JSON-RPC message and, when it starts an agent run, checks the caller's
@@ -360,6 +411,14 @@ impl Call<'_> {
                 .map_err(|r| self.refused(r))?;
         }
         Ok(())
+    }
+}
+
+/// Tells the client the trace of its request: W3C `traceresponse`
+/// (`00-<trace id>-<span id>-<flags>`).
+fn trace_response(response: &mut Response, span: &tracing::Span) {
+    if let Some(value) = trace::traceresponse(span).and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("traceresponse", value);
     }
 }
 

@@ -10,6 +10,8 @@ pub struct Peek {
     pub method: Option<String>,
     /// `params.name`, the tool of a `tools/call`.
     pub tool: Option<String>,
+    /// `params._meta.traceparent` and `tracestate`: the caller's trace (MCP SEP-414).
+    pub trace: Option<crate::telemetry::trace::TraceContext>,
 }
 
 /// Reads the method and tool name of a JSON-RPC message body, checking that it is one.
@@ -31,6 +33,31 @@ pub fn peek(body: &[u8]) -> Result<Peek, Error> {
     struct Params<'a> {
         #[serde(borrow, default)]
         name: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default, rename = "_meta")]
+        meta: Option<Lenient<Meta>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        traceparent: Option<Lenient<String>>,
+        #[serde(default)]
+        tracestate: Option<Lenient<String>>,
+    }
+    /// A value of the wrong type is no trace context, not a bad message (rmcp judges the
+    /// message).
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Lenient<T> {
+        Fit(T),
+        Misfit(serde::de::IgnoredAny),
+    }
+    impl<T> Lenient<T> {
+        fn fit(self) -> Option<T> {
+            match self {
+                Lenient::Fit(t) => Some(t),
+                Lenient::Misfit(_) => None,
+            }
+        }
     }
     let m: Message<'_> = serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))?;
     if m.jsonrpc != "2.0" {
@@ -42,8 +69,15 @@ pub fn peek(body: &[u8]) -> Result<Peek, Error> {
             ),
         });
     }
+    let (tool, meta) = m.params.map(|p| (p.name, p.meta)).unwrap_or_default();
     Ok(Peek {
         method: m.method.map(|m| m.into_owned()),
-        tool: m.params.and_then(|p| p.name).map(|n| n.into_owned()),
+        tool: tool.map(|n| n.into_owned()),
+        trace: meta.and_then(Lenient::fit).and_then(|m| {
+            Some(crate::telemetry::trace::TraceContext {
+                traceparent: m.traceparent?.fit()?.trim().to_owned(),
+                tracestate: m.tracestate.and_then(Lenient::fit),
+            })
+        }),
     })
 }

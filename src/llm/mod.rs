@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use async_openai::config::{AzureConfig, Config, OpenAIConfig};
 use async_openai::error::OpenAIError;
+use async_openai::traits::RequestOptionsBuilder as _;
 use async_openai::types::chat::{
     ChatCompletionMessageToolCalls, ChatCompletionRequestMessage, CreateChatCompletionResponse,
 };
 use rmcp::model::Tool;
 use secrecy::ExposeSecret;
 use serde::Serialize;
+use tracing::Instrument as _;
+
+use crate::telemetry::trace;
 
 mod conversation;
 mod spec;
@@ -124,6 +128,12 @@ pub struct Completion {
     pub completion_tokens: u64,
     /// Wall time of the request, retries included.
     pub latency: Duration,
+    /// The model that answered, as the API names it.
+    pub response_model: Option<String>,
+    /// The completion's id.
+    pub response_id: Option<String>,
+    /// Why the model stopped (`stop`, `tool_calls`, `length`, ...).
+    pub finish_reason: Option<String>,
 }
 
 /// An agent's model client.
@@ -134,6 +144,10 @@ pub struct LlmClient {
     request_timeout: Duration,
     /// Set when a run cannot work (no key for a hosted API): the message says what to set.
     not_configured: Option<String>,
+    /// `gen_ai.provider.name` of the chat spans.
+    provider: &'static str,
+    /// The API's host and port, for the chat spans.
+    server: Option<(String, u16)>,
 }
 
 impl LlmClient {
@@ -185,9 +199,18 @@ impl LlmClient {
             .connect_timeout(spec.request_timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let provider = match &spec.endpoint {
+            ModelEndpoint::OpenAi { .. } => "openai",
+            ModelEndpoint::Azure { .. } => "azure.ai.openai",
+        };
+        let server = reqwest::Url::parse(&base_url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)));
         Ok(Self {
             client: async_openai::Client::build(http, config),
             model: spec.model.clone(),
+            provider,
+            server,
             base_url,
             request_timeout: spec.request_timeout,
             not_configured: (key_required && key.is_empty()).then(|| key_hint.to_owned()),
@@ -208,6 +231,95 @@ impl LlmClient {
         conversation: &Conversation,
         tools: &[Tool],
     ) -> Result<Completion, Error> {
+        if !trace::on() {
+            return self.request(conversation, tools, None).await;
+        }
+        // Boxed: the traced path does not grow the (debug-build) frame of every run.
+        Box::pin(self.complete_traced(conversation, tools)).await
+    }
+
+    /// [`Self::complete`] in a `chat <model>` span.
+    async fn complete_traced(
+        &self,
+        conversation: &Conversation,
+        tools: &[Tool],
+    ) -> Result<Completion, Error> {
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "chat",
+            otel.name = %format!("chat {}", self.model),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = self.provider,
+            gen_ai.request.model = self.model.as_str(),
+            server.address = self.server.as_ref().map(|(host, _)| host.as_str()),
+            server.port = self.server.as_ref().map(|(_, port)| *port),
+        );
+        if trace::capture_content() && !span.is_disabled() {
+            trace::set(
+                &span,
+                "gen_ai.input.messages",
+                serde_json::to_string(conversation.messages()).unwrap_or_default(),
+            );
+        }
+        let context = trace::TraceContext::of(&span);
+        let result = self
+            .request(conversation, tools, context.as_ref())
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(done) => {
+                if let Some(model) = &done.response_model {
+                    trace::set(&span, "gen_ai.response.model", model.clone());
+                }
+                if let Some(id) = &done.response_id {
+                    trace::set(&span, "gen_ai.response.id", id.clone());
+                }
+                trace::set(
+                    &span,
+                    "gen_ai.usage.input_tokens",
+                    done.prompt_tokens as i64,
+                );
+                trace::set(
+                    &span,
+                    "gen_ai.usage.output_tokens",
+                    done.completion_tokens as i64,
+                );
+                if let Some(reason) = &done.finish_reason {
+                    trace::set(
+                        &span,
+                        "gen_ai.response.finish_reasons",
+                        opentelemetry::Value::Array(
+                            vec![opentelemetry::StringValue::from(reason.clone())].into(),
+                        ),
+                    );
+                }
+                if trace::capture_content() {
+                    trace::set(
+                        &span,
+                        "gen_ai.output.messages",
+                        serde_json::json!([{
+                            "role": "assistant",
+                            "content": done.content,
+                            "tool_calls": done.tool_calls.iter().map(|c| serde_json::json!({"id": c.id, "name": c.name, "arguments": c.arguments})).collect::<Vec<_>>(),
+                        }])
+                        .to_string(),
+                    );
+                }
+            }
+            Err(e) => trace::fail(&span, e.kind(), e.to_string()),
+        }
+        result
+    }
+
+    /// One chat-completion request; `trace` (the chat span's context) goes along as
+    /// `traceparent`/`tracestate`.
+    async fn request(
+        &self,
+        conversation: &Conversation,
+        tools: &[Tool],
+        trace: Option<&trace::TraceContext>,
+    ) -> Result<Completion, Error> {
         if let Some(hint) = &self.not_configured {
             return Err(Error::NotConfigured { hint: hint.clone() });
         }
@@ -215,16 +327,26 @@ impl LlmClient {
         // into the request body each turn, never copied.
         let request = ChatRequest::new(&self.model, conversation.messages(), tools);
         let started = Instant::now();
-        let response: CreateChatCompletionResponse = self
-            .client
-            .chat()
+        let mut chat = self.client.chat();
+        if let Some(trace) = trace {
+            let mut headers = reqwest::header::HeaderMap::new();
+            trace.add_to(&mut headers);
+            chat = chat.headers(headers);
+        }
+        let response: CreateChatCompletionResponse = chat
             .create_byot(&request)
             .await
             .map_err(|e| self.classify(e))?;
         let latency = started.elapsed();
+        let response_model = Some(response.model).filter(|m| !m.is_empty());
+        let response_id = Some(response.id).filter(|m| !m.is_empty());
         let Some(choice) = response.choices.into_iter().next() else {
             return Err(Error::BadResponse("no choices".into()));
         };
+        let finish_reason = choice
+            .finish_reason
+            .and_then(|r| serde_json::to_value(r).ok())
+            .and_then(|v| v.as_str().map(str::to_owned));
         let raw_tool_calls = choice.message.tool_calls.unwrap_or_default();
         let tool_calls = raw_tool_calls
             .iter()
@@ -248,6 +370,9 @@ impl LlmClient {
             prompt_tokens,
             completion_tokens,
             latency,
+            response_model,
+            response_id,
+            finish_reason,
         })
     }
 
@@ -281,6 +406,23 @@ impl LlmClient {
                 body.chars().take(200).collect::<String>()
             )),
             other => Error::BadResponse(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// Its `error.type` on a span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotConfigured { .. } => "not_configured",
+            Error::Timeout { .. } => "timeout",
+            Error::Unreachable { .. } => "unreachable",
+            Error::Refused { .. } => "refused",
+            Error::UnknownModel { .. } => "unknown_model",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::ServerError { .. } => "server_error",
+            Error::Rejected { .. } => "rejected",
+            Error::BadResponse(_) => "bad_response",
         }
     }
 }

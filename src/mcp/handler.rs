@@ -32,7 +32,9 @@ mod federated;
 
 use federated::downstream;
 
-use super::request::{identity_of, origin_of};
+use tracing::Instrument as _;
+
+use super::request::{identity_of, origin_of, span_of};
 use crate::agents::Agent;
 use crate::approvals::{Approval, Approvals, Approvers, Denied};
 use crate::ask::ClientAsker;
@@ -43,6 +45,7 @@ use crate::federation;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tasks::Tasks;
+use crate::telemetry::trace::{self, McpRequest, TraceContext};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -106,6 +109,13 @@ impl AgentServer {
         let agent = self.agent.name();
         let rule = refused.rule;
         tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = rule.as_deref().unwrap_or("none"), "Tool call refused by [[policies]].");
+        if trace::on() {
+            trace::fail(
+                &tracing::Span::current(),
+                "tool_not_allowed",
+                refused.message.clone(),
+            );
+        }
         McpError::invalid_params(
             refused.message,
             Some(serde_json::json!({"code": "tool_not_allowed", "tool": tool, "rule": rule})),
@@ -347,20 +357,31 @@ impl ServerHandler for AgentServer {
         {
             return self.start_task(tasks, request, context).await;
         }
+        let span = self.span(&request.name, &context);
         if self.may_ask && ClientAsker::rounds_possible(&context) {
             let owner = self.owner(&request.name, &context);
             let this = self.clone();
             let request_context = context.clone();
-            let call = Call::spawn(move |asker, cancel| async move {
+            let call = Call::spawn(move |asker, cancel| {
                 let asker = Arc::new(ClientAsker::rounds(asker));
-                this.call(request, &request_context, cancel, Some(asker), None)
-                    .await
+                async move {
+                    this.call(request, &request_context, cancel, Some(asker), None)
+                        .await
+                }
+                .instrument(span)
             });
             return self.rounds.drive(call, owner, &context.ct).await;
         }
         let asker = ClientAsker::of(&context).map(Arc::new);
         let cancel = context.ct.clone();
-        self.call(request, &context, cancel, asker, None).await
+        if span.is_disabled() {
+            return self.call(request, &context, cancel, asker, None).await;
+        }
+        // Boxed where it is built: wrapped inline, the call's state machine would be copied
+        // through this frame.
+        let call: futures::future::BoxFuture<'_, _> =
+            Box::pin(self.call(request, &context, cancel, asker, None));
+        call.instrument(span).await
     }
 
     async fn get_task(
@@ -403,6 +424,31 @@ impl ServerHandler for AgentServer {
 }
 
 impl AgentServer {
+    /// The span of a `tools/call` of `tool`: the edge's, or (stdio: no edge) one of its own,
+    /// a child of the trace in the request's `_meta`; disabled when tracing is off.
+    fn span(&self, tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        if let Some(span) = span_of(&context.extensions) {
+            return span;
+        }
+        let meta = &context.meta;
+        let parent = meta.get_traceparent().map(|traceparent| TraceContext {
+            traceparent: traceparent.to_owned(),
+            tracestate: meta.get_tracestate().map(str::to_owned),
+        });
+        McpRequest {
+            method: "tools/call",
+            tool: Some(tool),
+            agent: self.agent.name().as_str(),
+            session: None,
+            transport: "stdio",
+            parent: parent.as_ref(),
+        }
+        .span()
+    }
+
     /// Who may resume a call of `tool` parked for the caller of `context`.
     fn owner(&self, tool: &str, context: &RequestContext<RoleServer>) -> Owner {
         Owner {
@@ -431,6 +477,15 @@ impl AgentServer {
         let session = session_of(context, &origin);
         // The client's call is the root of its audit tree.
         let entry = audit::Scope::top(self.trail.clone(), origin).begin(agent, name, &args, 0);
+        if trace::on()
+            && let Some(entry) = &entry
+        {
+            trace::set(
+                &tracing::Span::current(),
+                "switchboard.audit.record_id",
+                entry.id().to_owned(),
+            );
+        }
         let ctx = CallContext {
             cancel,
             depth: 0,
@@ -624,11 +679,14 @@ impl AgentServer {
         let label = match outcome {
             Ok(Output::Mcp(result)) if result.is_error == Some(true) => "error",
             Ok(_) => "ok",
-            Err(tools::Error::InvalidArguments(_)) => "invalid_arguments",
-            Err(tools::Error::Failed(_)) => "error",
-            Err(tools::Error::Cancelled) => "cancelled",
-            Err(tools::Error::TimedOut(_)) => "timeout",
-            Err(tools::Error::Denied(_)) => "denied",
+            Err(e) => e.label(),
+        };
+        let trace_id = if trace::on() {
+            let span = tracing::Span::current();
+            outcome_on_span(&span, label, outcome);
+            trace::trace_id(&span)
+        } else {
+            None
         };
         // The transports put the session's counters into the request; stateless requests
         // (MCP 2026-07-28) have none.
@@ -641,6 +699,7 @@ impl AgentServer {
                 finished_at: std::time::SystemTime::now(),
                 micros: elapsed_us,
                 outcome: label,
+                trace_id: trace_id.clone(),
             });
         }
         // One line per call at `debug` only: at `info` it cost ~6 µs a call on a busy
@@ -668,11 +727,31 @@ impl AgentServer {
                 })
                 .map(|r| r.0.to_string())
                 .unwrap_or_default();
-            tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, "Tool call.");
+            match &trace_id {
+                Some(trace_id) => {
+                    tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, trace_id, "Tool call.")
+                }
+                None => {
+                    tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, "Tool call.")
+                }
+            }
         }
         self.agent
             .metrics()
             .tool_call(agent.as_str(), name, label, elapsed_us as f64 / 1e6);
+    }
+}
+
+/// Records a call's outcome on its span: `switchboard.tool.outcome`, and a failure as the
+/// span's error.
+fn outcome_on_span(
+    span: &tracing::Span,
+    label: &'static str,
+    outcome: &Result<Output, tools::Error>,
+) {
+    trace::set(span, "switchboard.tool.outcome", label);
+    if let Err(e) = outcome {
+        trace::fail(span, label, e.to_string());
     }
 }
 

@@ -38,6 +38,20 @@ pub fn identity_of(extensions: &rmcp::model::Extensions) -> Arc<Identity> {
         .unwrap_or_default()
 }
 
+/// The span the edge made for the request `extensions` are of (a legacy message's own, else
+/// the HTTP parts'); `None` when tracing is off, or the request came another way (stdio).
+pub fn span_of(extensions: &rmcp::model::Extensions) -> Option<tracing::Span> {
+    use crate::telemetry::trace::RequestSpan;
+    extensions
+        .get::<RequestSpan>()
+        .or_else(|| {
+            extensions
+                .get::<poem::http::request::Parts>()
+                .and_then(|p| p.extensions.get::<RequestSpan>())
+        })
+        .map(|s| s.0.clone())
+}
+
 /// Where a request came in, for the audit trail: a legacy message carries its own; a
 /// Streamable HTTP request's session is in its headers.
 pub fn origin_of(extensions: &rmcp::model::Extensions) -> Origin {

@@ -404,9 +404,15 @@ pub async fn post(
     identity: Arc<Identity>,
     store: &SessionStore,
     request_id: RequestId,
+    span: &tracing::Span,
 ) -> Result<Response, Error> {
     if let ClientJsonRpcMessage::Request(req) = &mut message {
         use rmcp::model::GetExtensions;
+        if !span.is_disabled() {
+            req.request
+                .extensions_mut()
+                .insert(crate::telemetry::trace::RequestSpan(span.clone()));
+        }
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);
         req.request.extensions_mut().insert(identity);

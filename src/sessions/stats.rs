@@ -94,6 +94,8 @@ pub struct CallRecord {
     pub micros: u64,
     /// `ok`, `error`, `invalid_arguments` or `cancelled`.
     pub outcome: &'static str,
+    /// Its trace (`[telemetry]`), 32 hex digits; `None`: not traced.
+    pub trace_id: Option<String>,
 }
 
 /// The bit of [`SessionStats::busy`] that says the engine is being parked.

@@ -51,6 +51,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// How metrics, logs and spans name this failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::InvalidArguments(_) => "invalid_arguments",
+            Error::Failed(_) => "error",
+            Error::Cancelled => "cancelled",
+            Error::TimedOut(_) => "timeout",
+            Error::Denied(_) => "denied",
+        }
+    }
+
     /// How the audit trail names this failure, and its text.
     pub fn audit_outcome(&self) -> (crate::audit::Outcome, String) {
         use crate::audit::Outcome;
@@ -503,6 +514,8 @@ pub struct Resources {
     pub descriptions: std::sync::RwLock<HashMap<String, String>>,
     /// The gateway's metrics (agents record their LLM requests).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Prices and budgets (`[costs]`): runs count their spend and check their caller's budget.
+    pub costs: Arc<crate::costs::Costs>,
 }
 
 impl Resources {
@@ -514,6 +527,7 @@ impl Resources {
             runner: None,
             descriptions: Default::default(),
             metrics: Arc::default(),
+            costs: Arc::default(),
         }
     }
 

@@ -21,7 +21,7 @@ mod console;
 mod console_approvals;
 mod console_audit;
 mod console_tasks;
-
+mod costs;
 mod default_agent;
 mod early_answers;
 mod federation;
@@ -44,6 +44,7 @@ mod stdio;
 mod store;
 mod table_api;
 mod tasks;
+mod traces;
 mod transport_rules;
 mod upstream_auth;
 mod upstream_stdio;

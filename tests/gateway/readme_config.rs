@@ -25,7 +25,7 @@ fn accepted() -> (Keys, Keys) {
             "{PROBE} = 1\n[server]\n{PROBE} = 1\n[admin]\n{PROBE} = 1\n[limits]\n{PROBE} = 1\n\
              [[clients]]\nname = \"a\"\ntoken = \"b\"\nagents = [\"*\"]\n{PROBE} = 1\n\
              [cluster]\nredis_url = \"redis://127.0.0.1:1\"\n{PROBE} = 1\n\
-             [metrics]\n{PROBE} = 1\n[audit]\n{PROBE} = 1\n[tasks]\n{PROBE} = 1\n\
+             [metrics]\n{PROBE} = 1\n[audit]\n{PROBE} = 1\n[tasks]\n{PROBE} = 1\n[telemetry]\n{PROBE} = 1\n[costs]\n{PROBE} = 1\n\
              [[policies]]\neffect = \"allow\"\nclients = [\"a\"]\ntools = [\"probe/*\"]\n{PROBE} = 1\n\
              [auth]\n{PROBE} = 1\n[auth.oauth]\nissuer = \"http://127.0.0.1:1\"\n\
              audience = \"http://127.0.0.1:2\"\n{PROBE} = 1\n[auth.oauth.claims]\n{PROBE} = 1\n"
@@ -100,7 +100,7 @@ fn accepted() -> (Keys, Keys) {
     }
     assert_eq!(
         server.len(),
-        13,
+        15,
         "`switchboard check` named the keys of every switchboard.toml table:\n{text}"
     );
     assert_eq!(
@@ -120,8 +120,18 @@ fn readme() -> String {
 /// gateway's tables, keys in comments (`# node_id = ...`) counted.
 fn documented_server_keys(readme: &str) -> Keys {
     let tables = [
-        "server", "admin", "limits", "clients", "cluster", "metrics", "auth", "policies", "audit",
+        "server",
+        "admin",
+        "limits",
+        "clients",
+        "cluster",
+        "metrics",
+        "auth",
+        "policies",
+        "audit",
         "tasks",
+        "telemetry",
+        "costs",
     ];
     // Tables inside tables; any other nested table is a map (`agent_scopes`), one key.
     let nested = ["auth.oauth", "auth.oauth.claims"];

@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::records::{escape, incident_from_record, read_params, result_list};
 use super::{
@@ -251,8 +252,56 @@ impl Connection {
         }
     }
 
-    /// One HTTP exchange, body included.
+    /// One HTTP exchange, body included; with tracing on, in an HTTP client span whose
+    /// context goes along as `traceparent`.
     async fn attempt(&self, call: &Call<'_>, auth: &Auth) -> Result<Answer, reqwest::Error> {
+        use crate::telemetry::trace;
+        if !trace::on() {
+            return self.exchange(call, auth, None).await;
+        }
+        let url = reqwest::Url::parse(call.url).ok();
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "http.client",
+            otel.name = %call.method,
+            otel.kind = "client",
+            http.request.method = %call.method,
+            url.full = call.url,
+            server.address = url.as_ref().and_then(|u| u.host_str()),
+            server.port = url.as_ref().and_then(reqwest::Url::port_or_known_default),
+            switchboard.backend = "servicenow",
+        );
+        let context = trace::TraceContext::of(&span);
+        let answer = self
+            .exchange(call, auth, context.as_ref())
+            .instrument(span.clone())
+            .await;
+        match &answer {
+            Ok(a) => {
+                trace::set(
+                    &span,
+                    "http.response.status_code",
+                    i64::from(a.status.as_u16()),
+                );
+                if a.status.as_u16() >= 400 {
+                    trace::fail(
+                        &span,
+                        status_type(a.status),
+                        format!("HTTP {}", a.status.as_u16()),
+                    );
+                }
+            }
+            Err(e) => trace::fail(&span, "transport", failure_detail(e)),
+        }
+        answer
+    }
+
+    async fn exchange(
+        &self,
+        call: &Call<'_>,
+        auth: &Auth,
+        trace: Option<&crate::telemetry::trace::TraceContext>,
+    ) -> Result<Answer, reqwest::Error> {
         let mut request = self
             .http
             .request(call.method.clone(), call.url)
@@ -268,6 +317,11 @@ impl Connection {
         };
         if let Some(body) = call.body {
             request = request.json(body);
+        }
+        if let Some(trace) = trace {
+            let mut headers = reqwest::header::HeaderMap::new();
+            trace.add_to(&mut headers);
+            request = request.headers(headers);
         }
         receive(request.send().await?).await
     }
@@ -410,6 +464,18 @@ async fn receive(response: reqwest::Response) -> Result<Answer, reqwest::Error> 
         content_type,
         body,
     })
+}
+
+/// `error.type` of an HTTP status (semantic conventions: the status code itself).
+fn status_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        429 => "429",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 /// The cause of a transport failure in words. reqwest's own message names the URL (which

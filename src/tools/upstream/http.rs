@@ -73,8 +73,9 @@ impl StreamableHttpClient for AuthorizedClient {
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        mut custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        crate::telemetry::trace::headers_of_message(&message, &mut custom_headers);
         let bearer = self.bearer(auth_header);
         let result = self
             .inner
@@ -89,9 +90,10 @@ impl StreamableHttpClient for AuthorizedClient {
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        mut custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        crate::telemetry::trace::headers_of_message(&message, &mut custom_headers);
         let bearer = self.bearer(auth_header);
         let result = self
             .inner
@@ -113,9 +115,10 @@ impl StreamableHttpClient for AuthorizedClient {
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
+        mut custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, Failure> {
+        crate::telemetry::trace::headers_of_message(&message, &mut custom_headers);
         let bearer = self.bearer(auth_header);
         let result = self
             .inner

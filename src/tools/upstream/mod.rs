@@ -50,6 +50,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientCacheConfig, ServiceError, ServiceExt as _};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{CallContext, ClientSession, Error, Output};
 use crate::identity::Identity;
@@ -299,15 +300,46 @@ impl UpstreamTools {
                 None => self.call_authorized(name, args, &ctx.identity).await,
             }
         };
-        let work = tokio::time::timeout(self.timeout(), work);
-        tokio::select! {
+        let span = self.span(name);
+        let work = tokio::time::timeout(self.timeout(), work.instrument(span.clone()));
+        let result = tokio::select! {
             biased;
             () = ctx.cancel.cancelled() => {
                 tracing::debug!(upstream = %self.target, tool = %name, "Upstream call cancelled by the caller.");
                 Err(Error::Cancelled)
             }
             result = work => result.unwrap_or_else(|_| Err(self.timed_out())),
+        };
+        if let Err(e) = &result {
+            crate::telemetry::trace::fail(&span, e.label(), e.to_string());
         }
+        result
+    }
+
+    /// The client span of a call of `name` (disabled when tracing is off).
+    fn span(&self, name: &str) -> tracing::Span {
+        use crate::telemetry::trace;
+        if !trace::on() {
+            return tracing::Span::none();
+        }
+        let server = self
+            .config
+            .url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok());
+        tracing::info_span!(
+            target: trace::TARGET,
+            "mcp.client",
+            otel.name = %format!("tools/call {name}"),
+            otel.kind = "client",
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = name,
+            gen_ai.operation.name = "execute_tool",
+            server.address = server.as_ref().and_then(|u| u.host_str()),
+            server.port = server.as_ref().and_then(reqwest::Url::port_or_known_default),
+            network.transport = if self.is_stdio() { "pipe" } else { "tcp" },
+            switchboard.upstream = %self.target,
+        )
     }
 
     /// Whether the upstream is a process the gateway starts (`command`).
@@ -379,6 +411,7 @@ impl UpstreamTools {
             }
         };
         let params = CallToolRequestParams::new(upstream.clone()).with_arguments(args);
+        let params = crate::telemetry::trace::with_meta(params);
         match connection.service.peer().call_tool(params).await {
             Ok(result) => into_output(result, &upstream),
             // Refused for its token: the session is fine, the caller retries with a new one.
@@ -460,10 +493,12 @@ impl UpstreamTools {
             ClientCapabilities::default(),
             Implementation::new("switchboard", env!("CARGO_PKG_VERSION")),
         );
-        let service = identity
-            .serve_with_ct(transport, self.cancel.child_token())
-            .await
-            .map_err(|e| self.init_error(e))?;
+        // Outside the call's spans: the connection outlives the call.
+        let service = crate::telemetry::trace::detached(
+            identity.serve_with_ct(transport, self.cancel.child_token()),
+        )
+        .await
+        .map_err(|e| self.init_error(e))?;
         // We keep our own list and refresh it on purpose: rmcp's response cache would
         // answer a refresh from memory when the upstream sends a `ttlMs`.
         service

@@ -310,6 +310,7 @@ impl Processes {
             }
         };
         let params = CallToolRequestParams::new(upstream.clone()).with_arguments(args);
+        let params = crate::telemetry::trace::with_meta(params);
         match peer.call_tool(params).await {
             Ok(result) => into_output(result, &upstream),
             Err(e) => Err(self.call_error(&upstream, e)),

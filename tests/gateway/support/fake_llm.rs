@@ -47,6 +47,8 @@ pub struct Received {
     pub query: String,
     pub authorization: Option<String>,
     pub api_key: Option<String>,
+    /// The W3C `traceparent` header (the gateway's tracing).
+    pub traceparent: Option<String>,
     pub body: Value,
 }
 
@@ -154,6 +156,7 @@ impl Endpoint for FakeEndpoint {
             query: req.uri().query().unwrap_or_default().to_owned(),
             authorization: header("authorization"),
             api_key: header("api-key"),
+            traceparent: header("traceparent"),
             body: body.clone(),
         };
         self.shared.received.lock().unwrap().push(received);

@@ -69,6 +69,8 @@ pub struct Received {
     pub query: BTreeMap<String, String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// The W3C `traceparent` header (the gateway's tracing).
+    pub traceparent: Option<String>,
     pub body: String,
 }
 
@@ -270,6 +272,7 @@ impl Endpoint for FakeEndpoint {
             query: pairs(req.uri().query().unwrap_or_default()),
             authorization: header("authorization"),
             content_type: header("content-type"),
+            traceparent: header("traceparent"),
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         let fault = {

@@ -36,6 +36,8 @@ pub struct Options {
     /// A listener already bound (its address known before the settings are made, e.g. for
     /// `[auth.oauth]`'s audience); `None`: bind `bind`.
     pub listener: Option<tokio::net::TcpListener>,
+    /// The clock of `[costs]` budgets; `None`: the system's.
+    pub clock: Option<std::sync::Arc<dyn switchboard::costs::Clock>>,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch: false,
             listener: None,
+            clock: None,
             settings: ServerSpec {
                 // Tests that are not about limits must never meet them (they all come
                 // from one IP).
@@ -96,7 +99,14 @@ impl TestGateway {
                 (Some(tmp), d)
             }
         };
-        let registry = AgentRegistry::load(&opts.agents_dir, &opts.vars, Resources::new(&data_dir))
+        let mut resources = Resources::new(&data_dir);
+        resources.costs = std::sync::Arc::new(switchboard::costs::Costs::new(
+            opts.settings.costs.clone(),
+            opts.clock
+                .clone()
+                .unwrap_or_else(|| std::sync::Arc::new(switchboard::costs::SystemClock)),
+        ));
+        let registry = AgentRegistry::load(&opts.agents_dir, &opts.vars, resources)
             .unwrap_or_else(|e| panic!("fixture agents must load: {e}"));
         registry.connect_upstreams().await;
         // Bind first, then serve: the address is known before any request is made.

@@ -13,6 +13,7 @@ pub mod federation;
 pub mod helpers;
 pub mod nginx;
 pub mod oidc;
+pub mod otlp;
 pub mod policies;
 pub mod postgres;
 pub mod scenarios;

@@ -27,6 +27,8 @@ struct Seen {
     /// Bearer tokens answered with 401.
     refused: Mutex<HashSet<String>>,
     initializes: AtomicUsize,
+    /// Of every tool call: its HTTP `traceparent` header and its `_meta.traceparent`.
+    traces: Mutex<Vec<(Option<String>, Option<String>)>>,
 }
 
 #[derive(Clone)]
@@ -38,6 +40,14 @@ struct Server {
 impl Server {
     #[tool(description = "Says who the request's token is for: its sub, act, aud and client_id.")]
     fn whoami(&self, ctx: RequestContext<RoleServer>) -> String {
+        let header = ctx
+            .extensions
+            .get::<poem::http::request::Parts>()
+            .and_then(|p| p.headers.get("traceparent"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let meta = ctx.meta.get_traceparent().map(str::to_owned);
+        self.seen.traces.lock().unwrap().push((header, meta));
         let bearer = ctx
             .extensions
             .get::<poem::http::request::Parts>()
@@ -149,6 +159,11 @@ impl RecordingUpstream {
             stop,
             task,
         }
+    }
+
+    /// Of every tool call so far: its `traceparent` header and its `_meta.traceparent`.
+    pub fn traces(&self) -> Vec<(Option<String>, Option<String>)> {
+        self.seen.traces.lock().unwrap().clone()
     }
 
     /// The `Authorization` header of every request so far.

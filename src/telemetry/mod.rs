@@ -1,6 +1,13 @@
-//! Logging: `tracing` with `RUST_LOG` (default `info`), as text or JSON lines.
+//! Logging: `tracing` with `RUST_LOG` (default `info`), as text or JSON lines; and, with
+//! `[telemetry]`, OpenTelemetry traces ([`trace`], exported by [`export`]).
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+pub mod export;
+pub mod trace;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,10 +25,90 @@ pub enum LogFormat {
 /// the client's business, or said by us already. `RUST_LOG=info,rmcp=debug` shows them.
 pub const DEFAULT_FILTER: &str = "info,rmcp=warn,rmcp::service=off";
 
-/// Installs the global subscriber; `RUST_LOG` overrides the default filter.
-pub fn init(format: LogFormat) {
+/// The log filter: `RUST_LOG`, else [`DEFAULT_FILTER`]; never the exported spans.
+fn log_filter() -> EnvFilter {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    match format!("{}=off", trace::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+/// Traces being exported: flush them with [`Tracing::shutdown`] before the runtime ends.
+pub struct Tracing {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl Tracing {
+    /// Exports what is still queued (bounded by the exporter's timeout) and stops.
+    pub fn shutdown(self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// Installs the global subscriber with, when `telemetry` is on, the OpenTelemetry layer
+/// exporting from `runtime`.
+///
+/// # Errors
+/// When the exporter cannot be built (logging is installed anyway).
+pub fn init_with(
+    format: LogFormat,
+    telemetry: &crate::config::telemetry::TelemetrySpec,
+    runtime: tokio::runtime::Handle,
+) -> Result<Option<Tracing>, String> {
+    if !telemetry.enabled {
+        init(format);
+        return Ok(None);
+    }
+    let (provider, tracer) = match export::provider(telemetry, runtime) {
+        Ok(p) => p,
+        Err(e) => {
+            init(format);
+            return Err(e);
+        }
+    };
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_level(false)
+        .with_target(false)
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(trace::TARGET, tracing::Level::TRACE),
+        );
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let registry = tracing_subscriber::registry().with(spans);
+    let _ = match format {
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .log_internal_errors(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter()),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_ansi(ansi)
+                    .log_internal_errors(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter()),
+            )
+            .try_init(),
+    };
+    trace::switch_on(telemetry.capture_content);
+    Ok(Some(Tracing { provider }))
+}
+
+/// Installs the global subscriber (logs only); `RUST_LOG` overrides the default filter.
+pub fn init(format: LogFormat) {
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -1,0 +1,372 @@
+//! Spans of the request path and the W3C trace context they take in and pass on.
+//!
+//! The spans are `tracing` spans of target [`TARGET`], turned into OpenTelemetry spans by
+//! tracing-opentelemetry when `[telemetry]` is on. When it is off the target is filtered out
+//! (see [`super::init`]): the span macros find their callsite disabled and build nothing
+//! (their fields are not even evaluated), and [`on`] is one relaxed load for what is not a
+//! macro (headers, `_meta`).
+//!
+//! Names and attributes follow the OpenTelemetry semantic conventions for GenAI and MCP:
+//! `tools/call <tool>` (the MCP request, kind server), `invoke_agent <agent>`,
+//! `chat <model>` (kind client), `execute_tool <tool>`, and the HTTP client spans of
+//! upstream MCP servers and ServiceNow.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The `tracing` target of every span that is exported.
+pub const TARGET: &str = "switchboard::otel";
+
+static ON: AtomicBool = AtomicBool::new(false);
+static CAPTURE: AtomicBool = AtomicBool::new(false);
+
+/// Whether traces are exported (`[telemetry]`).
+#[inline]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// Whether chat spans carry the messages (`[telemetry] capture_content`).
+pub fn capture_content() -> bool {
+    CAPTURE.load(Ordering::Relaxed)
+}
+
+pub(super) fn switch_on(capture: bool) {
+    CAPTURE.store(capture, Ordering::Relaxed);
+    ON.store(true, Ordering::Relaxed);
+}
+
+/// A W3C trace context: the `traceparent` and `tracestate` a caller sent or that go on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `00-<trace id>-<parent id>-<flags>`.
+    pub traceparent: String,
+    /// Vendors' state, passed on as it came.
+    pub tracestate: Option<String>,
+}
+
+impl Extractor for TraceContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => Some(&self.traceparent),
+            "tracestate" => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
+}
+
+impl Injector for TraceContext {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = value,
+            "tracestate" if !value.is_empty() => self.tracestate = Some(value),
+            _ => {}
+        }
+    }
+}
+
+impl TraceContext {
+    /// The context of HTTP `headers`, if they carry one.
+    pub fn from_headers(headers: &poem::http::HeaderMap) -> Option<Self> {
+        let traceparent = headers.get("traceparent")?.to_str().ok()?;
+        Some(Self {
+            traceparent: traceparent.trim().to_owned(),
+            tracestate: headers
+                .get("tracestate")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The context of an MCP request's `_meta` (the `traceparent` and `tracestate` keys the
+    /// MCP SDKs use), if it carries one.
+    pub fn from_meta(meta: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let traceparent = meta.get("traceparent")?.as_str()?;
+        Some(Self {
+            traceparent: traceparent.trim().to_owned(),
+            tracestate: meta
+                .get("tracestate")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The context to pass on from the current span; `None` when tracing is off or there is
+    /// no span.
+    pub fn current() -> Option<Self> {
+        if !on() {
+            return None;
+        }
+        Self::of(&Span::current())
+    }
+
+    /// The context to pass on from `span`.
+    pub fn of(span: &Span) -> Option<Self> {
+        if span.is_disabled() {
+            return None;
+        }
+        let cx = span.context();
+        if !cx.span().span_context().is_valid() {
+            return None;
+        }
+        let mut out = Self::default();
+        TraceContextPropagator::new().inject_context(&cx, &mut out);
+        (!out.traceparent.is_empty()).then_some(out)
+    }
+
+    /// Adds the headers to an outgoing request.
+    pub fn add_to(&self, headers: &mut reqwest::header::HeaderMap) {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&self.traceparent) {
+            headers.insert("traceparent", v);
+        }
+        if let Some(v) = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| reqwest::header::HeaderValue::from_str(s).ok())
+        {
+            headers.insert("tracestate", v);
+        }
+    }
+
+    /// Adds the keys to an MCP request's `_meta`.
+    pub fn add_to_meta(&self, meta: &mut serde_json::Map<String, serde_json::Value>) {
+        meta.insert("traceparent".into(), self.traceparent.clone().into());
+        if let Some(state) = &self.tracestate {
+            meta.insert("tracestate".into(), state.clone().into());
+        }
+    }
+}
+
+/// `params` with the current span's context in their `_meta` (the keys of MCP SEP-414),
+/// for an upstream MCP server; unchanged when tracing is off.
+pub fn with_meta(
+    mut params: rmcp::model::CallToolRequestParams,
+) -> rmcp::model::CallToolRequestParams {
+    if let Some(trace) = TraceContext::current() {
+        let meta = params.meta.get_or_insert_default();
+        meta.set_traceparent(trace.traceparent);
+        if let Some(state) = trace.tracestate {
+            meta.set_tracestate(state);
+        }
+    }
+    params
+}
+
+/// The `traceparent`/`tracestate` headers of an outgoing MCP message: its `_meta`'s.
+pub fn headers_of_message(
+    message: &rmcp::model::ClientJsonRpcMessage,
+    headers: &mut std::collections::HashMap<poem::http::HeaderName, poem::http::HeaderValue>,
+) {
+    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta};
+    if !on() {
+        return;
+    }
+    let ClientJsonRpcMessage::Request(r) = message else {
+        return;
+    };
+    let meta: &rmcp::model::MetaObject = match &r.request {
+        ClientRequest::CallToolRequest(call) => match &call.params.meta {
+            Some(meta) => meta,
+            None => r.request.get_meta(),
+        },
+        other => other.get_meta(),
+    };
+    for (name, value) in [
+        ("traceparent", meta.get_traceparent()),
+        ("tracestate", meta.get_tracestate()),
+    ] {
+        if let Some(value) = value.and_then(|v| poem::http::HeaderValue::from_str(v).ok()) {
+            headers.insert(poem::http::HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// Runs `work` outside every span, on a task of its own (cancelled with the caller).
+///
+/// For work that outlives the call it is started by: rmcp's client service keeps the span
+/// current when it is started for as long as the connection lives, which would keep the
+/// call's spans (and so their trace) from ever ending. With tracing off, `work` just runs.
+pub async fn detached<F>(work: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if !on() {
+        return work.await;
+    }
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(tokio::spawn(work));
+    match (&mut task.0).await {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only dropping `task` aborts it, and then nobody waits here.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Makes `span` (not started yet) a child of the caller's context; an invalid
+/// `traceparent` is ignored (the span starts a trace of its own).
+pub fn adopt(span: &Span, parent: Option<&TraceContext>) {
+    let Some(parent) = parent else { return };
+    let cx = TraceContextPropagator::new().extract(parent);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The id of `span`'s trace (32 hex digits); `None` when it is not exported.
+pub fn trace_id(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The W3C `traceresponse` of `span` (`00-<trace id>-<span id>-<flags>`), the header the
+/// client learns its trace from.
+pub fn traceresponse(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Records that `span`'s operation failed: status error with `message`, `error.type`.
+pub fn fail(span: &Span, error_type: &'static str, message: impl Into<String>) {
+    if span.is_disabled() {
+        return;
+    }
+    span.set_attribute("error.type", error_type);
+    span.set_status(Status::error(message.into()));
+}
+
+/// Sets one attribute of `span` (nothing when it is not exported).
+pub fn set(span: &Span, key: &'static str, value: impl Into<opentelemetry::Value>) {
+    if !span.is_disabled() {
+        span.set_attribute(key, value);
+    }
+}
+
+/// The span of one MCP request, carried from the edge to the handler in the request's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct RequestSpan(pub Span);
+
+/// What the MCP request span is made of.
+pub struct McpRequest<'a> {
+    /// `tools/call`, `initialize`, ...
+    pub method: &'a str,
+    /// The tool of a `tools/call`.
+    pub tool: Option<&'a str>,
+    /// The agent the URL serves.
+    pub agent: &'a str,
+    /// `Mcp-Session-Id`, or the legacy session's id.
+    pub session: Option<&'a str>,
+    /// `streamable_http` or `sse`.
+    pub transport: &'static str,
+    /// The caller's context: `_meta`'s, else the headers'.
+    pub parent: Option<&'a TraceContext>,
+}
+
+impl McpRequest<'_> {
+    /// The span (disabled when tracing is off).
+    pub fn span(&self) -> Span {
+        if !on() {
+            return Span::none();
+        }
+        let name = match self.tool {
+            Some(tool) => format!("{} {tool}", self.method),
+            None => self.method.to_owned(),
+        };
+        let span = tracing::info_span!(
+            target: TARGET,
+            "mcp.request",
+            otel.name = %name,
+            otel.kind = "server",
+            mcp.method.name = self.method,
+            gen_ai.tool.name = self.tool,
+            gen_ai.operation.name = self.tool.map(|_| "execute_tool"),
+            gen_ai.agent.name = self.agent,
+            mcp.session.id = self.session,
+            network.transport = "tcp",
+            network.protocol.name = "http",
+            switchboard.transport = self.transport,
+        );
+        adopt(&span, self.parent);
+        span
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_context_is_read_from_headers_and_meta() {
+        let mut headers = poem::http::HeaderMap::new();
+        assert_eq!(TraceContext::from_headers(&headers), None);
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert("tracestate", "vendor=1".parse().unwrap());
+        let from_headers = TraceContext::from_headers(&headers).unwrap();
+        assert_eq!(from_headers.tracestate.as_deref(), Some("vendor=1"));
+        let meta = serde_json::json!({
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "progressToken": 1,
+        });
+        let from_meta = TraceContext::from_meta(meta.as_object().unwrap()).unwrap();
+        assert_eq!(from_meta.traceparent, from_headers.traceparent);
+        assert_eq!(from_meta.tracestate, None);
+        let cx = TraceContextPropagator::new().extract(&from_meta);
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+    }
+
+    #[test]
+    fn nothing_is_made_while_tracing_is_off() {
+        let span = McpRequest {
+            method: "tools/call",
+            tool: Some("search_incident"),
+            agent: "servicenow",
+            session: None,
+            transport: "streamable_http",
+            parent: None,
+        }
+        .span();
+        assert!(span.is_disabled());
+        assert_eq!(trace_id(&span), None);
+        assert_eq!(TraceContext::current(), None);
+    }
+}
