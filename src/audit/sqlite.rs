@@ -344,12 +344,12 @@ mod tests {
             decision: "allow".to_owned(),
             rule: None,
             approval: None,
-            outcome: if n % 2 == 0 {
+            outcome: if n.is_multiple_of(2) {
                 Outcome::Ok
             } else {
                 Outcome::Error
             },
-            error: (n % 2 == 1).then(|| format!("failed {n}")),
+            error: (!n.is_multiple_of(2)).then(|| format!("failed {n}")),
             duration_ms: n as f64 / 2.0,
             model: (n == 0).then(|| "gpt".to_owned()),
             turns: (n == 0).then_some(2),

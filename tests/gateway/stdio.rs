@@ -686,13 +686,15 @@ async fn as_names_a_configured_client_whose_policies_apply_and_whom_the_trail_re
     std::fs::write(&config, LAPTOP).unwrap();
     let config = config.to_str().unwrap();
     let data = tmp.path().join("data");
-    let (laptop, mut log) = connect(command(
+    let mut laptop_command = command(
         "servicenow",
         &fixture("agents/valid"),
         &data,
         &["--config", config, "--as", "laptop"],
-    ))
-    .await;
+    );
+    // Tool-call lines are `debug` (the audit trail keeps the per-call record).
+    laptop_command.env("RUST_LOG", "info,switchboard::mcp::handler=debug");
+    let (laptop, mut log) = connect(laptop_command).await;
 
     // Act
     let mut names: Vec<String> = laptop
