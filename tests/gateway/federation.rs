@@ -74,7 +74,30 @@ async fn call(c: &PersonClient, tool: &str, arguments: Value) -> CallToolResult 
 /// `value` as JSON text with the reference server's clock readings ("created at 9:59:47
 /// PM") taken out: its dynamic resources say when they were made.
 fn timeless(value: &impl serde::Serialize) -> String {
-    let text = serde_json::to_string(value).unwrap();
+    // A blob's base64 hides the clock reading: compare its decoded text.
+    fn unblob(value: &mut serde_json::Value) {
+        use base64::Engine as _;
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if key == "blob"
+                        && let Some(text) = v
+                            .as_str()
+                            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    {
+                        *v = serde_json::Value::String(String::from_utf8_lossy(&text).into());
+                    } else {
+                        unblob(v);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(unblob),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(value).unwrap();
+    unblob(&mut value);
+    let text = serde_json::to_string(&value).unwrap();
     let mut out = String::new();
     let mut rest = text.as_str();
     while let Some(at) = rest.find("created at ") {
