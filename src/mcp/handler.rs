@@ -727,14 +727,9 @@ impl AgentServer {
                 })
                 .map(|r| r.0.to_string())
                 .unwrap_or_default();
-            match &trace_id {
-                Some(trace_id) => {
-                    tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, trace_id, "Tool call.")
-                }
-                None => {
-                    tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, "Tool call.")
-                }
-            }
+            // `trace_id` is in the line only when the call was traced (a `None` field is left out).
+            let trace_id = trace_id.as_deref();
+            tracing::debug!(%agent, tool = name, client, request_id, elapsed_us, outcome = label, trace_id, "Tool call.");
         }
         self.agent
             .metrics()
