@@ -19,6 +19,7 @@
 #   tests/bench/ab.sh audit-off=target/release/switchboard@tests/bench/audit-off.toml \
 #                     audit-on=target/release/switchboard
 set -euo pipefail
+. "$(dirname "$0")/variant-config.sh"
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${SWITCHBOARD_BENCH:-$ROOT/../shared/bench}
@@ -49,12 +50,7 @@ for v in "$@"; do
   [ "$spec" != "$bin" ] && extra=${spec#*@}
   [ -x "$bin" ] || { echo "$name: no binary at $bin" >&2; exit 1; }
   cfg="$GWDIR/$name.toml"
-  {
-    echo "[limits]"; echo "requests_per_minute = 100000000"; echo "burst = 1000000"
-    echo "agent_runs_per_minute = 1000"; echo "max_sessions = 100000"
-    [ -n "$extra" ] && cat "$extra"
-    echo; echo "[[clients]]"; echo 'name = "bench"'; echo "token = \"$TOKEN\""; echo 'agents = ["*"]'
-  } > "$cfg"
+  variant_config "$extra" > "$cfg"
   port=$((port + 1))
   ("$bin" serve --config "$cfg" --agents "${AGENTS:-$ROOT/agents}" --data "$GWDIR/data-$name" --listen "127.0.0.1:$port") \
     >>"$OUT/server-$name.log" 2>&1 &

@@ -4,6 +4,7 @@
 # zeroed once it serves, then CALLS (default 2000) `search_incident` calls at c = 4 over each
 # transport, dumped after each; prints instructions per call (all threads, user space).
 set -euo pipefail
+. "$(dirname "$0")/variant-config.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 MCPLOAD="$ROOT/target/bench/release/mcpload"
 CALLS=${CALLS:-2000}; DUR=${DUR:-90}; TOKEN=bench-token
@@ -13,12 +14,7 @@ for v in "$@"; do
   name=${v%%=*}; spec=${v#*=}; bin=${spec%%@*}; extra=""
   [ "$spec" != "$bin" ] && extra=${spec#*@}
   dir=$(mktemp -d); cfg="$dir/switchboard.toml"
-  {
-    echo "[limits]"; echo "requests_per_minute = 100000000"; echo "burst = 1000000"
-    echo "agent_runs_per_minute = 1000"; echo "max_sessions = 100000"
-    [ -n "$extra" ] && cat "$extra"
-    echo; echo "[[clients]]"; echo 'name = "bench"'; echo "token = \"$TOKEN\""; echo 'agents = ["*"]'
-  } > "$cfg"
+  variant_config "$extra" > "$cfg"
   port=$((port + 1))
   valgrind --tool=callgrind --callgrind-out-file="$OUT/$name.%p" "$bin" serve --config "$cfg" \
     --agents "${AGENTS:-$ROOT/agents}" --data "$dir/data" --listen "127.0.0.1:$port" >"$OUT/$name.log" 2>&1 &

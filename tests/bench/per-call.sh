@@ -5,6 +5,7 @@
 # call (voluntary + involuntary, all threads, from /proc) and its thread count. Counts, not
 # rates: robust to a busy machine, unlike calls/s. Variants take turns, $REPS rounds (default 3).
 set -euo pipefail
+. "$(dirname "$0")/variant-config.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 MCPLOAD="$ROOT/target/bench/release/mcpload"
 C=${C:-16}; DUR=${DUR:-8}; REPS=${REPS:-3}; TOKEN=bench-token
@@ -18,12 +19,7 @@ for v in "$@"; do
   name=${v%%=*}; spec=${v#*=}; bin=${spec%%@*}; extra=""
   [ "$spec" != "$bin" ] && extra=${spec#*@}
   mkdir -p "$GWDIR/$name"; cfg="$GWDIR/$name/switchboard.toml"
-  {
-    echo "[limits]"; echo "requests_per_minute = 100000000"; echo "burst = 1000000"
-    echo "agent_runs_per_minute = 1000"; echo "max_sessions = 100000"
-    [ -n "$extra" ] && cat "$extra"
-    echo; echo "[[clients]]"; echo 'name = "bench"'; echo "token = \"$TOKEN\""; echo 'agents = ["*"]'
-  } > "$cfg"
+  variant_config "$extra" > "$cfg"
   port=$((port + 1))
   "$bin" serve --config "$cfg" --agents "${AGENTS:-$ROOT/agents}" --data "$GWDIR/$name/data" \
     --listen "127.0.0.1:$port" >>"$LOGS/$name.log" 2>&1 &
