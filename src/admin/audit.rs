@@ -153,7 +153,7 @@ impl AuditRecordView {
             transport: r.transport,
             session: r.session,
             depth: r.depth,
-            arguments: r.arguments,
+            arguments: r.arguments.to_value(),
             arguments_sha256: r.arguments_sha256,
             decision: r.decision,
             rule: r.rule,

@@ -207,7 +207,7 @@ pub struct Record {
     /// How many agent runs enclose the call (0: the client's own call).
     pub depth: u32,
     /// The arguments, redacted.
-    pub arguments: Value,
+    pub arguments: redact::Arguments,
     /// SHA-256 (hex) of the arguments as received, before redaction.
     pub arguments_sha256: String,
     /// `allow` or `deny`.
@@ -384,7 +384,7 @@ impl Scope {
         let trail = self.trail.clone()?;
         let mut text = uuid::Uuid::encode_buffer();
         let id: Arc<str> = Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text));
-        let (arguments, arguments_sha256) = trail.redaction.apply(arguments);
+        let (arguments, arguments_sha256) = trail.redaction.record(arguments);
         Some(Entry {
             root: self.root.clone().unwrap_or_else(|| id.clone()),
             parent: self.parent.clone(),
@@ -421,7 +421,7 @@ pub struct Entry {
     agent: String,
     tool: String,
     depth: u32,
-    arguments: Value,
+    arguments: redact::Arguments,
     arguments_sha256: String,
     origin: Arc<Origin>,
     run: Arc<Mutex<Option<RunFacts>>>,

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Client, NoTls, Row};
 
+use super::redact::Arguments;
 use super::{Filter, Outcome, Record, WriteError};
 use crate::config::audit::PostgresUrl;
 
@@ -408,7 +409,7 @@ struct Columns<'a> {
     transport: Vec<Option<String>>,
     session: Vec<Option<String>>,
     depth: Vec<i32>,
-    arguments: Vec<&'a serde_json::Value>,
+    arguments: Vec<Json<&'a serde_json::value::RawValue>>,
     arguments_sha256: Vec<String>,
     decision: Vec<String>,
     rule: Vec<Option<String>>,
@@ -437,7 +438,7 @@ impl<'a> Columns<'a> {
             c.transport.push(opt_text(&r.transport));
             c.session.push(opt_text(&r.session));
             c.depth.push(int4(r.depth));
-            c.arguments.push(&r.arguments);
+            c.arguments.push(Json(r.arguments.raw()));
             c.arguments_sha256.push(text(&r.arguments_sha256));
             c.decision.push(text(&r.decision));
             c.rule.push(opt_text(&r.rule));
@@ -501,7 +502,10 @@ fn record(row: &Row) -> Result<Record, tokio_postgres::Error> {
         transport: row.try_get(9)?,
         session: row.try_get(10)?,
         depth: u32::try_from(row.try_get::<_, i32>(11)?).unwrap_or(0),
-        arguments: row.try_get(12)?,
+        arguments: Arguments::from_raw(
+            row.try_get::<_, Json<Box<serde_json::value::RawValue>>>(12)?
+                .0,
+        ),
         arguments_sha256: row.try_get(13)?,
         decision: row.try_get(14)?,
         rule: row.try_get(15)?,

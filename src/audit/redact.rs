@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -59,6 +60,28 @@ impl Redaction {
         Self { names, paths }
     }
 
+    /// The arguments to keep as the trail stores them (JSON text), and the SHA-256 (hex) of
+    /// `arguments` as given. The text the digest is taken of is kept as it is when no rule
+    /// applies (the usual case), so a call's arguments are serialised once, not copied.
+    pub fn record(&self, arguments: &Map<String, Value>) -> (Arguments, String) {
+        let received = serde_json::value::to_raw_value(arguments).unwrap_or_default();
+        let digest = hex(&Sha256::digest(received.get().as_bytes()));
+        let kept = if self.applies_to(arguments) {
+            Arguments::from_value(&self.apply(arguments).0)
+        } else if received.get().len() > MAX_KEPT_BYTES {
+            Arguments::from_value(&too_large(received.get().len()))
+        } else {
+            Arguments(received)
+        };
+        (kept, digest)
+    }
+
+    /// Whether a rule redacts something of `arguments`.
+    fn applies_to(&self, arguments: &Map<String, Value>) -> bool {
+        (!self.names.is_empty() && has_name(arguments, &self.names))
+            || self.paths.iter().any(|path| has_path(arguments, path))
+    }
+
     /// The arguments to keep, and the SHA-256 (hex) of `arguments` as given.
     pub fn apply(&self, arguments: &Map<String, Value>) -> (Value, String) {
         let (digest, received) = match serde_json::to_vec(arguments) {
@@ -80,11 +103,105 @@ impl Redaction {
             received
         };
         if size > MAX_KEPT_BYTES {
-            kept = Value::String(format!(
-                "[{size} bytes: too large to keep; see arguments_sha256]"
-            ));
+            kept = too_large(size);
         }
         (kept, digest)
+    }
+}
+
+fn too_large(size: usize) -> Value {
+    Value::String(format!(
+        "[{size} bytes: too large to keep; see arguments_sha256]"
+    ))
+}
+
+/// A record's arguments: JSON text, written to the stores and the JSON-lines copy as it is.
+#[derive(Clone)]
+pub struct Arguments(Box<RawValue>);
+
+impl Arguments {
+    /// `text`, if it is JSON; otherwise the text as a JSON string (a store's damaged row).
+    pub fn from_json(text: &str) -> Self {
+        match serde_json::from_str::<Box<RawValue>>(text) {
+            Ok(raw) => Self(raw),
+            Err(_) => Self::from_value(&Value::String(text.to_owned())),
+        }
+    }
+
+    /// `value`'s text.
+    pub fn from_value(value: &Value) -> Self {
+        Self(serde_json::value::to_raw_value(value).unwrap_or_default())
+    }
+
+    /// A value read back from a store.
+    pub fn from_raw(raw: Box<RawValue>) -> Self {
+        Self(raw)
+    }
+
+    /// As the `serde_json` type (for stores that take it).
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// As a JSON value.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.text()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Arguments {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl std::fmt::Debug for Arguments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl serde::Serialize for Arguments {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+fn has_name(map: &Map<String, Value>, names: &HashSet<String>) -> bool {
+    map.iter()
+        .any(|(key, v)| is_named(key, names) || has_name_in(v, names))
+}
+
+fn has_name_in(value: &Value, names: &HashSet<String>) -> bool {
+    match value {
+        Value::Object(map) => has_name(map, names),
+        Value::Array(items) => items.iter().any(|item| has_name_in(item, names)),
+        _ => false,
+    }
+}
+
+/// Whether `key` is one of `names` (lowercased), in any case.
+fn is_named(key: &str, names: &HashSet<String>) -> bool {
+    if key.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        names.contains(&key.to_lowercase())
+    } else {
+        names.contains(key)
+    }
+}
+
+fn has_path(value: &Map<String, Value>, path: &[String]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    match (value.get(first), rest.is_empty()) {
+        (Some(_), true) => true,
+        (Some(Value::Object(map)), false) => has_path(map, rest),
+        _ => false,
     }
 }
 
@@ -92,12 +209,7 @@ fn redact_names(value: &mut Value, names: &HashSet<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                let hit = if key.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-                    names.contains(&key.to_lowercase())
-                } else {
-                    names.contains(key.as_str())
-                };
-                if hit {
+                if is_named(key, names) {
                     *v = Value::String(REDACTED.to_owned());
                 } else {
                     redact_names(v, names);
@@ -186,6 +298,37 @@ mod tests {
             "{kept}"
         );
         assert_eq!(digest.len(), 64);
+    }
+
+    #[test]
+    fn records_keep_the_received_text_unless_a_rule_applies() {
+        let r = Redaction::new(&rules(&["$.contact.phone"]), true);
+        for (args, expected) in [
+            (
+                json!({"query": "VPN", "limit": 5}),
+                json!({"query": "VPN", "limit": 5}),
+            ),
+            (
+                json!({"list": [[{"Api_Key": "k"}]], "contact": {"phone": "555"}}),
+                json!({"list": [[{"Api_Key": REDACTED}]], "contact": {"phone": REDACTED}}),
+            ),
+            (
+                json!({"contact": {"email": "a@b"}}),
+                json!({"contact": {"email": "a@b"}}),
+            ),
+        ] {
+            let map = args.as_object().unwrap();
+            let (kept, digest) = r.record(map);
+            assert_eq!(kept.to_value(), expected);
+            assert_eq!((kept.to_value(), digest.clone()), r.apply(map));
+            assert_eq!(
+                digest,
+                hex(&Sha256::digest(serde_json::to_vec(&args).unwrap()))
+            );
+        }
+        let big = json!({"text": "x".repeat(MAX_KEPT_BYTES + 1)});
+        let (kept, _) = r.record(big.as_object().unwrap());
+        assert!(kept.text().contains("too large to keep"), "{kept:?}");
     }
 
     #[test]

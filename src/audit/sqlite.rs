@@ -108,7 +108,7 @@ impl SqliteTrail {
                 .find(|&n| n <= rest.len())
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(n);
-            let mut insert = tx.prepare_cached(&insert_sql(n))?;
+            let mut insert = tx.prepare_cached(insert_sql(n))?;
             for (i, r) in chunk.iter().enumerate() {
                 bind(&mut insert, i * INSERT_COLUMNS, r)?;
             }
@@ -201,8 +201,19 @@ const INSERT_COLUMNS: usize = 23;
 /// The rows per insert statement, largest first (see [`SqliteTrail::write`]).
 const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
-/// The statement inserting `rows` records.
-fn insert_sql(rows: usize) -> String {
+/// The statement inserting `rows` records (one of [`CHUNKS`]), built once: a batch of a
+/// thousand records would otherwise format some twenty thousand placeholders.
+fn insert_sql(rows: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let statements =
+        STATEMENTS.get_or_init(|| CHUNKS.iter().map(|&n| (n, build_insert_sql(n))).collect());
+    statements
+        .iter()
+        .find(|(n, _)| *n == rows)
+        .map_or("", |(_, sql)| sql.as_str())
+}
+
+fn build_insert_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO audit_record ({INSERT_COLUMN_NAMES}) VALUES ");
     for row in 0..rows {
         if row > 0 {
@@ -213,7 +224,8 @@ fn insert_sql(rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("?{}", row * INSERT_COLUMNS + column + 1));
+            sql.push('?');
+            sql.push_str(&(row * INSERT_COLUMNS + column + 1).to_string());
         }
         sql.push(')');
     }
@@ -226,7 +238,6 @@ fn bind(
     offset: usize,
     r: &Record,
 ) -> Result<(), rusqlite::Error> {
-    let arguments = r.arguments.to_string();
     let approval = r
         .approval
         .as_ref()
@@ -243,7 +254,7 @@ fn bind(
     insert.raw_bind_parameter(at(9), &r.transport)?;
     insert.raw_bind_parameter(at(10), &r.session)?;
     insert.raw_bind_parameter(at(11), r.depth)?;
-    insert.raw_bind_parameter(at(12), arguments)?;
+    insert.raw_bind_parameter(at(12), r.arguments.text())?;
     insert.raw_bind_parameter(at(13), &r.arguments_sha256)?;
     insert.raw_bind_parameter(at(14), &r.decision)?;
     insert.raw_bind_parameter(at(15), &r.rule)?;
@@ -304,7 +315,7 @@ fn record(row: &Row<'_>) -> Result<Record, rusqlite::Error> {
         transport: row.get(9)?,
         session: row.get(10)?,
         depth: row.get(11)?,
-        arguments: serde_json::from_str(&arguments).unwrap_or(serde_json::Value::String(arguments)),
+        arguments: super::redact::Arguments::from_json(&arguments),
         arguments_sha256: row.get(13)?,
         decision: row.get(14)?,
         rule: row.get(15)?,
@@ -339,7 +350,9 @@ mod tests {
             transport: Some("sse".to_owned()),
             session: None,
             depth: u32::from(n > 0),
-            arguments: serde_json::json!({"n": n, "text": "it's \"quoted\""}),
+            arguments: super::super::redact::Arguments::from_value(
+                &serde_json::json!({"n": n, "text": "it's \"quoted\""}),
+            ),
             arguments_sha256: "ab".repeat(32),
             decision: "allow".to_owned(),
             rule: None,
