@@ -151,6 +151,33 @@ async fn every_runs_tokens_and_cost_are_in_the_metrics_and_the_admin_api() {
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((value - 2.0 * TURN_COST).abs() < 1e-9, "{line}");
 
+    // The console's Clients and Traffic views show the spend.
+    let browser = crate::support::browser::Browser::start().await;
+    browser.open(&gw.url("/ui#/clients")).await;
+    let row = browser
+        .wait(
+            "[data-testid=\"client-spend\"] tr[data-testid=\"spend\"][data-name=\"helpdesk-app\"]",
+            "the client's spend",
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("22") && row.contains("EUR 0.05"), "{row}");
+    browser.route("#/traffic").await;
+    let row = browser
+        .wait(
+            "[data-testid=\"agent-spend\"] tr[data-testid=\"spend\"][data-name=\"servicenow\"]",
+            "the agent's spend",
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(row.contains("14") && row.contains("EUR 0.05"), "{row}");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
     gw.stop().await;
 }
 
