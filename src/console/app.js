@@ -1183,20 +1183,34 @@
     }, REFRESH_MS.clients, loadFailed(status, c));
   }
 
-  // [costs]: the last 7 days' tokens and cost per client or per agent (GET /admin/costs).
+  // [costs]: tokens and cost per client or agent (GET /admin/costs): the days' total, then
+  // each day's, newest first.
   function spendPanel(sec, costs, key, label, href) {
     const rows = costs ? costs[key] : [];
-    const money = (v) => (costs ? costs.currency + ' ' : '') + (v < 0.01 && v > 0 ? v.toPrecision(2) : v.toFixed(2));
+    const one = key.slice(0, -1);
+    const money = (v) => costs.currency + ' ' + (v < 0.01 && v > 0 ? v.toPrecision(2) : v.toFixed(2));
+    const fields = ['prompt_tokens', 'completion_tokens', 'cost'];
+    const cells = (x) => fields.map((f, i) => h('td', { class: 'num' }, i < 2 ? num(x[f]) : money(x[f])));
     patch(sec, h('h2', null, 'Spend ', faint('LLM tokens and their cost, the last ' + (costs ? costs.days : 7) + ' days (UTC)')),
       !rows.length ? h('p', { class: 'empty small-empty' }, 'No agent run has spent tokens yet.')
         : (() => {
-          const t = table('spend-table', h('tr', null, h('th', { scope: 'col' }, label),
+          const t = table('spend-table', h('tr', null, h('th', { scope: 'col' }, label), h('th', { scope: 'col' }, 'Day'),
             h('th', { scope: 'col', class: 'num' }, 'Prompt tokens'), h('th', { scope: 'col', class: 'num' }, 'Completion tokens'),
             h('th', { scope: 'col', class: 'num' }, 'Cost')));
-          t.tbody.append(...rows.map((x) => h('tr', { 'data-testid': 'spend', 'data-name': x.name },
-            h('td', null, href ? h('a', { href: href(x.name) }, x.name) : x.name),
-            h('td', { class: 'num' }, num(x.prompt_tokens)), h('td', { class: 'num' }, num(x.completion_tokens)),
-            h('td', { class: 'num' }, money(x.cost)))));
+          for (const x of rows) {
+            t.tbody.append(h('tr', { 'data-testid': 'spend', 'data-name': x.name },
+              h('td', null, href ? h('a', { href: href(x.name) }, x.name) : x.name), h('td', null, faint('all')), ...cells(x)));
+            const days = new Map();
+            for (const r of costs.rows) {
+              if (r[one] !== x.name) continue;
+              const d = days.get(r.day) || { prompt_tokens: 0, completion_tokens: 0, cost: 0 };
+              for (const f of fields) d[f] += r[f];
+              days.set(r.day, d);
+            }
+            for (const [day, d] of [...days].reverse()) {
+              t.tbody.append(h('tr', { 'data-testid': 'spend-day', 'data-name': x.name, 'data-day': day }, h('td'), h('td', null, day), ...cells(d)));
+            }
+          }
           return t.wrap;
         })());
   }

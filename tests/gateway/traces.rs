@@ -370,6 +370,11 @@ async fn a_delegated_run_is_one_trace_from_the_callers_context_to_servicenow() {
         link.attr("href").await.unwrap().as_deref(),
         Some(format!("http://jaeger.example/trace/{caller_trace}").as_str())
     );
+    assert_eq!(
+        link.attr("title").await.unwrap().as_deref(),
+        Some(caller_trace)
+    );
+    assert_eq!(link.text().await.unwrap(), caller_trace[..8]);
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     browser.close().await;
