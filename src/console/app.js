@@ -1021,15 +1021,22 @@
       if (!calls.length) {
         callsEl = h('p', { class: 'empty small-empty' }, 'No tool calls yet.');
       } else {
+        const traced = calls.some((call) => call.trace_id);
         const tb = table('calls-table', h('tr', null,
           h('th', { scope: 'col' }, 'Tool'), h('th', { scope: 'col' }, 'Outcome'),
-          h('th', { scope: 'col', class: 'num' }, 'Duration'), h('th', { scope: 'col' }, 'When')));
+          h('th', { scope: 'col', class: 'num' }, 'Duration'), h('th', { scope: 'col' }, 'When'),
+          traced ? h('th', { scope: 'col' }, 'Trace') : null));
+        // [telemetry]: the call's trace, linked to the tracing backend when trace_url is set.
+        const traceCell = (call) => !call.trace_id ? muted('\u2014')
+          : call.trace_url ? h('a', { href: call.trace_url, class: 'mono', target: '_blank', rel: 'noopener', 'data-testid': 'trace-link', title: call.trace_id }, shortId(call.trace_id))
+            : h('span', { class: 'mono', title: call.trace_id }, shortId(call.trace_id));
         for (const call of calls) {
           tb.tbody.append(h('tr', null,
             h('td', null, h('code', null, call.tool)),
             h('td', null, badge(call.outcome.replace(/_/g, ' '), outcomeKind[call.outcome])),
             h('td', { class: 'num' }, fmtMs(call.duration_ms)),
-            h('td', null, timeEl(call.finished_at, fmtAgo(secsSince(call.finished_at))))));
+            h('td', null, timeEl(call.finished_at, fmtAgo(secsSince(call.finished_at)))),
+            traced ? h('td', null, traceCell(call)) : null));
         }
         callsEl = tb.wrap;
       }
@@ -1066,8 +1073,9 @@
     const clientsSec = h('section', { class: 'panel-plain' });
     const peersSec = h('section', { class: 'panel-plain' });
     const rulesSec = h('section', { class: 'panel-plain', 'data-testid': 'policies' });
+    const spendSec = h('section', { class: 'panel-plain', 'data-testid': 'client-spend' });
     viewEl.append(pageHead('Clients', h('p', { class: 'sub' }, 'Who may use the MCP endpoints, their limits, what they used and which tools they may call.'), null),
-      status, alertEl, access, limitsEl, clientsSec, peersSec, rulesSec);
+      status, alertEl, access, limitsEl, clientsSec, spendSec, peersSec, rulesSec);
 
     const usageHead = () => [
       h('th', { scope: 'col', class: 'num' }, 'Live sessions'),
@@ -1125,8 +1133,10 @@
     const stat = (label, value, note) => h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value), note ? h('div', { class: 'stat-note' }, note) : null);
 
     startLoop(c, async () => {
-      const [v, p] = await Promise.all([api('/admin/clients'), api('/admin/policies', { expect: [404] }).catch(() => null)]);
+      const [v, p, costs] = await Promise.all([api('/admin/clients'), api('/admin/policies', { expect: [404] }).catch(() => null),
+        api('/admin/costs', { expect: [404] }).catch(() => null)]);
       if (!c.alive()) return;
+      spendPanel(spendSec, costs, 'clients', 'Client', v.open ? null : clientHref);
       if (p) patch(rulesSec, h('h2', null, 'Policies ', faint(p.file ? 'from ' + p.file + ', loaded ' : 'since ', agoEl(p.loaded_at))), policiesPanel(p));
       const d = v.default_limits;
       patch(access, v.open
@@ -1171,6 +1181,38 @@
       status.hidden = true;
       c.markLoaded();
     }, REFRESH_MS.clients, loadFailed(status, c));
+  }
+
+  // [costs]: tokens and cost per client or agent (GET /admin/costs): the days' total, then
+  // each day's, newest first.
+  function spendPanel(sec, costs, key, label, href) {
+    const rows = costs ? costs[key] : [];
+    const one = key.slice(0, -1);
+    const money = (v) => costs.currency + ' ' + (v < 0.01 && v > 0 ? v.toPrecision(2) : v.toFixed(2));
+    const fields = ['prompt_tokens', 'completion_tokens', 'cost'];
+    const cells = (x) => fields.map((f, i) => h('td', { class: 'num' }, i < 2 ? num(x[f]) : money(x[f])));
+    patch(sec, h('h2', null, 'Spend ', faint('LLM tokens and their cost, the last ' + (costs ? costs.days : 7) + ' days (UTC)')),
+      !rows.length ? h('p', { class: 'empty small-empty' }, 'No agent run has spent tokens yet.')
+        : (() => {
+          const t = table('spend-table', h('tr', null, h('th', { scope: 'col' }, label), h('th', { scope: 'col' }, 'Day'),
+            h('th', { scope: 'col', class: 'num' }, 'Prompt tokens'), h('th', { scope: 'col', class: 'num' }, 'Completion tokens'),
+            h('th', { scope: 'col', class: 'num' }, 'Cost')));
+          for (const x of rows) {
+            t.tbody.append(h('tr', { 'data-testid': 'spend', 'data-name': x.name },
+              h('td', null, href ? h('a', { href: href(x.name) }, x.name) : x.name), h('td', null, faint('all')), ...cells(x)));
+            const days = new Map();
+            for (const r of costs.rows) {
+              if (r[one] !== x.name) continue;
+              const d = days.get(r.day) || { prompt_tokens: 0, completion_tokens: 0, cost: 0 };
+              for (const f of fields) d[f] += r[f];
+              days.set(r.day, d);
+            }
+            for (const [day, d] of [...days].reverse()) {
+              t.tbody.append(h('tr', { 'data-testid': 'spend-day', 'data-name': x.name, 'data-day': day }, h('td'), h('td', null, day), ...cells(d)));
+            }
+          }
+          return t.wrap;
+        })());
   }
 
   const clientHref = (n) => '#/clients/' + encodeURIComponent(n);
@@ -1429,7 +1471,8 @@
     const sub = h('p', { class: 'sub' }, 'The last 15 minutes in 10-second buckets; the last bucket is still filling.');
     const list = h('div', { class: 'traffic-list' });
     const emptyHost = h('div');
-    viewEl.append(pageHead('Traffic', sub, picker), status, emptyHost, list);
+    const spendSec = h('section', { class: 'panel-plain', 'data-testid': 'agent-spend' });
+    viewEl.append(pageHead('Traffic', sub, picker), status, emptyHost, list, spendSec);
     const sections = new Map();
     let data = null;
 
@@ -1551,8 +1594,9 @@
     c.onCleanup(() => { window.removeEventListener('resize', onResize); clearTimeout(resizeTimer); });
 
     startLoop(c, async () => {
-      const d = await api('/admin/traffic');
+      const [d, costs] = await Promise.all([api('/admin/traffic'), api('/admin/costs', { expect: [404] }).catch(() => null)]);
       if (!c.alive()) return;
+      spendPanel(spendSec, costs, 'agents', 'Agent', null);
       data = d;
       status.hidden = true;
       render();

@@ -324,6 +324,60 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_to_get_only() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn the_assets_are_gzipped_for_who_accepts_it_and_plain_for_others() {
+    use std::io::Read;
+    let gw = TestGateway::spawn().await;
+    let assets = [
+        ("/ui", include_str!("../../src/console/index.html")),
+        ("/ui/app.js", include_str!("../../src/console/app.js")),
+        ("/ui/app.css", include_str!("../../src/console/app.css")),
+    ];
+    let mut wire = 0;
+    for (path, source) in assets {
+        let resp = http()
+            .get(gw.url(path))
+            .header("accept-encoding", "br, gzip;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-encoding"], "gzip", "{path}");
+        assert_eq!(resp.headers()["vary"], "accept-encoding", "{path}");
+        let gzipped = resp.bytes().await.unwrap();
+        wire += gzipped.len();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&gzipped[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, source, "{path} decompresses to the embedded asset");
+        // Twice the same bytes (compressed once); plain when gzip is not accepted.
+        let again = http()
+            .get(gw.url(path))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.bytes().await.unwrap(), gzipped, "{path}");
+        for refusing in [None, Some("identity"), Some("gzip;q=0")] {
+            let mut req = http().get(gw.url(path));
+            if let Some(value) = refusing {
+                req = req.header("accept-encoding", value);
+            }
+            let resp = req.send().await.unwrap();
+            assert!(
+                resp.headers().get("content-encoding").is_none(),
+                "{path} {refusing:?}"
+            );
+            assert_eq!(resp.text().await.unwrap(), source, "{path} {refusing:?}");
+        }
+    }
+    // The README's budget: under 40 KiB over the wire, about a quarter of the plain size.
+    let plain: usize = assets.iter().map(|(_, s)| s.len()).sum();
+    assert!(wire < 40 * 1024 && wire * 3 < plain, "{wire} of {plain}");
+    gw.stop().await;
+}
+
 /// The sessions view's refresh period, as `src/console/app.js` sets it
 /// (`REFRESH_MS = { ..., sessions: 2000, ... }`).
 fn sessions_refresh() -> Duration {

@@ -1,5 +1,5 @@
 //! Costs and budgets (`[costs]`): every run's tokens and cost in the metrics and the admin
-//! API (per day, client and agent); a client's budget refuses a run at its start, stops one
+//! API (per day, client and agent) and the console's Clients and Traffic views; a client's budget refuses a run at its start, stops one
 //! that crosses it at the next turn, resets at the period's end (injected clock), and holds
 //! across two replicas sharing Redis.
 
@@ -82,6 +82,20 @@ async fn run(url: &str) -> (bool, String) {
     (result.is_error == Some(true), tool_text(&result))
 }
 
+/// The text of each cell of the table row matching `css`, once it is there.
+async fn cells(browser: &crate::support::browser::Browser, css: &str) -> Vec<String> {
+    browser.wait(css, css).await;
+    let cells = browser
+        .client
+        .execute(
+            "return [...document.querySelector(arguments[0]).cells].map((c) => c.textContent);",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(cells).unwrap()
+}
+
 #[tokio::test]
 async fn every_runs_tokens_and_cost_are_in_the_metrics_and_the_admin_api() {
     let fake = FakeLlm::start(vec![
@@ -151,6 +165,45 @@ async fn every_runs_tokens_and_cost_are_in_the_metrics_and_the_admin_api() {
     let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((value - 2.0 * TURN_COST).abs() < 1e-9, "{line}");
 
+    // The console's Clients and Traffic views show what the admin API says (its default 7
+    // days): each one's total, then each day's.
+    let (_, costs) = gw.get_json("/admin/costs").await;
+    let money = |v: &Value| format!("EUR {:.2}", v.as_f64().unwrap());
+    let figures = |x: &Value| {
+        [
+            x["prompt_tokens"].to_string(),
+            x["completion_tokens"].to_string(),
+            money(&x["cost"]),
+        ]
+    };
+    let browser = crate::support::browser::Browser::start().await;
+    browser.open(&gw.url("/ui#/clients")).await;
+    for (panel, key, name) in [
+        ("client-spend", "client", "helpdesk-app"),
+        ("agent-spend", "agent", "servicenow"),
+    ] {
+        if key == "agent" {
+            browser.route("#/traffic").await;
+        }
+        let total = &costs[format!("{key}s")][0];
+        assert_eq!(total["name"], name, "{costs}");
+        let mut expected = vec![name.to_owned(), "all".to_owned()];
+        expected.extend(figures(total));
+        let css =
+            format!("[data-testid=\"{panel}\"] tr[data-testid=\"spend\"][data-name=\"{name}\"]");
+        assert_eq!(cells(&browser, &css).await, expected, "{costs}");
+        let day = &costs["rows"][0];
+        let mut expected = vec![String::new(), "2026-12-06".to_owned()];
+        expected.extend(figures(day));
+        let css = format!(
+            "[data-testid=\"{panel}\"] tr[data-testid=\"spend-day\"][data-name=\"{name}\"][data-day=\"2026-12-06\"]"
+        );
+        assert_eq!(cells(&browser, &css).await, expected, "{costs}");
+        assert_eq!(expected[2..], ["22", "14", "EUR 0.05"]);
+    }
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
     gw.stop().await;
 }
 

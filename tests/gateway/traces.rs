@@ -357,6 +357,27 @@ async fn a_delegated_run_is_one_trace_from_the_callers_context_to_servicenow() {
         format!("http://jaeger.example/trace/{caller_trace}"),
         "{detail}"
     );
+
+    // The console's session detail links the call to its trace.
+    let browser = crate::support::browser::Browser::start().await;
+    browser
+        .open(&setup.url(&format!("/ui#/sessions/{session}")))
+        .await;
+    let link = browser
+        .wait("[data-testid=\"trace-link\"]", "the call's trace link")
+        .await;
+    assert_eq!(
+        link.attr("href").await.unwrap().as_deref(),
+        Some(format!("http://jaeger.example/trace/{caller_trace}").as_str())
+    );
+    assert_eq!(
+        link.attr("title").await.unwrap().as_deref(),
+        Some(caller_trace)
+    );
+    assert_eq!(link.text().await.unwrap(), caller_trace[..8]);
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    browser.close().await;
 }
 
 #[tokio::test]
