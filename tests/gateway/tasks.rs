@@ -537,6 +537,88 @@ async fn in_a_cluster_any_replica_answers_for_a_task_and_cancels_it() {
     drop(redis);
 }
 
+/// Cluster mode, with real processes: a run on replica a asks its user (`ask_user`); the
+/// question is read through replica b, answered by `tasks/update` through b (mail in Redis
+/// that a's run collects), and the answer reaches a's model. A second run, cancelled through
+/// b while it waits for its answer, ends cancelled without another model request.
+#[tokio::test]
+async fn in_a_cluster_a_task_asking_its_user_is_answered_and_cancelled_through_another_replica()
+{
+    use crate::cluster::{RedisServer, Replica, cluster_config};
+    let question = || {
+        Step::ToolCalls(vec![(
+            "ask_user",
+            json!({"question": "Which site is affected?", "choices": ["Berlin", "Lyon"]}),
+        )])
+    };
+    let fake = FakeLlm::start(vec![question(), Step::Echo("got: "), question()]).await;
+    let redis = RedisServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let agents = tmp.path().join("agents");
+    std::fs::create_dir(&agents).unwrap();
+    std::fs::write(agents.join("asker.toml"), ASKER).unwrap();
+    let config = cluster_config(tmp.path(), &redis.url(), "");
+    let env = [("FAKE_LLM_URL", fake.url.as_str())];
+    let a = Replica::start_with(&config, &tmp.path().join("data-a"), &agents, &env);
+    let b = Replica::start_with(&config, &tmp.path().join("data-b"), &agents, &env);
+    let on_a = Raw::stateless(&a.url("/agents/asker/mcp"), None, task_capabilities(true));
+    let on_b = Raw::stateless(&b.url("/agents/asker/mcp"), None, task_capabilities(true));
+
+    // Created on a; b shows its question.
+    let id = on_a.call("asker", "open an incident").await["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asking = on_b.poll_status(&id, "input_required").await;
+    assert_eq!(
+        asking["inputRequests"]["ask_user"]["params"]["message"], "Which site is affected?",
+        "{asking}"
+    );
+
+    // Answered through b: a wrong key leaves it waiting, the right one reaches a's model.
+    let ack = on_b
+        .request(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"other": {"action": "accept"}}}),
+        )
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let ack = on_b
+        .request(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"ask_user": {"action": "accept", "content": {"answer": "Lyon"}}}}),
+        )
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let done = on_b.poll_status(&id, "completed").await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "got: The user answered: Lyon",
+        "{done}"
+    );
+    assert_eq!(fake.received().len(), 2);
+    let late = on_b
+        .request(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"ask_user": {"action": "accept"}}}),
+        )
+        .await;
+    assert_eq!(late["error"]["code"], -32602, "{late}");
+
+    // Cancelled through b while it waits for its user: no further model request.
+    let id = on_a.call("asker", "open another").await["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    on_b.poll_status(&id, "input_required").await;
+    let ack = on_b.request("tasks/cancel", json!({"taskId": id})).await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let cancelled = on_a.poll_status(&id, "cancelled").await;
+    assert_eq!(cancelled["statusMessage"], "cancelled by the client");
+    assert!(cancelled.get("inputRequests").is_none(), "{cancelled}");
+    assert_eq!(fake.received().len(), 3);
+    drop(redis);
+}
+
 /// A workflow is served like an agent: a declaring client gets it as a task, whose progress
 /// names its steps and whose result is the last step's answer.
 #[tokio::test]
