@@ -741,3 +741,59 @@ async fn the_seeds_three_questions_through_the_shipped_helpdesk_make_three_trees
     let _ = c.cancel().await;
     gw.stop().await;
 }
+
+/// A run served as an MCP task whose inner call needs the user's approval: the task is
+/// `input_required` with the approval form in `inputRequests` until `tasks/update` answers it,
+/// then goes on with the call approved (and audited so).
+#[tokio::test]
+async fn a_task_waits_input_required_for_the_users_approval_of_a_call_deep_in_its_run() {
+    use crate::support::tasks::{Raw, task_capabilities};
+    let fake = FakeLlm::start(vec![
+        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
+        Step::ToolCalls(vec![(
+            "update_incident",
+            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+        )]),
+        Step::Echo("servicenow: "),
+        Step::Echo("helpdesk: "),
+    ])
+    .await;
+    let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
+    let c = Raw::stateless(
+        &gw.url("/agents/helpdesk/mcp"),
+        Some("t-help"),
+        task_capabilities(true),
+    );
+    let id = c.call("helpdesk", "close the VPN ticket").await["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let asking = c.poll_status(&id, "input_required").await;
+    let form = &asking["inputRequests"]["approval"];
+    assert_eq!(form["method"], "elicitation/create", "{asking}");
+    assert!(
+        form["params"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("update_incident")),
+        "{asking}"
+    );
+    assert_eq!(fake.received().len(), 2, "the run waits for the answer");
+
+    let ack = c
+        .request(
+            "tasks/update",
+            json!({"taskId": id, "inputResponses": {"approval": {"action": "accept", "content": {"reason": "go ahead"}}}}),
+        )
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    let done = c.poll_status(&id, "completed").await;
+    let answer = done["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(answer.starts_with("helpdesk: servicenow: "), "{answer}");
+    assert!(answer.contains("Resolved"), "{answer}");
+    let records = records_of(&gw, "update_incident").await;
+    assert_eq!(records[0]["approval"]["decision"], "approved");
+    assert_eq!(records[0]["approval"]["reason"], "go ahead");
+    assert_eq!(records[0]["outcome"], "ok");
+    gw.stop().await;
+}

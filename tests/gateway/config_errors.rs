@@ -325,17 +325,27 @@ fn a_broken_workflow_names_its_file_and_every_key() {
 }
 
 #[test]
-fn check_command_refuses_an_unknown_workflow_step_naming_file_and_key() {
-    let out = crate::support::binary::switchboard()
-        .args(["check", "--agents"])
-        .arg(fixture("agents/workflow-broken"))
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn check_command_refuses_unknown_workflow_steps_and_cycles_naming_file_and_key() {
+    let check = |dir: &str| {
+        let out = crate::support::binary::switchboard()
+            .args(["check", "--agents"])
+            .arg(fixture(dir))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{dir}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = check("agents/workflow-broken");
     assert!(
         stderr.contains("unknown.toml: workflow.steps[1]: unknown step \"nobody\""),
+        "{stderr}"
+    );
+    let stderr = check("agents/workflow-cycle");
+    assert!(
+        stderr.contains(
+            "a.toml: workflow.steps[0]: steps run each other in a cycle: a -> b -> a; a workflow may not reach itself"
+        ),
         "{stderr}"
     );
 }

@@ -895,3 +895,42 @@ async fn as_an_unknown_client_exits_non_zero_naming_the_clients() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_workflow_is_served_over_stdio_as_its_one_tool() {
+    let fake = FakeLlm::start(vec![
+        Step::EchoTask("triage: "),
+        Step::EchoTask("records: "),
+        Step::EchoTask("writer: "),
+    ])
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut command = command(
+        "review",
+        &fixture("agents/workflows"),
+        &tmp.path().join("data"),
+        &[],
+    );
+    command.env("FAKE_LLM_URL", &fake.url);
+    let (client, _log) = connect(command).await;
+
+    let tools = client.list_all_tools().await.unwrap();
+    assert_eq!(
+        tools.iter().map(|t| t.name.as_ref()).collect::<Vec<_>>(),
+        ["review"]
+    );
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("review").with_arguments(args(json!({"task": "VPN down"}))),
+        )
+        .await
+        .unwrap();
+
+    // Every step ran, in order, and the last one's output is the answer.
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let text = tool_text(&result);
+    assert!(text.starts_with("writer: Task: VPN down\n"), "{text}");
+    assert!(text.contains("records: Find records for: triage: VPN down"), "{text}");
+    assert_eq!(fake.received().len(), 3);
+    client.cancel().await.unwrap();
+}
