@@ -930,7 +930,10 @@ async fn a_workflow_is_served_over_stdio_as_its_one_tool() {
     assert_eq!(result.is_error, Some(false), "{result:?}");
     let text = tool_text(&result);
     assert!(text.starts_with("writer: Task: VPN down\n"), "{text}");
-    assert!(text.contains("records: Find records for: triage: VPN down"), "{text}");
+    assert!(
+        text.contains("records: Find records for: triage: VPN down"),
+        "{text}"
+    );
     assert_eq!(fake.received().len(), 3);
     client.cancel().await.unwrap();
 }

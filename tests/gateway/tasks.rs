@@ -542,8 +542,7 @@ async fn in_a_cluster_any_replica_answers_for_a_task_and_cancels_it() {
 /// that a's run collects), and the answer reaches a's model. A second run, cancelled through
 /// b while it waits for its answer, ends cancelled without another model request.
 #[tokio::test]
-async fn in_a_cluster_a_task_asking_its_user_is_answered_and_cancelled_through_another_replica()
-{
+async fn in_a_cluster_a_task_asking_its_user_is_answered_and_cancelled_through_another_replica() {
     use crate::cluster::{RedisServer, Replica, cluster_config};
     let question = || {
         Step::ToolCalls(vec![(
