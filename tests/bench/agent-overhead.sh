@@ -4,7 +4,10 @@
 #   tests/bench/agent-overhead.sh               2 repetitions, 2 s warm-up + 10 s windows, c = 100
 #   tests/bench/agent-overhead.sh --quick       1 repetition, 1 s + 3 s windows
 #   tests/bench/agent-overhead.sh --skip-build  reuse the builds
-#   env: OUT (results dir), CONC (100), LATENCY_MS (20), DUR, WARMUP, REPS, MCPLOAD_THREADS (1)
+#   tests/bench/agent-overhead.sh --workflow    the same through a workflow (issue 24): a sequential
+#                                               workflow of two `servicenow` steps, 4 LLM turns a run
+#   env: OUT (results dir), CONC (100), LATENCY_MS (20), DUR, WARMUP, REPS, MCPLOAD_THREADS (1),
+#        CARGO_TARGET_DIR (where the gateway's release build is; default target/)
 #
 # A fake OpenAI-compatible LLM (tests/bench/fake-llm) answers every completion after a fixed
 # LATENCY_MS: the first turn of a run with a `search_incident` call, the second with a final
@@ -17,6 +20,11 @@
 # Overhead per turn = (run latency - 2 x fake-alone latency) / 2, for p50, p99 and mean; and,
 # for the tail, (run p99 - chained p99) / 2 (p99s of single requests do not add up).
 # Target: <= 1 ms per turn at 100 concurrent runs.
+# --workflow: the tool called is `bench-pipeline`, a sequential workflow (written next to a copy
+# of the shipped agents) whose two steps each run `servicenow` (the second on the first's
+# answer): one run = 4 LLM turns + 2 inner tool calls, plus the workflow's own work (its steps'
+# audit records, progress, templates). Overhead per turn = (run - 4 x fake alone) / 4; for the
+# tail, (run p99 - 2 x chained p99) / 4.
 # Every call must succeed: mcpload errors = 0, gateway tool calls all outcome="ok", LLM requests
 # all ok, and the fake saw no inner tool error (`tool_errors_seen`).
 # Output: target/bench/results/<UTC timestamp>-agent/{raw.jsonl,tables.md,env.txt,log.txt,*.log}
@@ -26,11 +34,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${SWITCHBOARD_BENCH:-$ROOT/../shared/bench}
 [ -d "$BENCH/mcpload" ] || { echo "peer bench not found at $BENCH (set SWITCHBOARD_BENCH)" >&2; exit 1; }
 BENCH=$(cd "$BENCH" && pwd)
-BUILD=1; REPS=${REPS:-2}; WARMUP=${WARMUP:-2}; DUR=${DUR:-10}
+BUILD=1; REPS=${REPS:-2}; WARMUP=${WARMUP:-2}; DUR=${DUR:-10}; WORKFLOW=0
 for a in "$@"; do
   case "$a" in
     --quick) REPS=1; WARMUP=1; DUR=3 ;;
     --skip-build) BUILD=0 ;;
+    --workflow) WORKFLOW=1 ;;
     *) echo "unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -38,13 +47,14 @@ CONC=${CONC:-100}; LATENCY_MS=${LATENCY_MS:-20}; MT=${MCPLOAD_THREADS:-1}
 P_GW=18821; P_LLM=18822   # not run.sh's ports, so both can run on one machine
 
 WORK=$ROOT/target/bench
-OUT=${OUT:-$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-agent}
+KIND=$([ "$WORKFLOW" = 1 ] && echo workflow || echo agent)
+OUT=${OUT:-$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-$KIND}
 mkdir -p "$OUT"
 RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 
-GW="$ROOT/target/release/switchboard"
+GW="${CARGO_TARGET_DIR:-$ROOT/target}/release/switchboard"
 MCPLOAD="$WORK/release/mcpload"
 FAKE="$WORK/release/fake-llm"
 PROBE="$WORK/release/llm-probe"
@@ -90,26 +100,53 @@ name = "bench"
 token = "$TOKEN"
 agents = ["*"]
 TOML
+# What is called: the agent tool, or (--workflow) a workflow of two runs of it; TURNS LLM turns a run.
+AGENTS=$ROOT/agents; TOOL=servicenow; TURNS=2
+if [ "$WORKFLOW" = 1 ]; then
+  AGENTS=$GWDIR/agents; TOOL=bench-pipeline; TURNS=4
+  mkdir -p "$AGENTS"; cp "$ROOT"/agents/*.toml "$AGENTS/"
+  cat > "$AGENTS/bench-pipeline.toml" <<'TOML'
+description = "Bench: the servicenow agent twice, the second run on the first one's answer."
+
+[workflow]
+kind = "sequential"
+
+[[workflow.steps]]
+name = "first"
+agent = "servicenow"
+
+[[workflow.steps]]
+name = "second"
+agent = "servicenow"
+input = "Check this again: {{input}}"
+TOML
+fi
 {
   echo "date_utc: $(date -u +%FT%TZ)"
   echo "nproc: $(nproc)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "kernel: $(uname -r)"
   echo "switchboard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
+  echo "binary: $GW, built $(date -u -r "$GW" +%FT%TZ) (with --skip-build it may be of another commit than the line above)"
   echo "fake LLM: $LATENCY_MS ms per completion, 1 tokio thread; llm-probe: 1 thread, c = $CONC"
-  echo "load: mcpload --threads $MT -c $CONC, tool servicenow {\"task\":\"find VPN incidents\"} (2 LLM turns + search_incident)"
+  if [ "$WORKFLOW" = 1 ]; then
+    echo "load: mcpload --threads $MT -c $CONC, tool bench-pipeline {\"task\":\"find VPN incidents\"} (a sequential workflow of 2 servicenow steps: 4 LLM turns + 2 search_incident)"
+  else
+    echo "load: mcpload --threads $MT -c $CONC, tool servicenow {\"task\":\"find VPN incidents\"} (2 LLM turns + search_incident)"
+  fi
+  echo "turns per run: $TURNS"
   echo "gateway: shipped agents/, embedded SQLite store, bearer auth + rate limits on (not triggered), log level as shipped"
   echo "window: ${WARMUP}s warm-up + ${DUR}s measured, repetitions: $REPS"
 } | tee "$OUT/env.txt"
 
 start fake-llm $P_LLM "$FAKE" --listen 127.0.0.1:$P_LLM --latency-ms "$LATENCY_MS"
 start switchboard $P_GW env OPENAI_BASE_URL="$LLM_URL/v1" OPENAI_API_KEY=bench OPENAI_MODEL=fake \
-  RUST_LOG=${RUST_LOG:-info,switchboard::mcp::handler=debug} "$GW" serve --config "$GWDIR/switchboard.toml" --agents "$ROOT/agents" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
+  RUST_LOG=${RUST_LOG:-info,switchboard::mcp::handler=debug} "$GW" serve --config "$GWDIR/switchboard.toml" --agents "$AGENTS" --data "$GWDIR/data" --listen 127.0.0.1:$P_GW
 GPID=$SPID
 
 # Sanity: one agent run over Streamable HTTP with curl; it must reach the fake and succeed.
-echo "== sanity check: one servicenow run through the fake"
-MCP="$GW_URL/agents/servicenow/mcp"
+echo "== sanity check: one $TOOL run through the fake"
+MCP="$GW_URL/agents/$TOOL/mcp"
 H=(-sS -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json"
    -H "Accept: application/json, text/event-stream" -H "MCP-Protocol-Version: 2025-06-18")
 SID=$(curl "${H[@]}" -D - -o /dev/null "$MCP" \
@@ -118,7 +155,7 @@ SID=$(curl "${H[@]}" -D - -o /dev/null "$MCP" \
 [ -n "$SID" ] || fail "initialize gave no Mcp-Session-Id"
 curl "${H[@]}" -H "Mcp-Session-Id: $SID" -o /dev/null "$MCP" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
 ANSWER=$(curl "${H[@]}" -H "Mcp-Session-Id: $SID" "$MCP" \
-  -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"servicenow","arguments":{"task":"find VPN incidents"}}}' \
+  -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"'"$TOOL"'","arguments":{"task":"find VPN incidents"}}}' \
   | sed -n 's/^data: //p' | grep '"id":2' || true)
 curl "${H[@]}" -H "Mcp-Session-Id: $SID" -X DELETE -o /dev/null "$MCP" || true
 echo "  answer: $ANSWER"
@@ -140,8 +177,8 @@ probe() { # LABEL [--chain]
 load() { # LABEL TRANSPORT PATH
   local out
   metrics "$OUT/metrics-$1-$2-before.txt"
-  out=$("$MCPLOAD" --transport "$2" --url "$GW_URL/agents/servicenow/$3" --server-pid "$GPID" -c "$CONC" \
-        -d "$DUR" --warmup "$WARMUP" --threads "$MT" --timeout 30 --tool servicenow \
+  out=$("$MCPLOAD" --transport "$2" --url "$GW_URL/agents/$TOOL/$3" --server-pid "$GPID" -c "$CONC" \
+        -d "$DUR" --warmup "$WARMUP" --threads "$MT" --timeout 30 --tool "$TOOL" \
         --args '{"task":"find VPN incidents"}' --bearer "$TOKEN" --label "$1" 2>/dev/null) || true
   metrics "$OUT/metrics-$1-$2-after.txt"
   echo "$out" | head -n -1 | sed 's/^/  /'
@@ -154,7 +191,7 @@ for rep in $(seq "$REPS"); do
   probe "fake-2turns#$rep" --chain
   for t in sse streamable; do
     path=$([ $t = sse ] && echo sse || echo mcp)
-    echo "== repetition $rep: agent tool over $t (mcpload -c $CONC)"
+    echo "== repetition $rep: $TOOL over $t (mcpload -c $CONC)"
     load "agent#$rep" $t $path
   done
 done
@@ -162,9 +199,10 @@ echo "  fake: $(curl -sS "$LLM_URL/stats" | tee "$OUT/fake-stats.json")"
 metrics "$OUT/metrics-end.txt"
 
 STATUS=0
-python3 - "$RAW" "$OUT" "$OUT/env.txt" > "$OUT/tables.md" <<'PY' || STATUS=$?
+python3 - "$RAW" "$OUT" "$OUT/env.txt" "$TURNS" "$TOOL" > "$OUT/tables.md" <<'PY' || STATUS=$?
 import json, re, sys, glob, os
 raw, out, env = sys.argv[1:4]
+turns, tool = int(sys.argv[4]), sys.argv[5]
 rows = [json.loads(l) for l in open(raw) if l.strip()]
 
 def prom(path):
@@ -182,7 +220,7 @@ def delta(label, transport, key_re):
 
 problems = []
 probes = {(r["label"].split("#")[0], r["label"].split("#")[1]): r for r in rows if r.get("mode") == "llm-probe"}
-print("# Agent-tool overhead per LLM turn (fake LLM, fixed latency)\n")
+print(f"# {'Workflow' if turns > 2 else 'Agent-tool'} overhead per LLM turn (fake LLM, fixed latency)\n")
 print("```"); print(open(env).read().rstrip()); print("```\n")
 print("Fake alone (llm-probe replaying the gateway's two request bodies; 'single' = one request per sample, "
       "'2 turns chained' = turn 1 then turn 2 per sample):\n")
@@ -194,8 +232,11 @@ for (kind, rep), p in sorted(probes.items(), key=lambda kv: (kv[0][1], kv[0][0] 
     print(f"| {rep} | {mode} | {p['concurrency']} | {p['calls_per_s']:.0f} | {l['p50']/1e3:.2f} | {l['p90']/1e3:.2f} | {l['p99']/1e3:.2f} | {l['mean']/1e3:.2f} | {p['errors']['total']} |")
     if p["errors"]["total"]:
         problems.append(f"llm-probe {kind} rep {rep}: {p['errors']}")
-print("\nAgent tool (mcpload, one `servicenow` run = 2 LLM turns + 1 inner tool call). Overhead per turn = "
-      "(run − 2 × fake single) / 2 for p50 and mean; for p99 both (run − 2 × single p99) / 2 and (run − chained p99) / 2; same repetition:\n")
+what = ("a sequential workflow of two `servicenow` steps = 4 LLM turns + 2 inner tool calls" if turns > 2
+        else "one `servicenow` run = 2 LLM turns + 1 inner tool call")
+print(f"\n`{tool}` (mcpload, {what}). Overhead per turn = "
+      f"(run − {turns} × fake single) / {turns} for p50 and mean; for p99 both (run − {turns} × single p99) / {turns} "
+      f"and (run − {turns // 2} × chained p99) / {turns}; same repetition:\n")
 print("| rep | transport | c | runs/s | run p50 ms | run p99 ms | run mean ms | **overhead/turn p50 ms** | overhead/turn mean ms | overhead/turn p99 ms (2×single) | overhead/turn p99 ms (chained) | gateway-seen LLM mean ms | gateway CPU µs/run | gateway cores | other cores | errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 nan = float("nan")
@@ -206,16 +247,17 @@ for r in rows:
     f = probes.get(("fake-alone", rep), {}).get("latency_us")
     ch = probes.get(("fake-2turns", rep), {}).get("latency_us")
     l = r["latency_us"]
-    ov = {k: (l[k] - 2 * f[k]) / 2 / 1e3 for k in ("p50", "p99", "mean")} if f else {}
-    ov_ch = (l["p99"] - ch["p99"]) / 2 / 1e3 if ch else nan
+    ov = {k: (l[k] - turns * f[k]) / turns / 1e3 for k in ("p50", "p99", "mean")} if f else {}
+    ov_ch = (l["p99"] - turns // 2 * ch["p99"]) / turns / 1e3 if ch else nan
     n = delta(r["label"], r["transport"], r'switchboard_llm_request_duration_seconds_count\{.*\}')
     s = delta(r["label"], r["transport"], r'switchboard_llm_request_duration_seconds_sum\{.*\}')
     llm_mean = f"{s / n * 1e3:.2f}" if n else "–"
     # Runs still in flight when mcpload ends its window are cancelled by its session DELETEs
-    # (at most one per session): that is the client leaving, not a failure.
+    # (at most one per session; a workflow's, with its running step: two): that is the client
+    # leaving, not a failure.
     bad_tools = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="(?!ok|cancelled).*\}')
     cancelled = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="cancelled".*\}')
-    if cancelled > r["concurrency"]:
+    if cancelled > r["concurrency"] * (2 if turns > 2 else 1):
         bad_tools += cancelled
     ok_tools = delta(r["label"], r["transport"], r'switchboard_tool_calls_total\{.*outcome="ok"\}')
     bad_llm = delta(r["label"], r["transport"], r'switchboard_llm_requests_total\{.*outcome="(?!ok").*\}')
