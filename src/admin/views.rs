@@ -5,8 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dto::{
-    AgentUrls, AgentView, ErrorBody, LimitsView, ModelView, SessionCounts, SessionView, ToolView,
-    TrafficPoint, TransportName, UsageView, WorkflowStepView, WorkflowView,
+    AgentUrls, AgentView, ErrorBody, FederatedServerView, LimitsView, ModelView, SessionCounts,
+    SessionView, ToolView, TrafficPoint, TransportName, UsageView, WorkflowStepView, WorkflowView,
 };
 use crate::mcp::served::ServedAgent;
 use crate::sessions::{SessionInfo, Transport};
@@ -229,6 +229,27 @@ pub(super) fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
         tools: e
             .agent
             .all_tool_definitions()
+            .into_iter()
+            .map(|t| ToolView {
+                name: t.name.to_string(),
+                description: t.description.map(|d| d.to_string()),
+            })
+            .collect(),
+        servers: e
+            .agent
+            .federation()
+            .map(|f| {
+                f.upstreams()
+                    .map(|(upstream, prefix)| FederatedServerView {
+                        upstream: upstream.to_owned(),
+                        prefix: prefix.to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        federated_tools: e
+            .agent
+            .federated_tools()
             .into_iter()
             .map(|t| ToolView {
                 name: t.name.to_string(),

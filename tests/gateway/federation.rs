@@ -768,6 +768,47 @@ tools = ["every/t_kinds", "every/t_ask"]
     assert!(refused.to_string().contains("-32602"), "{refused}");
     assert_eq!(upstream.seen.cancelled.load(Ordering::SeqCst), 0);
 
+    // The admin API lists the federated servers and their tools (as the session listed
+    // them), and what this client may call of them.
+    let (status, agent) = gw.get_json("/admin/agents/every").await;
+    assert_eq!(status, 200, "{agent}");
+    assert_eq!(
+        agent["servers"][0]["upstream"],
+        upstream.url.as_str(),
+        "{agent}"
+    );
+    assert_eq!(agent["servers"][0]["prefix"], "t_", "{agent}");
+    let federated: Vec<&str> = agent["federated_tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        federated,
+        [
+            "t_kinds", "t_ask", "t_sample", "t_wait", "t_change", "t_secret"
+        ],
+        "every federated tool, before [[policies]]"
+    );
+    let (status, desk) = gw.get_json("/admin/clients/desk").await;
+    assert_eq!(status, 200, "{desk}");
+    let every = desk["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "every")
+        .unwrap();
+    assert_eq!(every["allowed"], json!(["t_kinds", "t_ask"]), "{every}");
+    assert!(
+        every["denied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["tool"] == "t_wait"),
+        "{every}"
+    );
+
     // The session's recent calls, the metrics and the audit trail have them.
     let id = gw.state.sessions().list()[0].id.to_string();
     let (status, session) = gw.get_json(&format!("/admin/sessions/{id}")).await;

@@ -120,9 +120,7 @@ impl Launch {
 
     /// Spawns the process: its own process group (with its watchdog, [`Group`]), killed on
     /// drop, stderr piped.
-    pub(crate) fn spawn(
-        &self,
-    ) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>, Group)> {
+    pub(crate) fn spawn(&self) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>, Group)> {
         let mut command = tokio::process::Command::new(&self.command);
         command.args(&self.args).env_clear().kill_on_drop(true);
         for name in INHERITED {
