@@ -773,12 +773,12 @@ tools = ["every/t_kinds", "every/t_ask"]
     let (status, agent) = gw.get_json("/admin/agents/every").await;
     assert_eq!(status, 200, "{agent}");
     assert_eq!(
-        agent["servers"][0]["upstream"],
+        agent["federation"]["servers"][0]["upstream"],
         upstream.url.as_str(),
         "{agent}"
     );
-    assert_eq!(agent["servers"][0]["prefix"], "t_", "{agent}");
-    let federated: Vec<&str> = agent["federated_tools"]
+    assert_eq!(agent["federation"]["servers"][0]["prefix"], "t_", "{agent}");
+    let federated: Vec<&str> = agent["federation"]["tools"]
         .as_array()
         .unwrap()
         .iter()
