@@ -194,6 +194,7 @@ fn metrics(req: &poem::Request, state: poem::web::Data<&AppState>) -> Response {
                     .agent
                     .all_tool_definitions()
                     .into_iter()
+                    .chain(a.agent.federated_tools())
                     .map(|t| t.name.to_string())
                     .collect(),
                 model: a.agent.spec.model.as_ref().map(|m| m.model.as_str()),

@@ -75,6 +75,26 @@ pub struct ToolView {
     pub description: Option<String>,
 }
 
+/// An agent's federated MCP servers.
+#[derive(Debug, Clone, Object)]
+pub struct FederationView {
+    /// Its `[[servers]]`, in file order.
+    pub servers: Vec<FederatedServerView>,
+    /// Their tools (prefixed, filtered) as an MCP session last listed them: empty until a
+    /// session lists tools. Each session gets its own list (an upstream may offer a client
+    /// only what it can answer); `[[policies]]` then apply per caller.
+    pub tools: Vec<ToolView>,
+}
+
+/// A federated MCP server of an agent (`[[servers]]`).
+#[derive(Debug, Clone, Object)]
+pub struct FederatedServerView {
+    /// How logs and errors name it: its URL, or its command and `(stdio)`.
+    pub upstream: String,
+    /// What its tools' and prompts' names get in front.
+    pub prefix: String,
+}
+
 /// The workflow an agent file runs instead of a model.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -139,6 +159,8 @@ pub struct AgentView {
     pub workflow: Option<Box<WorkflowView>>,
     /// The tools its model can call (and, with `expose_tools`, MCP clients too).
     pub tools: Vec<ToolView>,
+    /// Its federated MCP servers (`[[servers]]`), if it has any.
+    pub federation: Option<Box<FederationView>>,
     /// Its MCP URLs.
     pub urls: AgentUrls,
     /// Its live sessions.

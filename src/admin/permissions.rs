@@ -113,7 +113,12 @@ impl PermissionsApi {
             .map(|served| {
                 let agent = served.name.as_ref();
                 let agent_allowed = access.is_none_or(|a| a.allows(agent));
-                let names = served.server.visible_tools().into_iter().map(|t| t.name);
+                let names = served
+                    .server
+                    .visible_tools()
+                    .into_iter()
+                    .chain(served.agent.federated_tools())
+                    .map(|t| t.name);
                 agent_tools(&rules, &who, agent, agent_allowed, names)
             })
             .collect();

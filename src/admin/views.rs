@@ -5,8 +5,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::dto::{
-    AgentUrls, AgentView, ErrorBody, LimitsView, ModelView, SessionCounts, SessionView, ToolView,
-    TrafficPoint, TransportName, UsageView, WorkflowStepView, WorkflowView,
+    AgentUrls, AgentView, ErrorBody, FederatedServerView, FederationView, LimitsView, ModelView,
+    SessionCounts, SessionView, ToolView, TrafficPoint, TransportName, UsageView, WorkflowStepView,
+    WorkflowView,
 };
 use crate::mcp::served::ServedAgent;
 use crate::sessions::{SessionInfo, Transport};
@@ -235,6 +236,25 @@ pub(super) fn agent_view(state: &AppState, e: &ServedAgent) -> AgentView {
                 description: t.description.map(|d| d.to_string()),
             })
             .collect(),
+        federation: e.agent.federation().map(|f| {
+            Box::new(FederationView {
+                servers: f
+                    .upstreams()
+                    .map(|(upstream, prefix)| FederatedServerView {
+                        upstream: upstream.to_owned(),
+                        prefix: prefix.to_owned(),
+                    })
+                    .collect(),
+                tools: f
+                    .last_listed_tools()
+                    .into_iter()
+                    .map(|t| ToolView {
+                        name: t.name.to_string(),
+                        description: t.description.map(|d| d.to_string()),
+                    })
+                    .collect(),
+            })
+        }),
         urls: AgentUrls {
             sse: format!("/agents/{}/sse", e.name),
             mcp: format!("/agents/{}/mcp", e.name),

@@ -569,6 +569,15 @@ impl Agent {
         all
     }
 
+    /// The tools of its federated servers as a session last listed them
+    /// ([`crate::federation::Federation::last_listed_tools`]); none without `[[servers]]`.
+    pub fn federated_tools(&self) -> Vec<Tool> {
+        self.federation
+            .as_ref()
+            .map(|f| f.last_listed_tools())
+            .unwrap_or_default()
+    }
+
     /// How many tools MCP clients see: the agent tool when exposed, and the inner tools
     /// (as listed now) when exposed.
     pub fn exposed_tool_count(&self) -> usize {

@@ -650,6 +650,12 @@
       const exposed = [];
       if (a.expose_agent) exposed.push(h('span', { class: 'chip agent-tool', title: 'The agent tool: takes a task and runs the agent\u2019s model' }, a.name));
       if (a.expose_tools) for (const t of a.tools) exposed.push(h('span', { class: 'chip', title: t.description || t.name }, t.name));
+      const fed = a.federation;
+      if (fed) for (const t of fed.tools) exposed.push(h('span', { class: 'chip', 'data-testid': 'federated-tool', title: t.description || t.name }, t.name));
+      const servers = fed
+        ? [h('dt', null, 'Federated servers'), h('dd', { class: 'chips' }, fed.servers.map((s) => h('span', { class: 'chip', 'data-testid': 'federated-server', title: 'prefix: ' + (s.prefix || '(none)') }, s.upstream)),
+            fed.tools.length ? null : faint('tools listed once a session lists them'))]
+        : null;
       const inner = !a.expose_tools && a.tools.length
         ? [h('dt', null, 'Inner tools'), h('dd', { class: 'chips' }, a.tools.map((t) => h('span', { class: 'chip muted-chip', title: t.description || t.name }, t.name)), faint('model only'))]
         : null;
@@ -672,6 +678,7 @@
           h('dt', null, 'MCP tools'),
           h('dd', { class: 'chips' }, exposed.length ? exposed : muted('none exposed')),
           inner,
+          servers,
           h('dt', null, 'Model'), h('dd', null, model),
           h('dt', null, 'Sessions'), h('dd', null, sessLink, ' ', sessDetail),
           h('dt', null, 'Last minute'), h('dd', null, calls, ' calls/min \u00b7 error rate ', errRate, ' ', lat)),

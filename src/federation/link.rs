@@ -81,11 +81,10 @@ pub(super) async fn open(
     let upstream = server.config.as_upstream();
     let work = async {
         if let Some(launch) = Launch::of(&upstream) {
-            let (transport, stderr) = launch
+            let (transport, stderr, group) = launch
                 .spawn()
                 .map_err(|e| format!("cannot start {:?}: {e}", upstream.command))?;
             let pid = transport.id();
-            let group = Group(pid);
             let stderr = stderr.map(|s| {
                 let mut log = StderrLog::new(s, server.target.clone(), pid);
                 tokio::spawn(async move {

@@ -81,6 +81,8 @@ pub struct Federation {
     watchers: Mutex<JoinSet<()>>,
     /// Parent of every connection's token.
     cancel: CancellationToken,
+    /// The tools as a session last listed them, for the admin API and the metrics.
+    last_listed: Arc<Mutex<Vec<Tool>>>,
 }
 
 impl Drop for Federation {
@@ -155,6 +157,7 @@ impl Federation {
             sessions: Arc::default(),
             watchers: Mutex::new(JoinSet::new()),
             cancel: CancellationToken::new(),
+            last_listed: Arc::default(),
         }))
     }
 
@@ -210,7 +213,22 @@ impl Federation {
                 .collect(),
             routes: Mutex::default(),
             cancel: self.cancel.child_token(),
+            last_listed: self.last_listed.clone(),
         }
+    }
+
+    /// The federated tools (prefixed and filtered, before `[[policies]]`) as a session last
+    /// listed them; none before a session has listed tools. Each session lists its own (an
+    /// upstream may offer a client what it can answer), so this is one session's view.
+    pub fn last_listed_tools(&self) -> Vec<Tool> {
+        lock(&self.last_listed).clone()
+    }
+
+    /// The upstreams, as logs name them, and their prefixes, in `[[servers]]` order.
+    pub fn upstreams(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.servers
+            .iter()
+            .map(|s| (s.target.as_str(), s.config.prefix.as_str()))
     }
 
     /// How many sessions have connections now.
@@ -260,6 +278,8 @@ pub struct Session {
     /// A `std` mutex: held only to read or replace, never across `.await`.
     routes: Mutex<Routes>,
     cancel: CancellationToken,
+    /// The federation's [`Federation::last_listed_tools`].
+    last_listed: Arc<Mutex<Vec<Tool>>>,
 }
 
 /// Which kind of list.
@@ -508,14 +528,17 @@ impl Session {
 
     /// The tools of every upstream, merged.
     pub async fn list_tools(&self) -> Vec<Tool> {
-        self.list(Kind::Tools)
+        let tools: Vec<Tool> = self
+            .list(Kind::Tools)
             .await
             .into_iter()
             .filter_map(|l| match l {
                 Listed::Tool(t) => Some(t),
                 _ => None,
             })
-            .collect()
+            .collect();
+        lock(&self.last_listed).clone_from(&tools);
+        tools
     }
 
     /// The prompts of every upstream, merged.

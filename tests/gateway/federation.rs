@@ -5,7 +5,8 @@
 //! behind both): tools, content of every kind, prompts, resources, templates, completions,
 //! progress, logging, sampling, elicitation, resource updates and list_changed. Then what
 //! the client cannot do, cancellation, an upstream that dies or hangs, and the gateway's
-//! own rules (policies, metrics, sessions, audit) on federated calls.
+//! own rules (policies, metrics, sessions, audit) on federated calls. The same round trips
+//! run over Streamable HTTP, the legacy HTTP+SSE transport and `switchboard stdio`.
 
 // Sampling and logging are deprecated by SEP-2577 but are what these upstreams speak.
 #![allow(deprecated)]
@@ -393,6 +394,146 @@ async fn the_reference_server_over_streamable_http_answers_through_the_gateway_a
     notifications_arrive(&through, &person, "").await;
 }
 
+/// A folder with `agents/every.toml` (server-everything over stdio, prefixed `ev_`) and
+/// `agents/side.toml` (the in-test upstream at `side`, prefixed `t_`), both `expose =
+/// ["servers"]`, and room for `data/`.
+fn agents_folder(side: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agents");
+    std::fs::create_dir(&dir).unwrap();
+    for (name, servers) in [
+        ("every", stdio_everything("ev_", "")),
+        ("side", url_server(side, "t_", "")),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.toml")),
+            format!("description = \"Federated.\"\nexpose = [\"servers\"]\n\n{servers}"),
+        )
+        .unwrap();
+    }
+    tmp
+}
+
+/// `person`'s client of `switchboard stdio <agent>` on `folder` ([`agents_folder`]),
+/// started as MCP hosts start local servers (rmcp's child-process transport).
+async fn connect_stdio(folder: &tempfile::TempDir, agent: &str, person: &Person) -> PersonClient {
+    use rmcp::ServiceExt as _;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .arg("stdio")
+        .arg(agent)
+        .arg("--agents")
+        .arg(folder.path().join("agents"))
+        .arg("--data")
+        .arg(folder.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    let (transport, _stderr) = rmcp::transport::TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    person
+        .clone()
+        .serve(transport)
+        .await
+        .expect("switchboard stdio answers the handshake")
+}
+
+/// `person`'s client over the legacy HTTP+SSE transport at `url` (`…/sse`).
+async fn connect_sse(url: &str, person: &Person) -> PersonClient {
+    use rmcp::ServiceExt as _;
+    let transport = crate::support::sse_transport::connect(url).await;
+    person
+        .clone()
+        .serve(transport)
+        .await
+        .expect("the SSE client connects")
+}
+
+/// A client's `notifications/cancelled` for a call in flight reaches `upstream`, and the
+/// session goes on.
+async fn cancellation_reaches(c: &PersonClient, upstream: &TestUpstream, prefix: &str) {
+    let before = upstream.seen.cancelled.load(Ordering::SeqCst);
+    let waiting = upstream.seen.waiting.load(Ordering::SeqCst);
+    let handle = c
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(CallToolRequest::new(CallToolRequestParams::new(
+                format!("{prefix}wait"),
+            ))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    wait_until("the call runs upstream", || {
+        upstream.seen.waiting.load(Ordering::SeqCst) > waiting
+    })
+    .await;
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    upstream.wait_cancelled(before + 1).await;
+    assert_eq!(
+        call(c, &format!("{prefix}kinds"), json!({})).await,
+        every_kind()
+    );
+}
+
+#[tokio::test]
+async fn over_switchboard_stdio_the_reference_server_answers_as_it_does_directly() {
+    // Arrange: `switchboard stdio every` federating server-everything (a stdio upstream of
+    // a stdio server); `switchboard stdio side` federating the in-test upstream.
+    let upstream = TestUpstream::start().await;
+    let folder = agents_folder(&upstream.url);
+    let person = Person::able();
+    let through = connect_stdio(&folder, "every", &person).await;
+    let direct = connect_directly(&Person::able()).await;
+
+    // Act + Assert: tools, content, sampling and elicitation answered by this client,
+    // prompts, completions, resources; progress, logs, resource updates, list_changed;
+    // all as over HTTP.
+    same_as_directly(&through, &direct, "ev_").await;
+    progress_arrives(&through, &person, "ev_").await;
+    notifications_arrive(&through, &person, "ev_").await;
+    assert!(person.seen.tools_changed.load(Ordering::SeqCst) >= 1);
+    assert!(person.seen.samplings.load(Ordering::SeqCst) >= 1);
+    assert!(!person.seen.elicitations.lock().unwrap().is_empty());
+
+    // Cancellation reaches the upstream; content of every kind passes unchanged.
+    let side = connect_stdio(&folder, "side", &Person::able()).await;
+    cancellation_reaches(&side, &upstream, "t_").await;
+
+    through.cancel().await.unwrap();
+    side.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn over_legacy_sse_the_reference_server_answers_as_it_does_directly() {
+    // Arrange: the same agents behind `/agents/<name>/sse`.
+    let upstream = TestUpstream::start().await;
+    let folder = agents_folder(&upstream.url);
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: folder.path().join("agents"),
+        ..Options::default()
+    })
+    .await;
+    let person = Person::able();
+    let through = connect_sse(&gw.url("/agents/every/sse"), &person).await;
+    let direct = connect_directly(&Person::able()).await;
+
+    // Act + Assert
+    same_as_directly(&through, &direct, "ev_").await;
+    progress_arrives(&through, &person, "ev_").await;
+    notifications_arrive(&through, &person, "ev_").await;
+    assert!(person.seen.samplings.load(Ordering::SeqCst) >= 1);
+    assert!(!person.seen.elicitations.lock().unwrap().is_empty());
+
+    let side = connect_sse(&gw.url("/agents/side/sse"), &Person::able()).await;
+    cancellation_reaches(&side, &upstream, "t_").await;
+    let asked = call(&side, "t_ask", json!({})).await;
+    assert!(format!("{asked:?}").contains("Ada Lovelace"), "{asked:?}");
+
+    through.cancel().await.unwrap();
+    side.cancel().await.unwrap();
+}
+
 #[tokio::test]
 async fn content_of_every_kind_passes_unchanged_and_filters_and_prefixes_apply() {
     let upstream = TestUpstream::start().await;
@@ -626,6 +767,47 @@ tools = ["every/t_kinds", "every/t_ask"]
         .unwrap_err();
     assert!(refused.to_string().contains("-32602"), "{refused}");
     assert_eq!(upstream.seen.cancelled.load(Ordering::SeqCst), 0);
+
+    // The admin API lists the federated servers and their tools (as the session listed
+    // them), and what this client may call of them.
+    let (status, agent) = gw.get_json("/admin/agents/every").await;
+    assert_eq!(status, 200, "{agent}");
+    assert_eq!(
+        agent["federation"]["servers"][0]["upstream"],
+        upstream.url.as_str(),
+        "{agent}"
+    );
+    assert_eq!(agent["federation"]["servers"][0]["prefix"], "t_", "{agent}");
+    let federated: Vec<&str> = agent["federation"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        federated,
+        [
+            "t_kinds", "t_ask", "t_sample", "t_wait", "t_change", "t_secret"
+        ],
+        "every federated tool, before [[policies]]"
+    );
+    let (status, desk) = gw.get_json("/admin/clients/desk").await;
+    assert_eq!(status, 200, "{desk}");
+    let every = desk["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "every")
+        .unwrap();
+    assert_eq!(every["allowed"], json!(["t_kinds", "t_ask"]), "{every}");
+    assert!(
+        every["denied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["tool"] == "t_wait"),
+        "{every}"
+    );
 
     // The session's recent calls, the metrics and the audit trail have them.
     let id = gw.state.sessions().list()[0].id.to_string();

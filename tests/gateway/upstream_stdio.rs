@@ -251,6 +251,112 @@ async fn no_process_outlives_the_gateway_not_even_a_grandchild() {
 }
 
 #[tokio::test]
+async fn kill_9_of_the_gateway_leaves_no_upstream_process_not_even_a_grandchild() {
+    // Arrange: the real binary with the tiny server as a tool upstream (one process for the
+    // agent, and one per session) and as a federated server; each has started a grandchild
+    // that ignores its stdin (so only its process group's end ends it).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = agents_dir(&tmp);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("shared.toml"), tiny_agent("shared", "")).unwrap();
+    std::fs::write(
+        dir.join("own.toml"),
+        tiny_agent("own", "process = \"per_session\""),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fed.toml"),
+        format!(
+            "description = \"x\"\nexpose = [\"servers\"]\n\n[[servers]]\ncommand = {:?}\nargs = [{:?}, \"fed\"]\nprefix = \"t_\"\n",
+            node().display().to_string(),
+            crate::support::stdio_upstream::tiny().display().to_string()
+        ),
+    )
+    .unwrap();
+    let gateway = crate::support::binary::spawn_binary(
+        crate::support::binary::serve_command()
+            .arg("--agents")
+            .arg(&dir)
+            .arg("--data")
+            .arg(tmp.path().join("data")),
+    );
+    let mut pids = Vec::new();
+    let mut clients = Vec::new();
+    for agent in ["shared", "own", "fed"] {
+        let c = rmcp_client(&format!("http://{}/agents/{agent}/mcp", gateway.addr)).await;
+        let server = pid(&c).await;
+        let grandchild: u32 = ok_text(&c, "t_spawn_grandchild", json!({}))
+            .await
+            .parse()
+            .unwrap();
+        assert!(alive(server) && alive(grandchild), "{agent}");
+        pids.push((agent, server, grandchild));
+        clients.push(c);
+    }
+
+    // Act: SIGKILL; no Drop, no shutdown runs in the gateway.
+    let log = gateway.kill_and_logs();
+
+    // Assert: every server and grandchild ends (each group's watchdog kills the group when
+    // the gateway's end of its pipe closes), and each group is empty.
+    for (agent, server, grandchild) in pids {
+        wait_dead(server, &format!("{agent}'s server")).await;
+        wait_dead(grandchild, &format!("{agent}'s grandchild")).await;
+        assert_eq!(group(server), Vec::<u32>::new(), "{agent}\n{log}");
+    }
+    drop(clients);
+}
+
+#[tokio::test]
+async fn a_session_s_process_that_dies_mid_call_is_restarted_for_that_session() {
+    // Arrange
+    let (gw, _tmp) = gateway(
+        &[(
+            "tiny",
+            tiny_agent("per-session-restart", "process = \"per_session\""),
+        )],
+        Vars::new(),
+    )
+    .await;
+    let (a, b) = (client(&gw, "tiny").await, client(&gw, "tiny").await);
+    let (first, other) = (pid(&a).await, pid(&b).await);
+
+    // Act: session a's process exits in the middle of a call.
+    let error = error_text(&a, "t_die", json!({})).await;
+
+    // Assert: a tool error for that call; the session gets a new process of its own after
+    // the backoff; the other session's process is untouched.
+    assert!(
+        error.contains("stopped during the call") && error.contains("starts it again"),
+        "{error}"
+    );
+    wait_dead(first, "the dead server").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let result = call(&a, "t_pid", json!({})).await;
+        if result.is_error != Some(true) {
+            break tool_text(&result).parse::<u32>().unwrap();
+        }
+        let text = tool_text(&result);
+        assert!(text.contains("is not running (it exited)"), "{text}");
+        assert!(
+            Instant::now() < deadline,
+            "not restarted within 10 s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(second != first && second != other);
+    assert_eq!(pid(&a).await, second, "the session keeps its new process");
+    assert_eq!(pid(&b).await, other);
+
+    a.cancel().await.unwrap();
+    wait_dead(second, "the ended session's process").await;
+    b.cancel().await.unwrap();
+    gw.stop().await;
+    assert!(!exists(other));
+}
+
+#[tokio::test]
 async fn a_reload_ends_the_process_of_a_changed_or_removed_entry_and_keeps_an_unchanged_one() {
     // Arrange
     let (gw, tmp) = gateway(&[("tiny", tiny_agent("v1", ""))], Vars::new()).await;

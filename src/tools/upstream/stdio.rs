@@ -32,7 +32,8 @@
 //! [`STOP_LIMIT`]. The same group sweep follows a process that ended by itself. Every
 //! supervisor is a task of a `JoinSet` the [`Processes`] own; dropped without `stop`, the
 //! tasks are aborted and the children killed on drop (tokio's `kill_on_drop`, the group
-//! guard), so no process outlives them.
+//! guard), so no process outlives them. A gateway killed outright (`kill -9`) runs none of
+//! this: each group's watchdog ([`Group`]) kills the group then.
 //!
 //! # Environment
 //!
@@ -117,8 +118,9 @@ impl Launch {
         })
     }
 
-    /// Spawns the process: its own process group, killed on drop, stderr piped.
-    pub(crate) fn spawn(&self) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>)> {
+    /// Spawns the process: its own process group (with its watchdog, [`Group`]), killed on
+    /// drop, stderr piped.
+    pub(crate) fn spawn(&self) -> std::io::Result<(TokioChildProcess, Option<ChildStderr>, Group)> {
         let mut command = tokio::process::Command::new(&self.command);
         command.args(&self.args).env_clear().kill_on_drop(true);
         for name in INHERITED {
@@ -134,9 +136,11 @@ impl Launch {
         #[cfg(unix)]
         wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
         wrapped.wrap(process_wrap::tokio::KillOnDrop);
-        TokioChildProcess::builder(wrapped)
+        let (transport, stderr) = TokioChildProcess::builder(wrapped)
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn()?;
+        let group = Group::of(transport.id(), &self.target);
+        Ok((transport, stderr, group))
     }
 }
 
@@ -458,14 +462,63 @@ impl Drop for Live {
     }
 }
 
-/// Kills what is left of a process group when dropped: the grandchildren of a server that
-/// ended (or was dropped) without taking them along.
-pub(crate) struct Group(pub(crate) Option<u32>);
+/// A process's group: what is left of it is killed when this is dropped (the grandchildren
+/// of a server that ended, or was dropped, without taking them along), and by its watchdog
+/// when the gateway itself is killed (`kill -9`: no `Drop` runs).
+///
+/// The watchdog is `sh`, in a process group of its own (not the server's: waiting for the
+/// server waits for its whole group), reading a pipe whose other end only the gateway holds
+/// (close-on-exec: no other child inherits it). Nothing is ever written to the pipe: when
+/// the gateway dies, the kernel closes its end, `read` sees the end of the input, and the
+/// watchdog kills the server's group. While the gateway lives, the watchdog is killed with
+/// this value (after the group).
+pub(crate) struct Group {
+    pgid: Option<u32>,
+    /// Killed (and reaped by tokio) when dropped, after the group.
+    _watchdog: Option<tokio::process::Child>,
+}
+
+/// The watchdog's script (`$1`: the group): wait for the end of stdin, then kill the group.
+#[cfg(unix)]
+const WATCHDOG: &str = "while read -r _; do :; done; kill -s KILL -- \"-$1\"";
+
+impl Group {
+    /// The group led by `pid` (the process just spawned), with its watchdog.
+    pub(crate) fn of(pid: Option<u32>, target: &str) -> Self {
+        #[cfg(unix)]
+        let watchdog = pid.and_then(|pid| {
+            let mut command = tokio::process::Command::new("/bin/sh");
+            command
+                .args(["-c", WATCHDOG, "switchboard-watchdog", &pid.to_string()])
+                .env_clear()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .process_group(0);
+            command
+                .spawn()
+                .inspect_err(|e| {
+                    tracing::warn!(upstream = %target, error = %e, "Cannot start the watchdog that ends an upstream MCP server's processes if the gateway is killed.");
+                })
+                .ok()
+        });
+        #[cfg(not(unix))]
+        let watchdog = {
+            let _ = target;
+            None
+        };
+        Self {
+            pgid: pid,
+            _watchdog: watchdog,
+        }
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {
         #[cfg(unix)]
-        if let Some(pgid) = self.0.and_then(|pid| i32::try_from(pid).ok()) {
+        if let Some(pgid) = self.pgid.and_then(|pid| i32::try_from(pid).ok()) {
             // ESRCH (nothing left in the group) is the usual answer.
             let _ = nix::sys::signal::killpg(
                 nix::unistd::Pid::from_raw(pgid),
@@ -557,7 +610,7 @@ impl Supervisor {
             ran: Duration::ZERO,
             stderr,
         };
-        let (transport, stderr) = match launch.spawn() {
+        let (transport, stderr, _group) = match launch.spawn() {
             Ok(spawned) => spawned,
             Err(e) => {
                 return failed(
@@ -566,9 +619,8 @@ impl Supervisor {
                 );
             }
         };
+        // `_group`, declared before anything that holds the child, is dropped after them.
         let pid = transport.id();
-        // Declared before anything that holds the child, so it is dropped after them.
-        let _group = Group(pid);
         let mut log = stderr.map(|s| StderrLog::new(s, launch.target.clone(), pid));
         let cancel = CancellationToken::new();
         let handshake = tokio::time::timeout(launch.timeout, async {

@@ -239,6 +239,8 @@ impl EverythingHttp {
 /// What the in-test upstream saw.
 #[derive(Default)]
 pub struct UpstreamSeen {
+    /// Calls of `wait` that started.
+    pub waiting: AtomicUsize,
     pub cancelled: AtomicUsize,
     pub asked: Mutex<Vec<String>>,
     pub changed: Notify,
@@ -358,6 +360,8 @@ impl ServerHandler for Upstream {
                 text(said)
             }
             "wait" => {
+                self.seen.waiting.fetch_add(1, Ordering::SeqCst);
+                self.seen.changed.notify_waiters();
                 context.ct.cancelled().await;
                 self.seen.cancelled.fetch_add(1, Ordering::SeqCst);
                 self.seen.changed.notify_waiters();

@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod policies;
 pub mod postgres;
 pub mod scenarios;
+pub mod sse_transport;
 pub mod stdio_upstream;
 pub mod tasks;
 pub mod upstream_mcp;
