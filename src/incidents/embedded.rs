@@ -31,8 +31,9 @@ use super::model::{
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
 
-/// The schema version this build writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads (`PRAGMA user_version`): 1 was the table
+/// alone, 2 adds the full-text index [`TEXT_INDEX`] (an older file is migrated on open).
+const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's lock before failing with `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +69,48 @@ CREATE TABLE incident (
 );
 CREATE INDEX incident_opened_at ON incident (opened_at);
 ";
+
+/// The full-text index of the text that search covers: an FTS5 table over `incident` (it
+/// stores no copy of the text, only the index) with the trigram tokenizer, which indexes every
+/// run of three characters, case-folded: a quoted query of three or more characters matches
+/// exactly the fields that contain it as a substring, as the scan it replaces did, but from the
+/// index. The triggers keep it in step with every insert, update and delete, in the writing
+/// transaction. The update trigger names the indexed columns, so it fires only when one of
+/// them is assigned (every `UPDATE` of this store assigns them all).
+const TEXT_INDEX: &str = "
+CREATE VIRTUAL TABLE incident_text USING fts5 (
+    number, short_description, description, work_notes, close_notes,
+    content = 'incident', content_rowid = 'id', tokenize = 'trigram'
+);
+CREATE TRIGGER incident_text_insert AFTER INSERT ON incident BEGIN
+    INSERT INTO incident_text (rowid, number, short_description, description, work_notes,
+        close_notes)
+    VALUES (new.id, new.number, new.short_description, new.description, new.work_notes,
+        new.close_notes);
+END;
+CREATE TRIGGER incident_text_delete AFTER DELETE ON incident BEGIN
+    INSERT INTO incident_text (incident_text, rowid, number, short_description, description,
+        work_notes, close_notes)
+    VALUES ('delete', old.id, old.number, old.short_description, old.description,
+        old.work_notes, old.close_notes);
+END;
+CREATE TRIGGER incident_text_update
+AFTER UPDATE OF number, short_description, description, work_notes, close_notes ON incident
+BEGIN
+    INSERT INTO incident_text (incident_text, rowid, number, short_description, description,
+        work_notes, close_notes)
+    VALUES ('delete', old.id, old.number, old.short_description, old.description,
+        old.work_notes, old.close_notes);
+    INSERT INTO incident_text (rowid, number, short_description, description, work_notes,
+        close_notes)
+    VALUES (new.id, new.number, new.short_description, new.description, new.work_notes,
+        new.close_notes);
+END;
+";
+
+/// The shortest query the index answers: the trigram tokenizer has no token for one or two
+/// characters, so shorter queries scan the table instead (with the same matching).
+const MIN_INDEXED_QUERY_CHARS: usize = 3;
 
 /// The columns, in the order [`incident_from_row`] reads them.
 const SELECT: &str = "SELECT number, sys_id, short_description, description, caller, category, \
@@ -283,13 +326,15 @@ fn open_reader(path: &Path) -> Result<Connection, Error> {
 
 /// Brings the schema to [`SCHEMA_VERSION`]. Creating the schema, seeding and setting
 /// `user_version` happen in one transaction: either all of it is there or none, and two
-/// processes starting together cannot both seed.
+/// processes starting together cannot both seed (nor both migrate).
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     match version {
         0 => {
             tx.execute_batch(SCHEMA)?;
+            // Before the seeds, so the triggers index them.
+            tx.execute_batch(TEXT_INDEX)?;
             let seeds = super::seed::incidents(now())?;
             for incident in &seeds {
                 insert(&tx, incident)?;
@@ -299,6 +344,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
                 path = %path.display(),
                 incidents = seeds.len(),
                 "Incident store created and seeded."
+            );
+        }
+        1 => {
+            // A file from a build without the index: add it and index what is there.
+            tx.execute_batch(TEXT_INDEX)?;
+            tx.execute_batch("INSERT INTO incident_text (incident_text) VALUES ('rebuild')")?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tracing::info!(
+                path = %path.display(),
+                from = version,
+                to = SCHEMA_VERSION,
+                "Incident store migrated: search index added."
             );
         }
         SCHEMA_VERSION => {}
@@ -377,30 +434,45 @@ fn select_by_number(
 }
 
 fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incident>> {
-    // A case-insensitive (ASCII, as SQLite's `lower`) substring match. `instr` rather than
-    // LIKE: a LIKE over a bound pattern makes SQLite re-prepare the statement for every new
-    // pattern (the LIKE optimisation may depend on it), which showed up as the store's main
-    // cost in profiles; and the caller's `%` and `_` need no escaping.
-    let pattern = query
+    let (sql, values) = search_statement(query);
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), incident_from_row)?;
+    rows.collect()
+}
+
+/// The SQL of a search and its bound values: one statement per combination of filters (and
+/// of index or scan), each prepared once and cached by the connection.
+fn search_statement(query: &SearchQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let text = query
         .text
         .as_deref()
         .map(str::trim)
-        .filter(|text| !text.is_empty())
-        .map(str::to_ascii_lowercase);
+        .filter(|text| !text.is_empty());
     // One statement per combination of filters, each prepared once and cached (no `?N IS
     // NULL` tests on bound values, which can make SQLite re-prepare a statement per call).
     let mut sql = String::from(SELECT);
     let mut conditions: Vec<&str> = Vec::new();
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    if let Some(pattern) = pattern {
-        conditions.push(
-            "(instr(lower(number), ?) > 0 \
-              OR instr(lower(short_description), ?1) > 0 \
-              OR instr(lower(description), ?1) > 0 \
-              OR instr(lower(work_notes), ?1) > 0 \
-              OR instr(lower(close_notes), ?1) > 0)",
-        );
-        values.push(pattern.into());
+    match text.map(|text| (text, indexed_query(text))) {
+        Some((_, Some(phrase))) => {
+            conditions.push("id IN (SELECT rowid FROM incident_text WHERE incident_text MATCH ?)");
+            values.push(phrase.into());
+        }
+        Some((text, None)) => {
+            // Too short for the index: a case-insensitive (ASCII, as SQLite's `lower`)
+            // substring scan. `instr` rather than LIKE: a LIKE over a bound pattern makes
+            // SQLite re-prepare the statement for every new pattern, and the caller's `%` and
+            // `_` need no escaping.
+            conditions.push(
+                "(instr(lower(number), ?) > 0 \
+                  OR instr(lower(short_description), ?1) > 0 \
+                  OR instr(lower(description), ?1) > 0 \
+                  OR instr(lower(work_notes), ?1) > 0 \
+                  OR instr(lower(close_notes), ?1) > 0)",
+            );
+            values.push(text.to_ascii_lowercase().into());
+        }
+        None => {}
     }
     if let Some(state) = query.state {
         conditions.push("state = ?");
@@ -418,9 +490,29 @@ fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incide
     // then re-prepares the statement whenever it is bound again.
     sql.push_str(" ORDER BY opened_at DESC, number DESC LIMIT 0 + ?");
     values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
-    let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(values), incident_from_row)?;
-    rows.collect()
+    (sql, values)
+}
+
+/// The FTS5 query that finds `text` as a substring through the trigram index: one quoted
+/// string (a phrase of the text's trigrams, which only consecutive trigrams, that is the
+/// substring itself, match), with `"` doubled, so everything the caller wrote is plain text
+/// (`*`, `-`, `:`, `^`, `OR`, `NEAR`, parentheses are FTS5 syntax only outside quotes).
+/// `None` when the index cannot answer: fewer than three characters, or a NUL (FTS5 reads
+/// its query up to the first NUL, which would cut the quoted string open).
+fn indexed_query(text: &str) -> Option<String> {
+    if text.chars().nth(MIN_INDEXED_QUERY_CHARS - 1).is_none() || text.contains('\0') {
+        return None;
+    }
+    let mut phrase = String::with_capacity(text.len() + 2);
+    phrase.push('"');
+    for c in text.chars() {
+        if c == '"' {
+            phrase.push('"');
+        }
+        phrase.push(c);
+    }
+    phrase.push('"');
+    Some(phrase)
 }
 
 fn conversion_error(
@@ -483,3 +575,8 @@ fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "embedded_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "embedded_search_tests.rs"]
+mod search_tests;
