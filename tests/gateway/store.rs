@@ -118,11 +118,14 @@ async fn search_finds_new_words_at_once_and_takes_fts_syntax_as_text() {
         .await,
     );
 
-    assert_eq!(search(&mut c, 3, "firmware ROLL").await.1, [number.clone()]);
-    assert_eq!(search(&mut c, 4, "eader rej").await.1, [number.clone()]);
+    assert_eq!(
+        search(&mut c, 3, "firmware ROLL").await.1,
+        [number.as_str()]
+    );
+    assert_eq!(search(&mut c, 4, "eader rej").await.1, [number.as_str()]);
     assert_eq!(
         search(&mut c, 5, "(all) \"visitor\"").await.1,
-        [number.clone()]
+        [number.as_str()]
     );
     let mut id = 10;
     for query in [
