@@ -108,6 +108,12 @@ BEGIN
 END;
 ";
 
+/// Merges the index into one segment. Each write transaction adds a segment (FTS5 merges them
+/// in the background of later writes, four at a level by default), and a search reads every
+/// segment: on the seeded store, nine segments cost a search about twice the instructions of
+/// one (callgrind), more than the scan it replaces. Run once after seeding or migrating.
+const OPTIMIZE_TEXT_INDEX: &str = "INSERT INTO incident_text (incident_text) VALUES ('optimize')";
+
 /// The shortest query the index answers: the trigram tokenizer has no token for one or two
 /// characters, so shorter queries scan the table instead (with the same matching).
 const MIN_INDEXED_QUERY_CHARS: usize = 3;
@@ -339,6 +345,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
             for incident in &seeds {
                 insert(&tx, incident)?;
             }
+            tx.execute_batch(OPTIMIZE_TEXT_INDEX)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tracing::info!(
                 path = %path.display(),
@@ -350,6 +357,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
             // A file from a build without the index: add it and index what is there.
             tx.execute_batch(TEXT_INDEX)?;
             tx.execute_batch("INSERT INTO incident_text (incident_text) VALUES ('rebuild')")?;
+            tx.execute_batch(OPTIMIZE_TEXT_INDEX)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tracing::info!(
                 path = %path.display(),

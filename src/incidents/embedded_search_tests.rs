@@ -123,6 +123,7 @@ async fn a_file_from_before_the_index_is_migrated_and_searchable() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     assert_index_in_step(&path);
+    assert_eq!(index_segments(&path), 1);
     assert_eq!(numbers(&store, "vpn").await, ["INC0012346"]);
     assert_eq!(numbers(&store, "loaner laptop").await, ["INC0012342"]);
     assert_eq!(numbers(&store, "inc0012343").await, ["INC0012343"]);
@@ -359,4 +360,25 @@ fn a_query_of_three_characters_or_more_uses_the_index() {
 
     assert!(indexed.contains("VIRTUAL TABLE INDEX"), "{indexed}");
     assert!(!scanned.contains("incident_text"), "{scanned}");
+}
+
+/// How many segments the index has: its `_data` rows past the structure record (id 10) are
+/// segment pages, whose id carries the segment id above bit 37.
+fn index_segments(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row(
+            "SELECT count(DISTINCT id >> 37) FROM incident_text_data WHERE id > 10",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_new_store_starts_with_its_index_in_one_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EmbeddedStore::open(dir.path()).unwrap());
+
+    assert_eq!(index_segments(&dir.path().join(FILE_NAME)), 1);
 }
