@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::tools::upstream::UpstreamToolConfig;
+use crate::tools::upstream::{
+    DEFAULT_MAX_PROCESSES, DEFAULT_SESSION_IDLE_SECS, ProcessMode, UpstreamToolConfig,
+};
 
 /// `[[servers]]`: exactly one of `url` and `command`.
 #[derive(Clone, Deserialize)]
@@ -29,6 +31,13 @@ pub struct ServerConfig {
     pub env: BTreeMap<String, String>,
     /// `command`'s working directory; default: the gateway's.
     pub cwd: Option<String>,
+    /// `command`: most processes running at once (one per MCP session that uses the
+    /// server); a session that would need one more gets an error naming this key. Default 20.
+    pub max_processes: Option<usize>,
+    /// `command`: a session's process unused this long (no request of the session to it in
+    /// flight or ended since) is ended; the session's next request starts another. Default
+    /// 300.
+    pub session_idle_secs: Option<u64>,
     /// Prepended to the names of the upstream's tools and prompts (e.g. `"every_"`), so that
     /// two servers' names do not clash. Resource URIs are never changed.
     #[serde(default)]
@@ -62,6 +71,17 @@ impl ServerConfig {
     /// those of a `[[tools]] type = "mcp"` entry are; `deny` entries must not be empty.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = self.as_upstream().validate();
+        match (self.session_idle_secs, self.command.is_some()) {
+            (Some(_), false) if self.url.is_some() => errors.push((
+                "session_idle_secs".to_owned(),
+                "applies only with command (an upstream the gateway starts over stdio), not with url".to_owned(),
+            )),
+            (Some(0), true) => errors.push((
+                "session_idle_secs".to_owned(),
+                "must be at least 1".to_owned(),
+            )),
+            _ => {}
+        }
         for (i, name) in self.deny.iter().enumerate() {
             if name.trim().is_empty() {
                 errors.push((
@@ -87,12 +107,33 @@ impl ServerConfig {
             args: self.args.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
+            // One process per MCP session, always: what `max_processes` bounds.
+            process: if self.command.is_some() {
+                ProcessMode::PerSession
+            } else {
+                ProcessMode::PerAgent
+            },
+            max_processes: self.max_processes,
             headers: self.headers.clone(),
             prefix: self.prefix.clone(),
             allow: self.allow.clone(),
             timeout_secs: self.timeout_secs,
             ..UpstreamToolConfig::default()
         }
+    }
+
+    /// `command`: most processes at once.
+    pub fn max_processes(&self) -> usize {
+        self.max_processes.unwrap_or(DEFAULT_MAX_PROCESSES).max(1)
+    }
+
+    /// `command`: how long a session's process may go unused.
+    pub fn session_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.session_idle_secs
+                .unwrap_or(DEFAULT_SESSION_IDLE_SECS)
+                .max(1),
+        )
     }
 
     /// How logs and errors name the upstream: its URL, or its command.
@@ -144,7 +185,7 @@ mod tests {
     #[test]
     fn bad_entries_are_named_by_key() {
         let config = parse(
-            "command = \"\"\nheaders = { X = \"1\" }\ndeny = [\" \"]\nallow = [\"\"]\nprefix = \"a b\"\ntimeout_secs = 0",
+            "command = \"\"\nheaders = { X = \"1\" }\ndeny = [\" \"]\nallow = [\"\"]\nprefix = \"a b\"\ntimeout_secs = 0\nmax_processes = 0\nsession_idle_secs = 0",
         );
         let keys: Vec<String> = config.validate().into_iter().map(|(k, _)| k).collect();
         for key in [
@@ -154,10 +195,18 @@ mod tests {
             "allow[0]",
             "prefix",
             "timeout_secs",
+            "max_processes",
+            "session_idle_secs",
         ] {
             assert!(keys.contains(&key.to_owned()), "{key} in {keys:?}");
         }
         let both = parse("url = \"http://localhost:1/mcp\"\ncommand = \"x\"");
         assert_eq!(both.validate()[0].0, "command");
+        let http =
+            parse("url = \"http://localhost:1/mcp\"\nmax_processes = 2\nsession_idle_secs = 5");
+        let keys: Vec<String> = http.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["max_processes", "session_idle_secs"]);
+        let fine = parse("command = \"x\"\nmax_processes = 2\nsession_idle_secs = 5");
+        assert!(fine.validate().is_empty(), "{:?}", fine.validate());
     }
 }

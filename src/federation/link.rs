@@ -1,29 +1,104 @@
 //! One session's connection to one federated upstream: opened on first use (Streamable
-//! HTTP, or a process of its own over stdio), opened again after it broke.
+//! HTTP, or a process of its own over stdio), opened again after it broke. A `command`
+//! upstream's processes are bounded by its `max_processes` (counted across the sessions),
+//! and one that cannot be started is tried again only after a [`Backoff`].
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientCacheConfig, RoleClient, ServiceExt as _};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerConfig;
 use super::relay::{Client, InFlight, Relay};
-use crate::tools::upstream::{Group, Launch, StderrLog};
+use crate::tools::upstream::{Backoff, Group, Launch, Live, StderrLog};
 
 /// A federated upstream, as configured.
 pub(super) struct Server {
     pub(super) config: ServerConfig,
     /// How logs and errors name it.
     pub(super) target: String,
+    /// `command`: its processes running now, every session's.
+    live: Arc<AtomicUsize>,
+    /// `command`: the waits between failed starts, and the last failure's wait.
+    starts: Mutex<Starts>,
+}
+
+#[derive(Default)]
+struct Starts {
+    backoff: Backoff,
+    /// Why the last start failed, and when the next may be made.
+    down: Option<(String, Instant)>,
 }
 
 impl Server {
+    pub(super) fn new(config: &ServerConfig) -> Self {
+        Self {
+            target: config.target(),
+            config: config.clone(),
+            live: Arc::default(),
+            starts: Mutex::default(),
+        }
+    }
+
     pub(super) fn timeout(&self) -> Duration {
         Duration::from_secs(self.config.timeout_secs.max(1))
+    }
+
+    /// `command`: room for one more process, reserved until the returned value is dropped;
+    /// an error when the last start failed less than its backoff ago, or when
+    /// `max_processes` run already. `None` for `url`.
+    ///
+    /// # Errors
+    /// Why no process may be started now, in words.
+    fn reserve(&self) -> Result<Option<Live>, String> {
+        if self.config.command.is_none() {
+            return Ok(None);
+        }
+        if let Some((reason, at)) = &self.starts().down
+            && *at > Instant::now()
+        {
+            return Err(format!(
+                "upstream MCP server {} could not be started ({reason}); the gateway tries again in {:.1} s",
+                self.target,
+                at.saturating_duration_since(Instant::now()).as_secs_f64()
+            ));
+        }
+        let max = self.config.max_processes();
+        Live::reserve(&self.live, max).map(Some).ok_or_else(|| {
+            format!(
+                "upstream MCP server {} already runs {max} processes, one per MCP session (max_processes in its [[servers]] entry), and cannot start one for this session; retry when another session ends or has been idle for session_idle_secs",
+                self.target
+            )
+        })
+    }
+
+    /// Counts a start's outcome (`command`): a failure sets the next wait.
+    fn started(&self, outcome: Result<(), &str>) {
+        if self.config.command.is_none() {
+            return;
+        }
+        let mut starts = self.starts();
+        match outcome {
+            Ok(()) => {
+                starts.backoff.succeeded();
+                starts.down = None;
+            }
+            Err(reason) => {
+                let wait = starts.backoff.failed(Duration::ZERO);
+                tracing::warn!(upstream = %self.target, %reason, retry_in_ms = wait.as_millis() as u64, "Federated MCP server could not be started.");
+                starts.down = Some((reason.to_owned(), Instant::now() + wait));
+            }
+        }
+    }
+
+    fn starts(&self) -> std::sync::MutexGuard<'_, Starts> {
+        self.starts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -54,6 +129,8 @@ impl Conn {
 struct Process {
     stderr: Option<tokio::task::JoinHandle<()>>,
     _group: Group,
+    /// Counted among the server's processes while the connection lives.
+    _live: Option<Live>,
 }
 
 impl Drop for Process {
@@ -65,14 +142,33 @@ impl Drop for Process {
 }
 
 /// Opens a connection to `server` for the session of `client` (its capabilities are
-/// declared upstream), a child of `cancel`; within the server's timeout.
+/// declared upstream), a child of `cancel`; within the server's timeout. A `command`
+/// upstream's start is refused within its backoff and beyond its `max_processes`, and its
+/// outcome counted.
 ///
 /// # Errors
-/// Why the upstream cannot be reached, in words.
+/// Why the upstream cannot be reached, in words, naming it.
 pub(super) async fn open(
     server: &Server,
     client: Arc<Client>,
     cancel: &CancellationToken,
+) -> Result<Conn, String> {
+    let live = server.reserve()?;
+    let opened = connect(server, client, cancel, live).await;
+    server.started(opened.as_ref().map(drop).map_err(String::as_str));
+    opened.map_err(|reason| {
+        format!(
+            "upstream MCP server {} is not reachable: {reason}",
+            server.target
+        )
+    })
+}
+
+async fn connect(
+    server: &Server,
+    client: Arc<Client>,
+    cancel: &CancellationToken,
+    live: Option<Live>,
 ) -> Result<Conn, String> {
     let relay = Relay::new(client, server.target.clone());
     let in_flight = relay.in_flight.clone();
@@ -96,6 +192,7 @@ pub(super) async fn open(
             let process = Process {
                 stderr,
                 _group: group,
+                _live: live,
             };
             let service = relay
                 .serve_with_ct(transport, ct)

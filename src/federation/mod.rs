@@ -24,6 +24,13 @@
 //! ended after it. A connection that broke (process exited, server gone) fails the request
 //! that saw it break; the next request opens a new one.
 //!
+//! A `command` upstream's processes are bounded as a `[[tools]]` command upstream's
+//! `per_session` processes are ([`link`]): at most `max_processes` at once over all the
+//! sessions (a session beyond it gets an error naming the key; a request for a name no list
+//! offered is told why its upstream could not be listed), each ended when its session has
+//! not used it for `session_idle_secs` (by the task that waits for the session's end), and
+//! a start that failed is not made again before its backoff (the tool upstreams' own).
+//!
 //! # Names
 //!
 //! Tools and prompts are offered as `prefix + name`; resource URIs unchanged. Lists are
@@ -50,7 +57,9 @@ mod link;
 mod relay;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
@@ -147,12 +156,7 @@ impl Federation {
         Some(Arc::new(Self {
             servers: servers
                 .iter()
-                .map(|config| {
-                    Arc::new(Server {
-                        target: config.target(),
-                        config: config.clone(),
-                    })
-                })
+                .map(|config| Arc::new(Server::new(config)))
                 .collect(),
             sessions: Arc::default(),
             watchers: Mutex::new(JoinSet::new()),
@@ -179,18 +183,43 @@ impl Federation {
         let made = Arc::new(self.new_session(Some(client.clone())));
         sessions.insert(session.id.clone(), made.clone());
         drop(sessions);
-        let (map, id, ended) = (
+        let (map, id, ended, weak) = (
             Arc::downgrade(&self.sessions),
             session.id.clone(),
             session.ended.clone(),
+            Arc::downgrade(&made),
         );
+        // The shortest `session_idle_secs` of the `command` upstreams: how often the
+        // session's unused processes are looked for.
+        let idle = self
+            .servers
+            .iter()
+            .filter(|s| s.config.command.is_some())
+            .map(|s| s.config.session_idle())
+            .min();
         let mut watchers = lock(&self.watchers);
         while watchers.try_join_next().is_some() {}
         let stop = self.cancel.clone();
         watchers.spawn(async move {
-            tokio::select! {
-                () = ended.cancelled() => {}
-                () = stop.cancelled() => {}
+            let over = async {
+                tokio::select! {
+                    () = ended.cancelled() => {}
+                    () = stop.cancelled() => {}
+                }
+            };
+            let mut over = std::pin::pin!(over);
+            if let Some(idle) = idle {
+                let mut wait = idle;
+                loop {
+                    tokio::select! {
+                        () = &mut over => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    let Some(session) = weak.upgrade() else { break };
+                    wait = session.close_idle().await;
+                }
+            } else {
+                over.await;
             }
             let gone = map.upgrade().and_then(|map| lock(&map).remove(&id));
             if let Some(gone) = gone {
@@ -209,8 +238,11 @@ impl Federation {
                 .map(|server| Link {
                     server: server.clone(),
                     conn: tokio::sync::Mutex::new(None),
+                    failure: Mutex::default(),
                 })
                 .collect(),
+            active: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
             routes: Mutex::default(),
             cancel: self.cancel.child_token(),
             last_listed: self.last_listed.clone(),
@@ -254,6 +286,15 @@ struct Link {
     /// The open connection, if any; held while one is opened, so concurrent requests open
     /// one.
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// Why the last attempt to open a connection failed (none since one opened): what a
+    /// request for a name the upstream could not list is told.
+    failure: Mutex<Option<String>>,
+}
+
+impl Link {
+    fn failure(&self) -> MutexGuard<'_, Option<String>> {
+        lock(&self.failure)
+    }
 }
 
 /// Where each name and URI, as last listed for the session, is served.
@@ -280,6 +321,20 @@ pub struct Session {
     cancel: CancellationToken,
     /// The federation's [`Federation::last_listed_tools`].
     last_listed: Arc<Mutex<Vec<Tool>>>,
+    /// Its requests to upstreams in flight now ([`Busy`]).
+    active: AtomicUsize,
+    /// When its last request to an upstream ended (or it began).
+    last_used: Mutex<Instant>,
+}
+
+/// Counts a request of a session to its upstreams while it is in flight.
+struct Busy<'a>(&'a Session);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.last_used) = Instant::now();
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Which kind of list.
@@ -302,6 +357,46 @@ impl Session {
         self.cancel.cancel();
     }
 
+    fn busy(&self) -> Busy<'_> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Busy(self)
+    }
+
+    /// Ends the connections to `command` upstreams (their processes) that the session has
+    /// not used for the upstream's `session_idle_secs`; the session's next request opens
+    /// another. Returns how long until one may be idle that long.
+    async fn close_idle(&self) -> Duration {
+        let mut next = Duration::MAX;
+        for link in self
+            .links
+            .iter()
+            .filter(|l| l.server.config.command.is_some())
+        {
+            let idle = link.server.config.session_idle();
+            let mut conn = link.conn.lock().await;
+            // Checked with the connection held: a request counts itself busy before it
+            // asks for the connection, so none is using the one closed here.
+            let since = lock(&self.last_used).elapsed();
+            let busy = self.active.load(Ordering::SeqCst) > 0;
+            if busy || since < idle {
+                next = next.min(if busy { idle } else { idle - since });
+                continue;
+            }
+            if let Some(conn) = conn.take() {
+                tracing::debug!(upstream = %link.server.target, idle_secs = since.as_secs(), "Federated MCP server unused by its session: ending its process.");
+                conn.close();
+            }
+            next = next.min(idle);
+        }
+        next
+    }
+
+    /// Why an upstream could not be listed for the session, if one could not: the error of
+    /// a request for a name no list offered.
+    fn unlisted(&self) -> Option<String> {
+        self.links.iter().find_map(|link| link.failure().clone())
+    }
+
     /// Upstream `i`'s open connection, opened if there is none.
     async fn conn(&self, i: usize) -> Result<Arc<Conn>, Failure> {
         let link = &self.links[i];
@@ -315,18 +410,20 @@ impl Session {
                 link.server.target
             )));
         }
+        // A broken connection's process no longer counts against `max_processes` once
+        // it is dropped here (and by the requests that still hold it).
+        *slot = None;
         match link::open(&link.server, self.client.clone(), &self.cancel).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 *slot = Some(conn.clone());
+                *link.failure() = None;
                 Ok(conn)
             }
-            Err(reason) => {
-                tracing::warn!(upstream = %link.server.target, %reason, "Federated MCP server not reachable.");
-                Err(Failure::Unreachable(format!(
-                    "upstream MCP server {} is not reachable: {reason}",
-                    link.server.target
-                )))
+            Err(message) => {
+                tracing::warn!(upstream = %link.server.target, reason = %message, "Federated MCP server not reachable.");
+                *link.failure() = Some(message.clone());
+                Err(Failure::Unreachable(message))
             }
         }
     }
@@ -348,6 +445,7 @@ impl Session {
         request: ClientRequest,
         down: &Downstream<'_>,
     ) -> Result<ServerResult, Failure> {
+        let _busy = self.busy();
         let server = self.links[i].server.clone();
         let limit = server.timeout();
         let deadline = tokio::time::Instant::now() + limit;
@@ -471,6 +569,7 @@ impl Session {
     }
 
     async fn list_one(&self, i: usize, kind: Kind) -> Vec<Listed> {
+        let _busy = self.busy();
         let server = &self.links[i].server;
         let Ok(conn) = self.conn(i).await else {
             return Vec::new();
@@ -632,7 +731,11 @@ impl Session {
         arguments: JsonObject,
         down: &Downstream<'_>,
     ) -> Option<Result<CallToolResult, crate::tools::Error>> {
-        let (i, upstream) = self.route_named(Kind::Tools, name).await?;
+        let Some((i, upstream)) = self.route_named(Kind::Tools, name).await else {
+            return self
+                .unlisted()
+                .map(|message| Err(crate::tools::Error::Failed(message)));
+        };
         let params = CallToolRequestParams::new(upstream).with_arguments(arguments);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         Some(match self.request(i, request, down).await {
@@ -658,9 +761,7 @@ impl Session {
         let (i, upstream) = self
             .route_named(Kind::Prompts, &params.name)
             .await
-            .ok_or_else(|| {
-                McpError::invalid_params(format!("unknown prompt {:?}", params.name), None)
-            })?;
+            .ok_or_else(|| self.unknown_prompt(&params.name))?;
         params.name = upstream;
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(params));
         match self
@@ -719,8 +820,22 @@ impl Session {
             .map_err(Failure::into_mcp)
     }
 
+    /// `-32602` for a prompt no upstream offers; or why an upstream could not be listed.
+    fn unknown_prompt(&self, name: &str) -> McpError {
+        match self.unlisted() {
+            Some(message) => McpError::new(ErrorCode::INTERNAL_ERROR, message, None),
+            None => McpError::invalid_params(format!("unknown prompt {name:?}"), None),
+        }
+    }
+
     async fn uri_route(&self, uri: &str) -> Result<usize, McpError> {
-        self.route_uri(uri).await.ok_or_else(|| {
+        let route = self.route_uri(uri).await;
+        if route.is_none()
+            && let Some(message) = self.unlisted()
+        {
+            return Err(McpError::new(ErrorCode::INTERNAL_ERROR, message, None));
+        }
+        route.ok_or_else(|| {
             McpError::new(
                 ErrorCode::RESOURCE_NOT_FOUND,
                 format!("resource not found: {uri}"),
@@ -743,9 +858,7 @@ impl Session {
                 let (i, upstream) = self
                     .route_named(Kind::Prompts, &prompt.name)
                     .await
-                    .ok_or_else(|| {
-                        McpError::invalid_params(format!("unknown prompt {:?}", prompt.name), None)
-                    })?;
+                    .ok_or_else(|| self.unknown_prompt(&prompt.name))?;
                 prompt.name = upstream;
                 i
             }

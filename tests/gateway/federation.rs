@@ -712,6 +712,155 @@ async fn an_upstream_that_dies_mid_call_fails_the_call_and_the_next_call_works()
     .await;
 }
 
+/// A `[[servers]]` entry for the tiny in-test server over stdio, with `extra` keys.
+fn tiny_server(extra: &str) -> String {
+    format!(
+        "[[servers]]\ncommand = {:?}\nargs = [{:?}, \"fed\"]\nprefix = \"t_\"\ntimeout_secs = 10\n{extra}\n",
+        node().display().to_string(),
+        tiny().display().to_string()
+    )
+}
+
+/// The pid of the process answering `c`'s session (`t_pid`).
+async fn tiny_pid(c: &PersonClient) -> u32 {
+    let result = call(c, "t_pid", json!({})).await;
+    let text = crate::support::helpers::tool_text(&result);
+    text.parse().unwrap_or_else(|_| panic!("a pid: {result:?}"))
+}
+
+#[tokio::test]
+async fn max_processes_refuses_the_session_beyond_it_by_name_and_an_ended_session_frees_its_slot() {
+    // Arrange: at most one process of the server.
+    let (gw, _tmp) = gateway(&tiny_server("max_processes = 1")).await;
+    let url = gw.url("/agents/every/mcp");
+    let a = connect(&url, &Person::plain()).await;
+    let first = tiny_pid(&a).await;
+
+    // Act: a second session asks for the server.
+    let b = connect(&url, &Person::plain()).await;
+    let refused = call(&b, "t_pid", json!({})).await;
+
+    // Assert: refused with the key named; the first session and its process go on.
+    assert_eq!(refused.is_error, Some(true), "{refused:?}");
+    let text = crate::support::helpers::tool_text(&refused);
+    assert!(
+        text.contains("already runs 1 processes") && text.contains("max_processes"),
+        "{text}"
+    );
+    let listed = b.list_all_tools().await.unwrap();
+    assert!(
+        listed.iter().all(|t| !t.name.starts_with("t_")),
+        "{listed:?}"
+    );
+    assert_eq!(
+        tiny_pid(&a).await,
+        first,
+        "the first session keeps its process"
+    );
+
+    // The first session ends: its process goes, and the second session gets one.
+    a.cancel().await.unwrap();
+    crate::support::stdio_upstream::wait_dead(first, "the ended session's process").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let second = loop {
+        let result = call(&b, "t_pid", json!({})).await;
+        if result.is_error != Some(true) {
+            break crate::support::helpers::tool_text(&result)
+                .parse::<u32>()
+                .unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            crate::support::helpers::tool_text(&result)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_ne!(second, first);
+    b.cancel().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_process_unused_for_session_idle_secs_is_ended_and_the_next_request_starts_another() {
+    let (gw, _tmp) = gateway(&tiny_server("session_idle_secs = 1")).await;
+    let c = connect(&gw.url("/agents/every/mcp"), &Person::plain()).await;
+    let first = tiny_pid(&c).await;
+
+    // The session stays open; its process ends once unused for a second.
+    crate::support::stdio_upstream::wait_dead(first, "the idle session's process").await;
+
+    let second = tiny_pid(&c).await;
+    assert_ne!(second, first, "a new process answers");
+    assert_eq!(
+        crate::support::helpers::tool_text(&call(&c, "t_echo", json!({"text": "back"})).await),
+        "back"
+    );
+    c.cancel().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_is_tried_again_with_backoff_not_on_every_request() {
+    // Arrange: a "server" that counts its starts in a file and exits at once.
+    let tmp = tempfile::tempdir().unwrap();
+    let starts = tmp.path().join("starts");
+    let script = format!("echo started >> '{}'; exit 3", starts.display());
+    let server = format!(
+        "[[servers]]\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\nprefix = \"x_\"\ntimeout_secs = 10\n"
+    );
+    let (gw, _tmp) = gateway(&server).await;
+    let c = connect(&gw.url("/agents/every/mcp"), &Person::plain()).await;
+    let count = || {
+        std::fs::read_to_string(&starts)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+
+    // Act: twenty requests in a row.
+    let began = std::time::Instant::now();
+    let mut errors = Vec::new();
+    for _ in 0..20 {
+        let result = call(&c, "x_anything", json!({})).await;
+        assert_eq!(result.is_error, Some(true), "{result:?}");
+        errors.push(crate::support::helpers::tool_text(&result));
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+
+    // Assert: starts only as the backoff allows (0.5 s, then 1, 2, 4 ... between them),
+    // and every request got an error saying what is wrong.
+    let allowed = 1
+        + (1..10)
+            .filter(|k| 0.5 * (2f64.powi(*k) - 1.0) <= elapsed)
+            .count();
+    let spawned = count();
+    assert!(
+        (1..=allowed).contains(&spawned),
+        "{spawned} starts in {elapsed:.2} s (at most {allowed}) for 20 requests"
+    );
+    assert!(
+        errors[0].contains("is not reachable") && errors[0].contains("handshake"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("could not be started") && e.contains("tries again in")),
+        "{errors:?}"
+    );
+
+    // After the wait, it is tried again.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while count() <= spawned {
+        assert!(tokio::time::Instant::now() < deadline, "never tried again");
+        let _ = call(&c, "x_anything", json!({})).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.cancel().await.unwrap();
+    gw.stop().await;
+}
+
 /// A client of the gateway at `url` sending `token` as its bearer.
 async fn connect_as(url: &str, token: &str, person: &Person) -> PersonClient {
     use rmcp::ServiceExt as _;
@@ -877,6 +1026,11 @@ fn switchboard_check_names_the_file_and_key_of_a_bad_server() {
     )
     .unwrap();
     std::fs::write(
+        agents.join("bounds.toml"),
+        "description = \"x\"\nexpose = [\"servers\"]\n\n[[servers]]\ncommand = \"node\"\nmax_processes = 0\nsession_idle_secs = 0\n\n[[servers]]\nurl = \"http://127.0.0.1:1/mcp\"\nmax_processes = 3\nsession_idle_secs = 60\n",
+    )
+    .unwrap();
+    std::fs::write(
         agents.join("hidden.toml"),
         "description = \"x\"\nexpose = [\"tools\"]\n[[tools]]\ntype = \"servicenow\"\n\n[[servers]]\nurl = \"http://127.0.0.1:1/mcp\"\n",
     )
@@ -893,6 +1047,10 @@ fn switchboard_check_names_the_file_and_key_of_a_bad_server() {
         "fed.toml: servers[0].command: give either url",
         "fed.toml: servers[1].proces: unknown field",
         "fed.toml: servers[1].deny[0]: a denied name must not be empty",
+        "bounds.toml: servers[0].max_processes: must be at least 1",
+        "bounds.toml: servers[0].session_idle_secs: must be at least 1",
+        "bounds.toml: servers[1].max_processes: applies only with command",
+        "bounds.toml: servers[1].session_idle_secs: applies only with command",
         "hidden.toml: servers: [[servers]] are federated only with \"servers\" in expose",
     ] {
         assert!(text.contains(expected), "{expected:?} in:\n{text}");

@@ -57,6 +57,7 @@ use crate::identity::Identity;
 
 mod auth;
 mod auth_config;
+mod backoff;
 mod config;
 mod http;
 mod lanes;
@@ -64,10 +65,12 @@ mod outcome;
 mod stderr;
 mod stdio;
 
-pub use auth_config::{AuthKind, UpstreamAuthConfig};
+pub use auth_config::{AuthKind, DEFAULT_SESSION_IDLE_SECS, UpstreamAuthConfig};
+pub(crate) use backoff::Backoff;
+pub use config::DEFAULT_MAX_PROCESSES;
 pub use config::{ProcessMode, UpstreamToolConfig};
 pub(crate) use stderr::StderrLog;
-pub(crate) use stdio::{Group, Launch};
+pub(crate) use stdio::{Group, Launch, Live};
 pub use stdio::{INHERITED, STOP_LIMIT};
 
 use auth::UpstreamAuth;

@@ -17,7 +17,7 @@
 //! stdout are the MCP transport, stderr goes to the log, [`super::stderr`]), make the MCP
 //! handshake and list its tools within `timeout_secs`, then wait for it to end. One that ends
 //! by itself, or cannot be started, is started again after a backoff: 0.5 s, doubling up to
-//! 30 s, and back to 0.5 s once a process has run for a minute. While it is down, calls fail at
+//! 30 s, and back to 0.5 s once a process has run for a minute ([`super::backoff`]). While it is down, calls fail at
 //! once with a tool error saying when it is tried again; a call in flight when it dies fails
 //! with a tool error; the call after the restart works. A hung process (one that does not
 //! answer) is not a dead one: a call ends at `timeout_secs` (its future is dropped, and rmcp
@@ -59,18 +59,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::config::{DEFAULT_MAX_PROCESSES, ProcessMode, UpstreamToolConfig};
 use super::outcome::{error_chain, failure_detail, into_output, is_transport_failure};
 use super::stderr::StderrLog;
 use super::{Error, Listing, Output};
 use crate::tools::ClientSession;
 
-/// The first wait before a restart.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// The longest wait before a restart.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A process that ran this long was healthy: the next restart waits [`FIRST_BACKOFF`] again.
-const HEALTHY: Duration = Duration::from_secs(60);
 /// How long [`Processes::stop`] waits for every process to end; then the rest are killed.
 pub const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How long one process's graceful close may take (rmcp: 2 s to drain, 3 s after stdin
@@ -83,11 +78,6 @@ const STDERR_FLUSH: Duration = Duration::from_millis(250);
 pub const INHERITED: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_ALL", "TZ", "TMPDIR",
 ];
-
-/// The wait before the restart after one of `current`.
-fn next_backoff(current: Duration) -> Duration {
-    (current * 2).min(MAX_BACKOFF)
-}
 
 /// How to start the process.
 pub(crate) struct Launch {
@@ -453,8 +443,20 @@ impl Processes {
     }
 }
 
-/// Counts a supervisor as live until it ends.
-struct Live(Arc<AtomicUsize>);
+/// Counts a process as live until it ends (a supervisor's, or a federated session's).
+pub(crate) struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    /// Counts one more in `count` unless it has reached `max` already.
+    pub(crate) fn reserve(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(count.clone()))
+    }
+}
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -555,7 +557,7 @@ struct Supervisor {
 impl Supervisor {
     async fn run(self) {
         let target = &self.launch.target;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::default();
         loop {
             self.slot.set(Status::Starting);
             let (reason, ran, stderr) = match self.serve_once().await {
@@ -566,9 +568,6 @@ impl Supervisor {
                     stderr,
                 } => (reason, ran, stderr),
             };
-            if ran >= HEALTHY {
-                backoff = FIRST_BACKOFF;
-            }
             if !self.restart {
                 tracing::warn!(upstream = %target, %reason, ?stderr, "Upstream MCP server process ended.");
                 self.slot.set(Status::Down {
@@ -577,16 +576,16 @@ impl Supervisor {
                 });
                 return;
             }
-            tracing::warn!(upstream = %target, %reason, ?stderr, retry_in_ms = backoff.as_millis() as u64, "Upstream MCP server process ended; starting it again.");
+            let wait = backoff.failed(ran);
+            tracing::warn!(upstream = %target, %reason, ?stderr, retry_in_ms = wait.as_millis() as u64, "Upstream MCP server process ended; starting it again.");
             self.slot.set(Status::Down {
                 reason,
-                retry_at: Some(Instant::now() + backoff),
+                retry_at: Some(Instant::now() + wait),
             });
             tokio::select! {
                 () = self.stopped() => break,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            backoff = next_backoff(backoff);
         }
         self.slot.set(Status::Stopped);
     }
@@ -756,24 +755,4 @@ fn stopped(target: &str) -> Error {
     Error::Failed(format!(
         "upstream MCP server {target} was stopped: its agent was reloaded or removed, or the gateway is shutting down; open a new MCP session to use the agent as it is now"
     ))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_backoff_doubles_from_half_a_second_up_to_thirty() {
-        let mut waits = vec![FIRST_BACKOFF];
-        while waits.len() < 10 {
-            let last = *waits.last().unwrap();
-            waits.push(next_backoff(last));
-        }
-        let secs: Vec<f64> = waits.iter().map(Duration::as_secs_f64).collect();
-        assert_eq!(
-            secs,
-            vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
-        );
-    }
 }
