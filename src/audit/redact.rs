@@ -67,7 +67,7 @@ impl Redaction {
         let received = serde_json::value::to_raw_value(arguments).unwrap_or_default();
         let digest = hex(&Sha256::digest(received.get().as_bytes()));
         let kept = if self.applies_to(arguments) {
-            Arguments::from_value(&self.apply(arguments).0)
+            Arguments::from_value(&self.kept(arguments, received.get().len()))
         } else if received.get().len() > MAX_KEPT_BYTES {
             Arguments::from_value(&too_large(received.get().len()))
         } else {
@@ -88,6 +88,12 @@ impl Redaction {
             Ok(bytes) => (hex(&Sha256::digest(&bytes)), bytes.len()),
             Err(_) => (String::new(), 0),
         };
+        (self.kept(arguments, received), digest)
+    }
+
+    /// `arguments` (`received` bytes serialised) redacted, or the note that they are too
+    /// large to keep.
+    fn kept(&self, arguments: &Map<String, Value>, received: usize) -> Value {
         let mut kept = Value::Object(arguments.clone());
         if !self.names.is_empty() {
             redact_names(&mut kept, &self.names);
@@ -105,7 +111,7 @@ impl Redaction {
         if size > MAX_KEPT_BYTES {
             kept = too_large(size);
         }
-        (kept, digest)
+        kept
     }
 }
 

@@ -102,13 +102,12 @@ impl SqliteTrail {
         // most six statements to keep prepared.
         let mut rest = batch;
         while !rest.is_empty() {
-            let n = CHUNKS
+            let k = CHUNKS
                 .iter()
-                .copied()
-                .find(|&n| n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            let mut insert = tx.prepare_cached(insert_sql(n))?;
+                .position(|&n| n <= rest.len())
+                .unwrap_or(CHUNKS.len() - 1);
+            let (chunk, tail) = rest.split_at(CHUNKS[k]);
+            let mut insert = tx.prepare_cached(insert_sql(k))?;
             for (i, r) in chunk.iter().enumerate() {
                 bind(&mut insert, i * INSERT_COLUMNS, r)?;
             }
@@ -201,16 +200,11 @@ const INSERT_COLUMNS: usize = 23;
 /// The rows per insert statement, largest first (see [`SqliteTrail::write`]).
 const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
-/// The statement inserting `rows` records (one of [`CHUNKS`]), built once: a batch of a
-/// thousand records would otherwise format some twenty thousand placeholders.
-fn insert_sql(rows: usize) -> &'static str {
-    static STATEMENTS: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let statements =
-        STATEMENTS.get_or_init(|| CHUNKS.iter().map(|&n| (n, build_insert_sql(n))).collect());
-    statements
-        .iter()
-        .find(|(n, _)| *n == rows)
-        .map_or("", |(_, sql)| sql.as_str())
+/// The statement inserting `CHUNKS[k]` records, built once: a batch of a thousand records
+/// would otherwise format some twenty thousand placeholders.
+fn insert_sql(k: usize) -> &'static str {
+    static STATEMENTS: std::sync::OnceLock<[String; CHUNKS.len()]> = std::sync::OnceLock::new();
+    &STATEMENTS.get_or_init(|| CHUNKS.map(build_insert_sql))[k]
 }
 
 fn build_insert_sql(rows: usize) -> String {
