@@ -22,6 +22,7 @@ use tracing::Instrument as _;
 use crate::telemetry::trace;
 
 mod conversation;
+mod functions;
 mod spec;
 
 pub use conversation::Conversation;
@@ -148,6 +149,8 @@ pub struct LlmClient {
     provider: &'static str,
     /// The API's host and port, for the chat spans.
     server: Option<(String, u16)>,
+    /// The tools' function definitions, serialised once.
+    functions: functions::Functions,
 }
 
 impl LlmClient {
@@ -213,6 +216,7 @@ impl LlmClient {
             server,
             base_url,
             request_timeout: spec.request_timeout,
+            functions: functions::Functions::default(),
             not_configured: (key_required && key.is_empty()).then(|| key_hint.to_owned()),
         })
     }
@@ -323,9 +327,13 @@ impl LlmClient {
         if let Some(hint) = &self.not_configured {
             return Err(Error::NotConfigured { hint: hint.clone() });
         }
-        // Borrowed: a run's conversation and its tools' schemas are serialised straight
-        // into the request body each turn, never copied.
-        let request = ChatRequest::new(&self.model, conversation.messages(), tools);
+        // The conversation borrowed, serialised straight into the body; the tools' function
+        // definitions serialised once ([`functions`]) and copied in as they are.
+        let tools = self
+            .functions
+            .of(tools)
+            .map_err(|e| Error::BadResponse(format!("cannot serialise a tool's schema: {e}")))?;
+        let request = ChatRequest::new(&self.model, conversation.messages(), &tools);
         let started = Instant::now();
         let mut chat = self.client.chat();
         if let Some(trace) = trace {
@@ -444,7 +452,7 @@ struct ChatRequest<'a> {
     model: &'a str,
     messages: &'a [ChatCompletionRequestMessage],
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<FunctionTool<'a>>,
+    tools: Vec<&'a serde_json::value::RawValue>,
 }
 
 impl<'a> ChatRequest<'a> {
@@ -452,42 +460,12 @@ impl<'a> ChatRequest<'a> {
     fn new(
         model: &'a str,
         messages: &'a [ChatCompletionRequestMessage],
-        tools: &'a [Tool],
+        tools: &'a [std::sync::Arc<serde_json::value::RawValue>],
     ) -> Self {
         Self {
             model,
             messages,
-            tools: tools.iter().map(FunctionTool::of).collect(),
-        }
-    }
-}
-
-/// An MCP tool definition as an OpenAI function tool (`{"type": "function", "function":
-/// {...}}`), borrowing its name, description and schema.
-#[derive(Serialize)]
-struct FunctionTool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionDefinition<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDefinition<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    description: Option<&'a str>,
-    parameters: &'a rmcp::model::JsonObject,
-}
-
-impl<'a> FunctionTool<'a> {
-    fn of(tool: &'a Tool) -> Self {
-        Self {
-            kind: "function",
-            function: FunctionDefinition {
-                name: &tool.name,
-                description: tool.description.as_deref(),
-                parameters: &tool.input_schema,
-            },
+            tools: tools.iter().map(|t| &**t).collect(),
         }
     }
 }
@@ -526,11 +504,8 @@ mod request_tests {
                 name: None,
             },
         )];
-        let ours = sent(&ChatRequest::new(
-            "gpt-x",
-            &messages,
-            std::slice::from_ref(&tool),
-        ))?;
+        let functions = functions::Functions::default().of(std::slice::from_ref(&tool))?;
+        let ours = sent(&ChatRequest::new("gpt-x", &messages, &functions))?;
         let theirs = serde_json::to_value(CreateChatCompletionRequest {
             model: "gpt-x".into(),
             messages: messages.clone(),
