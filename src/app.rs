@@ -58,20 +58,21 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                 let request_id = crate::mcp::request::RequestId::of(&req);
                 let mut req = req;
                 req.extensions_mut().insert(request_id.clone());
-                // A method the admin API does not serve: 405 naming the ones it does.
-                let allowed = crate::admin::allowed_methods(req.uri().path());
-                let method = req.method().to_string();
-                let path = req.uri().path().to_owned();
+                // Kept for the errors below and the metrics: both clones share the request's
+                // bytes (a standard method and a URI allocate nothing here).
+                let method = req.method().clone();
+                let uri = req.uri().clone();
                 let response = match ep.call(req).await {
                     // A path that names nothing: 404 listing the agents' URLs.
                     Err(e) if e.is::<poem::error::NotFoundError>() => match &state {
-                        Some(state) => crate::edge::no_route(state, &path).into_response(),
-                        None => Error::NoRoute(path).into_response(),
+                        Some(state) => crate::edge::no_route(state, uri.path()).into_response(),
+                        None => Error::NoRoute(uri.path().to_owned()).into_response(),
                     },
+                    // A method the admin API does not serve: 405 naming the ones it does.
                     Err(e) if e.is::<poem::error::MethodNotAllowedError>() => {
                         Error::MethodNotAllowed {
-                            method: method.clone(),
-                            allowed: allowed.unwrap_or("GET"),
+                            method: method.to_string(),
+                            allowed: crate::admin::allowed_methods(uri.path()).unwrap_or("GET"),
                         }
                         .into_response()
                     }
@@ -79,9 +80,11 @@ pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
                     Err(e) => e.into_response(),
                 };
                 if let Some(state) = state {
-                    state
-                        .metrics()
-                        .http_request(route, &method, response.status().as_u16());
+                    state.metrics().http_request(
+                        route,
+                        method.as_str(),
+                        response.status().as_u16(),
+                    );
                 }
                 let mut response = response;
                 if let Ok(v) = poem::http::HeaderValue::from_str(&request_id.0) {

@@ -413,8 +413,8 @@ pub struct Agent {
     by_name: HashMap<String, usize>,
     /// Definitions of the tools fixed at build time, in file order.
     definitions: Vec<Tool>,
-    /// Where LLM requests are counted.
-    metrics: Arc<crate::metrics::Metrics>,
+    /// Its series of the gateway's metrics (requests, tool calls, model requests).
+    series: crate::metrics::AgentSeries,
     /// Prices and budgets.
     pub(crate) costs: Arc<crate::costs::Costs>,
     /// The workflow it runs instead of a model, when its file has a `[workflow]`.
@@ -490,13 +490,19 @@ impl Agent {
             .transpose()
             .map_err(|e| Error::key(&spec.file, "workflow", format!("cannot start: {e}")))?;
         let federation = crate::federation::Federation::new(&spec.servers);
+        let series = crate::metrics::AgentSeries::new(
+            resources.metrics.clone(),
+            spec.name.as_str(),
+            std::iter::once(spec.name.as_str()).chain(definitions.iter().map(|d| d.name.as_ref())),
+            spec.model.as_ref().map(|m| m.model.as_str()),
+        );
         Ok(Self {
             spec,
             llm,
             kinds,
             by_name,
             definitions,
-            metrics: resources.metrics.clone(),
+            series,
             costs: resources.costs.clone(),
             workflow,
             federation,
@@ -547,7 +553,12 @@ impl Agent {
 
     /// The gateway's metrics.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.metrics
+        self.series.metrics()
+    }
+
+    /// Its own series of them, as handles.
+    pub fn series(&self) -> &crate::metrics::AgentSeries {
+        &self.series
     }
 
     /// The agent's name.

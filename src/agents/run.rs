@@ -310,14 +310,8 @@ impl Agent {
                 Ok(done) => ("ok", done.prompt_tokens, done.completion_tokens),
                 Err(_) => ("error", 0, 0),
             };
-            self.metrics.llm_request(
-                name.as_str(),
-                llm.model(),
-                outcome,
-                started.elapsed().as_secs_f64(),
-                p,
-                c,
-            );
+            self.series
+                .llm_request(llm.model(), outcome, started.elapsed().as_secs_f64(), p, c);
             let completion = completion?;
             usage.cost += self.spend(ctx, &client, llm.model(), &completion).await;
             if let Some(text) = completion
@@ -393,7 +387,8 @@ impl Agent {
                 .costs
                 .record(&ctx.identity, client, agent, model, prompt, done)
                 .await;
-            self.metrics.spend(client, agent, model, prompt, done, cost);
+            self.metrics()
+                .spend(client, agent, model, prompt, done, cost);
             cost
         })
     }

@@ -402,7 +402,7 @@ impl Call<'_> {
     /// `agent_runs_per_minute`.
     async fn admit_message(&self, method: Option<&str>, tool: Option<&str>) -> Result<(), Error> {
         let state = self.state;
-        state.metrics().mcp_request(&self.agent.name, method);
+        self.agent.agent.series().mcp_request(method);
         if self.agent.starts_run(method, tool) {
             state
                 .limits()

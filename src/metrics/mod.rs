@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+mod agent;
+pub use agent::AgentSeries;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,7 +18,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: &'static str,
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -155,6 +158,11 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// The HTTP methods counted by name; anything else counts as `other`.
+const HTTP_METHODS: &[&str] = &[
+    "GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
 
 /// The MCP methods counted by name; anything else counts as `other`.
 const MCP_METHODS: &[&str] = &[
@@ -390,10 +398,17 @@ impl Metrics {
 
     /// An HTTP request answered.
     pub fn http_request(&self, route: &'static str, method: &str, status: u16) {
+        // The methods HTTP defines, by name; anything else as `other` (bounded labels, and
+        // no label allocated per request).
+        let method = HTTP_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("other");
         self.http_requests
             .get_or_create(&HttpLabels {
                 route,
-                method: method.to_owned(),
+                method,
                 status,
             })
             .inc();
@@ -597,7 +612,7 @@ impl Metrics {
         // The scrape being answered is counted once it is written.
         let _ = self.http_requests.get_or_create(&HttpLabels {
             route: "metrics",
-            method: "GET".to_owned(),
+            method: "GET",
             status: 200,
         });
         for outcome in ["ok", "error"] {
