@@ -190,8 +190,8 @@ fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> rusqlite::Resu
         .try_for_each(|job| apply_in_savepoint(conn, job.as_mut()))
         .and_then(|()| execute(conn, "COMMIT"));
     if result.is_err() && !conn.is_autocommit() {
-        // Leave the connection outside any transaction for the next group. If even the
-        // rollback fails, the next BEGIN reports the state.
+        // Leave the connection outside any transaction for the next group (if even this
+        // rollback fails, the next group retries it before its BEGIN).
         let _ = execute(conn, "ROLLBACK");
     }
     result
