@@ -6,16 +6,19 @@
 //! the seed runs in the same transaction that creates the schema and sets `user_version`, so a
 //! reopened store is never reseeded.
 //!
-//! Every write goes through one writer connection inside a `BEGIN IMMEDIATE` transaction,
-//! which takes SQLite's write lock up front; the next incident number (`max + 1`) is computed
-//! inside that transaction, so concurrent creates (from this process or another one on the
-//! same file) never produce the same number, and the `UNIQUE` constraint backs that up. Reads
-//! use a small pool of read-only connections and, thanks to WAL, never wait for the writer.
-//! Writes run in `tokio::task::spawn_blocking` (they may wait for an fsync); reads are small
+//! Every write goes through one writer connection, owned by a thread that commits
+//! concurrent writes together (group commit, see [`super::writer`]): one `BEGIN IMMEDIATE`
+//! transaction and one sync per group, each write in its own savepoint so that it fails
+//! alone. A write is acknowledged only once the commit holding it has returned, so an
+//! acknowledged write is on disk. The next incident number (`max + 1`) is computed inside the
+//! transaction, after the writes before it in the group, so concurrent creates (from this
+//! process or another one on the same file, which `BEGIN IMMEDIATE` keeps out) never produce
+//! the same number and leave no gaps; the `UNIQUE` constraint backs that up. Reads use a small
+//! pool of read-only connections and, thanks to WAL, never wait for the writer; they are small
 //! and bounded and run inline (see `EmbeddedStore::read` for why).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::types::Type;
@@ -27,6 +30,7 @@ use super::model::{
     Incident, IncidentNumber, IncidentPatch, Level, NewIncident, Priority, SearchQuery, State,
     Violation, format_timestamp, new_sys_id, now, parse_timestamp,
 };
+use super::writer::Writer;
 
 /// The database file name inside the data directory.
 pub const FILE_NAME: &str = "incidents.db";
@@ -135,21 +139,14 @@ const UPDATE: &str = "UPDATE incident SET sys_id = ?2, short_description = ?3, \
      resolved_at = ?18 WHERE number = ?1";
 
 /// The SQLite incident store. Cheap to share behind an `Arc`; every method takes `&self`.
+/// Dropping it commits the writes still queued and waits for the writer thread to end.
 pub struct EmbeddedStore {
-    /// Shared with the blocking tasks that do the SQLite work (they need `'static` data).
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     /// The database file.
     path: PathBuf,
-    /// The one connection that writes. A `std::sync::Mutex` is right here: it is locked only
-    /// inside a `spawn_blocking` task, for the length of one transaction, and never held
-    /// across an `.await`, so it never blocks the async runtime; it also makes the writes of
-    /// this process queue in order instead of spinning on `SQLITE_BUSY`.
-    writer: Mutex<Connection>,
-    /// Idle read-only connections. Locked only to pop or push one (never during a query),
-    /// from blocking tasks.
+    /// The writer thread, owner of the one connection that writes; the writes of this
+    /// process queue for it in order instead of contending for SQLite's write lock.
+    writer: Writer,
+    /// Idle read-only connections. Locked only to pop or push one (never during a query).
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -173,35 +170,32 @@ impl EmbeddedStore {
         migrate(&mut writer, &path)?;
         // Open one reader now, so a file readers cannot open fails at startup, not later.
         let reader = open_reader(&path)?;
+        let writer = Writer::start(writer)?;
         tracing::debug!(path = %path.display(), "Incident store opened.");
         Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(vec![reader]),
-            }),
+            path,
+            writer,
+            readers: Mutex::new(vec![reader]),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.path
     }
 
     /// Creates an incident in state New with the next free number.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when the short description is blank, [`Error::Storage`],
-    /// [`Error::NumbersExhausted`] or [`Error::Task`] when the store fails.
+    /// [`Error::Invalid`] when the short description is blank; [`Error::NumbersExhausted`];
+    /// otherwise the writer's failures (see [`EmbeddedStore::write`]).
     pub async fn create(&self, new: NewIncident) -> Result<Incident, Error> {
         self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Inside the IMMEDIATE transaction no other writer can insert before we commit,
-            // so max + 1 is free.
-            let number = next_number(&tx)?;
+            // Inside the group's IMMEDIATE transaction, after the writes before this one: no
+            // other writer can insert before we commit, so max + 1 is free.
+            let number = next_number(conn)?;
             let incident = Incident::open(number, new_sys_id(), new, now())?;
-            insert(&tx, &incident)?;
-            tx.commit()?;
+            insert(conn, &incident)?;
             Ok(incident)
         })
         .await
@@ -210,8 +204,8 @@ impl EmbeddedStore {
     /// The incident with this number (any case, e.g. `inc0012346`), or `None`.
     ///
     /// # Errors
-    /// [`Error::Invalid`] when `number` is not `INC` + 7 digits; [`Error::Storage`] or
-    /// [`Error::Task`] when the store fails.
+    /// [`Error::Invalid`] when `number` is not `INC` + 7 digits; [`Error::Storage`] when the
+    /// store fails.
     pub async fn get(&self, number: &str) -> Result<Option<Incident>, Error> {
         let number = IncidentNumber::parse(number)?;
         self.read(move |conn| Ok(select_by_number(conn, &number)?))
@@ -223,19 +217,17 @@ impl EmbeddedStore {
     ///
     /// # Errors
     /// [`Error::Invalid`] when the number is malformed or the patch breaks a rule (the
-    /// incident is then unchanged), [`Error::NotFound`] when no incident has this number,
-    /// [`Error::Storage`] or [`Error::Task`] when the store fails.
+    /// incident is then unchanged), [`Error::NotFound`] when no incident has this number;
+    /// otherwise the writer's failures (see [`EmbeddedStore::write`]).
     pub async fn update(&self, number: &str, patch: IncidentPatch) -> Result<Incident, Error> {
         let number = IncidentNumber::parse(number)?;
         if patch.is_empty() {
             return Err(Violation::NothingToUpdate.into());
         }
         self.write(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = select_by_number(&tx, &number)?.ok_or(Error::NotFound { number })?;
+            let current = select_by_number(conn, &number)?.ok_or(Error::NotFound { number })?;
             let next = current.patched(patch, now())?;
-            execute_with(&tx, UPDATE, &next)?;
-            tx.commit()?;
+            execute_with(conn, UPDATE, &next)?;
             Ok(next)
         })
         .await
@@ -244,25 +236,29 @@ impl EmbeddedStore {
     /// The incidents matching `query`, newest first (by `opened_at`), at most `query.limit`.
     ///
     /// # Errors
-    /// [`Error::Storage`] or [`Error::Task`] when the store fails.
+    /// [`Error::Storage`] when the store fails.
     pub async fn search(&self, query: SearchQuery) -> Result<Vec<Incident>, Error> {
         self.read(move |conn| Ok(search(conn, &query)?)).await
     }
 
-    /// Runs `work` on the writer connection in a blocking task.
+    /// Runs `work` on the writer connection, in the next group's transaction (in a savepoint
+    /// of its own), and returns its result once that transaction is durably committed.
+    ///
+    /// # Errors
+    /// `work`'s error (its changes are then rolled back); [`Error::Commit`] when the group's
+    /// transaction failed; [`Error::WritePanicked`]; [`Error::WriterStopped`].
     async fn write<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            // A poisoned lock means a write panicked; the panic unwound through rusqlite's
-            // `Transaction`, whose `Drop` rolled it back, so the connection is clean to reuse.
-            let mut conn = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&mut conn)
-        })
-        .await?
+        self.writer.write(work).await
+    }
+
+    /// How many writes wait for the writer (not counting the group being committed).
+    #[cfg(test)]
+    fn queued_writes(&self) -> usize {
+        self.writer.queued()
     }
 
     /// Runs `work` on a pooled read-only connection, on the calling task.
@@ -276,11 +272,9 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        self.inner.with_reader(work)
+        self.with_reader(work)
     }
-}
 
-impl Inner {
     /// Takes an idle reader (or opens one), runs `work`, and gives the reader back.
     fn with_reader<T>(
         &self,
@@ -382,14 +376,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
 /// The next number: the highest existing sequence + 1 (or [`FIRST_SEQUENCE`]). Must run
 /// inside the write transaction that inserts it.
 fn next_number(conn: &Connection) -> Result<IncidentNumber, Error> {
-    let max: Option<i64> = conn.query_row(
-        "SELECT MAX(CAST(substr(number, 4) AS INTEGER)) FROM incident",
-        [],
-        |row| row.get(0),
-    )?;
+    // The highest number is the highest sequence: the schema's CHECK makes every number `INC`
+    // and seven digits, which sort as text in numeric order. `MAX(number)` reads it from the
+    // end of the UNIQUE index, where a numeric MAX would scan the whole table per create.
+    let max: Option<String> = conn
+        .prepare_cached("SELECT MAX(number) FROM incident")?
+        .query_row([], |row| row.get(0))?;
     let next = match max {
         None => Some(FIRST_SEQUENCE),
-        Some(max) => max.checked_add(1).and_then(|next| u32::try_from(next).ok()),
+        Some(max) => IncidentNumber::parse(&max)
+            .map_err(|err| Error::Storage(conversion_error(0, err)))?
+            .sequence()
+            .checked_add(1),
     };
     next.and_then(IncidentNumber::from_sequence)
         .ok_or(Error::NumbersExhausted)
@@ -399,29 +397,27 @@ fn next_number(conn: &Connection) -> Result<IncidentNumber, Error> {
 /// `incident`.
 fn execute_with(conn: &Connection, sql: &str, incident: &Incident) -> rusqlite::Result<usize> {
     let i = incident;
-    conn.execute(
-        sql,
-        params![
-            i.number.as_str(),
-            i.sys_id,
-            i.short_description,
-            i.description,
-            i.caller,
-            i.category,
-            i.impact.code(),
-            i.urgency.code(),
-            i.priority.code(),
-            i.state.code(),
-            i.assignment_group,
-            i.assigned_to,
-            i.work_notes,
-            i.close_code,
-            i.close_notes,
-            format_timestamp(i.opened_at),
-            format_timestamp(i.updated_at),
-            i.resolved_at.map(format_timestamp),
-        ],
-    )
+    // Cached: the writer runs these two statements for every create and update.
+    conn.prepare_cached(sql)?.execute(params![
+        i.number.as_str(),
+        i.sys_id,
+        i.short_description,
+        i.description,
+        i.caller,
+        i.category,
+        i.impact.code(),
+        i.urgency.code(),
+        i.priority.code(),
+        i.state.code(),
+        i.assignment_group,
+        i.assigned_to,
+        i.work_notes,
+        i.close_code,
+        i.close_notes,
+        format_timestamp(i.opened_at),
+        format_timestamp(i.updated_at),
+        i.resolved_at.map(format_timestamp),
+    ])
 }
 
 fn insert(conn: &Connection, incident: &Incident) -> rusqlite::Result<()> {
@@ -588,3 +584,8 @@ mod tests;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #[path = "embedded_search_tests.rs"]
 mod search_tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[path = "embedded_group_tests.rs"]
+mod group_tests;

@@ -3,6 +3,7 @@
 //! incident numbers that stay distinct under concurrent writers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::*;
 use crate::incidents::model::DEFAULT_CLOSE_CODE;
@@ -68,15 +69,15 @@ async fn open_configures_wal_and_full_sync_and_creates_the_dir() {
 
     assert_eq!(store.path(), data.join(FILE_NAME));
     assert!(store.path().exists());
-    let conn = store.inner.writer.lock().unwrap();
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    let sync: i64 = conn
-        .query_row("PRAGMA synchronous", [], |r| r.get(0))
-        .unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    // Read on the writer connection itself: `synchronous` is a per-connection setting.
+    let (mode, sync, version) = store
+        .write(|conn| {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok((mode, sync, version))
+        })
+        .await
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(sync, 2, "synchronous = FULL");

@@ -15,6 +15,7 @@ pub mod model;
 mod seed;
 pub mod table_api;
 pub mod vocab;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,9 +132,20 @@ pub enum Error {
     /// Every number up to `INC9999999` is taken.
     #[error("no incident numbers left: INC9999999 is taken")]
     NumbersExhausted,
-    /// The blocking task running the database work panicked or was cancelled.
-    #[error("incident store task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// The transaction holding this write, committed together with other writes (group
+    /// commit), failed to begin or to commit: none of its writes, this one included, is
+    /// saved. Shared by the callers of the group.
+    #[error("incident database error: the write was not saved: {0}")]
+    Commit(Arc<rusqlite::Error>),
+    /// The write panicked (a bug); it was rolled back and the store keeps working.
+    #[error("incident store write failed unexpectedly (it was rolled back)")]
+    WritePanicked,
+    /// The embedded store's writer thread has stopped: no write can be saved until restart.
+    #[error("incident store writer has stopped")]
+    WriterStopped,
+    /// The embedded store's writer thread could not be started.
+    #[error("cannot start the incident store writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
     /// The ServiceNow instance (Table API store) is not configured, refused the request or
     /// failed.
     #[error(transparent)]

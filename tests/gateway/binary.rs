@@ -231,3 +231,143 @@ async fn a_call_without_a_session_is_logged_and_counted_under_its_client() {
         .expect("the call is logged");
     assert!(line.contains("client=\"default\""), "{line}");
 }
+
+/// How many writers write at once in the crash test: the c = 16 of the write benchmark.
+const CRASH_WRITERS: usize = 16;
+
+/// How many acknowledged writes the crash test waits for before it kills the gateway.
+const CRASH_AFTER_WRITES: usize = 800;
+
+/// What the gateway acknowledged before it died.
+#[derive(Default)]
+struct Acknowledged {
+    /// Incident number → short description, of each acknowledged create.
+    created: Vec<(String, String)>,
+    /// Incident number → work note, of each acknowledged update.
+    updated: Vec<(String, String)>,
+}
+
+/// One writer of the crash test: on its own Streamable HTTP session, creates an incident,
+/// adds a work note to it, and again, recording each answer, until a call fails (the
+/// gateway is gone) or the test stops it.
+async fn crash_writer(
+    client: rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    writer: usize,
+    acks: std::sync::Arc<std::sync::Mutex<Acknowledged>>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use rmcp::model::CallToolRequestParams;
+    use std::sync::atomic::Ordering;
+
+    use crate::support::helpers::{args, tool_text};
+    let call = |tool: &'static str, arguments: serde_json::Value| {
+        let request = CallToolRequestParams::new(tool).with_arguments(args(arguments));
+        let client = &client;
+        async move {
+            // Bounded: a call the dying gateway never answers must not hang the test.
+            let answer = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.call_tool(request),
+            )
+            .await;
+            match answer {
+                Ok(Ok(result)) if result.is_error != Some(true) => {
+                    Some(serde_json::from_str::<serde_json::Value>(&tool_text(&result)).unwrap())
+                }
+                Ok(Ok(result)) => panic!("{tool} failed while the gateway ran: {result:?}"),
+                _ => None,
+            }
+        }
+    };
+    for i in 0.. {
+        let summary = format!("writer {writer} incident {i}");
+        let Some(created) = call("create_incident", json!({"short_description": summary})).await
+        else {
+            return;
+        };
+        let number = created["number"].as_str().unwrap().to_owned();
+        acks.lock().unwrap().created.push((number.clone(), summary));
+        count.fetch_add(1, Ordering::Relaxed);
+        let note = format!("writer {writer} note {i}");
+        let Some(updated) = call(
+            "update_incident",
+            json!({"number": number, "work_notes": note}),
+        )
+        .await
+        else {
+            return;
+        };
+        assert_eq!(updated["number"], number.as_str());
+        acks.lock().unwrap().updated.push((number, note));
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acknowledged_writes_all_survive_sigkill() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let gateway = start(&data);
+    let url = format!("http://{}/agents/servicenow/mcp", gateway.addr);
+    let acks = Arc::new(std::sync::Mutex::new(Acknowledged::default()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let killed = tokio_util::sync::CancellationToken::new();
+    let mut clients = Vec::new();
+    for _ in 0..CRASH_WRITERS {
+        clients.push(crate::support::helpers::rmcp_client(&url).await);
+    }
+    let writers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, client)| {
+            let writer = crash_writer(client, w, acks.clone(), count.clone());
+            let killed = killed.clone();
+            tokio::spawn(async move { killed.run_until_cancelled(writer).await })
+        })
+        .collect();
+
+    // Kill -9 in the middle of the writing, without any shutdown.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count.load(Ordering::Relaxed) < CRASH_AFTER_WRITES {
+        assert!(
+            Instant::now() < deadline,
+            "only {} writes acknowledged in 120 s",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let logs = gateway.kill_and_logs();
+    // The process is gone: no answer can come any more, so calls still waiting stop now
+    // (the client would otherwise wait for its timeout).
+    killed.cancel();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    // Every write answered before the kill is in the store the next start opens.
+    let acks = std::mem::take(&mut *acks.lock().unwrap());
+    assert!(
+        acks.created.len() + acks.updated.len() >= CRASH_AFTER_WRITES,
+        "{logs}"
+    );
+    let store = switchboard::incidents::EmbeddedStore::open(&data).unwrap();
+    let mut numbers = std::collections::HashSet::new();
+    for (number, summary) in &acks.created {
+        assert!(numbers.insert(number.clone()), "{number} given twice");
+        let stored = store.get(number).await.unwrap();
+        let stored = stored.unwrap_or_else(|| panic!("acknowledged create {number} lost"));
+        assert_eq!(&stored.short_description, summary);
+    }
+    for (number, note) in &acks.updated {
+        let stored = store.get(number).await.unwrap().unwrap();
+        let journal = stored.work_notes.unwrap_or_default();
+        assert!(
+            journal.contains(note.as_str()),
+            "acknowledged update of {number} lost: {journal:?}"
+        );
+    }
+}

@@ -345,7 +345,10 @@ fn store_error(err: incidents::Error) -> Error {
         | incidents::Error::Io { .. }
         | incidents::Error::UnsupportedSchema { .. }
         | incidents::Error::NumbersExhausted
-        | incidents::Error::Task(_)) => {
+        | incidents::Error::Commit(_)
+        | incidents::Error::WritePanicked
+        | incidents::Error::WriterStopped
+        | incidents::Error::WriterThread(_)) => {
             tracing::error!(error = %err, "Incident store failed.");
             Error::Failed(format!("incident store error: {err}"))
         }
