@@ -123,9 +123,21 @@ const OPTIMIZE_TEXT_INDEX: &str = "INSERT INTO incident_text (incident_text) VAL
 const MIN_INDEXED_QUERY_CHARS: usize = 3;
 
 /// The columns, in the order [`incident_from_row`] reads them.
-const SELECT: &str = "SELECT number, sys_id, short_description, description, caller, category, \
-     impact, urgency, priority, state, assignment_group, assigned_to, work_notes, close_code, \
-     close_notes, opened_at, updated_at, resolved_at FROM incident";
+const SELECT: &str = "SELECT incident.number, incident.sys_id, incident.short_description, \
+     incident.description, incident.caller, incident.category, incident.impact, \
+     incident.urgency, incident.priority, incident.state, incident.assignment_group, \
+     incident.assigned_to, incident.work_notes, incident.close_code, incident.close_notes, \
+     incident.opened_at, incident.updated_at, incident.resolved_at FROM incident";
+
+/// [`SELECT`] of the incidents whose text matches the index query bound first: a join, where
+/// `id IN (SELECT rowid ...)` made SQLite build a temporary table of the matches per search.
+const SELECT_MATCHING: &str = "SELECT incident.number, incident.sys_id, \
+     incident.short_description, incident.description, incident.caller, incident.category, \
+     incident.impact, incident.urgency, incident.priority, incident.state, \
+     incident.assignment_group, incident.assigned_to, incident.work_notes, \
+     incident.close_code, incident.close_notes, incident.opened_at, incident.updated_at, \
+     incident.resolved_at FROM incident_text JOIN incident ON incident.id = incident_text.rowid \
+     WHERE incident_text MATCH ?";
 
 const INSERT: &str = "INSERT INTO incident (number, sys_id, short_description, description, \
      caller, category, impact, urgency, priority, state, assignment_group, assigned_to, \
@@ -459,7 +471,8 @@ fn search_statement(query: &SearchQuery) -> (String, Vec<rusqlite::types::Value>
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     match text.map(|text| (text, indexed_query(text))) {
         Some((_, Some(phrase))) => {
-            conditions.push("id IN (SELECT rowid FROM incident_text WHERE incident_text MATCH ?)");
+            // The match is the statement's own WHERE; the other conditions follow it.
+            sql = String::from(SELECT_MATCHING);
             values.push(phrase.into());
         }
         Some((text, None)) => {
@@ -479,20 +492,26 @@ fn search_statement(query: &SearchQuery) -> (String, Vec<rusqlite::types::Value>
         None => {}
     }
     if let Some(state) = query.state {
-        conditions.push("state = ?");
+        conditions.push("incident.state = ?");
         values.push(i64::from(state.code()).into());
     }
     if let Some(priority) = query.priority {
-        conditions.push("priority = ?");
+        conditions.push("incident.priority = ?");
         values.push(i64::from(priority.code()).into());
     }
-    for (i, condition) in conditions.iter().enumerate() {
-        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+    let mut joiner = if sql.contains(" WHERE ") {
+        " AND "
+    } else {
+        " WHERE "
+    };
+    for condition in conditions {
+        sql.push_str(joiner);
         sql.push_str(condition);
+        joiner = " AND ";
     }
     // `0 + ?` rather than a bare `?`: SQLite reads a bare LIMIT parameter while planning and
     // then re-prepares the statement whenever it is bound again.
-    sql.push_str(" ORDER BY opened_at DESC, number DESC LIMIT 0 + ?");
+    sql.push_str(" ORDER BY incident.opened_at DESC, incident.number DESC LIMIT 0 + ?");
     values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
     (sql, values)
 }
