@@ -230,30 +230,43 @@ pub fn adopt(span: &Span, parent: Option<&TraceContext>) {
 
 /// The id of `span`'s trace (32 hex digits); `None` when it is not exported.
 pub fn trace_id(span: &Span) -> Option<String> {
-    if span.is_disabled() {
-        return None;
-    }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    let sc = span_context(span)?;
+    let mut out = String::with_capacity(32);
+    hex(&mut out, &sc.trace_id().to_bytes());
+    Some(out)
 }
 
 /// The W3C `traceresponse` of `span` (`00-<trace id>-<span id>-<flags>`), the header the
 /// client learns its trace from.
 pub fn traceresponse(span: &Span) -> Option<String> {
+    let sc = span_context(span)?;
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    hex(&mut out, &sc.trace_id().to_bytes());
+    out.push('-');
+    hex(&mut out, &sc.span_id().to_bytes());
+    out.push('-');
+    hex(&mut out, &[sc.trace_flags().to_u8()]);
+    Some(out)
+}
+
+/// `span`'s OpenTelemetry span context, when it is exported.
+fn span_context(span: &Span) -> Option<opentelemetry::trace::SpanContext> {
     if span.is_disabled() {
         return None;
     }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags().to_u8()
-        )
-    })
+    let sc = span.context().span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
+/// Appends `bytes` as lowercase hex (the ids' `Display`, without the formatting machinery:
+/// this runs for every traced request).
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
 }
 
 /// Records that `span`'s operation failed: status error with `message`, `error.type`.
@@ -352,6 +365,18 @@ mod tests {
             cx.span().span_context().trace_id().to_string(),
             "0af7651916cd43dd8448eb211c80319c"
         );
+    }
+
+    #[test]
+    fn ids_are_written_as_w3c_hex() {
+        let mut out = String::new();
+        hex(&mut out, &[0x0a, 0xf7, 0x00, 0xff]);
+        assert_eq!(out, "0af700ff");
+        let id =
+            opentelemetry::trace::TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let mut ours = String::new();
+        hex(&mut ours, &id.to_bytes());
+        assert_eq!(ours, id.to_string());
     }
 
     #[test]
