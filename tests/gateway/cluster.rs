@@ -1474,3 +1474,38 @@ async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Many first requests of a session at once on a replica that does not hold it: one takes it
+/// over and restores its engine, the others wait for that and are served (a request that
+/// checked for the engine just before the restore and registered its own restore just after
+/// it used to get a 500 from rmcp's "restore session").
+#[tokio::test]
+async fn concurrent_first_requests_on_a_replica_that_takes_a_session_over_are_all_served() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (&cluster.replicas[0], &cluster.replicas[1]);
+    let h = http();
+    for round in 0..8 {
+        let id =
+            crate::support::helpers::streamable_initialize(&h, &a.url("/agents/servicenow/mcp"))
+                .await;
+        let url = b.url("/agents/servicenow/mcp");
+        let calls = (0..24).map(|i| {
+            let (h, url, id) = (h.clone(), url.clone(), id.clone());
+            async move {
+                let response = crate::support::helpers::streamable_post(
+                    &h,
+                    &url,
+                    Some(&id),
+                    serde_json::json!({"jsonrpc":"2.0","id":i,"method":"tools/list"}).to_string(),
+                )
+                .await;
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+        });
+        for (status, body) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200, "round {round}: {body}");
+            assert!(body.contains("search_incident"), "round {round}: {body}");
+        }
+    }
+}
