@@ -13,12 +13,15 @@
 //! worker and replays the handshake (marked with `SessionRestoreMarker`, which our
 //! counters skip), then serves the request.
 //!
-//! One restore at a time per session ([`RestoreGates`]): rmcp checks `has_session` and
-//! registers its restore in two steps, so a request that found no engine just before another
-//! request's restore began, and registered just after that restore ended, would restore a
-//! second time and get rmcp's 500 ("restore session": the session is already present). Our
-//! `has_session` answers "no engine" to one request at a time; the others wait until its
-//! restore is done (or found nothing to restore) and then find the engine.
+//! One restore at a time per session, and no request into an engine still replaying its
+//! handshake ([`RestoreGates`]). rmcp's `has_session` is true as soon as a restored engine is
+//! entered, before its handshake is replayed: a request arriving then sent its stream to a
+//! worker still waiting for `initialize`, which quit ("unexpected message ... when get
+//! initialize request"), and every request of the session got a 500. And rmcp checks
+//! `has_session` and registers its restore in two steps: a request that found no engine just
+//! before another's restore and registered just after it restored a second time (rmcp's 500,
+//! "the session is already present"). Our `has_session` answers "no engine" to one request at
+//! a time, and "ready" only once no restore is under way; the others wait.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -91,6 +94,17 @@ impl RestoreGates {
             return None;
         }
         gates.get(id).cloned()
+    }
+
+    /// Drops restore `number` of session `id` if it is still the one under way (its
+    /// request went away without saying it is over).
+    fn release_stale(&self, id: &str, number: u64) {
+        let mut gates = self.gates();
+        if gates.get(id).is_some_and(|(n, _)| *n == number)
+            && let Some((_, token)) = gates.remove(id)
+        {
+            token.cancel();
+        }
     }
 
     /// The restore of session `id` is over: the requests waiting for it look again.
@@ -291,8 +305,12 @@ impl SessionManager for TrackedSessions {
             let under_way = if present {
                 match self.restores.current(id) {
                     None => return Ok(true),
-                    // Waited for in vain: as if it were done.
-                    Some((number, _)) if stale == Some(number) => return Ok(true),
+                    // Waited for in vain (its request went away mid-restore): as if it
+                    // were done, for every request from now on.
+                    Some((number, _)) if stale == Some(number) => {
+                        self.restores.release_stale(id, number);
+                        return Ok(true);
+                    }
                     gate => gate,
                 }
             } else {
