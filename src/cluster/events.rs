@@ -1,9 +1,17 @@
 //! Resumable Streamable HTTP streams on any replica: rmcp's `EventStore` on Redis.
 //!
-//! Every event a session's stream sends is appended to a Redis list per stream
+//! Every message a session's stream sends is appended to a Redis list per stream
 //! (`<prefix>:events:<stream id>`, kept [`EVENTS_TTL`] after its last event) before it goes
-//! out, with the id `<stream id>/<index>`. A client that reconnects with `Last-Event-ID`,
-//! on whichever replica, gets the events after that one from the list.
+//! out, in one round trip (`RPUSH` and `PEXPIRE` pipelined), with the id
+//! `<stream id>/<n>`: the n-th message of the stream, from 1. A client that reconnects with
+//! `Last-Event-ID`, on whichever replica, gets the messages after that one from the list.
+//!
+//! Events without a message (the priming event that opens a stream, a `retry` hint) are not
+//! written: nothing in them needs replaying, only their id must say where the client is.
+//! A stream's priming event is `<stream id>/0` (replay from the first message), so opening
+//! a stream costs no round trip and a call costs one. A message-less event later in a
+//! stream (rmcp sends one before closing a stream early, which the gateway does not do
+//! today) takes the position of the stream's last message (`LLEN`, one round trip).
 //!
 //! Redis away: events still go out, with ids that cannot be replayed (`<stream id>/-`); the
 //! session keeps working, only resumption is lost for them.
@@ -35,17 +43,27 @@ struct Stored {
 /// The cluster's event store.
 pub struct RedisEvents {
     cluster: Cluster,
+    /// Streams this replica wrote a message of and did not see end yet.
+    open: OpenStreams,
 }
 
 impl RedisEvents {
     /// Events of `cluster`'s streams.
     pub fn new(cluster: Cluster) -> Self {
-        Self { cluster }
+        Self {
+            cluster,
+            open: OpenStreams::default(),
+        }
     }
 
     fn list_key(&self, stream_id: &str) -> String {
         self.cluster.key(&format!("events:{stream_id}"))
     }
+}
+
+/// The id of the `n`-th message of `stream_id` (0: before the first).
+fn event_id(stream_id: &str, n: i64) -> EventId {
+    format!("{stream_id}/{n}")
 }
 
 #[async_trait::async_trait]
@@ -55,23 +73,42 @@ impl EventStore for RedisEvents {
         stream_id: &str,
         event: &ServerSseMessage,
     ) -> Result<EventId, EventStoreError> {
-        let stored = Stored {
-            message: event.message.clone(),
+        let key = self.list_key(stream_id);
+        let mut redis = self.cluster.0.redis.clone();
+        let Some(message) = &event.message else {
+            // A stream's priming event opens it: nothing stored yet, nothing to store.
+            if !self.open.contains(stream_id) {
+                return Ok(event_id(stream_id, 0));
+            }
+            let length: Result<i64, redis::RedisError> = redis.llen(&key).await;
+            return Ok(match length {
+                Ok(length) => event_id(stream_id, length),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Cannot read a stream's length in Redis; the event's id will not be replayable.");
+                    format!("{stream_id}/-")
+                }
+            });
+        };
+        let payload = serde_json::to_string(&Stored {
+            message: Some(message.clone()),
             retry_ms: event
                 .retry
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        };
-        let payload = serde_json::to_string(&stored)?;
-        let key = self.list_key(stream_id);
-        let mut redis = self.cluster.0.redis.clone();
+        })?;
         let appended: Result<(i64,), redis::RedisError> = redis::pipe()
             .rpush(&key, payload)
             .pexpire(&key, EVENTS_TTL.as_millis() as i64)
             .ignore()
             .query_async(&mut redis)
             .await;
+        // A request's stream ends with its answer (the common stream never ends).
+        let ends = matches!(
+            **message,
+            ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_)
+        ) && !stream_id.ends_with(":common");
+        self.open.wrote(stream_id, ends);
         Ok(match appended {
-            Ok((length,)) => format!("{stream_id}/{}", length - 1),
+            Ok((length,)) => event_id(stream_id, length),
             Err(e) => {
                 tracing::debug!(error = %e, "Cannot store a stream event in Redis; it will not be replayable.");
                 format!("{stream_id}/-")
@@ -83,16 +120,17 @@ impl EventStore for RedisEvents {
         &self,
         last_event_id: &str,
     ) -> Result<EventStream, EventStoreError> {
-        let (stream_id, index) = last_event_id
+        let (stream_id, n) = last_event_id
             .rsplit_once('/')
             .ok_or_else(|| format!("{last_event_id:?} is not an event id of this gateway"))?;
-        let index: isize = index
+        let n: isize = n
             .parse()
-            .map_err(|_| format!("event {last_event_id:?} cannot be replayed"))?;
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| format!("event {last_event_id:?} cannot be replayed"))?;
         let mut redis = self.cluster.0.redis.clone();
-        let events: Vec<String> = redis
-            .lrange(self.list_key(stream_id), index + 1, -1)
-            .await?;
+        // Message n + 1 is at index n.
+        let events: Vec<String> = redis.lrange(self.list_key(stream_id), n, -1).await?;
         let stream_id = stream_id.to_owned();
         let messages: Vec<ServerSseMessage> = events
             .into_iter()
@@ -101,12 +139,101 @@ impl EventStore for RedisEvents {
                 let stored: Stored = serde_json::from_str(&payload).ok()?;
                 // (The type is non-exhaustive: built from a constructor, then filled in.)
                 let mut event = ServerSseMessage::retry(Duration::ZERO);
-                event.event_id = Some(format!("{stream_id}/{}", index + 1 + i as isize));
+                event.event_id = Some(format!("{stream_id}/{}", n + 1 + i as isize));
                 event.message = stored.message;
                 event.retry = stored.retry_ms.map(Duration::from_millis);
                 Some(event)
             })
             .collect();
         Ok(Box::pin(futures::stream::iter(messages)))
+    }
+}
+
+/// The streams this replica wrote a message of and has not seen end (a request's stream
+/// ends with its answer), so that a message-less event later in one of them is placed after
+/// its messages. A call's stream (priming event, answer) never enters; an entry whose stream
+/// had no message for [`EVENTS_TTL`] is dropped (Redis dropped the stream's list too).
+#[derive(Default)]
+struct OpenStreams(std::sync::Mutex<OpenInner>);
+
+#[derive(Default)]
+struct OpenInner {
+    last_message: std::collections::HashMap<String, std::time::Instant>,
+    /// Sweep for old entries when there are this many.
+    sweep_at: usize,
+}
+
+impl OpenStreams {
+    fn inner(&self) -> std::sync::MutexGuard<'_, OpenInner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, stream_id: &str) -> bool {
+        self.inner().last_message.contains_key(stream_id)
+    }
+
+    /// A message of `stream_id` was written; `ends`: it was the stream's last.
+    fn wrote(&self, stream_id: &str, ends: bool) {
+        let mut inner = self.inner();
+        if ends {
+            if !inner.last_message.is_empty() {
+                inner.last_message.remove(stream_id);
+            }
+            return;
+        }
+        let now = std::time::Instant::now();
+        if let Some(last) = inner.last_message.get_mut(stream_id) {
+            *last = now;
+            return;
+        }
+        inner.last_message.insert(stream_id.to_owned(), now);
+        if inner.last_message.len() >= inner.sweep_at {
+            inner
+                .last_message
+                .retain(|_, last| now.duration_since(*last) < EVENTS_TTL);
+            inner.sweep_at = (inner.last_message.len() * 2).max(1024);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_is_open_from_its_first_message_until_its_answer() {
+        let open = OpenStreams::default();
+        // A call's stream: priming (nothing written), then its answer: never entered.
+        open.wrote("call", true);
+        assert!(!open.contains("call"));
+        // A stream with progress first: open until its answer.
+        open.wrote("long", false);
+        open.wrote("long", false);
+        assert!(open.contains("long"));
+        open.wrote("long", true);
+        assert!(!open.contains("long"));
+        assert!(open.inner().last_message.is_empty());
+    }
+
+    #[test]
+    fn streams_without_a_message_for_the_events_ttl_are_swept() {
+        let open = OpenStreams::default();
+        let long_ago = std::time::Instant::now()
+            .checked_sub(EVENTS_TTL + Duration::from_secs(1))
+            .unwrap_or_else(std::time::Instant::now);
+        {
+            let mut inner = open.inner();
+            for i in 0..1500 {
+                inner.last_message.insert(format!("old-{i}"), long_ago);
+            }
+            inner.sweep_at = 1500;
+        }
+        open.wrote("new", false);
+        let inner = open.inner();
+        assert_eq!(inner.last_message.len(), 1, "only the fresh stream is left");
+        assert!(inner.last_message.contains_key("new"));
+        assert_eq!(inner.sweep_at, 1024);
     }
 }

@@ -12,6 +12,16 @@
 //! `has_session` is false, rmcp loads the parameters, asks `restore_session` for a new
 //! worker and replays the handshake (marked with `SessionRestoreMarker`, which our
 //! counters skip), then serves the request.
+//!
+//! One restore at a time per session, and no request into an engine still replaying its
+//! handshake ([`RestoreGates`]). rmcp's `has_session` is true as soon as a restored engine is
+//! entered, before its handshake is replayed: a request arriving then sent its stream to a
+//! worker still waiting for `initialize`, which quit ("unexpected message ... when get
+//! initialize request"), and every request of the session got a 500. And rmcp checks
+//! `has_session` and registers its restore in two steps: a request that found no engine just
+//! before another's restore and registered just after it restored a second time (rmcp's 500,
+//! "the session is already present"). Our `has_session` answers "no engine" to one request at
+//! a time, and "ready" only once no restore is under way; the others wait.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -42,6 +52,68 @@ use std::pin::Pin;
 
 /// How long parking waits for a closed worker to exit before giving up on it.
 const WORKER_EXIT_WAIT: Duration = Duration::from_secs(5);
+/// How long a request waits for another request's restore of its session before it
+/// restores the session itself (only reached when the other request was dropped between
+/// rmcp's `has_session` and its restore, which then never tells us it is done).
+const RESTORE_WAIT: Duration = Duration::from_secs(10);
+
+/// The sessions whose engine a request is restoring right now, each with a token cancelled
+/// when that restore is done, failed, or found nothing to restore (and a number telling
+/// one restore of the session from the next).
+#[derive(Default)]
+struct RestoreGates(Mutex<HashMap<SessionId, (u64, CancellationToken)>>);
+
+/// A restore under way, as a waiting request sees it.
+type Gate = (u64, CancellationToken);
+
+impl RestoreGates {
+    fn gates(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Gate>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims the restore of session `id` for the caller (`None`), or returns the restore
+    /// already under way. `stale`: the number of a restore the caller waited for in vain;
+    /// if it is still the one under way, the caller takes over.
+    fn claim(&self, id: &SessionId, stale: Option<u64>) -> Option<Gate> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut gates = self.gates();
+        match gates.get(id) {
+            Some((number, token)) if stale != Some(*number) => Some((*number, token.clone())),
+            _ => {
+                let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                gates.insert(id.clone(), (number, CancellationToken::new()));
+                None
+            }
+        }
+    }
+
+    /// The restore of session `id` under way, if one is.
+    fn current(&self, id: &SessionId) -> Option<Gate> {
+        let gates = self.gates();
+        if gates.is_empty() {
+            return None;
+        }
+        gates.get(id).cloned()
+    }
+
+    /// Drops restore `number` of session `id` if it is still the one under way (its
+    /// request went away without saying it is over).
+    fn release_stale(&self, id: &str, number: u64) {
+        let mut gates = self.gates();
+        if gates.get(id).is_some_and(|(n, _)| *n == number)
+            && let Some((_, token)) = gates.remove(id)
+        {
+            token.cancel();
+        }
+    }
+
+    /// The restore of session `id` is over: the requests waiting for it look again.
+    fn release(&self, id: &str) {
+        if let Some((_, token)) = self.gates().remove(id) {
+            token.cancel();
+        }
+    }
+}
 
 /// rmcp's in-memory session manager, reporting to the gateway's session store.
 pub struct TrackedSessions {
@@ -57,6 +129,8 @@ pub struct TrackedSessions {
     /// (`list_changed`, resource updates, logs): then a session's `GET` stream is rmcp's own,
     /// carrying them. Set by every (re)build of the agent's service.
     relays: std::sync::atomic::AtomicBool,
+    /// One restore at a time per session (shared with the service's [`Handshakes`]).
+    restores: Arc<RestoreGates>,
 }
 
 /// A session manager as the session store sees it: weak, so that the store's entries do not
@@ -145,15 +219,22 @@ impl TrackedSessions {
 /// `initialize` parameters, so that a parked session can be restored.
 pub struct Handshakes {
     store: SessionStore,
+    /// A session with nothing to restore ends its restore here.
+    restores: Arc<RestoreGates>,
 }
 
 #[async_trait::async_trait]
 impl rmcp::transport::streamable_http_server::session::SessionStore for Handshakes {
     async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
-        Ok(self
+        let state = self
             .store
             .handshake(session_id)
-            .map(|params| SessionState::new((*params).clone())))
+            .map(|params| SessionState::new((*params).clone()));
+        if state.is_none() {
+            // rmcp answers 404 and restores nothing.
+            self.restores.release(session_id);
+        }
+        Ok(state)
     }
 
     async fn store(&self, session_id: &str, state: &SessionState) -> Result<(), SessionStoreError> {
@@ -187,7 +268,11 @@ impl SessionManager for TrackedSessions {
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
         if Self::is_restore(&message) {
-            return self.inner.initialize_session(id, message).await;
+            let response = self.inner.initialize_session(id, message).await;
+            if response.is_err() {
+                self.restores.release(id);
+            }
+            return response;
         }
         let stats = self.store.stats(id);
         if let Some(stats) = &stats {
@@ -204,12 +289,52 @@ impl SessionManager for TrackedSessions {
         Ok(response)
     }
 
+    /// Whether session `id` has an engine ready to serve. While one is being restored, the
+    /// answer waits for the restore to finish; "no" (rmcp then restores it) is the answer of
+    /// one request at a time, the others wait for that restore and look again.
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
         let parking = self.parking().get(id).cloned();
         if let Some(done) = parking {
             done.cancelled().await;
         }
-        self.inner.has_session(id).await
+        let mut stale = None;
+        loop {
+            // Present and not being restored: ready (a restore holds its gate from before its
+            // engine is entered until its handshake is done).
+            let present = self.inner.has_session(id).await?;
+            let under_way = if present {
+                match self.restores.current(id) {
+                    None => return Ok(true),
+                    // Waited for in vain (its request went away mid-restore): as if it
+                    // were done, for every request from now on.
+                    Some((number, _)) if stale == Some(number) => {
+                        self.restores.release_stale(id, number);
+                        return Ok(true);
+                    }
+                    gate => gate,
+                }
+            } else {
+                match self.restores.claim(id, stale) {
+                    // Ours to restore, unless a restore ended between the look and the claim.
+                    None => {
+                        let restored = self.inner.has_session(id).await?;
+                        if restored {
+                            self.restores.release(id);
+                        }
+                        return Ok(restored);
+                    }
+                    gate => gate,
+                }
+            };
+            if let Some((number, done)) = under_way
+                && tokio::time::timeout(RESTORE_WAIT, done.cancelled())
+                    .await
+                    .is_err()
+            {
+                tracing::warn!(session = %id, "A restore of this session did not finish in time; restoring it again.");
+                stale = Some(number);
+            }
+        }
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
@@ -227,9 +352,17 @@ impl SessionManager for TrackedSessions {
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
         let stats = self.store.stats(&id);
-        let outcome = self.inner.restore_session(id).await?;
-        if let (RestoreOutcome::Restored(_), Some(stats)) = (&outcome, stats) {
-            stats.set_running();
+        let outcome = match self.inner.restore_session(id.clone()).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.restores.release(&id);
+                return Err(e);
+            }
+        };
+        match (&outcome, stats) {
+            (RestoreOutcome::Restored(_), Some(stats)) => stats.set_running(),
+            (RestoreOutcome::Restored(_), None) => {}
+            _ => self.restores.release(&id),
         }
         Ok(outcome)
     }
@@ -260,9 +393,13 @@ impl SessionManager for TrackedSessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
-        if !Self::is_restore(&message)
-            && let Some(stats) = self.store.stats(id)
-        {
+        if Self::is_restore(&message) {
+            // The restored handshake's last step: the engine serves the waiting requests.
+            let accepted = self.inner.accept_message(id, message).await;
+            self.restores.release(id);
+            return accepted;
+        }
+        if let Some(stats) = self.store.stats(id) {
             stats.on_client_message(&message);
         }
         self.inner.accept_message(id, message).await
@@ -410,6 +547,7 @@ pub fn service(
             parking: Mutex::new(HashMap::new()),
             engine: Arc::new(ManagerEngine(me.clone())),
             relays: std::sync::atomic::AtomicBool::new(false),
+            restores: Arc::default(),
         })
     });
     sessions
@@ -425,6 +563,7 @@ pub fn service(
         .with_cancellation_token(cancel);
     config.session_store = Some(Arc::new(Handshakes {
         store: sessions.store.clone(),
+        restores: sessions.restores.clone(),
     }));
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config);
     (service, sessions)

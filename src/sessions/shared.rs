@@ -132,15 +132,22 @@ impl SessionStore {
         let Some(shared) = &self.shared else {
             return Ok(None);
         };
-        let record =
-            shared
-                .cluster
-                .load_session(id)
-                .await
-                .map_err(|e| AdoptError::Unavailable {
-                    id: id.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        // A read: one hiccup of Redis (a timeout on a loaded host, a reconnect) is retried
+        // once before the request fails.
+        let record = match shared.cluster.load_session(id).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::debug!(session = %id, error = %e, "Looking up a session in Redis failed; trying again.");
+                shared
+                    .cluster
+                    .load_session(id)
+                    .await
+                    .map_err(|e| AdoptError::Unavailable {
+                        id: id.to_owned(),
+                        reason: e.to_string(),
+                    })?
+            }
+        };
         let Some(record) = record else {
             return Ok(None);
         };

@@ -4,6 +4,8 @@
 #   tests/bench/cluster.sh               2 repetitions, 10 s windows, c = 1, 16, 64
 #   tests/bench/cluster.sh --quick       1 repetition, 3 s windows
 #   tests/bench/cluster.sh --skip-build  reuse the release builds
+#   SWITCHBOARD_BIN=path tests/bench/cluster.sh --skip-build   measure another gateway
+#                                        binary (e.g. main's, for a before/after)
 #
 # Needs redis-server and nginx (Debian packages `redis-server`, `nginx`). Starts Redis, three
 # replicas of the release gateway in cluster mode and nginx in front of them (the compose
@@ -41,7 +43,7 @@ mkdir -p "$OUT"
 RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
-GW="$ROOT/target/release/switchboard"
+GW=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 MCPLOAD="$WORK/release/mcpload"
 TOKEN=bench-token
 if [ "$BUILD" = 1 ]; then
@@ -105,7 +107,7 @@ nginx -c "$TMP/nginx.conf"; wait_port $P_LB; echo "started nginx (round-robin ov
   echo "date_utc: $(date -u +%FT%TZ)"
   echo "nproc: $(nproc)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "switchboard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "switchboard: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (binary: $GW)"
   echo "redis: $(redis-server --version | awk '{print $3}'); nginx: $(nginx -v 2>&1 | cut -d/ -f2)"
   echo "window: ${WARMUP}s warm-up + ${DUR}s measured, repetitions: $REPS; mcpload --threads 1"
 } | tee "$OUT/env.txt"

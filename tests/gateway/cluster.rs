@@ -82,6 +82,25 @@ impl RedisServer {
             && &reply == b"+PONG\r\n"
     }
 
+    /// The answer to an integer command (`LLEN key`), as redis-cli would print it.
+    fn integer(&self, command: &str) -> i64 {
+        let mut conn = std::os::unix::net::UnixStream::connect(self.socket()).unwrap();
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        conn.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while !reply.ends_with(b"\r\n") {
+            conn.read_exact(&mut byte).unwrap();
+            reply.push(byte[0]);
+        }
+        let reply = String::from_utf8_lossy(&reply);
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{command}: {reply}"))
+    }
+
     /// Kills the server (as a crash or a network cut would look to the replicas).
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -394,7 +413,7 @@ async fn losing_redis_fails_readiness_with_clear_503s_and_the_replica_recovers()
 
 /// Redis, `n` replicas on it and nginx in front of them (the compose balancer config).
 struct Cluster {
-    _redis: RedisServer,
+    redis: RedisServer,
     _tmp: tempfile::TempDir,
     replicas: Vec<Replica>,
     /// Debian's nginx with the compose file's balancer config, in front of the replicas.
@@ -441,7 +460,7 @@ impl Cluster {
         let backends: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
         let proxy = crate::support::nginx::Nginx::start(&backends);
         Self {
-            _redis: redis,
+            redis,
             _tmp: tmp,
             replicas,
             proxy,
@@ -1113,6 +1132,34 @@ async fn a_streamable_client_resumes_its_stream_on_another_replica() {
     }
     assert!(replayed.contains("\"id\":7"), "{replayed}");
     assert_eq!(event_ids(&replayed)[0], ids[1], "{replayed}");
+
+    // The priming event was never written to Redis (it has nothing to replay): the stream's
+    // list holds the answer alone, and resuming after the answer replays nothing.
+    let (stream, priming) = ids[0].rsplit_once('/').unwrap();
+    assert_eq!(priming, "0", "{ids:?}");
+    assert_eq!(ids[1], format!("{stream}/1"), "{ids:?}");
+    assert_eq!(
+        cluster
+            .redis
+            .integer(&format!("LLEN switchboard:events:{stream}")),
+        1
+    );
+    let after_answer = h
+        .get(a.url("/agents/servicenow/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("last-event-id", &ids[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after_answer.status(), 200);
+    let rest = tokio::time::timeout(Duration::from_secs(10), after_answer.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(event_ids(&rest).is_empty(), "{rest}");
+    assert!(!rest.contains("search_incident"), "{rest}");
 }
 
 #[tokio::test]
@@ -1473,4 +1520,39 @@ async fn a_replica_reaches_redis_over_tls_as_an_acl_user() {
         .await;
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// Many first requests of a session at once on a replica that does not hold it: one takes it
+/// over and restores its engine, the others wait for that and are served (a request that
+/// checked for the engine just before the restore and registered its own restore just after
+/// it used to get a 500 from rmcp's "restore session").
+#[tokio::test]
+async fn concurrent_first_requests_on_a_replica_that_takes_a_session_over_are_all_served() {
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (&cluster.replicas[0], &cluster.replicas[1]);
+    let h = http();
+    for round in 0..8 {
+        let id =
+            crate::support::helpers::streamable_initialize(&h, &a.url("/agents/servicenow/mcp"))
+                .await;
+        let url = b.url("/agents/servicenow/mcp");
+        let calls = (0..24).map(|i| {
+            let (h, url, id) = (h.clone(), url.clone(), id.clone());
+            async move {
+                let response = crate::support::helpers::streamable_post(
+                    &h,
+                    &url,
+                    Some(&id),
+                    serde_json::json!({"jsonrpc":"2.0","id":i,"method":"tools/list"}).to_string(),
+                )
+                .await;
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+        });
+        for (status, body) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200, "round {round}: {body}");
+            assert!(body.contains("search_incident"), "round {round}: {body}");
+        }
+    }
 }

@@ -42,7 +42,8 @@ pub fn serve_command() -> Command {
 }
 
 /// A gateway process: its address, its log up to "listening", and the rest of its log as it
-/// comes (read on a thread, so the gateway never blocks on a full pipe). Killed when dropped.
+/// comes (read on a thread, so the gateway never blocks on a full pipe). Killed when dropped;
+/// its whole log is printed then if the test failed.
 pub struct Spawned {
     /// The process.
     pub child: Child,
@@ -128,8 +129,23 @@ impl Spawned {
 }
 
 impl Drop for Spawned {
+    /// Kills the process; when a test fails (the thread panics), prints what the process
+    /// logged, so that the failure shows the gateways' side too.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let mut log = self.startup.join("\n");
+            // The pipe closes with the process; a grandchild holding it gets a second.
+            while let Ok(line) = self.rest.recv_timeout(Duration::from_secs(1)) {
+                log.push('\n');
+                log.push_str(&line);
+            }
+            eprintln!(
+                "---- gateway pid {} at {} logged:\n{log}\n---- end of its log",
+                self.child.id(),
+                self.addr
+            );
+        }
     }
 }
