@@ -122,22 +122,13 @@ const OPTIMIZE_TEXT_INDEX: &str = "INSERT INTO incident_text (incident_text) VAL
 /// characters, so shorter queries scan the table instead (with the same matching).
 const MIN_INDEXED_QUERY_CHARS: usize = 3;
 
-/// The columns, in the order [`incident_from_row`] reads them.
-const SELECT: &str = "SELECT incident.number, incident.sys_id, incident.short_description, \
+/// The columns, in the order [`incident_from_row`] reads them; qualified, as a search joins
+/// the table with its text index.
+const COLUMNS: &str = "incident.number, incident.sys_id, incident.short_description, \
      incident.description, incident.caller, incident.category, incident.impact, \
      incident.urgency, incident.priority, incident.state, incident.assignment_group, \
      incident.assigned_to, incident.work_notes, incident.close_code, incident.close_notes, \
-     incident.opened_at, incident.updated_at, incident.resolved_at FROM incident";
-
-/// [`SELECT`] of the incidents whose text matches the index query bound first: a join, where
-/// `id IN (SELECT rowid ...)` made SQLite build a temporary table of the matches per search.
-const SELECT_MATCHING: &str = "SELECT incident.number, incident.sys_id, \
-     incident.short_description, incident.description, incident.caller, incident.category, \
-     incident.impact, incident.urgency, incident.priority, incident.state, \
-     incident.assignment_group, incident.assigned_to, incident.work_notes, \
-     incident.close_code, incident.close_notes, incident.opened_at, incident.updated_at, \
-     incident.resolved_at FROM incident_text JOIN incident ON incident.id = incident_text.rowid \
-     WHERE incident_text MATCH ?";
+     incident.opened_at, incident.updated_at, incident.resolved_at";
 
 const INSERT: &str = "INSERT INTO incident (number, sys_id, short_description, description, \
      caller, category, impact, urgency, priority, state, assignment_group, assigned_to, \
@@ -443,7 +434,7 @@ fn select_by_number(
 ) -> rusqlite::Result<Option<Incident>> {
     // Cached statements: parsing the SQL on every call was the store's main cost.
     static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{SELECT} WHERE number = ?1"));
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM incident WHERE number = ?1"));
     conn.prepare_cached(&SQL)?
         .query_row([number.as_str()], incident_from_row)
         .optional()
@@ -466,13 +457,15 @@ fn search_statement(query: &SearchQuery) -> (String, Vec<rusqlite::types::Value>
         .filter(|text| !text.is_empty());
     // One statement per combination of filters, each prepared once and cached (no `?N IS
     // NULL` tests on bound values, which can make SQLite re-prepare a statement per call).
-    let mut sql = String::from(SELECT);
+    let mut from = "FROM incident";
     let mut conditions: Vec<&str> = Vec::new();
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     match text.map(|text| (text, indexed_query(text))) {
         Some((_, Some(phrase))) => {
-            // The match is the statement's own WHERE; the other conditions follow it.
-            sql = String::from(SELECT_MATCHING);
+            // A join with the index, where `id IN (SELECT rowid ...)` made SQLite build a
+            // temporary table of the matches on every search.
+            from = "FROM incident_text JOIN incident ON incident.id = incident_text.rowid";
+            conditions.push("incident_text MATCH ?");
             values.push(phrase.into());
         }
         Some((text, None)) => {
@@ -499,15 +492,10 @@ fn search_statement(query: &SearchQuery) -> (String, Vec<rusqlite::types::Value>
         conditions.push("incident.priority = ?");
         values.push(i64::from(priority.code()).into());
     }
-    let mut joiner = if sql.contains(" WHERE ") {
-        " AND "
-    } else {
-        " WHERE "
-    };
-    for condition in conditions {
-        sql.push_str(joiner);
+    let mut sql = format!("SELECT {COLUMNS} {from}");
+    for (i, condition) in conditions.iter().enumerate() {
+        sql.push_str(if i == 0 { " WHERE " } else { " AND " });
         sql.push_str(condition);
-        joiner = " AND ";
     }
     // `0 + ?` rather than a bare `?`: SQLite reads a bare LIMIT parameter while planning and
     // then re-prepares the statement whenever it is bound again.
@@ -569,7 +557,7 @@ fn optional_timestamp_column(
         .transpose()
 }
 
-/// Reads a row of [`SELECT`].
+/// Reads a row of [`COLUMNS`].
 fn incident_from_row(row: &Row<'_>) -> rusqlite::Result<Incident> {
     let number: String = row.get(0)?;
     Ok(Incident {
