@@ -524,14 +524,10 @@ impl AgentServer {
         };
         let ctx = CallContext { progress, ..ctx };
         let started = std::time::Instant::now();
-        // Boxed, and only when the agent has `[[approvals]]`: waiting for one (an elicitation,
-        // the operator's queue) is a large state machine that most calls never enter.
-        let approval = if self.agent.spec.approvals.is_empty() {
-            Ok(None)
-        } else {
-            Box::pin(self.approve(name, &args, &ctx, entry.as_ref(), context)).await
-        };
-        let (verdict, outcome) = match approval {
+        let (verdict, outcome) = match self
+            .approve(name, &args, &ctx, entry.as_ref(), context)
+            .await
+        {
             Ok(approval) => {
                 let verdict = match approval {
                     Some(approval) => verdict.with_approval(approval),
@@ -596,6 +592,21 @@ impl AgentServer {
         if rules.is_empty() {
             return Ok(None);
         }
+        // Boxed, as in `CallContext::approve`: the wait is rare and its state large; inline,
+        // every call's future would carry it.
+        Box::pin(self.wait_for_approval(rules, name, args, ctx, entry, context)).await
+    }
+
+    /// [`Self::approve`] for an agent with `[[approvals]]`.
+    async fn wait_for_approval(
+        &self,
+        rules: &[crate::config::approvals::ApprovalRule],
+        name: &str,
+        args: &rmcp::model::JsonObject,
+        ctx: &CallContext,
+        entry: Option<&audit::Entry>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<Approval>, Denied> {
         let cancel = ctx.cancel.child_token();
         let ended = session_ended(context);
         let trip = async {
