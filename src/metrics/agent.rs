@@ -13,7 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use super::{
     LlmLabels, LlmTimeLabels, MCP_METHODS, McpLabels, Metrics, TokenLabels, ToolLabels,
-    ToolTimeLabels,
+    ToolTimeLabels, mcp_method,
 };
 
 /// The outcomes a tool call is counted under ([`crate::tools::Error::label`] and `ok`).
@@ -25,6 +25,9 @@ const OUTCOMES: [&str; 6] = [
     "timeout",
     "denied",
 ];
+
+/// The outcomes a model request is counted under.
+const LLM_OUTCOMES: [&str; 2] = ["ok", "error"];
 
 /// One agent's series.
 pub struct AgentSeries {
@@ -47,8 +50,8 @@ struct ToolSeries {
 
 struct LlmSeries {
     model: String,
-    ok: OnceLock<Counter>,
-    error: OnceLock<Counter>,
+    /// By [`LLM_OUTCOMES`] index.
+    requests: [OnceLock<Counter>; LLM_OUTCOMES.len()],
     seconds: OnceLock<Histogram>,
     prompt: OnceLock<Counter>,
     completion: OnceLock<Counter>,
@@ -74,8 +77,7 @@ impl AgentSeries {
                 .collect(),
             llm: model.map(|model| LlmSeries {
                 model: model.to_owned(),
-                ok: OnceLock::new(),
-                error: OnceLock::new(),
+                requests: Default::default(),
                 seconds: OnceLock::new(),
                 prompt: OnceLock::new(),
                 completion: OnceLock::new(),
@@ -90,13 +92,7 @@ impl AgentSeries {
 
     /// An MCP message received (`method`: `None` for a response).
     pub fn mcp_request(&self, method: Option<&str>) {
-        let (index, method) = match method {
-            Some(m) => match MCP_METHODS.iter().position(|k| *k == m) {
-                Some(i) => (i, MCP_METHODS[i]),
-                None => (MCP_METHODS.len(), "other"),
-            },
-            None => (MCP_METHODS.len() + 1, "response"),
-        };
+        let (index, method) = mcp_method(method);
         let Some(slot) = self.mcp.get(index) else {
             return;
         };
@@ -119,13 +115,17 @@ impl AgentSeries {
         let (Some(series), Some(index)) = (series, index) else {
             return self.metrics.tool_call(&self.agent, tool, outcome, seconds);
         };
-        let labels = || ToolLabels {
-            agent: self.agent.clone(),
-            tool: tool.to_owned(),
-            outcome,
-        };
         series.calls[index]
-            .get_or_init(|| self.metrics.tool_calls.get_or_create(&labels()).clone())
+            .get_or_init(|| {
+                self.metrics
+                    .tool_calls
+                    .get_or_create(&ToolLabels {
+                        agent: self.agent.clone(),
+                        tool: tool.to_owned(),
+                        outcome,
+                    })
+                    .clone()
+            })
             .inc();
         series
             .seconds
@@ -139,12 +139,7 @@ impl AgentSeries {
                     .clone()
             })
             .observe(seconds);
-        self.metrics.traffic.tool_call(
-            &self.agent,
-            std::time::SystemTime::now(),
-            (seconds * 1e6) as u64,
-            outcome != "ok",
-        );
+        self.metrics.tool_traffic(&self.agent, outcome, seconds);
     }
 
     /// A chat-completion request of this agent's to `model` finished.
@@ -156,7 +151,9 @@ impl AgentSeries {
         prompt: u64,
         completion: u64,
     ) {
-        let Some(llm) = self.llm.as_ref().filter(|l| l.model == model) else {
+        let llm = self.llm.as_ref().filter(|l| l.model == model);
+        let index = LLM_OUTCOMES.iter().position(|o| *o == outcome);
+        let (Some(llm), Some(index)) = (llm, index) else {
             return self.metrics.llm_request(
                 &self.agent,
                 model,
@@ -167,8 +164,8 @@ impl AgentSeries {
             );
         };
         let m = &self.metrics;
-        let counter = |slot: &OnceLock<Counter>, outcome| {
-            slot.get_or_init(|| {
+        llm.requests[index]
+            .get_or_init(|| {
                 m.llm_requests
                     .get_or_create(&LlmLabels {
                         agent: self.agent.clone(),
@@ -178,20 +175,6 @@ impl AgentSeries {
                     .clone()
             })
             .inc();
-        };
-        match outcome {
-            "ok" => counter(&llm.ok, "ok"),
-            "error" => counter(&llm.error, "error"),
-            other => {
-                m.llm_requests
-                    .get_or_create(&LlmLabels {
-                        agent: self.agent.clone(),
-                        model: model.to_owned(),
-                        outcome: other,
-                    })
-                    .inc();
-            }
-        }
         llm.seconds
             .get_or_init(|| {
                 m.llm_seconds
@@ -202,14 +185,7 @@ impl AgentSeries {
                     .clone()
             })
             .observe(seconds);
-        m.traffic.llm_request(
-            &self.agent,
-            std::time::SystemTime::now(),
-            (seconds * 1e6) as u64,
-            outcome != "ok",
-            prompt,
-            completion,
-        );
+        m.llm_traffic(&self.agent, outcome, seconds, prompt, completion);
         for (slot, kind, n) in [
             (&llm.prompt, "prompt", prompt),
             (&llm.completion, "completion", completion),

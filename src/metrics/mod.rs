@@ -184,6 +184,18 @@ const MCP_METHODS: &[&str] = &[
     "notifications/roots/list_changed",
 ];
 
+/// How `switchboard_mcp_requests_total` labels a message with `method` (`None`: a response),
+/// and the label's index: [`MCP_METHODS`]'s, then `other`, then `response`.
+fn mcp_method(method: Option<&str>) -> (usize, &'static str) {
+    match method {
+        Some(m) => match MCP_METHODS.iter().position(|k| *k == m) {
+            Some(i) => (i, MCP_METHODS[i]),
+            None => (MCP_METHODS.len(), "other"),
+        },
+        None => (MCP_METHODS.len() + 1, "response"),
+    }
+}
+
 impl Metrics {
     /// A fresh set of metrics.
     pub fn new() -> Self {
@@ -416,13 +428,7 @@ impl Metrics {
 
     /// An MCP message received.
     pub fn mcp_request(&self, agent: &str, method: Option<&str>) {
-        let method = method
-            .and_then(|m| MCP_METHODS.iter().find(|k| **k == m).copied())
-            .unwrap_or(if method.is_some() {
-                "other"
-            } else {
-                "response"
-            });
+        let (_, method) = mcp_method(method);
         self.mcp_requests
             .get_or_create(&McpLabels {
                 agent: agent.to_owned(),
@@ -446,6 +452,11 @@ impl Metrics {
                 tool: tool.to_owned(),
             })
             .observe(seconds);
+        self.tool_traffic(agent, outcome, seconds);
+    }
+
+    /// A finished tool call in the recent traffic of `agent`.
+    fn tool_traffic(&self, agent: &str, outcome: &str, seconds: f64) {
         self.traffic.tool_call(
             agent,
             std::time::SystemTime::now(),
@@ -492,14 +503,7 @@ impl Metrics {
                 model: model.to_owned(),
             })
             .observe(seconds);
-        self.traffic.llm_request(
-            agent,
-            std::time::SystemTime::now(),
-            (seconds * 1e6) as u64,
-            outcome != "ok",
-            prompt,
-            completion,
-        );
+        self.llm_traffic(agent, outcome, seconds, prompt, completion);
         for (kind, n) in [("prompt", prompt), ("completion", completion)] {
             if n > 0 {
                 self.llm_tokens
@@ -511,6 +515,18 @@ impl Metrics {
                     .inc_by(n);
             }
         }
+    }
+
+    /// A finished chat-completion request in the recent traffic of `agent`.
+    fn llm_traffic(&self, agent: &str, outcome: &str, seconds: f64, prompt: u64, completion: u64) {
+        self.traffic.llm_request(
+            agent,
+            std::time::SystemTime::now(),
+            (seconds * 1e6) as u64,
+            outcome != "ok",
+            prompt,
+            completion,
+        );
     }
 
     /// What one completion of a run for `client` spent.
