@@ -34,30 +34,9 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 [ -x "$MCPLOAD" ] || CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$BENCH/mcpload/Cargo.toml"
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "port $1 did not open" >&2; return 1
-}
-
+trap stop_variants EXIT
 GWDIR=$(mktemp -d)
-NAMES=(); PORTS=(); GPIDS=()
-port=18900
-for v in "$@"; do
-  name=${v%%=*}; spec=${v#*=}; bin=${spec%%@*}; extra=""
-  [ "$spec" != "$bin" ] && extra=${spec#*@}
-  [ -x "$bin" ] || { echo "$name: no binary at $bin" >&2; exit 1; }
-  cfg="$GWDIR/$name.toml"
-  variant_config "$extra" > "$cfg"
-  port=$((port + 1))
-  ("$bin" serve --config "$cfg" --agents "${AGENTS:-$ROOT/agents}" --data "$GWDIR/data-$name" --listen "127.0.0.1:$port") \
-    >>"$OUT/server-$name.log" 2>&1 &
-  pid=$!; PIDS+=("$pid"); wait_port "$port"
-  NAMES+=("$name"); PORTS+=("$port"); GPIDS+=("$pid")
-  echo "started $name pid=$pid port=$port: $bin ${extra:+(+ $extra)}"
-done
+start_variants 18900 "$@"
 {
   echo "date_utc: $(date -u +%FT%TZ)"
   echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -85,7 +64,7 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
-cleanup; trap - EXIT; rm -rf "$GWDIR"
+stop_variants; trap - EXIT; rm -rf "$GWDIR"
 
 python3 - "$RAW" "${NAMES[@]}" > "$OUT/tables.md" <<'PY'
 import json, statistics, sys

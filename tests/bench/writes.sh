@@ -20,12 +20,9 @@
 #   tests/bench/writes.sh before=/work/main/target/release/switchboard \
 #                         after=target/release/switchboard
 set -euo pipefail
-# ab.sh's configuration without its [[clients]] (see above).
-write_config() {
-  echo "[limits]"; echo "requests_per_minute = 100000000"; echo "burst = 1000000"
-  echo "agent_runs_per_minute = 1000"; echo "max_sessions = 100000"
-  if [ -n "${1:-}" ]; then cat "$1"; fi
-}
+. "$(dirname "$0")/variant-config.sh"
+# Anonymous callers (see above): variant_config writes no [[clients]] without a token.
+TOKEN=""
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${SWITCHBOARD_BENCH:-$ROOT/../shared/bench}
@@ -40,30 +37,9 @@ exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 [ -x "$MCPLOAD" ] || CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$BENCH/mcpload/Cargo.toml"
 
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "port $1 did not open" >&2; return 1
-}
-
+trap stop_variants EXIT
 GWDIR=$(mktemp -d)
-NAMES=(); PORTS=(); GPIDS=()
-port=18950
-for v in "$@"; do
-  name=${v%%=*}; spec=${v#*=}; bin=${spec%%@*}; extra=""
-  [ "$spec" != "$bin" ] && extra=${spec#*@}
-  [ -x "$bin" ] || { echo "$name: no binary at $bin" >&2; exit 1; }
-  cfg="$GWDIR/$name.toml"
-  write_config "$extra" > "$cfg"
-  port=$((port + 1))
-  ("$bin" serve --config "$cfg" --agents "${AGENTS:-$ROOT/agents}" --data "$GWDIR/data-$name" --listen "127.0.0.1:$port") \
-    >>"$OUT/server-$name.log" 2>&1 &
-  pid=$!; PIDS+=("$pid"); wait_port "$port"
-  NAMES+=("$name"); PORTS+=("$port"); GPIDS+=("$pid")
-  echo "started $name pid=$pid port=$port: $bin ${extra:+(+ $extra)}"
-done
+start_variants 18950 "$@"
 {
   echo "date_utc: $(date -u +%FT%TZ)"
   echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -99,7 +75,7 @@ for rep in $(seq "$REPS"); do
     done
   done
 done
-cleanup; trap - EXIT; rm -rf "$GWDIR"
+stop_variants; trap - EXIT; rm -rf "$GWDIR"
 
 python3 - "$RAW" "${NAMES[@]}" > "$OUT/tables.md" <<'PY'
 import json, statistics, sys
