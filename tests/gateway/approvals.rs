@@ -81,6 +81,20 @@ async fn decide(gw: &TestGateway, id: &str, body: Value) -> (u16, Value) {
 }
 
 /// The audit records of `tool`, newest first.
+/// The fake LLM's turns of a helpdesk run that has `servicenow` resolve `number` with the
+/// `update_incident` arguments `update`: the helpdesk's call, servicenow's, then both answers.
+fn resolving(number: &str, update: Value) -> Vec<Step> {
+    vec![
+        Step::ToolCalls(vec![(
+            "servicenow",
+            json!({"task": format!("resolve {number}")}),
+        )]),
+        Step::ToolCalls(vec![("update_incident", update)]),
+        Step::Echo("servicenow: "),
+        Step::Echo("helpdesk: "),
+    ]
+}
+
 async fn records_of(gw: &TestGateway, tool: &str) -> Vec<Value> {
     gw.state.audit().expect("the trail is on").flush().await;
     let (status, page) = gw.get_json(&format!("/admin/audit?tool={tool}")).await;
@@ -305,23 +319,15 @@ async fn no_decision_in_time_denies_and_cancelling_or_leaving_withdraws() {
 
 #[tokio::test]
 async fn a_call_an_agent_run_makes_waits_for_the_operator_inside_the_run() {
-    let fake = FakeLlm::start(vec![
-        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
-        Step::ToolCalls(vec![(
-            "update_incident",
-            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
-        )]),
-        Step::Echo("servicenow: "),
-        Step::Echo("helpdesk: "),
-        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012346"}))]),
-        Step::ToolCalls(vec![(
-            "update_incident",
-            json!({"number": "INC0012346", "state": "Resolved"}),
-        )]),
-        Step::Echo("servicenow: "),
-        Step::Echo("helpdesk: "),
-    ])
-    .await;
+    let mut steps = resolving(
+        "INC0012345",
+        json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+    );
+    steps.extend(resolving(
+        "INC0012346",
+        json!({"number": "INC0012346", "state": "Resolved"}),
+    ));
+    let fake = FakeLlm::start(steps).await;
     let (gw, _dir) = gateway(&fake, OPERATOR_RULES).await;
     let c = client(&gw, "helpdesk").await;
 
@@ -570,15 +576,10 @@ async fn a_2026_07_28_client_approves_in_an_input_required_round() {
 
 #[tokio::test]
 async fn a_run_deep_inside_a_2026_07_28_call_asks_its_user_and_goes_on() {
-    let fake = FakeLlm::start(vec![
-        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
-        Step::ToolCalls(vec![(
-            "update_incident",
-            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
-        )]),
-        Step::Echo("servicenow: "),
-        Step::Echo("helpdesk: "),
-    ])
+    let fake = FakeLlm::start(resolving(
+        "INC0012345",
+        json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+    ))
     .await;
     let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
     let user = approver(
@@ -748,15 +749,10 @@ async fn the_seeds_three_questions_through_the_shipped_helpdesk_make_three_trees
 #[tokio::test]
 async fn a_task_waits_input_required_for_the_users_approval_of_a_call_deep_in_its_run() {
     use crate::support::tasks::{Raw, task_capabilities};
-    let fake = FakeLlm::start(vec![
-        Step::ToolCalls(vec![("servicenow", json!({"task": "resolve INC0012345"}))]),
-        Step::ToolCalls(vec![(
-            "update_incident",
-            json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
-        )]),
-        Step::Echo("servicenow: "),
-        Step::Echo("helpdesk: "),
-    ])
+    let fake = FakeLlm::start(resolving(
+        "INC0012345",
+        json!({"number": "INC0012345", "state": "Resolved", "close_notes": "done"}),
+    ))
     .await;
     let (gw, _dir) = gateway(&fake, CLIENT_RULES).await;
     let c = Raw::stateless(
