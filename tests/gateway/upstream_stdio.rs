@@ -76,6 +76,25 @@ async fn pid(c: &Client) -> u32 {
     ok_text(c, "t_pid", json!({})).await.parse().unwrap()
 }
 
+/// The process id the tiny server answers with once its process is running again (within
+/// 10 s); until then each call must fail with a text containing one of `down`.
+async fn pid_once_restarted(c: &Client, down: &[&str]) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = call(c, "t_pid", json!({})).await;
+        if result.is_error != Some(true) {
+            return tool_text(&result).parse::<u32>().unwrap();
+        }
+        let text = tool_text(&result);
+        assert!(down.iter().any(|d| text.contains(d)), "{text}");
+        assert!(
+            Instant::now() < deadline,
+            "not restarted within 10 s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_reference_server_runs_over_stdio_and_its_tools_answer_exactly_through_an_agent() {
     // Arrange: server-everything as a stdio upstream, a variable of the file interpolated
@@ -159,24 +178,8 @@ async fn a_process_that_dies_mid_call_is_a_tool_error_and_the_call_after_its_res
         "{error}"
     );
     wait_dead(first, "the dead server").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        let result = call(&c, "t_pid", json!({})).await;
-        if result.is_error != Some(true) {
-            break tool_text(&result).parse::<u32>().unwrap();
-        }
-        // While it is down, calls fail at once, saying when it is tried again.
-        let text = tool_text(&result);
-        assert!(
-            text.contains("is not running (it exited)") || text.contains("stopped during"),
-            "{text}"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "not restarted within 10 s: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // While it is down, calls fail at once, saying when it is tried again.
+    let second = pid_once_restarted(&c, &["is not running (it exited)", "stopped during"]).await;
     assert_ne!(second, first, "a new process");
     assert_eq!(ok_text(&c, "t_echo", json!({"text": "back"})).await, "back");
 
@@ -331,20 +334,7 @@ async fn a_session_s_process_that_dies_mid_call_is_restarted_for_that_session() 
         "{error}"
     );
     wait_dead(first, "the dead server").await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let second = loop {
-        let result = call(&a, "t_pid", json!({})).await;
-        if result.is_error != Some(true) {
-            break tool_text(&result).parse::<u32>().unwrap();
-        }
-        let text = tool_text(&result);
-        assert!(text.contains("is not running (it exited)"), "{text}");
-        assert!(
-            Instant::now() < deadline,
-            "not restarted within 10 s: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let second = pid_once_restarted(&a, &["is not running (it exited)"]).await;
     assert!(second != first && second != other);
     assert_eq!(pid(&a).await, second, "the session keeps its new process");
     assert_eq!(pid(&b).await, other);
