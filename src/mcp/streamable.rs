@@ -61,7 +61,7 @@ const RESTORE_WAIT: Duration = Duration::from_secs(10);
 /// when that restore is done, failed, or found nothing to restore (and a number telling
 /// one restore of the session from the next).
 #[derive(Default)]
-struct RestoreGates(Mutex<HashMap<SessionId, (u64, CancellationToken)>>);
+struct RestoreGates(Mutex<HashMap<SessionId, Gate>>);
 
 /// A restore under way, as a waiting request sees it.
 type Gate = (u64, CancellationToken);
@@ -89,11 +89,7 @@ impl RestoreGates {
 
     /// The restore of session `id` under way, if one is.
     fn current(&self, id: &SessionId) -> Option<Gate> {
-        let gates = self.gates();
-        if gates.is_empty() {
-            return None;
-        }
-        gates.get(id).cloned()
+        self.gates().get(id).cloned()
     }
 
     /// Drops restore `number` of session `id` if it is still the one under way (its
