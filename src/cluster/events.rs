@@ -62,8 +62,13 @@ impl RedisEvents {
 }
 
 /// The id of the `n`-th message of `stream_id` (0: before the first).
-fn event_id(stream_id: &str, n: i64) -> EventId {
+fn event_id(stream_id: &str, n: impl std::fmt::Display) -> EventId {
     format!("{stream_id}/{n}")
+}
+
+/// The id of an event Redis did not take: it goes out, but cannot be replayed.
+fn unreplayable(stream_id: &str) -> EventId {
+    format!("{stream_id}/-")
 }
 
 #[async_trait::async_trait]
@@ -85,7 +90,7 @@ impl EventStore for RedisEvents {
                 Ok(length) => event_id(stream_id, length),
                 Err(e) => {
                     tracing::debug!(error = %e, "Cannot read a stream's length in Redis; the event's id will not be replayable.");
-                    format!("{stream_id}/-")
+                    unreplayable(stream_id)
                 }
             });
         };
@@ -111,7 +116,7 @@ impl EventStore for RedisEvents {
             Ok((length,)) => event_id(stream_id, length),
             Err(e) => {
                 tracing::debug!(error = %e, "Cannot store a stream event in Redis; it will not be replayable.");
-                format!("{stream_id}/-")
+                unreplayable(stream_id)
             }
         })
     }
@@ -139,7 +144,7 @@ impl EventStore for RedisEvents {
                 let stored: Stored = serde_json::from_str(&payload).ok()?;
                 // (The type is non-exhaustive: built from a constructor, then filled in.)
                 let mut event = ServerSseMessage::retry(Duration::ZERO);
-                event.event_id = Some(format!("{stream_id}/{}", n + 1 + i as isize));
+                event.event_id = Some(event_id(&stream_id, n + 1 + i as isize));
                 event.message = stored.message;
                 event.retry = stored.retry_ms.map(Duration::from_millis);
                 Some(event)
