@@ -32,7 +32,7 @@ TOKEN=bench-token
 mkdir -p "$OUT"; RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
-[ -x "$MCPLOAD" ] || CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$BENCH/mcpload/Cargo.toml"
+[ -x "$MCPLOAD" ] || CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 
 trap stop_variants EXIT
 GWDIR=$(mktemp -d)

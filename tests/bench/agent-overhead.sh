@@ -84,7 +84,7 @@ T0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
   echo "== build"
   (cd "$ROOT" && cargo build --release --locked -q)
-  CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$BENCH/mcpload/Cargo.toml"
+  CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
   CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/fake-llm/Cargo.toml"
 fi
 

@@ -17,7 +17,7 @@ BUILD=1; [ "${1:-}" = --skip-build ] && BUILD=0
 command -v redis-server >/dev/null || { echo "redis-server is required" >&2; exit 1; }
 if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release --locked)
-  CARGO_TARGET_DIR="$ROOT/target/bench" cargo build --release --manifest-path "$BENCH/mcpload/Cargo.toml"
+  CARGO_TARGET_DIR="$ROOT/target/bench" cargo build --release --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 fi
 GW=${GW:-$ROOT/target/release/switchboard}; M=${MCPLOAD:-$ROOT/target/bench/release/mcpload}
 WORK=$(mktemp -d); PIDS=()

@@ -33,7 +33,7 @@ done
 for tool in redis-server nginx; do
   command -v "$tool" >/dev/null || { echo "$tool is required (Debian: apt-get install redis-server nginx)" >&2; exit 1; }
 done
-REPS=2; WARMUP=2; DUR=10; CONCS="1 16 64"
+REPS=${REPS:-2}; WARMUP=${WARMUP:-2}; DUR=${DUR:-10}; CONCS=${CONCS:-1 16 64}
 if [ "$QUICK" = 1 ]; then REPS=1; WARMUP=1; DUR=3; fi
 
 P_REDIS=18840; P_LB=18841; P_SINGLE=18845; P_R=(18842 18843 18844)
@@ -48,7 +48,7 @@ MCPLOAD="$WORK/release/mcpload"
 TOKEN=bench-token
 if [ "$BUILD" = 1 ]; then
   (cd "$ROOT" && cargo build --release --locked -q)
-  CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$BENCH/mcpload/Cargo.toml"
+  CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 fi
 
 TMP=$(mktemp -d)
