@@ -550,10 +550,14 @@ pub fn service(
         .relays
         .store(server.relays(), std::sync::atomic::Ordering::Relaxed);
     // Host and Origin are checked once for every MCP route by our own guard (see
-    // `mcp::guard`), so rmcp's own allow-lists are off here.
+    // `mcp::guard`), so rmcp's own allow-lists are off here. A 2026-07-28 request (no
+    // session) whose first message is its answer gets it as `application/json` (rmcp falls
+    // back to an event stream when progress or a request comes first): no stream to set up,
+    // frame and end for a one-message reply. Session requests are answered as before.
     let mut config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
         .disable_allowed_origins()
+        .with_json_response(true)
         .with_sse_keep_alive(Some(settings.sse_keep_alive))
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(cancel);

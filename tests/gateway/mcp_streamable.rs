@@ -3,7 +3,7 @@
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
-use crate::support::helpers::{TestGateway, args, rmcp_client};
+use crate::support::helpers::{TestGateway, args, http, rmcp_client};
 use crate::support::scenarios::{self, structured};
 
 #[tokio::test]
@@ -50,6 +50,49 @@ async fn client_of_2026_07_28_is_served_without_a_session() {
     // Stateless: no session was registered.
     assert_eq!(gw.state.sessions().len(), 0);
     let _ = client.cancel().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_2026_07_28_call_whose_answer_comes_first_is_one_json_body() {
+    // Arrange: a stateless call (no session) of a tool that answers without progress.
+    let gw = TestGateway::spawn().await;
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {
+            "name": "get_incident",
+            "arguments": {"number": "INC0012346"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+
+    // Act
+    let response = http()
+        .post(gw.url("/agents/servicenow/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_incident")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: the answer is the whole body, as JSON, not an event stream to frame and end.
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer["id"], 7);
+    assert_eq!(
+        answer["result"]["structuredContent"]["short_description"],
+        "VPN not working"
+    );
+    assert_eq!(gw.state.sessions().len(), 0);
     gw.stop().await;
 }
 
