@@ -34,6 +34,36 @@ fn display_values_match_the_table_api() {
 }
 
 #[test]
+fn timestamps_round_trip_and_malformed_ones_are_refused() {
+    // Formatting pads every part; parsing reads exactly what formatting writes.
+    for text in [
+        "0001-01-01 00:00:00",
+        "1999-12-31 23:59:59",
+        "2024-02-29 12:05:09",
+        "9999-12-31 23:59:59",
+    ] {
+        let at = parse_timestamp(text).unwrap();
+        assert_eq!(format_timestamp(at), text);
+    }
+    // Another offset is shown in UTC.
+    let paris = T0.to_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
+    assert_eq!(format_timestamp(paris), "2025-03-04 08:15:30");
+    for bad in [
+        "",
+        "2025-03-04",
+        "2025-03-04T08:15:30",
+        "2025-13-04 08:15:30",
+        "2025-02-30 08:15:30",
+        "2025-03-04 24:00:00",
+        "2025-03-04 08:15:3x",
+        "2025-03-04 08:15:30 ",
+        "+025-03-04 08:15:30",
+    ] {
+        assert!(parse_timestamp(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
+#[test]
 fn incident_numbers_are_validated_case_insensitively() {
     assert_eq!(
         IncidentNumber::parse(" inc0012346 ").unwrap().as_str(),
