@@ -201,12 +201,10 @@ async fn connect(
             Ok::<_, String>((service, Some(process)))
         } else {
             let url = upstream.url.clone().unwrap_or_default();
-            if rustls::crypto::CryptoProvider::get_default().is_none() {
-                return Err("no TLS crypto provider is installed".to_owned());
-            }
+            let http = crate::net::shared_client()?;
             let headers = upstream.header_map()?;
             let transport = StreamableHttpClientTransport::with_client(
-                reqwest::Client::default(),
+                http,
                 StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
             );
             let service = relay

@@ -471,13 +471,9 @@ impl UpstreamTools {
     /// the lane's token on every request.
     async fn open(&self, lane: &Lane) -> Result<Connection, Error> {
         let url = self.config.url.as_deref().unwrap_or_default();
-        // reqwest (rustls, provider chosen by the process) panics when building a client
-        // without a crypto provider; `net::install_crypto_provider` installs one at startup.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(Error::Failed(format!(
-                "cannot connect to upstream MCP server {url}: no TLS crypto provider is installed"
-            )));
-        }
+        let outbound = crate::net::shared_client().map_err(|e| {
+            Error::Failed(format!("cannot connect to upstream MCP server {url}: {e}"))
+        })?;
         let headers = self.config.header_map().map_err(|e| {
             Error::Failed(format!("cannot connect to upstream MCP server {url}: {e}"))
         })?;
@@ -487,7 +483,7 @@ impl UpstreamTools {
         } else {
             tracing::debug!(url = %url, session = id, headers = headers.len(), "Reconnecting to the upstream MCP server.");
         }
-        let client = http::AuthorizedClient::new(reqwest::Client::default(), lane.slot.clone());
+        let client = http::AuthorizedClient::new(outbound, lane.slot.clone());
         let transport = StreamableHttpClientTransport::with_client(
             client,
             StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
