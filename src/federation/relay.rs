@@ -55,7 +55,7 @@ pub(super) struct InFlight {
     /// entries at most (the calls of one session), so a vector.
     calls: Mutex<Vec<Call>>,
     next: AtomicU64,
-    /// Progress notifications being forwarded to the client now.
+    /// Notifications being forwarded to the client now.
     forwarding: AtomicUsize,
     /// Signalled when one has been forwarded.
     forwarded: Notify,
@@ -86,8 +86,8 @@ impl Registered<'_> {
         }
     }
 
-    /// Waits (at most `limit`) until the progress notifications the upstream sent before its
-    /// answer have gone to the client: rmcp hands each notification to a task of its own, so
+    /// Waits (at most `limit`) until the notifications the upstream sent before its answer
+    /// (progress, log messages, resource updates) have gone to the client: rmcp hands each notification to a task of its own, so
     /// the answer can overtake them, and a notification after the answer has no stream left.
     pub(super) async fn flush(&self, limit: std::time::Duration) {
         let in_flight = self.in_flight;
@@ -167,7 +167,7 @@ impl InFlight {
     }
 }
 
-/// Counts a progress notification as being forwarded until dropped.
+/// Counts a notification as being forwarded until dropped.
 struct Forwarding<'a>(&'a InFlight);
 
 impl<'a> Forwarding<'a> {
@@ -423,6 +423,7 @@ impl ClientHandler for Relay {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        let _forwarding = Forwarding::start(&self.in_flight);
         if let Some(client) = self.client.get() {
             let _ = client.notify_logging_message(params).await;
         }
@@ -433,6 +434,7 @@ impl ClientHandler for Relay {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        let _forwarding = Forwarding::start(&self.in_flight);
         if let Some(client) = self.client.get() {
             let _ = client.notify_resource_updated(params).await;
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::support::binary::{serve_command, spawn_binary};
+use crate::support::binary::{Spawned, serve_command, spawn_binary};
 
 /// How long one run of the whole suite may take (a few seconds; the federated run, whose
 /// scenarios wait for the reference server, about ten).
@@ -275,14 +275,35 @@ fn official_mcp_conformance_suite_gives_the_published_results_at_both_urls() {
                 .find("=== SUMMARY")
                 .map_or(&console[..], |i| &console[i..]);
             problems.push(format!(
-                "at {url}:\n  {}\n--- the suite's summary ---\n{summary}",
+                "--- the suite's summary at {url} ---\n{summary}\nat {url}:\n  {}",
                 diffs.join("\n  ")
             ));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "the conformance suite's results differ from tests/conformance/expected.toml:\n{}",
+    fail_unless_empty(
+        gateway,
+        &problems,
+        "the conformance suite's results differ from tests/conformance/expected.toml",
+    );
+}
+
+/// Panics with `problems` unless there are none. The gateway's warnings and errors come first
+/// and the problems last: a CI excerpt keeps the end of a long output, and the whole log
+/// (printed when a test panics holding the gateway) would push the problems out of it.
+fn fail_unless_empty(gateway: Spawned, problems: &[String], what: &str) {
+    if problems.is_empty() {
+        return;
+    }
+    let log = gateway.kill_and_logs();
+    let noted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    let noted = &noted[noted.len().saturating_sub(40)..];
+    panic!(
+        "the gateway's last warnings and errors ({} lines):\n{}\n---- {what}:\n{}",
+        noted.len(),
+        noted.join("\n"),
         problems.join("\n")
     );
 }
@@ -417,12 +438,16 @@ fn official_mcp_conformance_suite_passes_through_a_federated_reference_server() 
             let summary = console
                 .find("=== SUMMARY")
                 .map_or(&console[..], |i| &console[i..]);
-            problems.push(format!("at {url}:\n  {}\n{summary}", found.join("\n  ")));
+            problems.push(format!(
+                "--- the suite's summary at {url} ---\n{summary}\nat {url}:\n  {}",
+                found.join("\n  ")
+            ));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "the conformance suite does not pass through the gateway as it does directly:\n{}",
-        problems.join("\n")
+    drop(reference);
+    fail_unless_empty(
+        gateway,
+        &problems,
+        "the conformance suite does not pass through the gateway as it does directly",
     );
 }
