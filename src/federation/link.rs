@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerConfig;
+use super::arrival::Stamped;
 use super::relay::{Client, InFlight, Relay};
 use crate::tools::upstream::{Backoff, Group, Launch, Live, StderrLog};
 
@@ -195,7 +196,7 @@ async fn connect(
                 _live: live,
             };
             let service = relay
-                .serve_with_ct(transport, ct)
+                .serve_with_ct(Stamped::new(transport, in_flight.turns.clone()), ct)
                 .await
                 .map_err(|e| format!("it exited or failed during the MCP handshake: {e}"))?;
             Ok::<_, String>((service, Some(process)))
@@ -208,7 +209,7 @@ async fn connect(
                 StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
             );
             let service = relay
-                .serve_with_ct(transport, ct)
+                .serve_with_ct(Stamped::new(transport, in_flight.turns.clone()), ct)
                 .await
                 .map_err(|e| format!("the MCP handshake failed: {e}"))?;
             Ok((service, None))

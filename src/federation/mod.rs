@@ -52,6 +52,7 @@
 // protocol of every session before it: passed through as they are.
 #![allow(deprecated)]
 
+mod arrival;
 mod config;
 mod link;
 mod relay;

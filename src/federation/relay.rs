@@ -6,6 +6,8 @@
 //!   progress; dropped otherwise.
 //! - `notifications/message` (logging), `notifications/resources/updated` and the
 //!   `list_changed` notifications: sent to the client as they are.
+//! - Progress, log messages and resource updates go in the order the upstream sent them, and
+//!   before the answer that followed them (`arrival`).
 //! - `elicitation/create`, `sampling/createMessage`, `roots/list`: sent to the client as a
 //!   request of its own, marked as part of the client request that caused it (rmcp's
 //!   `OriginatingRequestId`: on Streamable HTTP it rides that request's stream), and the
@@ -21,7 +23,7 @@
 // every session before it: relayed as they are.
 #![allow(deprecated)]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rmcp::model::{
@@ -36,7 +38,6 @@ use rmcp::service::{
     RequestContext,
 };
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient, RoleServer, ServiceError};
-use tokio::sync::Notify;
 
 /// One upstream request in flight, and the client request it serves.
 struct Call {
@@ -55,10 +56,9 @@ pub(super) struct InFlight {
     /// entries at most (the calls of one session), so a vector.
     calls: Mutex<Vec<Call>>,
     next: AtomicU64,
-    /// Notifications being forwarded to the client now.
-    forwarding: AtomicUsize,
-    /// Signalled when one has been forwarded.
-    forwarded: Notify,
+    /// Relayed notifications go to the client in the order they arrived, before the answer
+    /// that followed them; shared with the connection's [`super::arrival::Stamped`] transport.
+    pub(super) turns: Arc<super::arrival::Turns>,
 }
 
 /// Keeps a call registered until dropped.
@@ -87,24 +87,9 @@ impl Registered<'_> {
     }
 
     /// Waits (at most `limit`) until the notifications the upstream sent before its answer
-    /// (progress, log messages, resource updates) have gone to the client: rmcp hands each notification to a task of its own, so
-    /// the answer can overtake them, and a notification after the answer has no stream left.
+    /// (progress, log messages, resource updates) have gone to the client (see `arrival`).
     pub(super) async fn flush(&self, limit: std::time::Duration) {
-        let in_flight = self.in_flight;
-        let drained = async {
-            // Let the tasks of notifications that arrived with the answer start.
-            for _ in 0..4 {
-                tokio::task::yield_now().await;
-            }
-            loop {
-                let notified = in_flight.forwarded.notified();
-                if in_flight.forwarding.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        let _ = tokio::time::timeout(limit, drained).await;
+        self.in_flight.turns.drain(limit).await;
     }
 }
 
@@ -164,23 +149,6 @@ impl InFlight {
 
     fn calls(&self) -> MutexGuard<'_, Vec<Call>> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Counts a notification as being forwarded until dropped.
-struct Forwarding<'a>(&'a InFlight);
-
-impl<'a> Forwarding<'a> {
-    fn start(in_flight: &'a InFlight) -> Self {
-        in_flight.forwarding.fetch_add(1, Ordering::SeqCst);
-        Self(in_flight)
-    }
-}
-
-impl Drop for Forwarding<'_> {
-    fn drop(&mut self) {
-        self.0.forwarding.fetch_sub(1, Ordering::SeqCst);
-        self.0.forwarded.notify_waiters();
     }
 }
 
@@ -404,9 +372,9 @@ impl ClientHandler for Relay {
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) {
-        let _forwarding = Forwarding::start(&self.in_flight);
+        let _turn = self.in_flight.turns.wait(&context).await;
         let (Some(client), Some(token)) = (
             self.client.get(),
             self.in_flight.client_token(&params.progress_token),
@@ -421,9 +389,9 @@ impl ClientHandler for Relay {
     async fn on_logging_message(
         &self,
         params: LoggingMessageNotificationParam,
-        _context: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) {
-        let _forwarding = Forwarding::start(&self.in_flight);
+        let _turn = self.in_flight.turns.wait(&context).await;
         if let Some(client) = self.client.get() {
             let _ = client.notify_logging_message(params).await;
         }
@@ -432,9 +400,9 @@ impl ClientHandler for Relay {
     async fn on_resource_updated(
         &self,
         params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) {
-        let _forwarding = Forwarding::start(&self.in_flight);
+        let _turn = self.in_flight.turns.wait(&context).await;
         if let Some(client) = self.client.get() {
             let _ = client.notify_resource_updated(params).await;
         }

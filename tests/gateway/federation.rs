@@ -26,7 +26,9 @@ use crate::support::federation::{
     EverythingHttp, PATIENCE, Person, PersonClient, TestUpstream, connect, connect_directly,
     every_kind, wait_until,
 };
-use crate::support::helpers::{Options, TestGateway, args};
+use crate::support::helpers::{
+    Options, TestGateway, args, response_messages, streamable_initialize, streamable_post,
+};
 use crate::support::stdio_upstream::{everything, node, tiny};
 
 /// A gateway serving agent `every` (`expose = ["servers"]`) with the `[[servers]]` text
@@ -392,6 +394,50 @@ async fn the_reference_server_over_streamable_http_answers_through_the_gateway_a
     same_as_directly(&through, &direct, "").await;
     progress_arrives(&through, &person, "").await;
     notifications_arrive(&through, &person, "").await;
+}
+
+/// A burst of progress, one notification right after another, reaches the client in the order
+/// the upstream sent it, every one. rmcp hands each notification the gateway receives to a task
+/// of its own, so on a runtime with several workers (as the binary runs) they can be handled
+/// in any order; the client's own order is read off the wire, where nothing reorders it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_upstream_progress_reaches_the_client_in_the_order_it_was_sent() {
+    const BURST: u32 = 50;
+    let (gw, _tmp) = gateway(&stdio_everything("ev_", "")).await;
+    let url = gw.url("/agents/every/mcp");
+    let http = reqwest::Client::new();
+    let session = streamable_initialize(&http, &url).await;
+
+    for round in 0..3 {
+        let call = json!({"jsonrpc": "2.0", "id": 10 + round, "method": "tools/call", "params": {
+            "name": "ev_trigger-long-running-operation",
+            "arguments": {"duration": 0, "steps": BURST},
+            "_meta": {"progressToken": format!("burst-{round}")},
+        }});
+        let messages =
+            response_messages(streamable_post(&http, &url, Some(&session), call.to_string()).await)
+                .await;
+        let progress: Vec<f64> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .map(|m| {
+                assert_eq!(
+                    m["params"]["progressToken"],
+                    format!("burst-{round}"),
+                    "{m}"
+                );
+                m["params"]["progress"].as_f64().unwrap()
+            })
+            .collect();
+        let expected: Vec<f64> = (1..=BURST).map(f64::from).collect();
+        assert_eq!(
+            progress, expected,
+            "round {round}: progress in the order it was sent"
+        );
+        let answer = messages.last().unwrap();
+        assert_eq!(answer["id"], 10 + round, "the answer comes last: {answer}");
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+    }
 }
 
 /// A folder with `agents/every.toml` (server-everything over stdio, prefixed `ev_`) and
