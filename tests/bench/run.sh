@@ -5,7 +5,8 @@
 #   tests/bench/run.sh               full run (2 repetitions of 10 s windows; ~40 min on 2 cores)
 #   tests/bench/run.sh --quick       smoke run (1 repetition, 2 s windows, fewer sessions)
 #   tests/bench/run.sh --skip-build  reuse the builds and the Python venv
-#   env: REPS, DUR, WARMUP (seconds), CONCS ("1 16 64 256"), IDLE ("1000,10000")
+#   env: REPS, DUR, WARMUP (seconds), CONCS ("1 16 64 256"), IDLE ("1000,10000"),
+#        STEPS ("1 2 3 4 5 6 7 8": the steps below to run, e.g. STEPS=2 for the federated path)
 #
 # Builds the release gateway, our mcpload (tests/bench/mcpload: the shared load generator plus
 # the stateless 2026-07-28 transport), the fake LLM and the peers from ../shared/bench (or
@@ -47,6 +48,8 @@ else
   REPS=${REPS:-2}; WARMUP=${WARMUP:-2}; DUR=${DUR:-10}; CONCS=${CONCS:-1 16 64 256}; IDLE=${IDLE:-1000,10000}; HOLD=3
 fi
 WCONCS="1 16 64"
+STEPS=${STEPS:-1 2 3 4 5 6 7 8}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 
 P_GW=18801; P_PY=18802; P_RMCP=18803; P_OTLP=18804; P_FED=18805; P_WR=18806
 WORK=$ROOT/target/bench
@@ -164,11 +167,12 @@ gateway() { # NAME PORT CONFIG [AGENTS]
 # 1. Throughput: the servers run side by side and take turns at each concurrency level, so
 # that the machine's drift over minutes (other tenants, thermal) touches them alike and the
 # ratios compare like with like.
+SB="http://127.0.0.1:$P_GW/agents/servicenow"
+if want 1 || want 2; then start rmcp $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; RPID=$SPID; fi
+if want 1; then
 echo "== 1. search_incident: switchboard (3 paths), rmcp baseline, Python SDK, interleaved"
 gateway switchboard $P_GW "$GWDIR/switchboard.toml"; GPID=$SPID
-start rmcp $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; RPID=$SPID
 start python $P_PY "$BENCH/servers/python" "$PYBIN" server.py --port $P_PY; PPID_=$SPID
-SB="http://127.0.0.1:$P_GW/agents/servicenow"
 for rep in $(seq "$REPS"); do
   for c in $CONCS; do
     load "switchboard#$rep" sse "$SB/sse" $GPID "$c" search_incident "$GWARGS" "$TOKEN"
@@ -180,9 +184,11 @@ for rep in $(seq "$REPS"); do
   done
 done
 stop $GPID; stop $PPID_
+fi
 
 # 2. Federation: the same rmcp server, directly and through the gateway (its server CPU is
 # the gateway's alone; rmcp's own CPU is in the direct rows).
+if want 2; then
 echo "== 2. federated path: rmcp-baseline through the gateway against rmcp directly"
 gateway switchboard-fed $P_FED "$GWDIR/switchboard.toml" "$GWDIR/agents-fed"; FPID=$SPID
 for rep in $(seq "$REPS"); do
@@ -191,9 +197,12 @@ for rep in $(seq "$REPS"); do
     load "federated#$rep" streamable "http://127.0.0.1:$P_FED/agents/rmcp/mcp" $FPID "$c" search_incident "$PEERARGS" "$TOKEN"
   done
 done
-stop $FPID; stop $RPID
+stop $FPID
+fi
+[ -n "${RPID:-}" ] && stop $RPID
 
 # 3. Writes on the embedded store (synchronous = FULL): each acknowledged call is durable.
+if want 3; then
 echo "== 3. writes: create_incident and update_incident"
 gateway switchboard-writes $P_WR "$GWDIR/switchboard-anonymous.toml"; WPID=$SPID
 for rep in $(seq "$REPS"); do
@@ -211,8 +220,10 @@ for rep in $(seq "$REPS"); do
   done
 done
 stop $WPID
+fi
 
 # 4. Memory per idle session, a fresh gateway each.
+if want 4; then
 echo "== 4. idle sessions"
 for t in sse streamable; do
   path=$([ $t = sse ] && echo sse || echo mcp)
@@ -228,30 +239,40 @@ idle "switchboard-get-stream#1" streamable "$SB/mcp" $SPID "$TOKEN" --streamable
 start rmcp-idle $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP; idle "rmcp#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID ""; stop $SPID
 start rmcp-idle-get $P_RMCP "$BENCH" "$RMCP" --port $P_RMCP
 idle "rmcp-get-stream#1" streamable "http://127.0.0.1:$P_RMCP/mcp" $SPID "" --streamable-get; stop $SPID
+fi
 
-python3 "$BENCH/summarize.py" "$RAW" "$OUT/env.txt" | sed "s/and a 2 s settle/and a 3 s settle/" > "$OUT/tables.md"
+if [ -s "$RAW" ]; then
+  python3 "$BENCH/summarize.py" "$RAW" "$OUT/env.txt" | sed "s/and a 2 s settle/and a 3 s settle/" > "$OUT/tables.md"
+fi
 cleanup; PIDS=()
 
 # 5-8: the scripts beside this one (each documents itself; --quick makes them short). A script
 # that reports problems says so in its own table; the others still run.
 SUB=(--skip-build); [ "$QUICK" = 1 ] && SUB+=(--quick)
-echo "== 5. instructions per call (callgrind)"
-if command -v valgrind >/dev/null; then
+want 5 && echo "== 5. instructions per call (callgrind)"
+if ! want 5; then :
+elif command -v valgrind >/dev/null; then
   CALLS=$([ "$QUICK" = 1 ] && echo 500 || echo 2000) OUT="$OUT/instructions" RAW="$RAW" \
     bash "$ROOT/tests/bench/instructions.sh" "switchboard=$GW@$GWDIR/otel.toml" "rmcp=$RMCP" \
     || echo "instructions.sh reported problems"
 else
   echo "valgrind is not installed: no instructions per call (Debian: apt-get install valgrind)"
 fi
+if want 6; then
 echo "== 6. cluster mode (redis + nginx)"
 CREPS=$REPS; [ "$QUICK" = 1 ] && CREPS=1
 REPS=$CREPS DUR=$DUR WARMUP=$WARMUP CONCS="$WCONCS" OUT="$OUT/cluster" bash "$ROOT/tests/bench/cluster.sh" --skip-build \
   || echo "cluster.sh reported problems (needs redis-server and nginx)"
+fi
+if want 7; then
 echo "== 7. agent tool and workflow overhead (fake LLM)"
 OUT="$OUT/agent" bash "$ROOT/tests/bench/agent-overhead.sh" "${SUB[@]}" || echo "agent-overhead.sh reported problems (see its Checks line)"
 OUT="$OUT/workflow" bash "$ROOT/tests/bench/agent-overhead.sh" "${SUB[@]}" --workflow || echo "agent-overhead.sh --workflow reported problems"
+fi
+if want 8; then
 echo "== 8. idle SSE sessions held"
 OUT="$OUT/hold-sse" bash "$ROOT/tests/bench/hold-sse.sh" "${SUB[@]}" || echo "hold-sse.sh reported problems"
+fi
 kill $SINK 2>/dev/null || true; trap - EXIT
 rm -rf "$GWDIR"
 
