@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ServerConfig;
 use super::arrival::Stamped;
+use super::http::{Opened, Upstream};
 use super::relay::{Client, InFlight, Relay};
 use crate::tools::upstream::{Backoff, Group, Launch, Live, StderrLog};
 
@@ -165,6 +166,9 @@ pub(super) async fn open(
     })
 }
 
+/// How long a new connection waits for its upstream to answer the standalone stream's `GET`.
+const STANDALONE_STREAM_WAIT: Duration = Duration::from_secs(1);
+
 async fn connect(
     server: &Server,
     client: Arc<Client>,
@@ -204,14 +208,18 @@ async fn connect(
             let url = upstream.url.clone().unwrap_or_default();
             let http = crate::net::shared_client()?;
             let headers = upstream.header_map()?;
+            let opened = Arc::new(Opened::default());
             let transport = StreamableHttpClientTransport::with_client(
-                http,
+                Upstream::new(http, opened.clone()),
                 StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
             );
             let service = relay
                 .serve_with_ct(Stamped::new(transport, in_flight.turns.clone()), ct)
                 .await
                 .map_err(|e| format!("the MCP handshake failed: {e}"))?;
+            // What the upstream sends on its standalone stream before that stream is open is
+            // lost (see `http`): the first call waits for it.
+            opened.wait(STANDALONE_STREAM_WAIT).await;
             Ok((service, None))
         }
     };

@@ -54,6 +54,7 @@
 
 mod arrival;
 mod config;
+mod http;
 mod link;
 mod relay;
 

@@ -1,12 +1,33 @@
 //! The real gateway binary, started as a user starts it.
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Once;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 /// How long a gateway may take to log that it listens.
 const START: Duration = Duration::from_secs(30);
+
+thread_local! {
+    /// This thread's latest panic, as the panic hook printed it.
+    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps each thread's panic message (then prints it as before), so that a gateway's log,
+/// printed after the panic while the test unwinds, can end by repeating it: a CI excerpt
+/// keeps the end of a long output, and a long log would push the reason out of it.
+fn keep_panic_messages() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
+            print(info);
+        }));
+    });
+}
 
 /// The `switchboard` binary this test run built.
 pub fn switchboard() -> Command {
@@ -59,6 +80,7 @@ pub struct Spawned {
 /// # Panics
 /// When it exits or stays silent for [`START`] first, with what it logged.
 pub fn spawn_binary(command: &mut Command) -> Spawned {
+    keep_panic_messages();
     let mut child = command
         .stderr(Stdio::piped())
         .spawn()
@@ -141,8 +163,9 @@ impl Drop for Spawned {
                 log.push('\n');
                 log.push_str(&line);
             }
+            let failure = PANIC.with(|p| p.borrow().clone()).unwrap_or_default();
             eprintln!(
-                "---- gateway pid {} at {} logged:\n{log}\n---- end of its log",
+                "---- gateway pid {} at {} logged:\n{log}\n---- end of its log; the test {failure}",
                 self.child.id(),
                 self.addr
             );
