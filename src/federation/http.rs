@@ -9,7 +9,6 @@
 //! the connection is used.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -83,27 +82,23 @@ impl Upstream {
 impl StreamableHttpClient for Upstream {
     type Error = reqwest::Error;
 
-    fn post_message(
+    async fn post_message(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>>>
-    + Send
-    + '_ {
-        async move {
-            let answer = self
-                .http
-                .post_message(uri, message, session_id, auth_header, custom_headers)
-                .await;
-            self.opened.saw(&answer);
-            answer
-        }
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let answer = self
+            .http
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await;
+        self.opened.saw(&answer);
+        answer
     }
 
-    fn post_message_with_response_limits(
+    async fn post_message_with_response_limits(
         &self,
         uri: Arc<str>,
         message: ClientJsonRpcMessage,
@@ -111,57 +106,51 @@ impl StreamableHttpClient for Upstream {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
-    ) -> impl Future<Output = Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>>>
-    + Send
-    + '_ {
-        async move {
-            let answer = self
-                .http
-                .post_message_with_response_limits(
-                    uri,
-                    message,
-                    session_id,
-                    auth_header,
-                    custom_headers,
-                    limits,
-                )
-                .await;
-            self.opened.saw(&answer);
-            answer
-        }
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        let answer = self
+            .http
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await;
+        self.opened.saw(&answer);
+        answer
     }
 
-    fn delete_session(
+    async fn delete_session(
         &self,
         uri: Arc<str>,
         session_id: Arc<str>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
         self.http
             .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
     }
 
-    fn get_stream(
+    async fn get_stream(
         &self,
         uri: Arc<str>,
         session_id: Option<Arc<str>>,
         last_event_id: Option<String>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = Result<BoxedSseResponse, StreamableHttpError<Self::Error>>> + Send + '_
-    {
-        async move {
-            let answer = self
-                .http
-                .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-                .await;
-            self.opened.set();
-            answer
-        }
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        let answer = self
+            .http
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await;
+        self.opened.set();
+        answer
     }
 
-    fn get_stream_with_max_sse_event_size(
+    async fn get_stream_with_max_sse_event_size(
         &self,
         uri: Arc<str>,
         session_id: Option<Arc<str>>,
@@ -169,22 +158,19 @@ impl StreamableHttpClient for Upstream {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
-    ) -> impl Future<Output = Result<BoxedSseResponse, StreamableHttpError<Self::Error>>> + Send + '_
-    {
-        async move {
-            let answer = self
-                .http
-                .get_stream_with_max_sse_event_size(
-                    uri,
-                    session_id,
-                    last_event_id,
-                    auth_header,
-                    custom_headers,
-                    max_sse_event_size,
-                )
-                .await;
-            self.opened.set();
-            answer
-        }
+    ) -> Result<BoxedSseResponse, StreamableHttpError<Self::Error>> {
+        let answer = self
+            .http
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await;
+        self.opened.set();
+        answer
     }
 }
