@@ -21,7 +21,7 @@ use rmcp::RoleClient;
 use rmcp::model::{GetExtensions as _, JsonRpcMessage, ServerNotification};
 use rmcp::service::{NotificationContext, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// How long a notification waits for the one received before it.
 const TURN_WAIT: Duration = Duration::from_millis(250);
@@ -82,8 +82,7 @@ pub(super) struct Turns {
     /// How many notifications [`Stamped`] has numbered.
     received: AtomicU64,
     /// The number allowed to forward now: every one below it has gone (or was passed over).
-    current: AtomicU64,
-    advanced: Notify,
+    current: watch::Sender<u64>,
 }
 
 impl Turns {
@@ -108,22 +107,18 @@ impl Turns {
 
     /// Whether `current` reached `n` within `limit`.
     async fn reach(&self, n: u64, limit: Duration) -> bool {
-        let reached = async {
-            loop {
-                let advanced = self.advanced.notified();
-                if self.current.load(Ordering::SeqCst) >= n {
-                    return;
-                }
-                advanced.await;
-            }
-        };
-        tokio::time::timeout(limit, reached).await.is_ok()
+        let mut current = self.current.subscribe();
+        let reached = current.wait_for(|&c| c >= n);
+        matches!(tokio::time::timeout(limit, reached).await, Ok(Ok(_)))
     }
 
     /// Moves the turn to `n` at least, and wakes whoever waits for it.
     fn pass(&self, n: u64) {
-        self.current.fetch_max(n, Ordering::SeqCst);
-        self.advanced.notify_waiters();
+        self.current.send_if_modified(|c| {
+            let moved = n > *c;
+            *c = (*c).max(n);
+            moved
+        });
     }
 }
 

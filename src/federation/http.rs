@@ -20,21 +20,20 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
 };
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 /// Whether the standalone stream has been answered (opened, refused or failed).
 #[derive(Default)]
 pub(super) struct Opened {
     /// The upstream gave a session id: rmcp opens the standalone stream only then.
     session: AtomicBool,
-    done: AtomicBool,
-    notify: Notify,
+    /// Whether the first `GET` has been answered.
+    done: watch::Sender<bool>,
 }
 
 impl Opened {
     fn set(&self) {
-        self.done.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
+        self.done.send_replace(true);
     }
 
     fn saw<E>(&self, answer: &Result<StreamableHttpPostResponse, E>) {
@@ -53,16 +52,8 @@ impl Opened {
         if !self.session.load(Ordering::SeqCst) {
             return;
         }
-        let answered = async {
-            loop {
-                let notified = self.notify.notified();
-                if self.done.load(Ordering::SeqCst) {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        let _ = tokio::time::timeout(limit, answered).await;
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(limit, done.wait_for(|&d| d)).await;
     }
 }
 
