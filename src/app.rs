@@ -359,12 +359,16 @@ pub async fn run(
             .header_read_timeout(head_timeout)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = connections.watch(connection);
-        tokio::spawn(async move {
+        // Spawned as the connection future itself, not inside an `async` block: a block holds
+        // the future it captured and, while awaiting it, a moved copy, so every connection's
+        // task was twice the connection's size (1.7 KiB instead of 0.9, for as long as the
+        // connection lives: an idle SSE session's).
+        tokio::spawn(futures::FutureExt::map(connection, |result| {
             // A client that goes away mid-request is not the server's problem.
-            if let Err(e) = connection.await {
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }
-        });
+        }));
     }
     drop(listener);
     tracing::info!(

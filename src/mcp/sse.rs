@@ -37,11 +37,18 @@ use crate::sessions::{Peer, SessionStats, SessionStore};
 /// Messages buffered per direction before a sender waits.
 const CHANNEL_CAPACITY: usize = 32;
 
+/// The queue of SSE events to a session's stream: futures' channel rather than tokio's, for
+/// what an idle session holds: tokio's allocates its first block of 32 slots up front (1.5
+/// KiB with the channel), futures' a node per queued message (~0.2 KiB while empty). Its
+/// one sender is shared behind a lock: every clone of a futures sender may queue one message
+/// beyond the capacity, so a sender per message would not bound the queue.
+type EventSender = Arc<tokio::sync::Mutex<futures::channel::mpsc::Sender<Bytes>>>;
+
 /// The rmcp transport of one engine: client messages in; server messages out, framed as
 /// SSE events for the session's stream.
 pub struct LegacyTransport {
     rx: mpsc::Receiver<ClientJsonRpcMessage>,
-    out: mpsc::Sender<Bytes>,
+    out: EventSender,
     stats: Arc<SessionStats>,
 }
 
@@ -60,7 +67,12 @@ impl Transport<RoleServer> for LegacyTransport {
         self.stats.on_server_message(&item);
         let event = message_event(&item);
         let out = self.out.clone();
-        async move { out.send(event).await.map_err(|_| StreamClosed) }
+        async move {
+            let mut out = out.lock().await;
+            futures::SinkExt::send(&mut *out, event)
+                .await
+                .map_err(|_| StreamClosed)
+        }
     }
 
     fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
@@ -78,7 +90,7 @@ pub struct LegacySession {
     server: AgentServer,
     stats: Arc<SessionStats>,
     /// Server messages, framed as SSE events, go to the session's stream here.
-    out: mpsc::Sender<Bytes>,
+    out: EventSender,
     /// Cancelling it ends the session: the stream closes and every engine stops.
     cancel: CancellationToken,
     /// A `std` mutex: held only to look at or swap the engine, never across `.await`.
@@ -109,7 +121,7 @@ impl LegacySession {
     /// Answers a request refused before it reached the engine (over a limit) on the
     /// stream as well, with `error` (a JSON-RPC error object): a legacy client reads its
     /// answers there, not from the POST's response. Best effort: with the stream's buffer
-    /// full the POST's own answer has to do.
+    /// full (or an answer being queued right now) the POST's own answer has to do.
     pub fn answer_refused(&self, message: &ClientJsonRpcMessage, error: &serde_json::Value) {
         let ClientJsonRpcMessage::Request(request) = message else {
             return;
@@ -120,7 +132,9 @@ impl LegacySession {
             return;
         }
         event.extend_from_slice(b"\n\n");
-        let _ = self.out.try_send(Bytes::from(event));
+        if let Ok(mut out) = self.out.try_lock() {
+            let _ = out.try_send(Bytes::from(event));
+        }
     }
 
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
@@ -178,7 +192,8 @@ impl LegacySession {
                             if let (Some(session), Some(info)) =
                                 (session.upgrade(), running.peer().peer_info())
                             {
-                                session.engine().handshake = Some(info);
+                                session.engine().handshake =
+                                    Some(crate::sessions::shared_handshake(info));
                             }
                             let _ = running.waiting().await;
                         }
@@ -249,7 +264,8 @@ pub fn open(
     keep_alive: std::time::Duration,
     parent: &CancellationToken,
 ) -> Response {
-    let (out, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (out, rx) = futures::channel::mpsc::channel(CHANNEL_CAPACITY);
+    let out = Arc::new(tokio::sync::Mutex::new(out));
     let cancel = parent.child_token();
     let stats = SessionStore::legacy_stats(peer);
     let session = Arc::new(LegacySession {
@@ -283,7 +299,7 @@ pub fn open(
 /// The body of a legacy SSE response.
 struct EventStream {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: futures::channel::mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
     cancel: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     _guard: SessionGuard,
@@ -304,7 +320,7 @@ impl Stream for EventStream {
         if self.cancel.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
-        match self.rx.poll_recv(cx) {
+        match futures::StreamExt::poll_next_unpin(&mut self.rx, cx) {
             Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}

@@ -90,6 +90,30 @@ pub struct SessionInfo {
     pub parked: bool,
 }
 
+/// `params` of a new session's handshake, or the same parameters of the handshake before it:
+/// clients of one kind send the same ones, and every idle session keeps its handshake to
+/// restart its engine (~350 bytes each when not shared).
+pub fn shared_handshake(params: Arc<InitializeRequestParams>) -> Arc<InitializeRequestParams> {
+    static LAST: LastHandshake = LastHandshake(std::sync::Mutex::new(None));
+    LAST.share(params)
+}
+
+/// The last handshake seen, which the next one equal to it shares.
+struct LastHandshake(std::sync::Mutex<Option<Arc<InitializeRequestParams>>>);
+
+impl LastHandshake {
+    fn share(&self, params: Arc<InitializeRequestParams>) -> Arc<InitializeRequestParams> {
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*last {
+            Some(same) if **same == *params => same.clone(),
+            _ => {
+                *last = Some(params.clone());
+                params
+            }
+        }
+    }
+}
+
 struct Entry {
     agent: Arc<str>,
     transport: Transport,
@@ -181,8 +205,9 @@ impl SessionStore {
 
     /// Keeps a Streamable HTTP session's `initialize` parameters (to restart its engine).
     pub fn set_handshake(&self, id: &str, params: InitializeRequestParams) {
+        let params = shared_handshake(Arc::new(params));
         if let Some(mut entry) = self.map.get_mut(id) {
-            entry.handshake = Some(Arc::new(params));
+            entry.handshake = Some(params);
         }
     }
 
@@ -408,5 +433,31 @@ fn snapshot(id: &Arc<str>, e: &Entry) -> SessionInfo {
         prompt_tokens: s.prompt_tokens.load(Ordering::Relaxed),
         completion_tokens: s.completion_tokens.load(Ordering::Relaxed),
         parked: s.is_parked(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{ClientCapabilities, Implementation};
+
+    fn params(client: &str) -> Arc<InitializeRequestParams> {
+        Arc::new(InitializeRequestParams::new(
+            ClientCapabilities::default(),
+            Implementation::new(client, "1.0"),
+        ))
+    }
+
+    #[test]
+    fn sessions_of_one_kind_of_client_share_their_handshake_and_others_keep_their_own() {
+        let last = LastHandshake(std::sync::Mutex::new(None));
+        let first = last.share(params("a"));
+        let same = last.share(params("a"));
+        assert!(Arc::ptr_eq(&first, &same));
+        let other = last.share(params("b"));
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.client_info.name, "b");
+        assert_eq!(first.client_info.name, "a");
+        assert!(Arc::ptr_eq(&other, &last.share(params("b"))));
     }
 }
