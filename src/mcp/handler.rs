@@ -55,9 +55,8 @@ pub struct AgentServer {
     /// Cancelled when shutdown's grace period is over: calls still running then are
     /// answered with an error instead of being cut off silently.
     stop_calls: CancellationToken,
-    /// The agent tool's definition, built once and shared by every session's handler (a
-    /// copy per session was ~300 bytes of every idle session).
-    agent_tool: Option<Arc<Tool>>,
+    /// The agent tool's definition, built once.
+    agent_tool: Option<Tool>,
     /// `[[policies]]`: which caller may call which tool (the rules in force, swapped by
     /// reloads).
     policies: Arc<Permissions>,
@@ -88,12 +87,9 @@ impl AgentServer {
         tasks: Option<Tasks>,
     ) -> Self {
         let spec = &agent.spec;
-        let agent_tool = spec.expose_agent.then(|| {
-            Arc::new(tools::agent::task_tool(
-                spec.name.as_str(),
-                &spec.description,
-            ))
-        });
+        let agent_tool = spec
+            .expose_agent
+            .then(|| tools::agent::task_tool(spec.name.as_str(), &spec.description));
         let may_ask = agent.may_ask_user();
         Self {
             agent,
@@ -128,7 +124,7 @@ impl AgentServer {
 
     /// The tools MCP clients see (before `[[policies]]`).
     pub fn visible_tools(&self) -> Vec<Tool> {
-        let mut tools: Vec<Tool> = self.agent_tool.iter().map(|t| Tool::clone(t)).collect();
+        let mut tools: Vec<Tool> = self.agent_tool.iter().cloned().collect();
         if self.agent.spec.expose_tools {
             // `ask_user` is the model's way to the user, not a tool for the user's client.
             tools.extend(
