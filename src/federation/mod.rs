@@ -415,7 +415,10 @@ impl Session {
         // A broken connection's process no longer counts against `max_processes` once
         // it is dropped here (and by the requests that still hold it).
         *slot = None;
-        match link::open(&link.server, self.client.clone(), &self.cancel).await {
+        // Boxed: opening a connection (an rmcp client's handshake, a process's start) is a
+        // large future, and inline it made every request's future, which holds this one in
+        // its `select!`, that large, copied on each call's way through rmcp's tasks.
+        match Box::pin(link::open(&link.server, self.client.clone(), &self.cancel)).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 *slot = Some(conn.clone());
