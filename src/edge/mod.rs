@@ -253,7 +253,8 @@ impl Call<'_> {
                     parent: parent.as_ref(),
                 }
                 .span();
-                req.extensions_mut().insert(RequestSpan(span.clone()));
+                let span = RequestSpan::new(span);
+                req.extensions_mut().insert(span.clone());
                 Some(span)
             }
             _ => None,
@@ -347,7 +348,7 @@ impl Call<'_> {
         let body = read_body(&mut req, max_body).await?;
         let sessions = state.sessions();
         let (id, session) = sse::session_of(&req, &self.agent.name, &self.caller.key, sessions)?;
-        let message = sse::parse(&body)?;
+        let message = crate::mcp::message::parse(&body)?;
         let (method, tool) = sse::method_and_tool(&message);
         let admitted = match state.limits().check_request(self.caller).await {
             Ok(()) => self.admit_message(method, tool).await,
@@ -372,7 +373,7 @@ impl Call<'_> {
                         tracestate: meta.get_tracestate().map(str::to_owned),
                     })
                     .or_else(|| TraceContext::from_headers(req.headers()));
-                McpRequest {
+                let span = McpRequest {
                     method: method.unwrap_or_default(),
                     tool,
                     agent: &self.agent.name,
@@ -380,9 +381,10 @@ impl Call<'_> {
                     transport: "sse",
                     parent: parent.as_ref(),
                 }
-                .span()
+                .span();
+                Some(RequestSpan::new(span))
             }
-            _ => tracing::Span::none(),
+            _ => None,
         };
         let mut response = sse::post(
             &session,
@@ -391,10 +393,12 @@ impl Call<'_> {
             self.identity.clone(),
             sessions,
             request_id,
-            &span,
+            span.as_ref(),
         )
         .await?;
-        trace_response(&mut response, &span);
+        if let Some(span) = &span {
+            trace_response(&mut response, span);
+        }
         Ok(response)
     }
 
@@ -416,8 +420,11 @@ impl Call<'_> {
 
 /// Tells the client the trace of its request: W3C `traceresponse`
 /// (`00-<trace id>-<span id>-<flags>`).
-fn trace_response(response: &mut Response, span: &tracing::Span) {
-    if let Some(value) = trace::traceresponse(span).and_then(|v| HeaderValue::from_str(&v).ok()) {
+fn trace_response(response: &mut Response, span: &RequestSpan) {
+    if let Some(value) = span
+        .traceresponse()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         response.headers_mut().insert("traceresponse", value);
     }
 }

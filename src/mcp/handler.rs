@@ -434,8 +434,8 @@ impl AgentServer {
         if !trace::on() {
             return tracing::Span::none();
         }
-        if let Some(span) = span_of(&context.extensions) {
-            return span;
+        if let Some(carried) = span_of(&context.extensions) {
+            return carried.span.clone();
         }
         let meta = &context.meta;
         let parent = meta.get_traceparent().map(|traceparent| TraceContext {
@@ -703,7 +703,10 @@ impl AgentServer {
         let trace_id = if trace::on() {
             let span = tracing::Span::current();
             outcome_on_span(&span, label, outcome);
-            trace::trace_id(&span)
+            match span_of(&context.extensions) {
+                Some(carried) => carried.trace_id().map(str::to_owned),
+                None => trace::trace_id(&span),
+            }
         } else {
             None
         };

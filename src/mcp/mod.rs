@@ -26,6 +26,7 @@
 //! ([`stdio`]): the same handler, no HTTP edge; its one caller is named on the command line.
 
 pub mod handler;
+pub mod message;
 pub mod request;
 pub mod rmcp_answers;
 pub mod served;

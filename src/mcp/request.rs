@@ -11,6 +11,7 @@ use crate::audit::Origin;
 use crate::clients::Caller;
 use crate::identity::Identity;
 use crate::sessions::Peer;
+use crate::telemetry::trace::RequestSpan;
 
 /// The peer address of a request, carried into rmcp's request extensions (poem's
 /// conversion to an `http::Request` drops the remote address).
@@ -40,16 +41,12 @@ pub fn identity_of(extensions: &rmcp::model::Extensions) -> Arc<Identity> {
 
 /// The span the edge made for the request `extensions` are of (a legacy message's own, else
 /// the HTTP parts'); `None` when tracing is off, or the request came another way (stdio).
-pub fn span_of(extensions: &rmcp::model::Extensions) -> Option<tracing::Span> {
-    use crate::telemetry::trace::RequestSpan;
-    extensions
-        .get::<RequestSpan>()
-        .or_else(|| {
-            extensions
-                .get::<poem::http::request::Parts>()
-                .and_then(|p| p.extensions.get::<RequestSpan>())
-        })
-        .map(|s| s.0.clone())
+pub fn span_of(extensions: &rmcp::model::Extensions) -> Option<&RequestSpan> {
+    extensions.get::<RequestSpan>().or_else(|| {
+        extensions
+            .get::<poem::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<RequestSpan>())
+    })
 }
 
 /// Where a request came in, for the audit trail: a legacy message carries its own; a

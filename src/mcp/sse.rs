@@ -368,14 +368,6 @@ pub fn session_of(
     }
 }
 
-/// The client message in the body of a legacy POST.
-///
-/// # Errors
-/// A JSON-RPC parse error (-32700) or invalid request (-32600).
-pub fn parse(body: &[u8]) -> Result<ClientJsonRpcMessage, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))
-}
-
 /// The method of a client message and, for `tools/call`, the tool.
 pub fn method_and_tool(message: &ClientJsonRpcMessage) -> (Option<&str>, Option<&str>) {
     match message {
@@ -420,14 +412,12 @@ pub async fn post(
     identity: Arc<Identity>,
     store: &SessionStore,
     request_id: RequestId,
-    span: &tracing::Span,
+    span: Option<&crate::telemetry::trace::RequestSpan>,
 ) -> Result<Response, Error> {
     if let ClientJsonRpcMessage::Request(req) = &mut message {
         use rmcp::model::GetExtensions;
-        if !span.is_disabled() {
-            req.request
-                .extensions_mut()
-                .insert(crate::telemetry::trace::RequestSpan(span.clone()));
+        if let Some(span) = span {
+            req.request.extensions_mut().insert(span.clone());
         }
         req.request.extensions_mut().insert(session.stats().clone());
         req.request.extensions_mut().insert(request_id);

@@ -286,9 +286,36 @@ pub fn set(span: &Span, key: &'static str, value: impl Into<opentelemetry::Value
 }
 
 /// The span of one MCP request, carried from the edge to the handler in the request's
-/// extensions.
+/// extensions, with its `traceresponse`: read once from the span (each read is a look-up
+/// in the subscriber's registry and a copy of the OpenTelemetry context), it is both the
+/// answer's header and the call's trace id in the session's recent calls.
 #[derive(Debug, Clone)]
-pub struct RequestSpan(pub Span);
+pub struct RequestSpan {
+    /// The span.
+    pub span: Span,
+    traceresponse: Option<std::sync::Arc<str>>,
+}
+
+impl RequestSpan {
+    /// Carries `span` (made by [`McpRequest::span`]).
+    pub fn new(span: Span) -> Self {
+        let traceresponse = traceresponse(&span).map(std::sync::Arc::from);
+        Self {
+            span,
+            traceresponse,
+        }
+    }
+
+    /// The W3C `traceresponse` of the span; `None` when it is not exported.
+    pub fn traceresponse(&self) -> Option<&str> {
+        self.traceresponse.as_deref()
+    }
+
+    /// The id of the span's trace (32 hex digits); `None` when it is not exported.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceresponse.as_deref().and_then(|t| t.get(3..35))
+    }
+}
 
 /// What the MCP request span is made of.
 pub struct McpRequest<'a> {
@@ -392,6 +419,8 @@ mod tests {
         .span();
         assert!(span.is_disabled());
         assert_eq!(trace_id(&span), None);
+        let carried = RequestSpan::new(span);
+        assert_eq!((carried.traceresponse(), carried.trace_id()), (None, None));
         assert_eq!(TraceContext::current(), None);
     }
 }
