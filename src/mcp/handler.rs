@@ -772,6 +772,18 @@ fn outcome_on_span(
     }
 }
 
+/// rmcp's `CallToolResult::structured`: `value` as `structuredContent` and, for clients
+/// that read only content, as text. rmcp writes the text through `Value`'s `Display`, which
+/// hands serde_json's output to a `fmt::Formatter` token by token; `to_string` writes the
+/// same bytes into one buffer (callgrind, a `search_incident` call of 5 incidents over
+/// legacy SSE: 302k -> 292k instructions, the text ~21k -> ~11k).
+fn structured(value: serde_json::Value) -> CallToolResult {
+    let text = serde_json::to_string(&value).unwrap_or_else(|_| value.to_string());
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(value);
+    result
+}
+
 /// The MCP answer of a call's outcome: invalid arguments are a JSON-RPC error (-32602), a
 /// failure a tool result with `isError`.
 fn into_response(
@@ -779,7 +791,7 @@ fn into_response(
     outcome: Result<Output, tools::Error>,
 ) -> Result<rmcp::model::CallToolResponse, McpError> {
     match outcome {
-        Ok(Output::Json(value)) => Ok(CallToolResult::structured(value).into()),
+        Ok(Output::Json(value)) => Ok(structured(value).into()),
         Ok(Output::Mcp(result)) => Ok((*result).into()),
         Ok(Output::Text(text)) => {
             Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
@@ -909,3 +921,27 @@ fn session_ended(context: &RequestContext<RoleServer>) -> impl Future<Output = (
 
 /// How long an answer waits for its call's last progress notifications to go out.
 const PROGRESS_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_structured_result_is_rmcps_byte_for_byte() {
+        let value = serde_json::json!({
+            "count": 2,
+            "incidents": [
+                {"number": "INC0010001", "short_description": "VPN \"down\"\n\ttab", "u": "ünï €", "n": 1.5},
+                {"number": "INC0010002", "esc": "\u{1}\\/", "big": u64::MAX, "neg": -3, "none": null},
+            ],
+        });
+        let ours = structured(value.clone());
+        let rmcps = CallToolResult::structured(value);
+        assert_eq!(ours, rmcps);
+        assert_eq!(
+            serde_json::to_string(&ours).unwrap(),
+            serde_json::to_string(&rmcps).unwrap()
+        );
+    }
+}
