@@ -697,9 +697,14 @@ async fn read_body(req: &mut Request, limit: usize) -> Result<bytes::Bytes, Erro
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge(limit));
     }
-    match req.take_body().into_bytes_limit(limit).await {
-        Ok(b) => Ok(b),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(Error::BodyTooLarge(limit)),
+    // hyper's frames collected as they come (one frame, as a small body is, is kept without
+    // a copy); poem's `into_bytes_limit` reads through a zeroed 4 KiB buffer and copies.
+    use http_body_util::BodyExt as _;
+    let body: http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error> =
+        req.take_body().into();
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge(limit)),
         Err(e) => Err(Error::BodyRead(e.to_string())),
     }
 }
