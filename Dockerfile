@@ -5,9 +5,10 @@
 #   docker build -t switchboard:local .
 #   docker run --rm -p 8080:8080 -v switchboard-data:/app/data switchboard:local
 #
-# Stage 1 builds a stripped release binary; dependencies are compiled in their own layer, so
-# editing src/ recompiles only the crate. Stage 2 is debian:bookworm-slim (the same glibc as
-# the build image) plus CA certificates for outbound HTTPS to LLM APIs.
+# Stage 1 builds the `production` profile (release with fat LTO, stripped: see Cargo.toml);
+# dependencies are compiled in their own layer, so editing src/ recompiles only the crate.
+# Stage 2 is debian:bookworm-slim (the same glibc as the build image) plus CA certificates for
+# outbound HTTPS to LLM APIs.
 
 ARG RUST_VERSION=1.95
 
@@ -15,9 +16,7 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Strip symbols at link time (no debug info in release either): a smaller binary.
-ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
-    CARGO_TERM_COLOR=never
+ENV CARGO_TERM_COLOR=never
 
 # 1. Dependencies only, cached until Cargo.toml or Cargo.lock change. A placeholder lib and
 #    bin stand in for the crate; gcc (in the slim image) builds the bundled SQLite here.
@@ -28,7 +27,7 @@ COPY .cargo .cargo
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && : > src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --profile production --locked \
  && rm -rf src
 
 # 2. The real sources. COPY keeps the files' original mtimes, which can be older than the
@@ -36,8 +35,8 @@ RUN mkdir src \
 #    result is the real binary (the stub prints no version).
 COPY src src
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
- && ./target/release/switchboard --version | grep '^switchboard '
+ && cargo build --profile production --locked \
+ && ./target/production/switchboard --version | grep '^switchboard '
 
 # ---------------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
@@ -54,7 +53,7 @@ RUN apt-get update \
  && chown 10001:10001 /app/data
 
 WORKDIR /app
-COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
+COPY --from=build /src/target/production/switchboard /usr/local/bin/switchboard
 # The shipped agents; mount your own directory over /app/agents to replace them. A
 # switchboard.toml (clients, limits, [server] settings) is read from /app/switchboard.toml
 # when one is mounted there.

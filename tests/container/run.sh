@@ -6,8 +6,8 @@
 #     target/container/bookworm) and imported as switchboard-base:bookworm, with the apt
 #     sources (bookworm, -updates, -security) and the minimizing apt/dpkg config (no apt
 #     caches, no docs, man pages or locales) of the official debian:bookworm-slim;
-#   - the binary is the host's release build (`cargo build --release --locked` with the build
-#     stage's CARGO_PROFILE_RELEASE_STRIP=symbols); the host and the base are both bookworm,
+#   - the binary is the host's build of the Dockerfile's profile (`cargo build --profile
+#     production --locked`: release, fat LTO, stripped); the host and the base are both bookworm,
 #     so the glibc is the same (checked: the binary must print its version inside the image);
 #   - the rest is the real Dockerfile's runtime stage, taken from the Dockerfile itself with
 #     exactly two lines replaced (its FROM, and the COPY --from=build of the binary); the
@@ -161,12 +161,12 @@ EOF
 fi
 echo "glibc: host $(ldd --version | head -1 | awk '{print $NF}'), base $(docker run --rm "$BASE_IMAGE" ldd --version | head -1 | awk '{print $NF}')"
 
-# ---- 2. the release binary ----------------------------------------------------------------
+# ---- 2. the production binary -------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
-  log "cargo build --release --locked (stripped, as in the Dockerfile's build stage)"
-  (cd "$ROOT" && CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_TERM_COLOR=never cargo build --release --locked)
+  log "cargo build --profile production --locked (as in the Dockerfile's build stage)"
+  (cd "$ROOT" && CARGO_TERM_COLOR=never cargo build --profile production --locked)
 fi
-BIN=$ROOT/target/release/switchboard
+BIN=$ROOT/target/production/switchboard
 [ -x "$BIN" ] || die "$BIN not found (run without --skip-build)"
 
 # ---- 3. the runtime stage, from the real Dockerfile ----------------------------------------
@@ -175,7 +175,7 @@ rm -rf "$CTX"; mkdir -p "$CTX"
 cp "$BIN" "$CTX/switchboard"
 cp -r "$ROOT/agents" "$CTX/agents"
 FROM_LINE='FROM debian:bookworm-slim AS runtime'
-COPY_LINE='COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard'
+COPY_LINE='COPY --from=build /src/target/production/switchboard /usr/local/bin/switchboard'
 sed -n "/^$FROM_LINE\$/,\$p" "$ROOT/Dockerfile" >"$CTX/runtime.real"
 [ "$(grep -cxF "$FROM_LINE" "$CTX/runtime.real")" = 1 ] \
   || die "the Dockerfile has no line '$FROM_LINE': update tests/container/run.sh to its runtime stage"
