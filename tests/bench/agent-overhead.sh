@@ -7,7 +7,7 @@
 #   tests/bench/agent-overhead.sh --workflow    the same through a workflow (issue 24): a sequential
 #                                               workflow of two `servicenow` steps, 4 LLM turns a run
 #   env: OUT (results dir), CONC (100), LATENCY_MS (20), DUR, WARMUP, REPS, MCPLOAD_THREADS (1),
-#        CARGO_TARGET_DIR (where the gateway's release build is; default target/)
+#        SWITCHBOARD_BIN (the gateway measured; default the production build, binaries.sh)
 #
 # A fake OpenAI-compatible LLM (tests/bench/fake-llm) answers every completion after a fixed
 # LATENCY_MS: the first turn of a run with a `search_incident` call, the second with a final
@@ -54,7 +54,7 @@ RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 
-GW="${CARGO_TARGET_DIR:-$ROOT/target}/release/switchboard"
+. "$ROOT/tests/bench/binaries.sh"
 MCPLOAD="$WORK/release/mcpload"
 FAKE="$WORK/release/fake-llm"
 PROBE="$WORK/release/llm-probe"
@@ -83,7 +83,7 @@ fail() { echo "FAILED: $*" >&2; exit 1; }
 T0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
   echo "== build"
-  (cd "$ROOT" && cargo build --release --locked -q)
+  build_gateway
   CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
   CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/fake-llm/Cargo.toml"
 fi

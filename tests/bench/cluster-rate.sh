@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How close one client's `requests_per_minute` holds across three replicas (not part of the
-# tests). Starts Redis and three release replicas in cluster mode with one client limited to
+# tests). Starts Redis and three replicas (the production build) in cluster mode with one client limited to
 # RATE requests per minute (burst BURST), then loads all three replicas at once with that
 # client's token (mcpload, `search_incident` over Streamable HTTP, far more than the limit)
 # for DUR seconds, REPS times, and compares the calls let through with what GCRA allows:
@@ -14,12 +14,13 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BENCH=${SWITCHBOARD_BENCH:-$ROOT/../shared/bench}
 RATE=${RATE:-6000}; BURST=${BURST:-30}; DUR=${DUR:-20}; REPS=${REPS:-3}
 BUILD=1; [ "${1:-}" = --skip-build ] && BUILD=0
+. "$ROOT/tests/bench/binaries.sh" # GW: the production build, or SWITCHBOARD_BIN
 command -v redis-server >/dev/null || { echo "redis-server is required" >&2; exit 1; }
 if [ "$BUILD" = 1 ]; then
-  (cd "$ROOT" && cargo build --release --locked)
+  build_gateway
   CARGO_TARGET_DIR="$ROOT/target/bench" cargo build --release --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 fi
-GW=${GW:-$ROOT/target/release/switchboard}; M=${MCPLOAD:-$ROOT/target/bench/release/mcpload}
+M=${MCPLOAD:-$ROOT/target/bench/release/mcpload}
 WORK=$(mktemp -d); PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT

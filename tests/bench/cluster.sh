@@ -43,11 +43,11 @@ mkdir -p "$OUT"
 RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
-GW=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+. "$ROOT/tests/bench/binaries.sh"
 MCPLOAD="$WORK/release/mcpload"
 TOKEN=bench-token
 if [ "$BUILD" = 1 ]; then
-  (cd "$ROOT" && cargo build --release --locked -q)
+  build_gateway
   CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 fi
 

@@ -41,7 +41,7 @@ RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 
-GW="$ROOT/target/release/switchboard"
+. "$ROOT/tests/bench/binaries.sh"
 MCPLOAD="$WORK/release/mcpload"
 TOKEN=bench-token
 GW_URL="http://127.0.0.1:$P_GW"
@@ -74,7 +74,7 @@ sample() { # WHEN -> one JSON line in raw.jsonl
 T0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
   echo "== build"
-  (cd "$ROOT" && cargo build --release --locked -q)
+  build_gateway
   CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$ROOT/tests/bench/mcpload/Cargo.toml"
 fi
 

@@ -8,10 +8,11 @@
 #   env: REPS, DUR, WARMUP (seconds), CONCS ("1 16 64 256"), IDLE ("1000,10000"),
 #        STEPS ("1 2 3 4 5 6 7 8": the steps below to run, e.g. STEPS=2 for the federated path)
 #
-# Builds the release gateway, our mcpload (tests/bench/mcpload: the shared load generator plus
+# Builds the gateway as it ships (the production profile, see tests/bench/binaries.sh; or
+# measures SWITCHBOARD_BIN), our mcpload (tests/bench/mcpload: the shared load generator plus
 # the stateless 2026-07-28 transport), the fake LLM and the peers from ../shared/bench (or
-# $SWITCHBOARD_BENCH). The gateway runs as shipped (agents/, embedded store) with everything
-# on: a bearer-token client (identity), rate limits (high enough not to trigger), the audit
+# $SWITCHBOARD_BENCH; bare rmcp with the gateway's optimiser settings). The gateway runs as
+# shipped (agents/, embedded store) with everything on: a bearer-token client (identity), rate limits (high enough not to trigger), the audit
 # trail, and tracing at the default sampler exporting OTLP to tests/bench/otlp-sink.py. Then:
 #   1. search_incident, interleaved at c = CONCS: the gateway over legacy SSE, Streamable HTTP
 #      (session, 2025) and stateless Streamable HTTP (2026-07-28); bare rmcp (Streamable HTTP);
@@ -59,9 +60,9 @@ RAW="$OUT/raw.jsonl"; : > "$RAW"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 ulimit -n "$(ulimit -Hn)" || true
 
-GW="$ROOT/target/release/switchboard"
+. "$ROOT/tests/bench/binaries.sh"
 MCPLOAD="$WORK/release/mcpload"
-RMCP="$WORK/release/rmcp-baseline"
+RMCP="$WORK/lto/release/rmcp-baseline"
 PYBIN="$WORK/venv/bin/python"
 TOKEN=bench-token
 
@@ -104,10 +105,11 @@ idle() { # LABEL TRANSPORT URL PID BEARER [MCPLOAD FLAGS...]
 T0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
   echo "== build"
-  (cd "$ROOT" && cargo build --release --locked -q)
-  for m in "$ROOT/tests/bench/mcpload" "$ROOT/tests/bench/fake-llm" "$BENCH/servers/rmcp-baseline"; do
+  build_gateway
+  for m in "$ROOT/tests/bench/mcpload" "$ROOT/tests/bench/fake-llm"; do
     CARGO_TARGET_DIR=$WORK cargo build --release --locked -q --manifest-path "$m/Cargo.toml"
   done
+  peer_release "$BENCH/servers/rmcp-baseline/Cargo.toml"
 fi
 # The Python SDK peer's virtualenv (made once; --skip-build reuses it).
 if [ "$BUILD" = 1 ] || [ ! -x "$PYBIN" ]; then
