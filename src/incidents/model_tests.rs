@@ -314,6 +314,38 @@ fn incident_serializes_to_display_values() {
 }
 
 #[test]
+fn to_json_is_what_serialize_writes_with_every_field_empty_or_set() {
+    // Arrange: one incident with every optional field empty, one with every field set
+    // (text with escapes and non-ASCII; resolved, so it has a close code and a time).
+    let empty = incident();
+    let mut full = incident();
+    full.description = Some("VPN \"drops\"\n\tafter 5 min, café ✓".into());
+    full.caller = Some("Abel Tuter".into());
+    full.category = Some("network".into());
+    full.assignment_group = Some("Network".into());
+    full.assigned_to = Some("Beth Anglin".into());
+    full.work_notes = Some("2025-03-04 09:00:05 - note".into());
+    full.close_code = Some(DEFAULT_CLOSE_CODE.into());
+    full.close_notes = Some("Rebooted".into());
+    full.state = State::Resolved;
+    full.resolved_at = Some(T1);
+    full.updated_at = T1;
+
+    for incident in [empty, full] {
+        // Act
+        let ours = incident.to_json();
+
+        // Assert: the same value, and the same text once written.
+        let serde = serde_json::to_value(&incident).unwrap();
+        assert_eq!(ours, serde);
+        assert_eq!(
+            serde_json::to_string(&ours).unwrap(),
+            serde_json::to_string(&serde).unwrap()
+        );
+    }
+}
+
+#[test]
 fn texts_longer_than_servicenow_holds_are_refused_by_the_rules() {
     // Arrange: one character over each limit, and exactly at it (in characters, not bytes).
     for &(field, limit) in FIELD_LIMITS {

@@ -7,7 +7,8 @@
 //! choice fields (state, impact, urgency, priority) accept names, codes and display values
 //! through [`crate::incidents::vocab`], and store errors become [`Error::InvalidArguments`]
 //! (the caller can fix the call) or [`Error::Failed`] (it failed at run time). Results are the
-//! incident JSON of [`Incident`](crate::incidents::Incident)'s `Serialize`, with ServiceNow display values.
+//! incident JSON of [`Incident::to_json`] (what its `Serialize` writes), with ServiceNow display
+//! values.
 
 use std::fmt::Display;
 
@@ -26,8 +27,8 @@ mod schema;
 use crate::incidents::EmbeddedStore;
 use crate::incidents::table_api::{self, Credentials, TableApiSpec};
 use crate::incidents::{
-    self, IncidentNumber, IncidentPatch, Level, NewIncident, Priority, SearchQuery, State, Store,
-    TableApiStore,
+    self, Incident, IncidentNumber, IncidentPatch, Level, NewIncident, Priority, SearchQuery,
+    State, Store, TableApiStore,
 };
 pub use config::{ServiceNowToolConfig, StoreKind, StoreSpec};
 use schema::definitions;
@@ -126,7 +127,7 @@ impl ServiceNowTools {
         // Checked here, before either store is reached, so that both answer the same.
         new.check_lengths().map_err(invalid)?;
         let incident = self.store.create(new).await.map_err(store_error)?;
-        to_json(&incident)
+        Ok(incident.to_json())
     }
 
     async fn update(&self, args: JsonObject, asked_by: Option<&str>) -> Result<Value, Error> {
@@ -156,7 +157,7 @@ impl ServiceNowTools {
             .update(number.as_str(), patch)
             .await
             .map_err(store_error)?;
-        to_json(&incident)
+        Ok(incident.to_json())
     }
 
     async fn search(&self, args: JsonObject) -> Result<Value, Error> {
@@ -174,14 +175,16 @@ impl ServiceNowTools {
             limit: limit(args.limit)?,
         };
         let incidents = self.store.search(query).await.map_err(store_error)?;
-        Ok(json!({ "count": incidents.len(), "incidents": to_json(&incidents)? }))
+        let count = incidents.len();
+        let incidents: Vec<Value> = incidents.iter().map(Incident::to_json).collect();
+        Ok(json!({ "count": count, "incidents": incidents }))
     }
 
     async fn get(&self, args: JsonObject) -> Result<Value, Error> {
         let args: GetArgs = parse_args(args, GetArgs::TEXT)?;
         let number = IncidentNumber::parse(&args.number).map_err(invalid)?;
         match self.store.get(number.as_str()).await.map_err(store_error)? {
-            Some(incident) => to_json(&incident),
+            Some(incident) => Ok(incident.to_json()),
             None => Err(Error::Failed(format!("incident {number} not found"))),
         }
     }
@@ -327,10 +330,6 @@ fn limit(value: Option<Value>) -> Result<usize, Error> {
             "limit must be an integer from 1 to {MAX_LIMIT}, got {value}"
         ))),
     }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<Value, Error> {
-    serde_json::to_value(value).map_err(|err| Error::Failed(format!("cannot encode result: {err}")))
 }
 
 /// Maps a store error to a tool error: rule violations are the caller's to fix, the rest
