@@ -233,9 +233,9 @@ impl Agent {
         tracing::info_span!(
             target: trace::TARGET,
             "invoke_agent",
-            otel.name = %format!("invoke_agent {}", self.name()),
+            otel.name = trace::span_name("invoke_agent", self.name().as_str()).as_str(),
             gen_ai.operation.name = "invoke_agent",
-            gen_ai.agent.name = %self.name(),
+            gen_ai.agent.name = self.name().as_str(),
             gen_ai.request.model = model,
             switchboard.agent.depth = ctx.depth,
         )
@@ -423,7 +423,7 @@ impl Agent {
         tracing::info_span!(
             target: trace::TARGET,
             "execute_tool",
-            otel.name = %format!("execute_tool {name}"),
+            otel.name = trace::span_name("execute_tool", name).as_str(),
             gen_ai.operation.name = "execute_tool",
             gen_ai.tool.name = name,
             gen_ai.tool.call.id = call.id.as_str(),

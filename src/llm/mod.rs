@@ -251,7 +251,7 @@ impl LlmClient {
         let span = tracing::info_span!(
             target: trace::TARGET,
             "chat",
-            otel.name = %format!("chat {}", self.model),
+            otel.name = trace::span_name("chat", &self.model).as_str(),
             otel.kind = "client",
             gen_ai.operation.name = "chat",
             gen_ai.provider.name = self.provider,

@@ -259,6 +259,19 @@ fn span_context(span: &Span) -> Option<opentelemetry::trace::SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
+/// A span's name of two parts, `first second` (`tools/call search_incident`, `chat gpt-4o`),
+/// for an `otel.name = span_name(..).as_str()` field: written by hand and recorded as a `str`,
+/// where `format!` and a `%` (Display) field each went through the formatting machinery
+/// (`perf`, legacy SSE with every call traced: ~0.5 % of the gateway's CPU in
+/// `format_inner` alone, for the request span's name).
+pub fn span_name(first: &str, second: &str) -> String {
+    let mut name = String::with_capacity(first.len() + 1 + second.len());
+    name.push_str(first);
+    name.push(' ');
+    name.push_str(second);
+    name
+}
+
 /// Appends `bytes` as lowercase hex (the ids' `Display`, without the formatting machinery:
 /// this runs for every traced request).
 fn hex(out: &mut String, bytes: &[u8]) {
@@ -340,13 +353,13 @@ impl McpRequest<'_> {
             return Span::none();
         }
         let name = match self.tool {
-            Some(tool) => format!("{} {tool}", self.method),
+            Some(tool) => span_name(self.method, tool),
             None => self.method.to_owned(),
         };
         let span = tracing::info_span!(
             target: TARGET,
             "mcp.request",
-            otel.name = %name,
+            otel.name = name.as_str(),
             otel.kind = "server",
             mcp.method.name = self.method,
             gen_ai.tool.name = self.tool,

@@ -333,7 +333,7 @@ impl UpstreamTools {
         tracing::info_span!(
             target: trace::TARGET,
             "mcp.client",
-            otel.name = %format!("tools/call {name}"),
+            otel.name = trace::span_name("tools/call", name).as_str(),
             otel.kind = "client",
             mcp.method.name = "tools/call",
             gen_ai.tool.name = name,
