@@ -238,7 +238,7 @@ pub fn trace_id(span: &Span) -> Option<String> {
 
 /// The W3C `traceresponse` of `span` (`00-<trace id>-<span id>-<flags>`), the header the
 /// client learns its trace from.
-pub fn traceresponse(span: &Span) -> Option<String> {
+fn traceresponse(span: &Span) -> Option<String> {
     let sc = span_context(span)?;
     let mut out = String::with_capacity(55);
     out.push_str("00-");

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # How close one client's `requests_per_minute` holds across three replicas (not part of the
-# tests). Starts Redis and three replicas (the production build) in cluster mode with one client limited to
-# RATE requests per minute (burst BURST), then loads all three replicas at once with that
-# client's token (mcpload, `search_incident` over Streamable HTTP, far more than the limit)
-# for DUR seconds, REPS times, and compares the calls let through with what GCRA allows:
-# BURST + RATE/60 x DUR.
+# tests). Starts Redis and three replicas (the production build, or SWITCHBOARD_BIN) in cluster
+# mode with one client limited to RATE requests per minute (burst BURST), then loads all three
+# replicas at once with that client's token (mcpload, `search_incident` over Streamable HTTP,
+# far more than the limit) for DUR seconds, REPS times, and compares the calls let through
+# with what GCRA allows: BURST + RATE/60 x DUR.
 #
 #   tests/bench/cluster-rate.sh [--skip-build]   (RATE, BURST, DUR, REPS from the environment)
 #

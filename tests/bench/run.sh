@@ -12,8 +12,9 @@
 # measures SWITCHBOARD_BIN), our mcpload (tests/bench/mcpload: the shared load generator plus
 # the stateless 2026-07-28 transport), the fake LLM and the peers from ../shared/bench (or
 # $SWITCHBOARD_BENCH; bare rmcp with the gateway's optimiser settings). The gateway runs as
-# shipped (agents/, embedded store) with everything on: a bearer-token client (identity), rate limits (high enough not to trigger), the audit
-# trail, and tracing at the default sampler exporting OTLP to tests/bench/otlp-sink.py. Then:
+# shipped (agents/, embedded store) with everything on: a bearer-token client (identity), rate
+# limits (high enough not to trigger), the audit trail, and tracing at the default sampler
+# exporting OTLP to tests/bench/otlp-sink.py. Then:
 #   1. search_incident, interleaved at c = CONCS: the gateway over legacy SSE, Streamable HTTP
 #      (session, 2025) and stateless Streamable HTTP (2026-07-28); bare rmcp (Streamable HTTP);
 #      the official Python SDK (both transports; not at c = 256).
