@@ -18,9 +18,19 @@ pub struct ErrorBody<'a> {
 }
 
 impl Error {
-    /// The error for a body that does not parse as JSON-RPC.
-    pub fn from_json_error(e: &serde_json::Error) -> Self {
+    /// The error for a `body` that does not parse as JSON-RPC (`e`, serde's error).
+    pub fn from_json_error(body: &[u8], e: &serde_json::Error) -> Self {
         let (code, what) = match e.classify() {
+            // A JSON array is a JSON-RPC batch, which MCP removed in 2025-06-18 (serde's own
+            // words, "invalid type: map, expected a string", would not say so).
+            serde_json::error::Category::Data if body.trim_ascii_start().starts_with(b"[") => {
+                return Error::InvalidJsonRpc {
+                    code: -32600,
+                    message: "Invalid Request: JSON-RPC batches are not supported (MCP has had \
+                              none since 2025-06-18): send one message per request"
+                        .to_owned(),
+                };
+            }
             serde_json::error::Category::Data => {
                 (-32600, "Invalid Request: not a JSON-RPC 2.0 message")
             }

@@ -59,7 +59,8 @@ pub fn peek(body: &[u8]) -> Result<Peek, Error> {
             }
         }
     }
-    let m: Message<'_> = serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))?;
+    let m: Message<'_> =
+        serde_json::from_slice(body).map_err(|e| Error::from_json_error(body, &e))?;
     if m.jsonrpc != "2.0" {
         return Err(Error::InvalidJsonRpc {
             code: -32600,

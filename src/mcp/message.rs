@@ -25,7 +25,7 @@ pub fn parse(body: &[u8]) -> Result<ClientJsonRpcMessage, Error> {
     if let Some(message) = tools_call(body) {
         return Ok(message);
     }
-    serde_json::from_slice(body).map_err(|e| Error::from_json_error(&e))
+    serde_json::from_slice(body).map_err(|e| Error::from_json_error(body, &e))
 }
 
 /// `body` as a `tools/call` request, when it is one that rmcp reads as one.

@@ -273,6 +273,7 @@ async fn malformed_json_is_400_with_a_parse_error_and_the_session_survives() {
     for (body, code) in [
         ("{\"jsonrpc\": \"2.0\", ", -32700),
         ("[1,2,3]", -32600),
+        (r#" [{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600),
         ("{\"hello\":1}", -32600),
     ] {
         let resp = c.post_raw(body).await;
@@ -280,6 +281,14 @@ async fn malformed_json_is_400_with_a_parse_error_and_the_session_survives() {
         let err: Value = resp.json().await.unwrap();
         assert_eq!(err["error"]["code"], code, "{body}: {err}");
         assert_eq!(err["jsonrpc"], "2.0");
+        // An array is a batch, and the answer says that MCP has none (not serde's words).
+        let batch = body.trim_start().starts_with('[');
+        let message = err["error"]["message"].as_str().unwrap();
+        assert_eq!(
+            message.contains("batches are not supported"),
+            batch,
+            "{message}"
+        );
     }
     let ok = c.request(5, "tools/list", json!({})).await;
     assert!(ok["result"]["tools"].is_array());
@@ -291,6 +300,13 @@ async fn malformed_json_is_400_with_a_parse_error_and_the_session_survives() {
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], -32700, "{err}");
+    let batch = format!("[{LIST}]");
+    let resp = streamable_post(&h, &mcp, Some(&sid), batch).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], -32600, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("batches are not supported"), "{message}");
     let resp = streamable_post(&h, &mcp, Some(&sid), LIST.into()).await;
     assert_eq!(resp.status(), 200);
     gw.stop().await;
