@@ -366,12 +366,7 @@ impl Call<'_> {
             (true, rmcp::model::ClientJsonRpcMessage::Request(r)) => {
                 use rmcp::model::GetMeta;
                 let meta = r.request.get_meta();
-                let parent = meta
-                    .get_traceparent()
-                    .map(|traceparent| TraceContext {
-                        traceparent: traceparent.trim().to_owned(),
-                        tracestate: meta.get_tracestate().map(str::to_owned),
-                    })
+                let parent = TraceContext::from_meta(meta)
                     .or_else(|| TraceContext::from_headers(req.headers()));
                 let span = McpRequest {
                     method: method.unwrap_or_default(),

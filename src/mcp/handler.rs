@@ -437,11 +437,7 @@ impl AgentServer {
         if let Some(carried) = span_of(&context.extensions) {
             return carried.span.clone();
         }
-        let meta = &context.meta;
-        let parent = meta.get_traceparent().map(|traceparent| TraceContext {
-            traceparent: traceparent.to_owned(),
-            tracestate: meta.get_tracestate().map(str::to_owned),
-        });
+        let parent = TraceContext::from_meta(&context.meta);
         McpRequest {
             method: "tools/call",
             tool: Some(tool),

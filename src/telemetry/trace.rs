@@ -88,7 +88,9 @@ impl TraceContext {
     }
 
     /// The context of an MCP request's `_meta` (the `traceparent` and `tracestate` keys the
-    /// MCP SDKs use), if it carries one.
+    /// MCP SDKs use, SEP-414), if it carries one: a plain JSON object or rmcp's `MetaObject`,
+    /// which derefs to one. (The edge's peek at a Streamable body reads the same two keys
+    /// straight from the bytes.)
     pub fn from_meta(meta: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
         let traceparent = meta.get("traceparent")?.as_str()?;
         Some(Self {

@@ -937,3 +937,57 @@ async fn a_workflow_is_served_over_stdio_as_its_one_tool() {
     assert_eq!(fake.received().len(), 3);
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_call_over_stdio_is_traced_under_the_trace_its_meta_carries() {
+    // Arrange: the stdio server exporting to the tests' OTLP receiver.
+    let receiver = crate::support::otlp::Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\nenabled = true\nendpoint = \"{}\"\n",
+            receiver.url
+        ),
+    )
+    .unwrap();
+    let mut raw = Raw::spawn(command(
+        "servicenow",
+        &fixture("agents/valid"),
+        &tmp.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    ));
+    raw.initialize().await;
+
+    // Act: a call whose `_meta` carries a trace (padded, as some SDKs send it), then EOF,
+    // which flushes the exporter.
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let answer = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "search_incident", "arguments": {"query": "VPN"},
+                   "_meta": {"traceparent": format!(" 00-{trace}-b7ad6b7169203331-01 ")}}),
+        )
+        .await;
+    assert!(
+        answer["result"]["structuredContent"].is_object(),
+        "{answer}"
+    );
+    raw.close_stdin();
+    raw.read_to_end().await;
+    assert!(raw.exit().await.success());
+
+    // Assert: the call's span is a child of the caller's, named as over HTTP.
+    let spans = receiver
+        .trace_with(trace, "tools/call search_incident")
+        .await;
+    let span = spans
+        .iter()
+        .find(|s| s.name == "tools/call search_incident")
+        .unwrap();
+    assert_eq!(span.parent_span_id, "b7ad6b7169203331", "{span:#?}");
+    assert_eq!(span.attr("switchboard.transport"), Some("stdio"));
+    assert_eq!(span.attr("gen_ai.tool.name"), Some("search_incident"));
+}
