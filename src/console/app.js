@@ -662,7 +662,23 @@
       const model = a.model
         ? [h('span', null, a.model.provider + ' \u00b7 ', h('strong', null, a.model.model)), ' ',
             a.model.api_key_set ? badge('API key set', 'ok') : badge('no API key', 'warn')]
-        : muted('none');
+        : muted(a.workflow ? 'none: a workflow runs its steps' : 'none');
+      // A workflow's steps in order (sequential: each on the last one's output), what each
+      // runs in its title, and how a concurrent one merges or how far a handoff may go.
+      const wf = a.workflow;
+      const stepChip = (st) => h('span', {
+        class: 'chip', 'data-testid': 'workflow-step', 'data-step': st.name,
+        title: (st.agent ? 'runs agent ' + st.agent : 'calls tool ' + st.tool)
+          + (st.on_error === 'continue' ? '; the workflow goes on if it fails' : '')
+          + (st.handoffs && st.handoffs.length ? '; may hand off to ' + st.handoffs.join(', ') : ''),
+      }, st.name);
+      const workflow = wf
+        ? [h('dt', null, 'Workflow'), h('dd', { class: 'chips', 'data-testid': 'workflow', 'data-kind': wf.kind },
+            h('strong', null, wf.kind), ' ',
+            wf.steps.map((st, i) => [i > 0 && wf.kind === 'sequential' ? faint('\u2192') : null, stepChip(st)]),
+            wf.aggregator ? [faint('merged by'), stepChip(wf.aggregator)] : null,
+            wf.max_handoffs != null ? faint('at most ' + wf.max_handoffs + ' handoffs') : null)]
+        : null;
       const sessLink = h('a', { href: '#/sessions?agent=' + encodeURIComponent(a.name) });
       const sessDetail = muted();
       const calls = h('strong', { class: 'num' });
@@ -679,6 +695,7 @@
           h('dd', { class: 'chips' }, exposed.length ? exposed : muted('none exposed')),
           inner,
           servers,
+          workflow,
           h('dt', null, 'Model'), h('dd', null, model),
           h('dt', null, 'Sessions'), h('dd', null, sessLink, ' ', sessDetail),
           h('dt', null, 'Last minute'), h('dd', null, calls, ' calls/min \u00b7 error rate ', errRate, ' ', lat)),

@@ -186,6 +186,62 @@ async fn the_console_shows_agents_and_live_sessions_and_ends_them_in_two_clicks(
 }
 
 #[tokio::test]
+async fn a_workflows_card_shows_its_kind_and_its_steps_in_order() {
+    // The shipped agents: `incident-review` is a sequential workflow of two steps.
+    let gw = TestGateway::spawn_with(Options {
+        agents_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"),
+        ..Options::default()
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser.open(&gw.url("/ui#/agents")).await;
+    browser.wait_view("agents", "agents view").await;
+    let card = "[data-testid=\"agent\"][data-agent=\"incident-review\"]";
+    browser
+        .wait(
+            &format!("{card} [data-testid=\"workflow\"][data-kind=\"sequential\"]"),
+            "the workflow row",
+        )
+        .await;
+    // The steps in order, with an arrow between them (each runs on the last one's output).
+    let row = format!("{card} [data-testid=\"workflow\"]");
+    browser
+        .wait_js(
+            &format!(
+                "[...document.querySelector({}).children].map((e) => e.textContent).join(' ') === {}",
+                serde_json::to_string(&row).unwrap(),
+                serde_json::to_string("sequential records \u{2192} review").unwrap()
+            ),
+            PAGE_DEADLINE,
+            "the steps in order",
+        )
+        .await;
+    let first = browser
+        .wait(
+            &format!("{card} [data-testid=\"workflow-step\"][data-step=\"records\"]"),
+            "the first step",
+        )
+        .await;
+    assert_eq!(
+        first.attr("title").await.unwrap().as_deref(),
+        Some("runs agent servicenow")
+    );
+    // An agent with a model has no workflow row.
+    let servicenow = "[data-testid=\"agent\"][data-agent=\"servicenow\"]";
+    browser.wait(servicenow, "servicenow's card").await;
+    browser
+        .wait_gone(
+            &format!("{servicenow} [data-testid=\"workflow\"]"),
+            "no workflow row on an agent with a model",
+        )
+        .await;
+    assert!(browser.console_errors().await.is_empty());
+    browser.screenshot("agents-workflow").await;
+    browser.close().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_broken_agent_file_shows_its_error_after_a_reload_from_the_page() {
     let dir = tempfile::tempdir().unwrap();
     copy_valid_agents(dir.path());
