@@ -5,6 +5,9 @@
 # moves the default as it moves cargo's output. `cargo run --release` stays the quick build for
 # development; A/B runs (ab.sh, instructions.sh) take any binaries they are given.
 GW=${SWITCHBOARD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/production/switchboard}
+# Absolute: the scripts start the gateway from a directory of its own (a relative
+# SWITCHBOARD_BIN, e.g. target/release/switchboard, failed with only "port ... did not open").
+case "$GW" in /*) ;; *) GW=$PWD/$GW ;; esac
 
 # Builds the gateway GW names (unless SWITCHBOARD_BIN chose another).
 build_gateway() {
