@@ -252,10 +252,11 @@ impl Call<'_> {
                     transport: "streamable_http",
                     parent: parent.as_ref(),
                 }
-                .span();
-                let span = RequestSpan::new(span);
-                req.extensions_mut().insert(span.clone());
-                Some(span)
+                .start();
+                if let Some(span) = &span {
+                    req.extensions_mut().insert(span.clone());
+                }
+                span
             }
             _ => None,
         };
@@ -368,7 +369,7 @@ impl Call<'_> {
                 let meta = r.request.get_meta();
                 let parent = TraceContext::from_meta(meta)
                     .or_else(|| TraceContext::from_headers(req.headers()));
-                let span = McpRequest {
+                McpRequest {
                     method: method.unwrap_or_default(),
                     tool,
                     agent: &self.agent.name,
@@ -376,8 +377,7 @@ impl Call<'_> {
                     transport: "sse",
                     parent: parent.as_ref(),
                 }
-                .span();
-                Some(RequestSpan::new(span))
+                .start()
             }
             _ => None,
         };

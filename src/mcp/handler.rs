@@ -32,8 +32,6 @@ mod federated;
 
 use federated::downstream;
 
-use tracing::Instrument as _;
-
 use super::request::{identity_of, origin_of, span_of};
 use crate::agents::Agent;
 use crate::approvals::{Approval, Approvals, Approvers, Denied};
@@ -45,7 +43,7 @@ use crate::federation;
 use crate::permissions::Permissions;
 use crate::sessions::{CallRecord, SessionStats};
 use crate::tasks::Tasks;
-use crate::telemetry::trace::{self, McpRequest, TraceContext};
+use crate::telemetry::trace::{self, McpRequest, RequestSpan, TraceContext};
 use crate::tools::{self, CallContext, Output, ProgressFn};
 
 /// Serves one agent over MCP.
@@ -110,11 +108,7 @@ impl AgentServer {
         let rule = refused.rule;
         tracing::info!(%agent, tool, caller = %ctx.identity.who().describe(), rule = rule.as_deref().unwrap_or("none"), "Tool call refused by [[policies]].");
         if trace::on() {
-            trace::fail(
-                &tracing::Span::current(),
-                "tool_not_allowed",
-                refused.message.clone(),
-            );
+            trace::fail_request("tool_not_allowed", refused.message.clone());
         }
         McpError::invalid_params(
             refused.message,
@@ -408,34 +402,37 @@ impl AgentServer {
             let request_context = context.clone();
             let call = Call::spawn(move |asker, cancel| {
                 let asker = Arc::new(ClientAsker::rounds(asker));
-                async move {
+                let call = async move {
                     this.call(request, &request_context, cancel, Some(asker), None)
                         .await
+                };
+                match span {
+                    Some(span) => futures::future::Either::Left(span.run(call)),
+                    None => futures::future::Either::Right(call),
                 }
-                .instrument(span)
             });
             return Box::pin(self.rounds.drive(call, owner, &context.ct)).await;
         }
         let asker = ClientAsker::of(&context).map(Arc::new);
         let cancel = context.ct.clone();
-        if span.is_disabled() {
+        let Some(span) = span else {
             return self.call(request, &context, cancel, asker, None).await;
-        }
+        };
         // Boxed where it is built: wrapped inline, the call's state machine would be copied
         // through this frame.
         let call: futures::future::BoxFuture<'_, _> =
             Box::pin(self.call(request, &context, cancel, asker, None));
-        call.instrument(span).await
+        span.run(call).await
     }
 
     /// The span of a `tools/call` of `tool`: the edge's, or (stdio: no edge) one of its own,
-    /// a child of the trace in the request's `_meta`; disabled when tracing is off.
-    fn span(&self, tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
+    /// a child of the trace in the request's `_meta`; `None` when tracing is off.
+    fn span(&self, tool: &str, context: &RequestContext<RoleServer>) -> Option<RequestSpan> {
         if !trace::on() {
-            return tracing::Span::none();
+            return None;
         }
         if let Some(carried) = span_of(&context.extensions) {
-            return carried.span.clone();
+            return Some(carried.clone());
         }
         let parent = TraceContext::from_meta(&context.meta);
         McpRequest {
@@ -446,7 +443,7 @@ impl AgentServer {
             transport: "stdio",
             parent: parent.as_ref(),
         }
-        .span()
+        .start()
     }
 
     /// Who may resume a call of `tool` parked for the caller of `context`.
@@ -480,11 +477,7 @@ impl AgentServer {
         if trace::on()
             && let Some(entry) = &entry
         {
-            trace::set(
-                &tracing::Span::current(),
-                "switchboard.audit.record_id",
-                entry.id().to_owned(),
-            );
+            trace::set_on_request("switchboard.audit.record_id", entry.id().to_owned());
         }
         let ctx = CallContext {
             cancel,
@@ -697,11 +690,10 @@ impl AgentServer {
             Err(e) => e.label(),
         };
         let trace_id = if trace::on() {
-            let span = tracing::Span::current();
-            outcome_on_span(&span, label, outcome);
+            outcome_on_span(label, outcome);
             match span_of(&context.extensions) {
                 Some(carried) => carried.trace_id().map(str::to_owned),
-                None => trace::trace_id(&span),
+                None => trace::request_trace_id(),
             }
         } else {
             None
@@ -755,16 +747,12 @@ impl AgentServer {
     }
 }
 
-/// Records a call's outcome on its span: `switchboard.tool.outcome`, and a failure as the
-/// span's error.
-fn outcome_on_span(
-    span: &tracing::Span,
-    label: &'static str,
-    outcome: &Result<Output, tools::Error>,
-) {
-    trace::set(span, "switchboard.tool.outcome", label);
+/// Records a call's outcome on its request's span: `switchboard.tool.outcome`, and a
+/// failure as the span's error.
+fn outcome_on_span(label: &'static str, outcome: &Result<Output, tools::Error>) {
+    trace::set_on_request("switchboard.tool.outcome", label);
     if let Err(e) = outcome {
-        trace::fail(span, label, e.to_string());
+        trace::fail_request(label, e.to_string());
     }
 }
 

@@ -69,7 +69,7 @@ pub fn init_with(
         }
     };
     let spans = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
+        .with_tracer(tracer.clone())
         .with_location(false)
         .with_tracked_inactivity(false)
         // Nothing of ours reads OpenTelemetry's current context (we pass contexts on from
@@ -106,7 +106,7 @@ pub fn init_with(
             )
             .try_init(),
     };
-    trace::switch_on(telemetry.capture_content);
+    trace::switch_on(telemetry.capture_content, tracer);
     Ok(Some(Tracing { provider }))
 }
 

@@ -1,21 +1,30 @@
 //! Spans of the request path and the W3C trace context they take in and pass on.
 //!
-//! The spans are `tracing` spans of target [`TARGET`], turned into OpenTelemetry spans by
-//! tracing-opentelemetry when `[telemetry]` is on. When it is off the target is filtered out
-//! (see [`super::init`]): the span macros find their callsite disabled and build nothing
-//! (their fields are not even evaluated), and [`on`] is one relaxed load for what is not a
-//! macro (headers, `_meta`).
+//! The MCP request's span ([`RequestSpan`]) is an OpenTelemetry SDK span, made by the
+//! tracer directly: it is made for every request, and going through `tracing` cost more than
+//! the span itself (the registry's slot, the layer's builder and field visitor, enter and
+//! exit on every poll, the close). The work under it runs in its OpenTelemetry context
+//! ([`RequestSpan::run`]). The spans below it (agent runs, chat turns, tool executions, HTTP
+//! client calls) are `tracing` spans of target [`TARGET`], turned into OpenTelemetry spans by
+//! tracing-opentelemetry, which takes that context as their parent. When `[telemetry]` is off
+//! the target is filtered out (see [`super::init`]): the span macros find their callsite
+//! disabled and build nothing (their fields are not even evaluated), and [`on`] is one
+//! relaxed load for what is not a macro (the request span, headers, `_meta`).
 //!
 //! Names and attributes follow the OpenTelemetry semantic conventions for GenAI and MCP:
 //! `tools/call <tool>` (the MCP request, kind server), `invoke_agent <agent>`,
 //! `chat <model>` (kind client), `execute_tool <tool>`, and the HTTP client spans of
 //! upstream MCP servers and ServiceNow.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -24,6 +33,8 @@ pub const TARGET: &str = "switchboard::otel";
 
 static ON: AtomicBool = AtomicBool::new(false);
 static CAPTURE: AtomicBool = AtomicBool::new(false);
+/// The tracer of the request spans (the one tracing-opentelemetry's layer has too).
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether traces are exported (`[telemetry]`).
 #[inline]
@@ -36,8 +47,9 @@ pub fn capture_content() -> bool {
     CAPTURE.load(Ordering::Relaxed)
 }
 
-pub(super) fn switch_on(capture: bool) {
+pub(super) fn switch_on(capture: bool, tracer: SdkTracer) {
     CAPTURE.store(capture, Ordering::Relaxed);
+    let _ = TRACER.set(tracer);
     ON.store(true, Ordering::Relaxed);
 }
 
@@ -102,13 +114,14 @@ impl TraceContext {
         })
     }
 
-    /// The context to pass on from the current span; `None` when tracing is off or there is
-    /// no span.
+    /// The context to pass on from the current span: the `tracing` span entered, else the
+    /// MCP request's (the OpenTelemetry context the work runs in); `None` when tracing is off
+    /// or there is no span.
     pub fn current() -> Option<Self> {
         if !on() {
             return None;
         }
-        Self::of(&Span::current())
+        Self::of(&Span::current()).or_else(|| Context::map_current(Self::of_context))
     }
 
     /// The context to pass on from `span`.
@@ -116,12 +129,16 @@ impl TraceContext {
         if span.is_disabled() {
             return None;
         }
-        let cx = span.context();
+        Self::of_context(&span.context())
+    }
+
+    /// The context to pass on from `cx`'s span.
+    fn of_context(cx: &Context) -> Option<Self> {
         if !cx.span().span_context().is_valid() {
             return None;
         }
         let mut out = Self::default();
-        TraceContextPropagator::new().inject_context(&cx, &mut out);
+        TraceContextPropagator::new().inject_context(cx, &mut out);
         (!out.traceparent.is_empty()).then_some(out)
     }
 
@@ -220,28 +237,26 @@ where
     }
 }
 
-/// Makes `span` (not started yet) a child of the caller's context; an invalid
-/// `traceparent` is ignored (the span starts a trace of its own).
-pub fn adopt(span: &Span, parent: Option<&TraceContext>) {
-    let Some(parent) = parent else { return };
+/// The caller's context, the parent of a request span: none (a trace of its own) when it
+/// sent none or an invalid `traceparent`.
+fn parent_context(parent: Option<&TraceContext>) -> Context {
+    let Some(parent) = parent else {
+        return Context::new();
+    };
     let cx = TraceContextPropagator::new().extract(parent);
     if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
+        cx
+    } else {
+        Context::new()
     }
 }
 
-/// The id of `span`'s trace (32 hex digits); `None` when it is not exported.
-pub fn trace_id(span: &Span) -> Option<String> {
-    let sc = span_context(span)?;
-    let mut out = String::with_capacity(32);
-    hex(&mut out, &sc.trace_id().to_bytes());
-    Some(out)
-}
-
-/// The W3C `traceresponse` of `span` (`00-<trace id>-<span id>-<flags>`), the header the
-/// client learns its trace from.
-fn traceresponse(span: &Span) -> Option<String> {
-    let sc = span_context(span)?;
+/// The W3C `traceresponse` of a span (`00-<trace id>-<span id>-<flags>`), the header the
+/// client learns its trace from; `None` when it has no valid context.
+fn traceresponse(sc: &opentelemetry::trace::SpanContext) -> Option<String> {
+    if !sc.is_valid() {
+        return None;
+    }
     let mut out = String::with_capacity(55);
     out.push_str("00-");
     hex(&mut out, &sc.trace_id().to_bytes());
@@ -250,15 +265,6 @@ fn traceresponse(span: &Span) -> Option<String> {
     out.push('-');
     hex(&mut out, &[sc.trace_flags().to_u8()]);
     Some(out)
-}
-
-/// `span`'s OpenTelemetry span context, when it is exported.
-fn span_context(span: &Span) -> Option<opentelemetry::trace::SpanContext> {
-    if span.is_disabled() {
-        return None;
-    }
-    let sc = span.context().span().span_context().clone();
-    sc.is_valid().then_some(sc)
 }
 
 /// A span's name of two parts, `first second` (`tools/call search_incident`, `chat gpt-4o`),
@@ -300,33 +306,65 @@ pub fn set(span: &Span, key: &'static str, value: impl Into<opentelemetry::Value
     }
 }
 
+/// Records that the current MCP request failed (the request span of the work running, see
+/// [`RequestSpan::run`]): status error with `message`, `error.type`.
+pub fn fail_request(error_type: &'static str, message: impl Into<String>) {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("error.type", error_type));
+            span.set_status(Status::error(message.into()));
+        }
+    });
+}
+
+/// Sets one attribute of the current MCP request's span (nothing when it is not recorded).
+pub fn set_on_request(key: &'static str, value: impl Into<opentelemetry::Value>) {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new(key, value));
+        }
+    });
+}
+
+/// The id of the current MCP request's trace (32 hex digits); `None` when it is not traced.
+pub fn request_trace_id() -> Option<String> {
+    Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| {
+            let mut out = String::with_capacity(32);
+            hex(&mut out, &sc.trace_id().to_bytes());
+            out
+        })
+    })
+}
+
 /// The span of one MCP request, carried from the edge to the handler in the request's
-/// extensions, with its `traceresponse`: read once from the span (each read is a look-up
-/// in the subscriber's registry and a copy of the OpenTelemetry context), it is both the
-/// answer's header and the call's trace id in the session's recent calls.
+/// extensions, with its `traceresponse`: both the answer's header and the call's trace id in
+/// the session's recent calls. The span ends when the last copy is dropped (the edge's, the
+/// request's, the handler's).
 #[derive(Debug, Clone)]
 pub struct RequestSpan {
-    /// The span.
-    pub span: Span,
+    /// The span, in the context its children are made in.
+    cx: Context,
     traceresponse: Option<std::sync::Arc<str>>,
 }
 
 impl RequestSpan {
-    /// Carries `span` (made by [`McpRequest::span`]).
-    pub fn new(span: Span) -> Self {
-        let traceresponse = traceresponse(&span).map(std::sync::Arc::from);
-        Self {
-            span,
-            traceresponse,
-        }
+    /// Runs `work` in the span's context: the spans it makes are its children, and
+    /// [`TraceContext::current`] passes it on.
+    pub fn run<F: Future>(&self, work: F) -> opentelemetry::context::WithContext<F> {
+        work.with_context(self.cx.clone())
     }
 
-    /// The W3C `traceresponse` of the span; `None` when it is not exported.
+    /// The W3C `traceresponse` of the span; `None` when it has no valid context.
     pub fn traceresponse(&self) -> Option<&str> {
         self.traceresponse.as_deref()
     }
 
-    /// The id of the span's trace (32 hex digits); `None` when it is not exported.
+    /// The id of the span's trace (32 hex digits); `None` when it has no valid context.
     pub fn trace_id(&self) -> Option<&str> {
         self.traceresponse.as_deref().and_then(|t| t.get(3..35))
     }
@@ -342,38 +380,71 @@ pub struct McpRequest<'a> {
     pub agent: &'a str,
     /// `Mcp-Session-Id`, or the legacy session's id.
     pub session: Option<&'a str>,
-    /// `streamable_http` or `sse`.
+    /// `streamable_http`, `sse` or `stdio`.
     pub transport: &'static str,
     /// The caller's context: `_meta`'s, else the headers'.
     pub parent: Option<&'a TraceContext>,
 }
 
 impl McpRequest<'_> {
-    /// The span (disabled when tracing is off).
-    pub fn span(&self) -> Span {
+    /// Starts the span (kind server, a child of the caller's context); `None` when tracing is
+    /// off.
+    pub fn start(&self) -> Option<RequestSpan> {
         if !on() {
-            return Span::none();
+            return None;
         }
+        let tracer = TRACER.get()?;
         let name = match self.tool {
             Some(tool) => span_name(self.method, tool),
             None => self.method.to_owned(),
         };
-        let span = tracing::info_span!(
-            target: TARGET,
-            "mcp.request",
-            otel.name = name.as_str(),
-            otel.kind = "server",
-            mcp.method.name = self.method,
-            gen_ai.tool.name = self.tool,
-            gen_ai.operation.name = self.tool.map(|_| "execute_tool"),
-            gen_ai.agent.name = self.agent,
-            mcp.session.id = self.session,
-            network.transport = "tcp",
-            network.protocol.name = "http",
-            switchboard.transport = self.transport,
-        );
-        adopt(&span, self.parent);
-        span
+        let mut attributes = Vec::with_capacity(10);
+        attributes.push(KeyValue::new("mcp.method.name", method_value(self.method)));
+        if let Some(tool) = self.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool.to_owned()));
+            attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+        }
+        attributes.push(KeyValue::new("gen_ai.agent.name", self.agent.to_owned()));
+        if let Some(session) = self.session {
+            attributes.push(KeyValue::new("mcp.session.id", session.to_owned()));
+        }
+        if self.transport == "stdio" {
+            attributes.push(KeyValue::new("network.transport", "pipe"));
+        } else {
+            attributes.push(KeyValue::new("network.transport", "tcp"));
+            attributes.push(KeyValue::new("network.protocol.name", "http"));
+        }
+        attributes.push(KeyValue::new("switchboard.transport", self.transport));
+        let parent = parent_context(self.parent);
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        let traceresponse = traceresponse(span.span_context()).map(std::sync::Arc::from);
+        Some(RequestSpan {
+            cx: parent.with_span(span),
+            traceresponse,
+        })
+    }
+}
+
+/// `mcp.method.name`'s value: the methods of the specification as static strings (no copy
+/// for the span and its export), another as it came.
+fn method_value(method: &str) -> opentelemetry::Value {
+    const KNOWN: [&str; 8] = [
+        "tools/call",
+        "tools/list",
+        "initialize",
+        "ping",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "tasks/get",
+        "tasks/result",
+    ];
+    match KNOWN.iter().find(|m| **m == method) {
+        Some(m) => (*m).into(),
+        None => method.to_owned().into(),
     }
 }
 
@@ -431,11 +502,9 @@ mod tests {
             transport: "streamable_http",
             parent: None,
         }
-        .span();
-        assert!(span.is_disabled());
-        assert_eq!(trace_id(&span), None);
-        let carried = RequestSpan::new(span);
-        assert_eq!((carried.traceresponse(), carried.trace_id()), (None, None));
+        .start();
+        assert!(span.is_none());
         assert_eq!(TraceContext::current(), None);
+        assert_eq!(request_trace_id(), None);
     }
 }

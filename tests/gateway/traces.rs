@@ -34,6 +34,16 @@ type = "agent"
 agent = "servicenow"
 "#;
 
+/// The upstream server's tools, called by clients directly (no model).
+const DIRECT: &str = r#"
+description = "The upstream server's tools."
+expose = ["tools"]
+
+[[tools]]
+type = "mcp"
+url = "${UPSTREAM_URL}"
+"#;
+
 const SERVICENOW: &str = r#"
 description = "Manages ServiceNow incidents."
 expose = ["agent"]
@@ -83,6 +93,7 @@ impl Setup {
         std::fs::create_dir_all(&agents).unwrap();
         std::fs::write(agents.join("ops.toml"), OPS).unwrap();
         std::fs::write(agents.join("servicenow.toml"), SERVICENOW).unwrap();
+        std::fs::write(agents.join("direct.toml"), DIRECT).unwrap();
         let config = dir.path().join("switchboard.toml");
         std::fs::write(
             &config,
@@ -530,6 +541,66 @@ async fn the_callers_trace_is_honoured_over_both_transports_and_in_meta() {
     let root = one(&spans, "tools/call ops");
     assert_eq!((root.status, root.attr("error.type")), (2, Some("error")));
     assert_eq!(root.attr("switchboard.tool.outcome"), Some("error"));
+}
+
+#[tokio::test]
+async fn a_clients_direct_call_of_an_upstream_tool_passes_its_trace_on() {
+    let setup = Setup::start(vec![]).await;
+    let http = http();
+    let url = setup.url("/agents/direct/mcp");
+    let session = streamable_initialize(&http, &url).await;
+    let caller_trace = "77777777777777777777777777777777";
+    let response = http
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-session-id", &session)
+        .header("traceparent", traceparent(caller_trace, "8888888888888888"))
+        .body(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                   "params": {"name": "whoami", "arguments": {}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let messages = response_messages(response).await;
+    assert!(
+        messages.last().unwrap()["result"]["isError"] != true,
+        "{messages:?}"
+    );
+    // The request span under the caller's, the gateway's MCP client span under it, and the
+    // upstream server told that client span (header and `_meta`).
+    // The client span ends first: wait for the request's (kind server) too.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let spans = loop {
+        let spans = setup
+            .receiver
+            .trace_with(caller_trace, "tools/call whoami")
+            .await;
+        if spans.iter().any(|s| s.kind == 2) {
+            break spans;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{spans:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let root = spans
+        .iter()
+        .find(|s| s.parent_span_id == "8888888888888888")
+        .unwrap_or_else(|| panic!("no span under the caller's: {spans:#?}"));
+    assert_eq!(root.name, "tools/call whoami");
+    assert_eq!(root.kind, 2, "server");
+    assert_eq!(root.attr("switchboard.tool.outcome"), Some("ok"));
+    let client = spans
+        .iter()
+        .find(|s| s.parent_span_id == root.span_id)
+        .unwrap_or_else(|| panic!("no span under the request's: {spans:#?}"));
+    assert_eq!(client.kind, 3, "client");
+    assert_eq!(client.attr("mcp.method.name"), Some("tools/call"));
+    let sent = traceparent(caller_trace, &client.span_id);
+    assert_eq!(setup.upstream.traces(), [(Some(sent.clone()), Some(sent))]);
 }
 
 #[tokio::test]
