@@ -72,9 +72,10 @@ pub fn init_with(
         .with_tracer(tracer.clone())
         .with_location(false)
         .with_tracked_inactivity(false)
-        // Nothing of ours reads OpenTelemetry's current context (we pass contexts on from
-        // the `tracing` span), so entering a span need not attach its context to the
-        // thread: that was a context clone and a guard on every poll of a traced future.
+        // Inside a `tracing` span nothing of ours reads OpenTelemetry's current context (we
+        // pass contexts on from the span; the current context is the MCP request span's,
+        // read where no `tracing` span is entered), so entering a span need not attach its
+        // context to the thread: that was a context clone and a guard on every poll.
         .with_context_activation(false)
         .with_threads(false)
         .with_level(false)
