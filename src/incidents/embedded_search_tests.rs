@@ -339,13 +339,89 @@ async fn search_keeps_its_order_limit_and_filters_through_the_index() {
     assert_eq!(new.len(), 3);
 }
 
+/// A text search with few matches is sorted here, one with many by SQLite: both give what
+/// SQLite's `ORDER BY opened_at DESC, number DESC LIMIT` gives, ties on `opened_at` included.
+#[tokio::test]
+async fn few_or_many_matches_come_in_the_order_and_number_sqlite_sorts_them_to() {
+    let (dir, store) = open();
+    let mut created = Vec::new();
+    for n in 0..50 {
+        let incident = store
+            .create(new_incident(&format!("Kraken sighting {n}")))
+            .await
+            .unwrap();
+        created.push(incident.number.to_string());
+    }
+    // Opening times out of step with the numbers, each day shared by two incidents.
+    let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+    for (i, number) in created.iter().enumerate() {
+        let day = (i * 17) % 25 + 1;
+        conn.execute(
+            "UPDATE incident SET opened_at = ?1 WHERE number = ?2",
+            rusqlite::params![format!("2026-03-{day:02} 08:00:00"), number],
+        )
+        .unwrap();
+    }
+    // SQLite's own order of every match: the reference.
+    let sorted_by_sqlite = |query: &SearchQuery| -> Vec<String> {
+        let (sql, values) = search_statement(query, None);
+        let mut statement = conn.prepare(&sql).unwrap();
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                row.get::<_, String>(0)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let mut cases = 0;
+    // The index and the scan; limits whose unsorted read holds every match (100: 132 rows for
+    // 50 matches), exactly as many (18: 50), and fewer (1, 5, 17: SQLite sorts).
+    for query in ["kraken", "KRAKEN sight", "kr"] {
+        let every = sorted_by_sqlite(&SearchQuery {
+            limit: 1000,
+            ..text(query)
+        });
+        assert_eq!(every.len(), 50, "{query:?} matches the 50: {every:?}");
+        for limit in [1, 5, 17, 18, 40, 100] {
+            let query = SearchQuery {
+                limit,
+                ..text(query)
+            };
+            let expected = sorted_by_sqlite(&query);
+            assert_eq!(expected, every[..limit.min(50)], "{query:?}");
+            let found: Vec<String> = store
+                .search(query.clone())
+                .await
+                .unwrap()
+                .iter()
+                .map(|i| i.number.to_string())
+                .collect();
+            assert_eq!(found, expected, "{query:?}");
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 18);
+    // Ties: two incidents opened on the same day come higher number first.
+    let all = store.search(text("kraken")).await.unwrap();
+    let tied = all
+        .windows(2)
+        .filter(|w| w[0].opened_at == w[1].opened_at)
+        .count();
+    assert!(tied > 0, "the data has ties");
+    assert!(
+        all.windows(2)
+            .filter(|w| w[0].opened_at == w[1].opened_at)
+            .all(|w| w[0].number.to_string() > w[1].number.to_string())
+    );
+}
+
 #[test]
 fn a_query_of_three_characters_or_more_uses_the_index() {
     let dir = tempfile::tempdir().unwrap();
     drop(EmbeddedStore::open(dir.path()).unwrap());
     let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
     let plan = |query: &str| -> String {
-        let (sql, values) = search_statement(&text(query));
+        let (sql, values) = search_statement(&text(query), None);
         let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = statement
             .query_map(rusqlite::params_from_iter(values), |row| {
