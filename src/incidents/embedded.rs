@@ -449,8 +449,7 @@ const UNSORTED_SLACK: usize = 32;
 /// rows it sorts (a native profile of `search_incident`: ~3 % of the gateway's CPU to sort
 /// one row). A search with more matches than that is run again, sorted by SQLite.
 fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incident>> {
-    let has_text = query.text.as_deref().is_some_and(|t| !t.trim().is_empty());
-    if has_text {
+    if search_text(query).is_some() {
         let cap = query.limit.saturating_add(UNSORTED_SLACK);
         let (sql, values) = search_statement(query, Some(cap));
         let mut statement = conn.prepare_cached(&sql)?;
@@ -474,6 +473,16 @@ fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<Vec<Incide
     rows.collect()
 }
 
+/// The text a search looks for: `query.text` trimmed; `None` when there is none (blank
+/// matches everything).
+fn search_text(query: &SearchQuery) -> Option<&str> {
+    query
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+}
+
 /// The index of `incident.opened_at` in [`COLUMNS`].
 const OPENED_AT_COLUMN: usize = 15;
 
@@ -484,11 +493,7 @@ fn search_statement(
     query: &SearchQuery,
     unsorted: Option<usize>,
 ) -> (String, Vec<rusqlite::types::Value>) {
-    let text = query
-        .text
-        .as_deref()
-        .map(str::trim)
-        .filter(|text| !text.is_empty());
+    let text = search_text(query);
     // One statement per combination of filters, each prepared once and cached (no `?N IS
     // NULL` tests on bound values, which can make SQLite re-prepare a statement per call).
     let mut from = "FROM incident";

@@ -140,6 +140,22 @@ trace_url = "http://jaeger.example/trace/{{trace_id}}"
     }
 }
 
+/// A Streamable HTTP POST on `session` with the caller's `traceparent` header (the headers
+/// `streamable_post` sends, and that one); the caller adds the body.
+fn traced_post(
+    http: &reqwest::Client,
+    url: &str,
+    session: &str,
+    traceparent: String,
+) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("mcp-session-id", session)
+        .header("traceparent", traceparent)
+}
+
 /// The one span named `name` among `spans`.
 fn one<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     let found: Vec<&Span> = spans.iter().filter(|s| s.name == name).collect();
@@ -172,22 +188,21 @@ async fn a_delegated_run_is_one_trace_from_the_callers_context_to_servicenow() {
     let session = streamable_initialize(&http, &url).await;
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let response = http
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header("traceparent", traceparent(caller_trace, caller_span))
-        .header("tracestate", "vendor=1")
-        .body(
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                   "params": {"name": "ops", "arguments": {"task": "who am I, any VPN trouble?"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = traced_post(
+        &http,
+        &url,
+        &session,
+        traceparent(caller_trace, caller_span),
+    )
+    .header("tracestate", "vendor=1")
+    .body(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "ops", "arguments": {"task": "who am I, any VPN trouble?"}}})
+        .to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
     let traceresponse = response.headers()["traceresponse"]
         .to_str()
@@ -441,23 +456,22 @@ async fn the_callers_trace_is_honoured_over_both_transports_and_in_meta() {
     let session = streamable_initialize(&http, &url).await;
     let meta_trace = "11111111111111111111111111111111";
     let header_trace = "22222222222222222222222222222222";
-    let response = http
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header("traceparent", traceparent(header_trace, "3333333333333333"))
-        .body(
-            json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                   "params": {"name": "ops", "arguments": {"task": "hi"},
-                              "_meta": {"traceparent": traceparent(meta_trace, "4444444444444444"),
-                                        "progressToken": "p1"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = traced_post(
+        &http,
+        &url,
+        &session,
+        traceparent(header_trace, "3333333333333333"),
+    )
+    .body(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "ops", "arguments": {"task": "hi"},
+                          "_meta": {"traceparent": traceparent(meta_trace, "4444444444444444"),
+                                    "progressToken": "p1"}}})
+        .to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert!(
         response.headers()["traceresponse"]
             .to_str()
@@ -511,21 +525,20 @@ async fn the_callers_trace_is_honoured_over_both_transports_and_in_meta() {
 
     // A failure is recorded on the span that failed, and on those it failed.
     let failing = "55555555555555555555555555555555";
-    let response = http
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header("traceparent", traceparent(failing, "6666666666666666"))
-        .body(
-            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                   "params": {"name": "ops", "arguments": {"task": "fail"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = traced_post(
+        &http,
+        &url,
+        &session,
+        traceparent(failing, "6666666666666666"),
+    )
+    .body(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+               "params": {"name": "ops", "arguments": {"task": "fail"}}})
+        .to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     let messages = response_messages(response).await;
     assert_eq!(messages.last().unwrap()["result"]["isError"], true);
     let spans = setup.receiver.trace_with(failing, "tools/call ops").await;
@@ -550,21 +563,20 @@ async fn a_clients_direct_call_of_an_upstream_tool_passes_its_trace_on() {
     let url = setup.url("/agents/direct/mcp");
     let session = streamable_initialize(&http, &url).await;
     let caller_trace = "77777777777777777777777777777777";
-    let response = http
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header("traceparent", traceparent(caller_trace, "8888888888888888"))
-        .body(
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                   "params": {"name": "whoami", "arguments": {}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = traced_post(
+        &http,
+        &url,
+        &session,
+        traceparent(caller_trace, "8888888888888888"),
+    )
+    .body(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "whoami", "arguments": {}}})
+        .to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
     let messages = response_messages(response).await;
     assert!(
@@ -609,24 +621,20 @@ async fn without_telemetry_no_trace_is_made_or_announced() {
     let http = http();
     let url = gw.url("/agents/servicenow/mcp");
     let session = streamable_initialize(&http, &url).await;
-    let response = http
-        .post(&url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18")
-        .header("mcp-session-id", &session)
-        .header(
-            "traceparent",
-            traceparent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
-        )
-        .body(
-            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                   "params": {"name": "search_incident", "arguments": {"query": "VPN"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = traced_post(
+        &http,
+        &url,
+        &session,
+        traceparent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+    )
+    .body(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "search_incident", "arguments": {"query": "VPN"}}})
+        .to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("traceresponse").is_none());
     let messages = response_messages(response).await;
