@@ -710,7 +710,9 @@ impl Agent {
             let ToolKind::Upstream(up) = kind else {
                 continue;
             };
-            match up.connect(&ctx.identity, ctx.session.as_ref()).await {
+            // Boxed: connecting is rare and its future large; inline, every tool call's
+            // future would be that size (and be moved at that size).
+            match Box::pin(up.connect(&ctx.identity, ctx.session.as_ref())).await {
                 Ok(()) if offers(kind) => return Some(kind.call(name, args, ctx).await),
                 Ok(()) => {}
                 Err(e)

@@ -108,12 +108,13 @@ impl AgentRoutes {
             ip,
             root,
         };
+        // Each transport's future boxed: poem moves this one into a box of its own for every
+        // request, and inline it would be as large as the largest of them.
         match (kind, req.method()) {
-            (Kind::Sse, &Method::GET) if !has_session => call.open_legacy(&req).await,
-            (Kind::Mcp | Kind::Sse, _) => call.streamable(req).await,
+            (Kind::Sse, &Method::GET) if !has_session => Box::pin(call.open_legacy(&req)).await,
+            (Kind::Mcp | Kind::Sse, _) => Box::pin(call.streamable(req)).await,
             (Kind::Messages, &Method::POST) => {
-                call.legacy_post(req, hop, authorization.as_ref(), request_id)
-                    .await
+                Box::pin(call.legacy_post(req, hop, authorization.as_ref(), request_id)).await
             }
             (Kind::Messages, method) => Err(Error::MethodNotAllowed {
                 method: method.to_string(),

@@ -34,6 +34,8 @@ pub enum Store {
     TableApi(Arc<TableApiStore>),
 }
 
+/// Each Table API call is boxed: its future (an HTTP round trip) is kilobytes, and inline
+/// every call of the embedded store would move that size through the futures above it.
 impl Store {
     /// What to set before this store can work (a Table API store whose instance URL or
     /// credentials are empty); `None` when it can.
@@ -51,7 +53,7 @@ impl Store {
     pub async fn create(&self, new: NewIncident) -> Result<Incident, Error> {
         match self {
             Store::Embedded(store) => store.create(new).await,
-            Store::TableApi(store) => store.create(new).await,
+            Store::TableApi(store) => Box::pin(store.create(new)).await,
         }
     }
 
@@ -63,7 +65,7 @@ impl Store {
     pub async fn get(&self, number: &str) -> Result<Option<Incident>, Error> {
         match self {
             Store::Embedded(store) => store.get(number).await,
-            Store::TableApi(store) => store.get(number).await,
+            Store::TableApi(store) => Box::pin(store.get(number)).await,
         }
     }
 
@@ -75,7 +77,7 @@ impl Store {
     pub async fn update(&self, number: &str, patch: IncidentPatch) -> Result<Incident, Error> {
         match self {
             Store::Embedded(store) => store.update(number, patch).await,
-            Store::TableApi(store) => store.update(number, patch).await,
+            Store::TableApi(store) => Box::pin(store.update(number, patch)).await,
         }
     }
 
@@ -86,7 +88,7 @@ impl Store {
     pub async fn search(&self, query: SearchQuery) -> Result<Vec<Incident>, Error> {
         match self {
             Store::Embedded(store) => store.search(query).await,
-            Store::TableApi(store) => store.search(query).await,
+            Store::TableApi(store) => Box::pin(store.search(query)).await,
         }
     }
 }

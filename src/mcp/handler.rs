@@ -626,15 +626,16 @@ impl AgentServer {
         ctx: &CallContext,
         context: &RequestContext<RoleServer>,
     ) -> Option<Result<Output, tools::Error>> {
-        // Boxed: rmcp spawns a task per request holding this future, and tokio moves a
-        // task's future by value (into the task cell, and again when it completes). An
-        // agent run's state machine inline here made every call copy kilobytes.
-        let call = Box::pin(async {
+        // Each kind of call boxed on its own: rmcp spawns a task per request holding this
+        // future, and tokio moves a task's future by value (into the task cell, and again
+        // when it completes). An agent run's state machine inline made every call copy
+        // kilobytes; boxed as one, the block was as large as its largest branch (~15 KB,
+        // copied into its box on every call, a `search_incident` too).
+        let call = async {
             if self.is_agent_tool(name) {
                 match tools::agent::parse_task(args) {
                     Ok(task) => Some(
-                        self.agent
-                            .run(task, ctx)
+                        Box::pin(self.agent.run(task, ctx))
                             .await
                             .map(Output::Text)
                             .map_err(tools::Error::from),
@@ -645,23 +646,22 @@ impl AgentServer {
                 && name != tools::ask_user::NAME
                 && self.agent.has_tool(name)
             {
-                self.agent.call_tool(name, args, ctx).await
+                Box::pin(self.agent.call_tool(name, args, ctx)).await
             } else if let Some(federated) = self.federated(context) {
                 let down = federation::Downstream {
                     id: context.id.clone(),
                     progress: context.meta.get_progress_token(),
                     cancel: &ctx.cancel,
                 };
-                federated
-                    .call_tool(name, args, &down)
+                Box::pin(federated.call_tool(name, args, &down))
                     .await
                     .map(|result| result.map(|r| Output::Mcp(Box::new(r))))
             } else if self.agent.spec.expose_tools && name != tools::ask_user::NAME {
-                self.agent.call_tool(name, args, ctx).await
+                Box::pin(self.agent.call_tool(name, args, ctx)).await
             } else {
                 None
             }
-        });
+        };
         // rmcp would otherwise let a call run to completion while it drains the session.
         let session_ended = session_ended(context);
         tokio::select! {

@@ -578,11 +578,12 @@ pub fn service(
 pub async fn call(service: &StreamableService, store: &SessionStore, mut req: Request) -> Response {
     let asked = Asked::of(req.method(), req.headers());
     rmcp_answers::widen_accept(req.headers_mut());
-    let response = service
-        .handle(poem::http::Request::<
-            http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
-        >::from(req))
-        .await;
+    // Boxed: rmcp's future for a request is kilobytes, and inline it would make every
+    // future above it (up to the one poem boxes per request, for every route) that large.
+    let response = Box::pin(service.handle(poem::http::Request::<
+        http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+    >::from(req)))
+    .await;
     let (parts, body) = response.into_parts();
     if asked.method() == Method::DELETE && parts.status == StatusCode::ACCEPTED {
         return StatusCode::NO_CONTENT.into_response();

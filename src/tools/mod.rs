@@ -330,8 +330,10 @@ impl ToolKind {
                     .await
                     .map(Output::Json)
             }
-            ToolKind::Agent(tool) => tool.call(args, ctx).await.map(Output::Text),
-            ToolKind::Upstream(tools) => tools.call(name, args, ctx).await,
+            // Boxed, as their futures are large (a delegated agent's run, an upstream
+            // round trip): inline, every call of any tool would move that size.
+            ToolKind::Agent(tool) => Box::pin(tool.call(args, ctx)).await.map(Output::Text),
+            ToolKind::Upstream(tools) => Box::pin(tools.call(name, args, ctx)).await,
             // Boxed, as its wait for the user is large and rare.
             ToolKind::AskUser(tool) => Box::pin(tool.call(args, ctx)).await.map(Output::Text),
         }

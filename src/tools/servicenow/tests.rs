@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::*;
+use serde_json::json;
 
 fn tools() -> (tempfile::TempDir, ServiceNowTools) {
     let dir = tempfile::tempdir().unwrap();
